@@ -1,0 +1,44 @@
+"""guardalloc: guard pages between every slot, without a VMA per guard.
+
+    >>> import guardalloc
+    >>> with guardalloc.Arena(4096, 1000) as arena:
+    ...     buf = arena.alloc(100)     # ends right before a guard page
+    ...     memoryview(buf)[:5] = b"hello"
+
+See the README for the tour.
+"""
+
+from guardalloc.arena import Arena, Buffer, batching_refused, get_tracebacks, set_tracebacks
+from guardalloc.errors import (
+    CorruptionError,
+    DoubleFreeError,
+    ForeignBufferError,
+    FreeError,
+    GuardError,
+    GuardInstallError,
+    GuardUnsupportedError,
+    InvalidFreeError,
+)
+from guardalloc.maps import vma_count
+from guardalloc.support import Support, support
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Arena",
+    "Buffer",
+    "CorruptionError",
+    "DoubleFreeError",
+    "ForeignBufferError",
+    "FreeError",
+    "GuardError",
+    "GuardInstallError",
+    "GuardUnsupportedError",
+    "InvalidFreeError",
+    "Support",
+    "batching_refused",
+    "get_tracebacks",
+    "set_tracebacks",
+    "support",
+    "vma_count",
+]

@@ -1,0 +1,999 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""The arena: one mapping carved into slots with a guard page between every two.
+
+The slot bookkeeping (free stack, quarantine ring, slot states) is typed C
+data in the ``ga_arena_t`` descriptor and a few arrays; ``alloc`` and ``free``
+touch no Python containers. Guards are installed with MADV_GUARD_INSTALL, up
+to 1024 per process_madvise() call, so they add no VMA at all.
+"""
+
+import os
+import sys
+import warnings
+
+cimport cython
+from cpython.buffer cimport PyBUF_FORMAT, PyBUF_ND, PyBUF_STRIDES
+from libc.errno cimport errno
+from libc.stdint cimport uint8_t, uint32_t, uint64_t, uintptr_t
+from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memcpy, memset, strerror
+
+from guardalloc._kernel cimport (
+    EAGAIN, EBADF, EINTR, EINVAL, ENOMEM, ENOSYS, EPERM, GA_IOV_MAX,
+    MADV_GUARD_INSTALL, MADV_GUARD_REMOVE, MAP_ANONYMOUS, MAP_FAILED,
+    MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, PROT_NONE, PROT_READ, PROT_WRITE,
+    _SC_PAGESIZE, close, ga_pidfd_open, ga_process_madvise, getpid, iovec,
+    madvise, mmap, mprotect, munmap, pid_t, sysconf,
+)
+from guardalloc.faults cimport register_arena, unregister_arena
+
+from guardalloc.errors import (
+    CorruptionError, DoubleFreeError, ForeignBufferError, GuardInstallError,
+    GuardUnsupportedError, InvalidFreeError,
+)
+from guardalloc.support import support
+
+cdef size_t PAGE = <size_t>sysconf(_SC_PAGESIZE)
+cdef char *_FORMAT_B = "B"
+# Slot offsets and sizes are kept in 32 bits.
+cdef size_t MAX_SLOT_SIZE = (<size_t>1 << 32) - PAGE
+
+_BACKENDS = {"none": GA_BACKEND_NONE, "madvise": GA_BACKEND_MADVISE, "mprotect": GA_BACKEND_MPROTECT}
+# How many frames a recorded traceback keeps (the innermost ones).
+cdef int TRACE_DEPTH = 32
+
+
+cdef inline size_t round_up(size_t n, size_t multiple) noexcept nogil:
+    return (n + multiple - 1) // multiple * multiple
+
+
+# ---------------------------------------------------------------------------
+# Guard installation
+
+# process_madvise() needs a pidfd for ourselves. It is cached per process: a
+# forked child must not reuse its parent's pidfd, or it would guard the parent.
+cdef int _pidfd = -1
+cdef pid_t _pidfd_pid = 0
+# Set once process_madvise() refuses guard advice (old kernel, seccomp).
+cdef bint _batching_refused = False
+
+
+cdef int _self_pidfd() noexcept nogil:
+    global _pidfd, _pidfd_pid
+    cdef pid_t pid = getpid()
+    if _pidfd >= 0 and _pidfd_pid == pid:
+        return _pidfd
+    if _pidfd >= 0:
+        close(_pidfd)   # inherited from the parent across fork
+    _pidfd = ga_pidfd_open(pid)
+    _pidfd_pid = pid
+    return _pidfd
+
+
+cdef int install_guards(char *first, size_t stride, size_t count,
+                        size_t guard_size, int backend, bint batched,
+                        uint64_t *syscalls) noexcept nogil:
+    """Turn ``count`` ranges of ``guard_size`` bytes, ``stride`` apart, into guards.
+
+    Returns 0, or -1 with errno set. The madvise backend sends up to 1024
+    ranges per process_madvise() call and falls back to one madvise() per
+    guard when the kernel or a sandbox refuses the batched call.
+    """
+    global _batching_refused
+    cdef iovec iov[GA_IOV_MAX]
+    cdef size_t i = 0, k, n
+    cdef long done
+    cdef int pidfd, err
+    if guard_size == 0 or count == 0 or backend == GA_BACKEND_NONE:
+        return 0
+    if backend == GA_BACKEND_MPROTECT:
+        for i in range(count):
+            syscalls[0] += 1
+            if mprotect(first + i * stride, guard_size, PROT_NONE) != 0:
+                return -1
+        return 0
+    if batched and not _batching_refused:
+        pidfd = _self_pidfd()
+        while pidfd >= 0 and i < count:
+            n = count - i if count - i < <size_t>GA_IOV_MAX else <size_t>GA_IOV_MAX
+            for k in range(n):
+                iov[k].iov_base = first + (i + k) * stride
+                iov[k].iov_len = guard_size
+            syscalls[0] += 1
+            done = ga_process_madvise(pidfd, iov, n, MADV_GUARD_INSTALL)
+            if done < 0:
+                err = errno
+                if err == EINTR or err == EAGAIN:
+                    continue
+                if err == ENOSYS or err == EPERM or err == EBADF or (err == EINVAL and i == 0):
+                    # Refused as a whole: per-guard madvise() below tells
+                    # apart a kernel without batching from a real EINVAL.
+                    _batching_refused = True
+                    break
+                return -1
+            if done == 0:
+                break   # no progress: let madvise() report the error
+            # A short count means an error after some ranges; the next call
+            # resumes there and reports it.
+            i += <size_t>done // guard_size
+        if i >= count:
+            return 0
+    for i in range(i, count):
+        syscalls[0] += 1
+        if madvise(first + i * stride, guard_size, MADV_GUARD_INSTALL) != 0:
+            return -1
+    return 0
+
+
+def batching_refused() -> bool:
+    """True once process_madvise() refused guard advice in this process."""
+    return _batching_refused
+
+
+# ---------------------------------------------------------------------------
+# Tracebacks, captured at alloc/free and kept pre-rendered for the handler
+
+cdef bint _tracebacks_default = False
+
+
+def set_tracebacks(bint enabled) -> None:
+    """Record allocation and free tracebacks in every arena that does not
+    choose for itself (``Arena(tracebacks=None)``). Costs a few microseconds
+    per alloc and free."""
+    global _tracebacks_default
+    _tracebacks_default = enabled
+
+
+def get_tracebacks() -> bool:
+    """Whether arenas record tracebacks by default."""
+    return _tracebacks_default
+
+
+cdef bytes _render_stack():
+    """The Python stack of the caller, oldest frame first, as traceback lines."""
+    cdef list lines = []
+    frame = sys._getframe(0)
+    while frame is not None and len(lines) < TRACE_DEPTH:
+        code = frame.f_code
+        lines.append(f'    File "{code.co_filename}", line {frame.f_lineno}, in {code.co_name}\n')
+        frame = frame.f_back
+    lines.reverse()
+    return "".join(lines).encode("utf-8", "backslashreplace")
+
+
+cdef void _set_trace(char **table, uint32_t slot, bytes text) noexcept:
+    cdef char *old = table[slot]
+    cdef char *copy = NULL
+    cdef Py_ssize_t n
+    if text is not None:
+        n = len(text)
+        copy = <char *>malloc(n + 1)
+        if copy != NULL:
+            memcpy(copy, <char *>text, n)
+            copy[n] = 0
+    table[slot] = copy
+    free(old)
+
+
+cdef void _free_traces(char **table, uint32_t nslots) noexcept:
+    cdef uint32_t i
+    if table == NULL:
+        return
+    for i in range(nslots):
+        free(table[i])
+    free(table)
+
+
+# ---------------------------------------------------------------------------
+# Arena
+
+@cython.auto_pickle(False)
+@cython.final
+cdef class Arena:
+    """One mapping of ``slots`` slots, each between guard pages.
+
+    Arena(slot_size, slots, *, guard_pages=1, backend="auto", align="right",
+          alignment=16, batch=True, uaf=False, quarantine=None,
+          tracebacks=None, on_fault="abort", file=None, shared=True)
+
+    Args:
+        slot_size: bytes per slot, rounded up to whole pages (the largest
+            buffer the arena hands out).
+        slots: number of slots.
+        guard_pages: guard pages before the first slot, between every two
+            slots and after the last (0: no guards).
+        backend: "madvise" (MADV_GUARD_INSTALL, no VMA per guard),
+            "mprotect" (PROT_NONE, two VMAs per guard), "none" (no guards,
+            a baseline) or "auto" (madvise when :func:`support` finds it,
+            otherwise mprotect with a ``RuntimeWarning``).
+        align: "right" puts a buffer's end against the next guard page
+            (catches overflows); "left" starts it right after the previous
+            guard (catches underflows).
+        alignment: buffer alignment, a power of two up to the page size;
+            1 makes right-aligned buffers byte-exact. Larger alignments leave
+            slack bytes after the buffer, which are filled with a pattern and
+            checked on free (:class:`CorruptionError`).
+        batch: install guards with process_madvise(), 1024 per system call
+            (madvise backend; falls back to one madvise() per guard).
+        uaf: on free, guard the slot's data pages too, so that any access
+            through a stale pointer faults; the kernel drops the pages.
+        quarantine: how many freed slots wait (FIFO) before they may be
+            reused when ``uaf=True``; default: all of them, i.e. a freed
+            slot is reused only when no never-used slot is left.
+        tracebacks: record allocation/free tracebacks for fault reports;
+            None follows :func:`set_tracebacks`.
+        on_fault: "abort" (report and die with SIGSEGV) or "continue"
+            (report once, lift the guard that was hit, retire the slot).
+        file: back the arena by a file: a path (created and sized as
+            needed), an open file descriptor (duplicated), or "memfd".
+        shared: with ``file``, map it MAP_SHARED (True) or MAP_PRIVATE.
+
+    Raises:
+        ValueError: an argument is out of range.
+        GuardUnsupportedError: ``backend="madvise"`` on a kernel or sandbox
+            without guard pages.
+        MemoryError: the mapping cannot be made, or mprotect guards run into
+            ``vm.max_map_count`` (nothing is left mapped).
+        GuardInstallError: the kernel refused the guards (errno tells why;
+            EINVAL when the memory is mlocked).
+    """
+
+    def __cinit__(self):
+        self.is_closed = True
+        self.fd_ = -1
+        self.a.base = NULL
+
+    def __init__(self, slot_size, slots, *, int guard_pages=1, str backend="auto",
+                 str align="right", size_t alignment=16, bint batch=True,
+                 bint uaf=False, quarantine=None, tracebacks=None,
+                 str on_fault="abort", file=None, bint shared=True):
+        if self.a.base != NULL:
+            raise RuntimeError("Arena.__init__ called twice")
+        slot_size = int(slot_size)
+        slots = int(slots)
+        if slot_size < 1:
+            raise ValueError(f"slot_size must be at least 1, not {slot_size}")
+        if slot_size > MAX_SLOT_SIZE:
+            raise ValueError(f"slot_size must be at most {MAX_SLOT_SIZE} bytes, not {slot_size}")
+        if not 1 <= slots <= 0xFFFFFFFF:
+            raise ValueError(f"slots must be between 1 and {0xFFFFFFFF}, not {slots}")
+        if guard_pages < 0:
+            raise ValueError(f"guard_pages must be 0 or more, not {guard_pages}")
+        if backend not in ("auto", "madvise", "mprotect", "none"):
+            raise ValueError(f"backend must be 'auto', 'madvise', 'mprotect' or 'none', not {backend!r}")
+        if align not in ("right", "left"):
+            raise ValueError(f"align must be 'right' or 'left', not {align!r}")
+        if alignment < 1 or alignment > PAGE or alignment & (alignment - 1):
+            raise ValueError(f"alignment must be a power of two from 1 to {PAGE}, not {alignment}")
+        if on_fault not in ("abort", "continue"):
+            raise ValueError(f"on_fault must be 'abort' or 'continue', not {on_fault!r}")
+        if quarantine is not None and not 0 <= quarantine <= slots:
+            raise ValueError(f"quarantine must be between 0 and slots ({slots}), not {quarantine}")
+        if uaf and backend == "none":
+            raise ValueError("uaf=True needs guards: use backend 'auto', 'madvise' or 'mprotect'")
+        if tracebacks is not None and not isinstance(tracebacks, bool):
+            raise TypeError("tracebacks must be True, False or None")
+
+        backend = _choose_backend(backend, file is not None)
+        self.backend = backend
+        self.guard_pages = guard_pages
+        self.align = align
+        self.on_fault = on_fault
+        self.tracebacks = tracebacks
+        self.batched = batch
+        self.a.backend = _BACKENDS[backend]
+        self.a.slot_size = round_up(<size_t>slot_size, PAGE)
+        self.a.guard_size = <size_t>guard_pages * PAGE
+        self.a.stride = self.a.slot_size + self.a.guard_size
+        self.a.alignment = alignment
+        self.a.nslots = <uint32_t>slots
+        self.a.align_right = align == "right"
+        self.a.on_fault_continue = on_fault == "continue"
+        self.a.uaf = uaf
+        self.a.size = self.a.guard_size + <size_t>slots * self.a.stride
+        self.quarantine_limit = <uint32_t>(slots if quarantine is None else quarantine)
+
+        self._map(file, shared)
+        try:
+            self._allocate_bookkeeping()
+            self._install_all_guards()
+            register_arena(&self.a)
+        except BaseException:
+            self._release()
+            raise
+        self.registered = True
+        self.is_closed = False
+
+    cdef _map(self, file, bint shared):
+        cdef void *base
+        cdef int flags
+        cdef int err
+        if file is None:
+            base = mmap(NULL, self.a.size, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        else:
+            self.fd_ = _open_backing(file, self.a.size)
+            self.file = file
+            self.a.shared = shared
+            flags = (MAP_SHARED if shared else MAP_PRIVATE) | MAP_NORESERVE
+            base = mmap(NULL, self.a.size, PROT_READ | PROT_WRITE, flags, self.fd_, 0)
+        if base == MAP_FAILED:
+            err = errno
+            if self.fd_ >= 0:
+                close(self.fd_)
+                self.fd_ = -1
+            if err == ENOMEM:
+                raise MemoryError(
+                    f"cannot map {self.a.size} bytes for the arena: {strerror(err).decode()} "
+                    "(address space limit RLIMIT_AS, or vm.max_map_count)")
+            raise OSError(err, f"mmap of {self.a.size} bytes failed: {strerror(err).decode()}")
+        self.a.base = <char *>base
+
+    cdef _allocate_bookkeeping(self):
+        cdef uint32_t i, n = self.a.nslots
+        cdef uint8_t initial_flags = GA_FLAG_STACKED
+        self.a.slots = <ga_slot_t *>calloc(n, sizeof(ga_slot_t))
+        self.free_stack = <uint32_t *>malloc(n * sizeof(uint32_t))
+        if self.a.uaf:
+            self.quarantine_ring = <uint32_t *>malloc(n * sizeof(uint32_t))
+        if self.a.slots == NULL or self.free_stack == NULL or (self.a.uaf and self.quarantine_ring == NULL):
+            raise MemoryError(f"no memory for the bookkeeping of {n} slots")
+        if self.fd_ >= 0:
+            initial_flags |= GA_FLAG_USED   # a file may hold data already
+        # Slot 0 on top, so slots are handed out in address order.
+        for i in range(n):
+            self.free_stack[i] = n - 1 - i
+            self.a.slots[i].flags = initial_flags
+        self.free_top = n
+
+    cdef _install_all_guards(self):
+        cdef int rc, err
+        cdef uint64_t syscalls = 0
+        with nogil:
+            rc = install_guards(self.a.base, self.a.stride, <size_t>self.a.nslots + 1,
+                                self.a.guard_size, self.a.backend, self.batched, &syscalls)
+        err = errno
+        self.guard_syscalls = syscalls
+        if rc == 0:
+            return
+        if self.a.backend == GA_BACKEND_MPROTECT and err == ENOMEM:
+            raise MemoryError(
+                f"mprotect guards for {self.a.nslots} slots need about {2 * (self.a.nslots + 1)} "
+                f"VMAs and the process reached vm.max_map_count ({_max_map_count()}); "
+                "use backend='madvise' (no VMA per guard) or raise the limit "
+                "(nothing is left mapped)")
+        hint = " (the memory is mlocked?)" if err == EINVAL else ""
+        raise GuardInstallError(err, f"installing {self.backend} guards failed: "
+                                     f"{strerror(err).decode()}{hint}")
+
+    cdef void _release(self) noexcept:
+        """Unregister, unmap and free everything; safe on a half-built arena."""
+        if self.registered:
+            unregister_arena(&self.a)
+            self.registered = False
+        if self.a.base != NULL:
+            munmap(self.a.base, self.a.size)
+            self.a.base = NULL
+        if self.fd_ >= 0:
+            close(self.fd_)
+            self.fd_ = -1
+        free(self.a.slots)
+        self.a.slots = NULL
+        free(self.free_stack)
+        self.free_stack = NULL
+        free(self.quarantine_ring)
+        self.quarantine_ring = NULL
+        _free_traces(self.a.alloc_trace, self.a.nslots)
+        self.a.alloc_trace = NULL
+        _free_traces(self.a.free_trace, self.a.nslots)
+        self.a.free_trace = NULL
+        self.is_closed = True
+
+    def __dealloc__(self):
+        self._release()
+
+    # -- the C core -------------------------------------------------------
+
+    cdef int _guard_data(self, uint32_t slot, bint install) noexcept nogil:
+        """Guard (or unguard) a slot's data pages for use-after-free."""
+        cdef char *start = GA_SLOT_START(&self.a, slot)
+        cdef int rc
+        self.uaf_syscalls += 1
+        if self.a.backend == GA_BACKEND_MADVISE:
+            rc = madvise(start, self.a.slot_size, MADV_GUARD_INSTALL if install else MADV_GUARD_REMOVE)
+        else:
+            rc = mprotect(start, self.a.slot_size, PROT_NONE if install else PROT_READ | PROT_WRITE)
+        if rc == 0:
+            if install:
+                self.a.slots[slot].flags |= GA_FLAG_DATA_GUARDED
+            else:
+                self.a.slots[slot].flags &= ~GA_FLAG_DATA_GUARDED
+                if self.a.backend == GA_BACKEND_MADVISE and self.fd_ < 0:
+                    # Anonymous pages come back zero-filled.
+                    self.a.slots[slot].flags &= ~GA_FLAG_USED
+        return rc
+
+    cdef inline void _push_free(self, uint32_t slot) noexcept nogil:
+        cdef ga_slot_t *s = &self.a.slots[slot]
+        s.state = GA_SLOT_FREE
+        if not s.flags & GA_FLAG_STACKED:
+            s.flags |= GA_FLAG_STACKED
+            self.free_stack[self.free_top] = slot
+            self.free_top += 1
+
+    cdef inline long _take_slot(self) noexcept nogil:
+        cdef uint32_t slot
+        while self.free_top > 0:
+            self.free_top -= 1
+            slot = self.free_stack[self.free_top]
+            self.a.slots[slot].flags &= ~GA_FLAG_STACKED
+            # Entries of slots claimed by number or retired are skipped.
+            if self.a.slots[slot].state == GA_SLOT_FREE:
+                return slot
+        # No fresh slot: recycle the one that has waited longest.
+        while self.quarantine_len > 0:
+            slot = self.quarantine_ring[self.quarantine_head]
+            self.quarantine_head = (self.quarantine_head + 1) % self.a.nslots
+            self.quarantine_len -= 1
+            if self.a.slots[slot].state == GA_SLOT_QUARANTINED:
+                return slot
+        return -1
+
+    cdef int _alloc_slot(self, size_t nbytes, bint zero, bint raw, long want) noexcept nogil:
+        """Place a buffer of nbytes in a free slot (``want``, or any when -1).
+
+        Returns the slot, or GA_ERR_FULL, GA_ERR_NOT_FREE, GA_ERR_SYSCALL.
+        """
+        cdef long slot
+        cdef ga_slot_t *s
+        cdef size_t padded, slack
+        cdef char *p
+        if want >= 0:
+            slot = want
+            if self.a.slots[slot].state != GA_SLOT_FREE:
+                return GA_ERR_NOT_FREE
+        else:
+            slot = self._take_slot()
+            if slot < 0:
+                return GA_ERR_FULL
+        s = &self.a.slots[slot]
+        if s.flags & GA_FLAG_DATA_GUARDED:
+            if self._guard_data(<uint32_t>slot, False) != 0:
+                self._push_free(<uint32_t>slot)
+                return GA_ERR_SYSCALL
+        padded = round_up(nbytes, self.a.alignment)
+        s.nbytes = <uint32_t>nbytes
+        s.offset = <uint32_t>(self.a.slot_size - padded if self.a.align_right else 0)
+        s.state = GA_SLOT_LIVE
+        p = GA_SLOT_START(&self.a, slot) + s.offset
+        if zero and s.flags & GA_FLAG_USED:
+            memset(p, 0, nbytes)
+        s.flags |= GA_FLAG_USED
+        if raw:
+            s.flags |= GA_FLAG_RAW
+        else:
+            s.flags &= ~GA_FLAG_RAW
+        slack = padded - nbytes
+        if slack:
+            memset(p + nbytes, GA_SLACK_BYTE, slack)
+        self.allocations += 1
+        return <int>slot
+
+    cdef int _free_address(self, char *address, ga_corruption_t *damage) noexcept nogil:
+        """Free the buffer that starts at address.
+
+        Returns GA_OK; GA_ERR_CORRUPT (freed, damage filled in);
+        GA_ERR_FOREIGN, GA_ERR_INVALID or GA_ERR_DOUBLE (nothing changed);
+        GA_ERR_SYSCALL (freed, but the use-after-free guard failed).
+        """
+        cdef size_t offset, within, slot, padded, i
+        cdef ga_slot_t *s
+        cdef int result = GA_OK
+        cdef uint32_t oldest
+        if address < self.a.base or address >= self.a.base + self.a.size:
+            return GA_ERR_FOREIGN
+        offset = <size_t>(address - self.a.base)
+        if offset < self.a.guard_size:
+            return GA_ERR_INVALID
+        offset -= self.a.guard_size
+        slot = offset // self.a.stride
+        within = offset % self.a.stride
+        if slot >= self.a.nslots or within >= self.a.slot_size:
+            return GA_ERR_INVALID
+        s = &self.a.slots[slot]
+        if s.state != GA_SLOT_LIVE:
+            if s.flags & GA_FLAG_USED and within == s.offset:
+                return GA_ERR_DOUBLE
+            return GA_ERR_INVALID
+        if within != s.offset:
+            return GA_ERR_INVALID
+        padded = round_up(s.nbytes, self.a.alignment)
+        damage.damaged = 0
+        for i in range(s.nbytes, padded):
+            if <uint8_t>address[i] != GA_SLACK_BYTE:
+                if damage.damaged == 0:
+                    damage.first_offset = i
+                damage.damaged += 1
+        if damage.damaged:
+            result = GA_ERR_CORRUPT
+        if s.flags & GA_FLAG_RETIRE:
+            s.state = GA_SLOT_RETIRED
+            return result
+        if not self.a.uaf:
+            self._push_free(<uint32_t>slot)
+            return result
+        s.state = GA_SLOT_QUARANTINED
+        if self._guard_data(<uint32_t>slot, True) != 0:
+            self._push_free(<uint32_t>slot)
+            return GA_ERR_SYSCALL
+        self.quarantine_ring[(self.quarantine_head + self.quarantine_len) % self.a.nslots] = <uint32_t>slot
+        self.quarantine_len += 1
+        while self.quarantine_len > self.quarantine_limit:
+            oldest = self.quarantine_ring[self.quarantine_head]
+            self.quarantine_head = (self.quarantine_head + 1) % self.a.nslots
+            self.quarantine_len -= 1
+            if self.a.slots[oldest].state == GA_SLOT_QUARANTINED:
+                # Still guarded; the guard comes off when it is reused.
+                self._push_free(oldest)
+        return result
+
+    # -- Python API -------------------------------------------------------
+
+    cdef int _check_open(self) except -1:
+        if self.is_closed:
+            raise ValueError("operation on a closed guardalloc.Arena")
+        return 0
+
+    cdef inline bint _wants_traces(self):
+        return _tracebacks_default if self.tracebacks is None else self.tracebacks is True
+
+    cdef int _record_trace(self, uint32_t slot, bint at_free) except -1:
+        cdef char **table
+        cdef char ***where = &self.a.free_trace if at_free else &self.a.alloc_trace
+        if where[0] == NULL:
+            where[0] = <char **>calloc(self.a.nslots, sizeof(char *))
+            if where[0] == NULL:
+                raise MemoryError("no memory for the traceback table")
+        table = where[0]
+        _set_trace(table, slot, _render_stack())
+        if not at_free and self.a.free_trace != NULL:
+            _set_trace(self.a.free_trace, slot, None)   # stale now
+        return 0
+
+    cdef int _start_alloc(self, Py_ssize_t nbytes, bint zero, bint raw, slot) except -1:
+        cdef long want = -1
+        cdef int result
+        self._check_open()
+        if nbytes <= 0 or <size_t>nbytes > self.a.slot_size:
+            raise ValueError(f"nbytes must be between 1 and the slot size ({self.a.slot_size}), not {nbytes}")
+        if slot is not None:
+            if not 0 <= slot < self.a.nslots:
+                raise ValueError(f"slot must be between 0 and {self.a.nslots - 1}, not {slot}")
+            want = slot
+        result = self._alloc_slot(<size_t>nbytes, zero, raw, want)
+        if result >= 0:
+            if self._wants_traces():
+                self._record_trace(<uint32_t>result, False)
+            return result
+        if result == GA_ERR_FULL:
+            raise MemoryError(f"arena is full: all {self.a.nslots} slots are live, quarantined or retired")
+        if result == GA_ERR_NOT_FREE:
+            raise ValueError(f"slot {slot} is not free ({_STATE_NAMES[self.a.slots[want].state]})")
+        raise GuardInstallError(errno, f"removing the use-after-free guard failed: {strerror(errno).decode()}")
+
+    def alloc(self, Py_ssize_t nbytes, *, bint zero=True, slot=None):
+        """Return a :class:`Buffer` of nbytes placed in a free slot.
+
+        ``zero=False`` skips clearing a reused slot (fresh slots are zero).
+        ``slot=i`` claims that slot (for arenas shared between processes).
+
+        Raises:
+            ValueError: nbytes not in 1..slot_size, slot not free, or the
+                arena is closed.
+            MemoryError: the arena is full.
+        """
+        cdef int index = self._start_alloc(nbytes, zero, False, slot)
+        cdef Buffer buf = Buffer.__new__(Buffer)
+        buf.owner = self
+        buf.slot_ = <uint32_t>index
+        buf.nbytes_ = nbytes
+        buf.shape[0] = nbytes
+        buf.ptr = GA_SLOT_START(&self.a, index) + self.a.slots[index].offset
+        return buf
+
+    def alloc_raw(self, Py_ssize_t nbytes, *, bint zero=True) -> int:
+        """Like :meth:`alloc`, but return the buffer's address (an int, for
+        ctypes or C code). Free it with ``free(address)``."""
+        cdef int index = self._start_alloc(nbytes, zero, True, None)
+        return <uintptr_t>(GA_SLOT_START(&self.a, index) + self.a.slots[index].offset)
+
+    def free(self, buffer):
+        """Return a buffer's slot: a :class:`Buffer` or an address from
+        :meth:`alloc_raw`.
+
+        Raises:
+            BufferError: the buffer is still exported (a memoryview or numpy
+                array holds it).
+            DoubleFreeError: it was freed already.
+            InvalidFreeError: the address is not the start of a live raw
+                buffer of this arena.
+            ForeignBufferError: the buffer or address belongs elsewhere.
+            CorruptionError: the slack after the buffer was overwritten (the
+                buffer is freed all the same).
+            ValueError: the arena is closed.
+        """
+        cdef ga_corruption_t damage
+        cdef int code
+        cdef size_t address
+        cdef Buffer buf
+        if isinstance(buffer, Buffer):
+            buf = <Buffer>buffer
+            if buf.owner is not self:
+                raise ForeignBufferError(f"{buf!r} belongs to another arena", buf.address_or_none(), None)
+            self._free_buffer(buf, True)
+            return
+        if not isinstance(buffer, int):
+            raise TypeError(f"free() takes a guardalloc.Buffer or an address, not {type(buffer).__name__}")
+        self._check_open()
+        if not 0 <= buffer < 2 ** 64:
+            raise ForeignBufferError(f"address {buffer} is not in this arena", buffer, None)
+        address = buffer
+        slot = self._slot_of(address)
+        if slot is not None and self.a.slots[slot].state == GA_SLOT_LIVE and not self.a.slots[slot].flags & GA_FLAG_RAW:
+            raise InvalidFreeError(
+                f"address {address:#x} is slot {slot}'s buffer object: free the Buffer, not its address",
+                address, slot)
+        if self._wants_traces() and slot is not None and self.a.slots[slot].state == GA_SLOT_LIVE:
+            self._record_trace(slot, True)
+        code = self._free_address(<char *>address, &damage)
+        if code != GA_OK:
+            self._raise_free_error(code, address, &damage, f"address {address:#x}")
+
+    cdef _free_buffer(self, Buffer buf, bint raising):
+        cdef ga_corruption_t damage
+        cdef int code
+        if buf.is_freed:
+            raise DoubleFreeError(f"double free of {buf!r}", <uintptr_t>buf.ptr, buf.slot_)
+        self._check_open()
+        if buf.exports:
+            raise BufferError(
+                f"cannot free {buf!r} while {buf.exports} memoryview(s) or arrays export it; "
+                "release them first")
+        if self._wants_traces():
+            self._record_trace(buf.slot_, True)
+        buf.is_freed = True
+        code = self._free_address(buf.ptr, &damage)
+        if code != GA_OK and raising:
+            self._raise_free_error(code, <uintptr_t>buf.ptr, &damage, repr(buf))
+
+    cdef object _raise_free_error(self, int code, size_t address, ga_corruption_t *damage, object what):
+        slot = self._slot_of(address)
+        if code == GA_ERR_FOREIGN:
+            raise ForeignBufferError(f"{what} is not in this arena ({self!r})", address, None)
+        if code == GA_ERR_DOUBLE:
+            raise DoubleFreeError(f"double free of {what} (slot {slot})", address, slot)
+        if code == GA_ERR_INVALID:
+            raise InvalidFreeError(
+                f"invalid free of {what}: not the start of a live buffer "
+                f"(slot {slot}, {_STATE_NAMES[self.a.slots[slot].state] if slot is not None else 'outside every slot'})",
+                address, slot)
+        if code == GA_ERR_CORRUPT:
+            nbytes = self.a.slots[slot].nbytes
+            raise CorruptionError(
+                f"heap corruption in {what}: {damage.damaged} slack byte(s) past the end of the "
+                f"{nbytes}-byte buffer were overwritten, the first at offset {damage.first_offset} "
+                f"({damage.first_offset - nbytes} bytes past the end); the buffer was freed",
+                address, slot, nbytes, damage.first_offset, damage.damaged)
+        raise GuardInstallError(errno, f"installing the use-after-free guard failed: {strerror(errno).decode()}")
+
+    cdef object _slot_of(self, size_t address):
+        cdef size_t offset
+        if address < <size_t>self.a.base + self.a.guard_size or address >= <size_t>self.a.base + self.a.size:
+            return None
+        offset = address - <size_t>self.a.base - self.a.guard_size
+        if offset % self.a.stride >= self.a.slot_size:
+            return None
+        return offset // self.a.stride
+
+    def slot_of(self, size_t address):
+        """The slot whose data holds address, or None (guard page, outside)."""
+        self._check_open()
+        return self._slot_of(address)
+
+    def slot_address(self, Py_ssize_t slot) -> int:
+        """Address of the first data byte of a slot."""
+        self._check_open()
+        if not 0 <= slot < self.a.nslots:
+            raise ValueError(f"slot must be between 0 and {self.a.nslots - 1}, not {slot}")
+        return <uintptr_t>GA_SLOT_START(&self.a, slot)
+
+    def owns(self, size_t address) -> bool:
+        """Whether address lies inside this arena's mapping (guards included)."""
+        return (not self.is_closed and <size_t>self.a.base <= address < <size_t>self.a.base + self.a.size)
+
+    def close(self):
+        """Unmap the arena. Idempotent.
+
+        Buffers still alive become unusable (their methods raise
+        ValueError).
+
+        Raises:
+            BufferError: a buffer is still exported (memoryview, numpy array).
+        """
+        if self.is_closed:
+            return
+        if self.exports:
+            raise BufferError(
+                f"cannot close the arena while {self.exports} memoryview(s) or arrays export "
+                "its buffers; release them first")
+        self._release()
+
+    def __enter__(self):
+        self._check_open()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def stats(self) -> dict:
+        """Counts: slots, live, free, quarantined, retired, slot_size,
+        guard_pages, backend, batched, guard_syscalls (spent installing the
+        arena's guards), uaf_syscalls (guarding freed slots and unguarding
+        reused ones), allocations, faults_continued, size, uaf, quarantine."""
+        cdef uint32_t i
+        cdef uint64_t counts[4]
+        self._check_open()
+        counts[0] = counts[1] = counts[2] = counts[3] = 0
+        for i in range(self.a.nslots):
+            counts[self.a.slots[i].state & 3] += 1
+        return {
+            "slots": self.a.nslots,
+            "live": counts[GA_SLOT_LIVE],
+            "free": counts[GA_SLOT_FREE],
+            "quarantined": counts[GA_SLOT_QUARANTINED],
+            "retired": counts[GA_SLOT_RETIRED],
+            "slot_size": self.a.slot_size,
+            "guard_pages": self.guard_pages,
+            "backend": self.backend,
+            "batched": self.a.backend == GA_BACKEND_MADVISE and self.batched and not _batching_refused,
+            "guard_syscalls": self.guard_syscalls,
+            "uaf_syscalls": self.uaf_syscalls,
+            "allocations": self.allocations,
+            "faults_continued": self.a.faults_continued,
+            "size": self.a.size,
+            "uaf": bool(self.a.uaf),
+            "quarantine": self.quarantine_limit if self.a.uaf else 0,
+        }
+
+    @property
+    def address(self) -> int:
+        """Start of the mapping (the first guard page)."""
+        self._check_open()
+        return <uintptr_t>self.a.base
+
+    @property
+    def size(self) -> int:
+        """Bytes mapped: guards and slots."""
+        return self.a.size
+
+    @property
+    def slot_size(self) -> int:
+        """Bytes per slot (whole pages): the largest buffer."""
+        return self.a.slot_size
+
+    @property
+    def slots(self) -> int:
+        return self.a.nslots
+
+    @property
+    def guard_size(self) -> int:
+        """Bytes of guard between two slots."""
+        return self.a.guard_size
+
+    @property
+    def stride(self) -> int:
+        """Distance between the starts of two neighbouring slots."""
+        return self.a.stride
+
+    @property
+    def alignment(self) -> int:
+        return self.a.alignment
+
+    @property
+    def uaf(self) -> bool:
+        return bool(self.a.uaf)
+
+    @property
+    def closed(self) -> bool:
+        return self.is_closed
+
+    @property
+    def fd(self) -> int:
+        """File descriptor of a file-backed arena (-1 when anonymous)."""
+        return self.fd_
+
+    @property
+    def shared(self) -> bool:
+        return bool(self.a.shared)
+
+    def __repr__(self):
+        if self.is_closed:
+            return f"<guardalloc.Arena closed, {self.a.nslots} x {self.a.slot_size} B, {self.backend}>"
+        return (f"<guardalloc.Arena at {<uintptr_t>self.a.base:#x}, {self.a.nslots} x "
+                f"{self.a.slot_size} B slots, {self.guard_pages} guard page(s), {self.backend}>")
+
+
+_STATE_NAMES = {GA_SLOT_FREE: "free", GA_SLOT_LIVE: "live",
+                GA_SLOT_QUARANTINED: "quarantined", GA_SLOT_RETIRED: "retired"}
+
+
+def _max_map_count() -> str:
+    try:
+        with open("/proc/sys/vm/max_map_count") as f:
+            return f.read().strip()
+    except OSError:
+        return "unknown"
+
+
+def _choose_backend(str backend, bint file_backed) -> str:
+    if backend in ("mprotect", "none"):
+        return backend
+    found = support()
+    usable = found.file_shared if file_backed else found.anonymous
+    what = "file-backed mappings" if file_backed else "anonymous memory"
+    why = found.reason or (f"kernel {found.kernel} cannot guard {what} (Linux 6.15+ needed)"
+                           if file_backed else f"kernel {found.kernel} has no guard pages")
+    if usable:
+        return "madvise"
+    if backend == "madvise":
+        raise GuardUnsupportedError(
+            f"backend='madvise' is unavailable: {why}; use backend='auto' to fall back to mprotect")
+    warnings.warn(
+        f"guardalloc: MADV_GUARD_INSTALL unavailable for {what} ({why}); falling back to "
+        "mprotect guards, which cost two VMAs per slot", RuntimeWarning, stacklevel=3)
+    return "mprotect"
+
+
+def _open_backing(file, size_t size) -> int:
+    """An fd of at least size bytes for a file-backed arena (ours to close)."""
+    if isinstance(file, str) and file == "memfd":
+        fd = os.memfd_create("guardalloc", os.MFD_CLOEXEC)
+    elif isinstance(file, int) and not isinstance(file, bool):
+        fd = os.dup(file)
+    elif isinstance(file, (str, bytes, os.PathLike)):
+        fd = os.open(file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    else:
+        raise TypeError(f"file must be a path, a file descriptor or 'memfd', not {type(file).__name__}")
+    try:
+        if os.fstat(fd).st_size < size:
+            os.ftruncate(fd, size)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+# ---------------------------------------------------------------------------
+# Buffer
+
+@cython.auto_pickle(False)
+@cython.final
+@cython.freelist(64)
+cdef class Buffer:
+    """A buffer in an arena slot; made by :meth:`Arena.alloc`.
+
+    Supports the buffer protocol (writable, format "B", 1-D, contiguous):
+    ``memoryview(buf)``, ``bytes(buf)``, ``numpy.frombuffer(buf, ...)``,
+    ``f.readinto(buf)``, ``struct.pack_into(fmt, buf, ...)``. Freed by
+    :meth:`free`, by leaving a ``with`` block, or when garbage collected.
+    """
+
+    def __cinit__(self):
+        self.shape[0] = 0
+
+    def __init__(self):
+        raise TypeError("guardalloc.Buffer cannot be created directly: use Arena.alloc()")
+
+    cdef int _check(self) except -1:
+        if self.is_freed:
+            raise ValueError("operation on a freed guardalloc.Buffer")
+        if self.owner.is_closed:
+            raise ValueError("operation on a guardalloc.Buffer whose arena is closed")
+        return 0
+
+    cdef object address_or_none(self):
+        return None if self.is_freed else <uintptr_t>self.ptr
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        self._check()
+        # Filled by hand: PyBuffer_FillInfo would take a second reference
+        # to self on top of the one Cython already holds in view.obj.
+        view.buf = self.ptr
+        view.obj = self
+        view.len = self.nbytes_
+        view.readonly = 0
+        view.itemsize = 1
+        view.format = _FORMAT_B if flags & PyBUF_FORMAT else NULL
+        view.ndim = 1
+        view.shape = self.shape if flags & PyBUF_ND else NULL
+        view.strides = &view.itemsize if flags & PyBUF_STRIDES else NULL
+        view.suboffsets = NULL
+        view.internal = NULL
+        self.exports += 1
+        self.owner.exports += 1
+
+    def __releasebuffer__(self, Py_buffer *view):
+        self.exports -= 1
+        self.owner.exports -= 1
+
+    def __len__(self):
+        return self.nbytes_
+
+    def free(self):
+        """Return the slot to the arena (see :meth:`Arena.free`)."""
+        self.owner._free_buffer(self, True)
+
+    def __enter__(self):
+        self._check()
+        return self
+
+    def __exit__(self, *exc_info):
+        if not self.is_freed:
+            self.owner._free_buffer(self, True)
+
+    def __dealloc__(self):
+        cdef ga_corruption_t damage
+        cdef int code
+        if self.is_freed or self.owner is None or self.owner.is_closed:
+            return
+        self.is_freed = True
+        if self.owner._wants_traces():
+            try:
+                self.owner._record_trace(self.slot_, True)
+            except MemoryError:
+                pass
+        code = self.owner._free_address(self.ptr, &damage)
+        if code != GA_OK:
+            try:
+                self.owner._raise_free_error(code, <uintptr_t>self.ptr, &damage,
+                                             f"a garbage-collected {self.nbytes_}-byte buffer")
+            except Exception as exc:
+                sys.unraisablehook(_Unraisable(exc, "freeing a garbage-collected guardalloc.Buffer"))
+
+    @property
+    def address(self) -> int:
+        """Address of the first byte (for ctypes and C code)."""
+        self._check()
+        return <uintptr_t>self.ptr
+
+    @property
+    def nbytes(self) -> int:
+        return self.nbytes_
+
+    @property
+    def slot(self) -> int:
+        return self.slot_
+
+    @property
+    def arena(self):
+        return self.owner
+
+    @property
+    def freed(self) -> bool:
+        return self.is_freed
+
+    def __repr__(self):
+        state = "freed " if self.is_freed else ""
+        return (f"<guardalloc.Buffer {state}{self.nbytes_} bytes at {<uintptr_t>self.ptr:#x}, "
+                f"slot {self.slot_} of {self.owner.a.nslots}>")
+
+
+class _Unraisable:
+    """The argument sys.unraisablehook expects."""
+
+    def __init__(self, exc, message):
+        self.exc_type = type(exc)
+        self.exc_value = exc
+        self.exc_traceback = exc.__traceback__
+        self.err_msg = "Exception ignored while " + message
+        self.object = None
