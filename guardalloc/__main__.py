@@ -1,0 +1,5 @@
+import sys
+
+from guardalloc.cli import main
+
+sys.exit(main())
