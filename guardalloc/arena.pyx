@@ -305,39 +305,58 @@ cdef class Arena:
         self.is_closed = False
 
     cdef _map(self, file, bint shared):
-        cdef void *base
+        """Map the arena. An anonymous arena keeps its bookkeeping (slot
+        table, free stack, quarantine ring) in the same mapping, in front of
+        the first guard, so that the whole arena is exactly one VMA."""
+        cdef void *mapping
         cdef int flags
         cdef int err
+        cdef size_t n = self.a.nslots
         if file is None:
-            base = mmap(NULL, self.a.size, PROT_READ | PROT_WRITE,
-                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+            self.meta_size = round_up(n * sizeof(ga_slot_t) + n * sizeof(uint32_t)
+                                      * (2 if self.a.uaf else 1), PAGE)
+            self.map_size = self.meta_size + self.a.size
+            mapping = mmap(NULL, self.map_size, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
         else:
+            # A file's bookkeeping must stay private to each process that
+            # maps it, so it lives on the heap instead.
             self.fd_ = _open_backing(file, self.a.size)
             self.file = file
             self.a.shared = shared
+            self.meta_size = 0
+            self.map_size = self.a.size
             flags = (MAP_SHARED if shared else MAP_PRIVATE) | MAP_NORESERVE
-            base = mmap(NULL, self.a.size, PROT_READ | PROT_WRITE, flags, self.fd_, 0)
-        if base == MAP_FAILED:
+            mapping = mmap(NULL, self.map_size, PROT_READ | PROT_WRITE, flags, self.fd_, 0)
+        if mapping == MAP_FAILED:
             err = errno
             if self.fd_ >= 0:
                 close(self.fd_)
                 self.fd_ = -1
             if err == ENOMEM:
                 raise MemoryError(
-                    f"cannot map {self.a.size} bytes for the arena: {strerror(err).decode()} "
+                    f"cannot map {self.map_size} bytes for the arena: {strerror(err).decode()} "
                     "(address space limit RLIMIT_AS, or vm.max_map_count)")
-            raise OSError(err, f"mmap of {self.a.size} bytes failed: {strerror(err).decode()}")
-        self.a.base = <char *>base
+            raise OSError(err, f"mmap of {self.map_size} bytes failed: {strerror(err).decode()}")
+        self.map_base = <char *>mapping
+        self.a.base = self.map_base + self.meta_size
 
     cdef _allocate_bookkeeping(self):
         cdef uint32_t i, n = self.a.nslots
         cdef uint8_t initial_flags = GA_FLAG_STACKED
-        self.a.slots = <ga_slot_t *>calloc(n, sizeof(ga_slot_t))
-        self.free_stack = <uint32_t *>malloc(n * sizeof(uint32_t))
-        if self.a.uaf:
-            self.quarantine_ring = <uint32_t *>malloc(n * sizeof(uint32_t))
-        if self.a.slots == NULL or self.free_stack == NULL or (self.a.uaf and self.quarantine_ring == NULL):
-            raise MemoryError(f"no memory for the bookkeeping of {n} slots")
+        if self.meta_size:
+            # Zero-filled pages of our own mapping (see _map).
+            self.a.slots = <ga_slot_t *>self.map_base
+            self.free_stack = <uint32_t *>(self.map_base + n * sizeof(ga_slot_t))
+            if self.a.uaf:
+                self.quarantine_ring = self.free_stack + n
+        else:
+            self.a.slots = <ga_slot_t *>calloc(n, sizeof(ga_slot_t))
+            self.free_stack = <uint32_t *>malloc(n * sizeof(uint32_t))
+            if self.a.uaf:
+                self.quarantine_ring = <uint32_t *>malloc(n * sizeof(uint32_t))
+            if self.a.slots == NULL or self.free_stack == NULL or (self.a.uaf and self.quarantine_ring == NULL):
+                raise MemoryError(f"no memory for the bookkeeping of {n} slots")
         if self.fd_ >= 0:
             initial_flags |= GA_FLAG_USED   # a file may hold data already
         # Slot 0 on top, so slots are handed out in address order.
@@ -371,18 +390,20 @@ cdef class Arena:
         if self.registered:
             unregister_arena(&self.a)
             self.registered = False
-        if self.a.base != NULL:
-            munmap(self.a.base, self.a.size)
+        if not self.meta_size:
+            free(self.a.slots)
+            free(self.free_stack)
+            free(self.quarantine_ring)
+        self.a.slots = NULL
+        self.free_stack = NULL
+        self.quarantine_ring = NULL
+        if self.map_base != NULL:
+            munmap(self.map_base, self.map_size)
+            self.map_base = NULL
             self.a.base = NULL
         if self.fd_ >= 0:
             close(self.fd_)
             self.fd_ = -1
-        free(self.a.slots)
-        self.a.slots = NULL
-        free(self.free_stack)
-        self.free_stack = NULL
-        free(self.quarantine_ring)
-        self.quarantine_ring = NULL
         _free_traces(self.a.alloc_trace, self.a.nslots)
         self.a.alloc_trace = NULL
         _free_traces(self.a.free_trace, self.a.nslots)
@@ -773,7 +794,8 @@ cdef class Arena:
 
     @property
     def size(self) -> int:
-        """Bytes mapped: guards and slots."""
+        """Bytes from address to the end: guards and slots (the bookkeeping
+        pages mapped in front of address are not counted)."""
         return self.a.size
 
     @property

@@ -130,7 +130,7 @@ def test_vma_count_delta_of_madvise_and_mprotect_arenas():
     arena = Arena(PAGE, 10_000, backend=kind)
     madvise_added = guardalloc.vma_count() - before
     arena.close()
-    assert madvise_added <= 2   # the arena, plus at most one VMA of malloc's own
+    assert madvise_added <= 1   # the arena, bookkeeping included (0 if it merged)
     before = guardalloc.vma_count()
     arena = Arena(PAGE, 10_000, backend="mprotect")
     mprotect_added = guardalloc.vma_count() - before
