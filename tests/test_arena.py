@@ -123,6 +123,17 @@ def test_madvise_arena_is_one_vma_whatever_the_slot_count(batch):
             assert stats["guard_syscalls"] == 10_001
 
 
+@needs_guards
+def test_a_million_guarded_slots_are_one_vma():
+    with Arena(PAGE, 1_000_000, backend="madvise") as arena:
+        assert vmas_overlapping(arena.address, arena.address + arena.size) == 1
+        if guardalloc.support().process_madvise:
+            assert arena.stats()["guard_syscalls"] == -(-1_000_001 // 1024)
+        last = arena.alloc(1, slot=999_999)
+        assert pagemap_guard_flags(last.address + 1, 1) == [True]
+        assert pagemap_guard_flags(last.address, 1) == [False]
+
+
 def test_vma_count_delta_of_madvise_and_mprotect_arenas():
     gc.collect()
     before = guardalloc.vma_count()
