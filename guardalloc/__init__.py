@@ -19,6 +19,7 @@ from guardalloc.errors import (
     GuardUnsupportedError,
     InvalidFreeError,
 )
+from guardalloc.faults import disable_reports, enable_reports, reports_enabled
 from guardalloc.maps import vma_count
 from guardalloc.support import Support, support
 
@@ -37,7 +38,10 @@ __all__ = [
     "InvalidFreeError",
     "Support",
     "batching_refused",
+    "disable_reports",
+    "enable_reports",
     "get_tracebacks",
+    "reports_enabled",
     "set_tracebacks",
     "support",
     "vma_count",

@@ -539,6 +539,9 @@ cdef class Arena:
             result = GA_ERR_CORRUPT
         if s.flags & GA_FLAG_RETIRE:
             s.state = GA_SLOT_RETIRED
+            # Never reused, but a stale pointer into it still faults.
+            if self.a.uaf and self._guard_data(<uint32_t>slot, True) != 0:
+                return GA_ERR_SYSCALL
             return result
         if not self.a.uaf:
             self._push_free(<uint32_t>slot)
