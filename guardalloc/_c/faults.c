@@ -194,6 +194,7 @@ typedef struct {
     int guarded;       /* 1: a guard (inter-slot or use-after-free) is in place */
     long slot;         /* the buffer the fault is blamed on, or -1          */
     long left, right;  /* around a guard: slot numbers, -1 / nslots = none  */
+    int left_state, right_state;  /* their GA_SLOT_* at the time of the fault */
     char *guard_start; /* the guard (or guarded data pages) that was hit    */
     size_t guard_len;
 } ga_fault_t;
@@ -226,6 +227,7 @@ static void ga_classify(const ga_arena_t *a, const char *addr, ga_fault_t *f)
         } else if (within < a->slot_size) {
             const ga_slot_t *s = &a->slots[k];
             f->left = f->right = k;
+            f->left_state = f->right_state = ga_slot_state(a, k);
             f->guard_start = GA_SLOT_START(a, k);
             f->guard_len = a->slot_size;
             if (s->flags & GA_FLAG_DATA_GUARDED) {
@@ -234,6 +236,8 @@ static void ga_classify(const ga_arena_t *a, const char *addr, ga_fault_t *f)
                     f->kind = GA_KIND_UAF;
                     f->slot = k;
                 }
+            } else if (ga_slot_state(a, k) == GA_SLOT_LIVE) {
+                f->slot = k;   /* SIGBUS: its file page is gone */
             }
             return;
         } else {
@@ -243,6 +247,8 @@ static void ga_classify(const ga_arena_t *a, const char *addr, ga_fault_t *f)
             f->guard_start = GA_SLOT_START(a, k) + a->slot_size;
         }
     }
+    f->left_state = f->left >= 0 ? ga_slot_state(a, f->left) : GA_SLOT_FREE;
+    f->right_state = f->right < n ? ga_slot_state(a, f->right) : GA_SLOT_FREE;
     /* A guard between left and right. */
     f->guard_len = a->guard_size;
     f->guarded = a->backend != GA_BACKEND_NONE && a->guard_size > 0
@@ -282,7 +288,7 @@ static void ga_put_trace(ga_line_t *line, const char *title, char **table, long 
     ga_write_all(trace, strlen(trace));
 }
 
-static void ga_put_neighbour(ga_line_t *line, const ga_arena_t *a, long i)
+static void ga_put_neighbour(ga_line_t *line, const ga_arena_t *a, long i, int state)
 {
     if (i < 0 || i >= (long)a->nslots) {
         ga_put(line, "the arena's edge");
@@ -291,7 +297,7 @@ static void ga_put_neighbour(ga_line_t *line, const ga_arena_t *a, long i)
     ga_put(line, "slot ");
     ga_put_dec(line, (unsigned long long)i);
     ga_put(line, " (");
-    ga_put(line, ga_state_names[ga_slot_state(a, i)]);
+    ga_put(line, ga_state_names[state & 3]);
     ga_put(line, ")");
 }
 
@@ -337,13 +343,13 @@ static void ga_report(int sig, int si_code, const ga_arena_t *a, const char *add
         ga_put(&line, ")\n");
     } else if (f->in_guard) {
         ga_put(&line, "  guard page between ");
-        ga_put_neighbour(&line, a, f->left);
+        ga_put_neighbour(&line, a, f->left, f->left_state);
         ga_put(&line, " and ");
-        ga_put_neighbour(&line, a, f->right);
+        ga_put_neighbour(&line, a, f->right, f->right_state);
         ga_put(&line, ": no live buffer next to it\n");
     } else {
         ga_put(&line, "  inside the data of ");
-        ga_put_neighbour(&line, a, f->left);
+        ga_put_neighbour(&line, a, f->left, f->left_state);
         ga_put(&line, ", which holds no live buffer\n");
     }
     if (sig == SIGBUS && !f->guarded)
@@ -351,11 +357,15 @@ static void ga_report(int sig, int si_code, const ga_arena_t *a, const char *add
 
     ga_put(&line, "  arena ");
     ga_put_ptr(&line, a->base);
-    ga_put(&line, ", slot ");
-    ga_put_dec(&line, (unsigned long long)(f->slot >= 0 ? f->slot : f->left >= 0 ? f->left : 0));
-    ga_put(&line, " of ");
+    if (f->slot >= 0) {
+        ga_put(&line, ", slot ");
+        ga_put_dec(&line, (unsigned long long)f->slot);
+        ga_put(&line, " of ");
+    } else {
+        ga_put(&line, ", ");
+    }
     ga_put_dec(&line, a->nslots);
-    ga_put(&line, " (slot ");
+    ga_put(&line, f->slot >= 0 ? " (slot " : " slots (slot ");
     ga_put_dec(&line, a->slot_size);
     ga_put(&line, " B, ");
     ga_put_dec(&line, guard_pages);
