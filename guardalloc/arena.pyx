@@ -13,6 +13,8 @@ import warnings
 
 cimport cython
 from cpython.buffer cimport PyBUF_FORMAT, PyBUF_ND, PyBUF_STRIDES
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_DECREF, Py_INCREF
 from libc.errno cimport errno
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, uintptr_t
 from libc.stdlib cimport calloc, free, malloc
@@ -149,16 +151,61 @@ def get_tracebacks() -> bool:
     return _tracebacks_default
 
 
+cdef extern from "Python.h":
+    ctypedef struct PyFrameObject
+    ctypedef struct PyCodeObject
+    PyFrameObject *PyEval_GetFrame()
+    PyFrameObject *PyFrame_GetBack(PyFrameObject *frame)    # new reference
+    PyCodeObject *PyFrame_GetCode(PyFrameObject *frame)     # new reference
+    int PyFrame_GetLasti(PyFrameObject *frame)
+    int PyFrame_GetLineNumber(PyFrameObject *frame)
+
+# Rendered traceback lines by (code object, instruction offset): rendering a
+# frame (line-table lookup, formatting, encoding) costs far more than finding
+# it again. Keyed by the code's address; the entry keeps the code alive and
+# is checked against it. Cleared when it grows past TRACE_CACHE_MAX.
+cdef dict _trace_lines = {}
+cdef Py_ssize_t TRACE_CACHE_MAX = 65536
+
+
+cdef bytes _render_line(PyFrameObject *frame, object code):
+    return (f'    File "{code.co_filename}", line {PyFrame_GetLineNumber(frame)}, '
+            f'in {code.co_name}\n').encode("utf-8", "backslashreplace")
+
+
 cdef bytes _render_stack():
-    """The Python stack of the caller, oldest frame first, as traceback lines."""
-    cdef list lines = []
-    frame = sys._getframe(0)
-    while frame is not None and len(lines) < TRACE_DEPTH:
-        code = frame.f_code
-        lines.append(f'    File "{code.co_filename}", line {frame.f_lineno}, in {code.co_name}\n')
-        frame = frame.f_back
-    lines.reverse()
-    return "".join(lines).encode("utf-8", "backslashreplace")
+    """The Python stack of the caller, oldest frame first, as traceback lines
+    (the innermost TRACE_DEPTH frames)."""
+    cdef list parts = []
+    cdef PyFrameObject *frame = PyEval_GetFrame()
+    cdef PyFrameObject *back
+    cdef PyObject *code_ref
+    cdef int lasti
+    cdef object code, key, entry
+    if frame != NULL:
+        Py_INCREF(<object><PyObject *>frame)
+    try:
+        while frame != NULL and len(parts) < TRACE_DEPTH:
+            code_ref = <PyObject *>PyFrame_GetCode(frame)
+            code = <object>code_ref
+            Py_DECREF(code)             # ``code`` holds its own reference now
+            lasti = PyFrame_GetLasti(frame)
+            key = (<uintptr_t>code_ref, lasti)
+            entry = _trace_lines.get(key)
+            if entry is None or (<tuple>entry)[0] is not code:
+                if len(_trace_lines) >= TRACE_CACHE_MAX:
+                    _trace_lines.clear()
+                entry = (code, _render_line(frame, code))
+                _trace_lines[key] = entry
+            parts.append((<tuple>entry)[1])
+            back = PyFrame_GetBack(frame)
+            Py_DECREF(<object><PyObject *>frame)
+            frame = back
+    finally:
+        if frame != NULL:
+            Py_DECREF(<object><PyObject *>frame)
+    parts.reverse()
+    return b"".join(parts)
 
 
 cdef void _set_trace(char **table, uint32_t slot, bytes text) noexcept:
