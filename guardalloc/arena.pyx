@@ -151,13 +151,25 @@ def get_tracebacks() -> bool:
     return _tracebacks_default
 
 
-cdef extern from "Python.h":
+cdef extern from *:
+    """
+    #include <Python.h>
+    #include <frameobject.h>
+    /* PyFrame_GetLasti() is 3.11+; before, the field is public. */
+    static inline int ga_frame_lasti(PyFrameObject *frame) {
+    #if PY_VERSION_HEX >= 0x030B0000
+        return PyFrame_GetLasti(frame);
+    #else
+        return frame->f_lasti;
+    #endif
+    }
+    """
     ctypedef struct PyFrameObject
     ctypedef struct PyCodeObject
     PyFrameObject *PyEval_GetFrame()
     PyFrameObject *PyFrame_GetBack(PyFrameObject *frame)    # new reference
     PyCodeObject *PyFrame_GetCode(PyFrameObject *frame)     # new reference
-    int PyFrame_GetLasti(PyFrameObject *frame)
+    int ga_frame_lasti(PyFrameObject *frame)
     int PyFrame_GetLineNumber(PyFrameObject *frame)
 
 # Rendered traceback lines by (code object, instruction offset): rendering a
@@ -189,7 +201,7 @@ cdef bytes _render_stack():
             code_ref = <PyObject *>PyFrame_GetCode(frame)
             code = <object>code_ref
             Py_DECREF(code)             # ``code`` holds its own reference now
-            lasti = PyFrame_GetLasti(frame)
+            lasti = ga_frame_lasti(frame)
             key = (<uintptr_t>code_ref, lasti)
             entry = _trace_lines.get(key)
             if entry is None or (<tuple>entry)[0] is not code:

@@ -481,3 +481,66 @@ print(arena.stats()["faults_continued"], flush=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "1\n"
     assert reports(result) == 1
+
+
+HOST_HANDLER = """
+import ctypes, os, signal, sys
+
+# A host's own SA_SIGINFO handler, installed before guardalloc: it names the
+# fault address the kernel gave it and exits with status 42.
+libc = ctypes.CDLL(None, use_errno=True)
+HANDLER = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+
+class SigAction(ctypes.Structure):
+    _fields_ = [("sa_sigaction", HANDLER), ("sa_mask", ctypes.c_ulong * 16),
+                ("sa_flags", ctypes.c_int), ("sa_restorer", ctypes.c_void_p)]
+
+@HANDLER
+def host_handler(sig, info, context):
+    address = ctypes.c_void_p.from_address(info + 16).value   # si_addr
+    os.write(2, f"host handler: signal {sig} at {address:#x}\\n".encode())
+    os._exit(42)
+
+action = SigAction(host_handler, (ctypes.c_ulong * 16)(), 4, None)   # SA_SIGINFO
+assert libc.sigaction(signal.SIGSEGV, ctypes.byref(action), None) == 0
+
+import guardalloc
+arena = guardalloc.Arena(4096, 2, alignment=1)
+buf = arena.alloc(8)
+target = buf.address + 8 if sys.argv[1] == "arena" else 16
+ctypes.memset(target, 0, 1)
+"""
+
+
+def test_a_host_handler_installed_first_still_gets_every_fault(child):
+    outside = child(HOST_HANDLER, "outside")
+    assert outside.returncode == 42
+    assert outside.stderr == "host handler: signal 11 at 0x10\n"
+    inside = child(HOST_HANDLER, "arena")
+    assert inside.returncode == 42
+    report, host = inside.stderr.split("host handler: ")
+    assert "heap-buffer-overflow WRITE at " in report
+    address = report.split("WRITE at ")[1].split("\n")[0]
+    assert host == f"signal 11 at {address}\n"     # the kernel's siginfo, unchanged
+
+
+def test_a_slot_retired_by_continue_mode_still_catches_use_after_free(child):
+    # b's slot is retired when a overflows into the guard they share; b's
+    # own use-after-free later is still caught, and reported (it is b's
+    # first report).
+    result, told = run(child, """
+def make(n):
+    return arena.alloc(n)
+
+a, b = make(10), make(20)
+write(a.address + 10)
+address = b.address
+b.free()
+read(address)
+tell(stats=arena.stats())
+""", alignment=1, uaf=True, on_fault="continue", tracebacks=True)
+    assert result.returncode == 0, result.stderr
+    assert reports(result) == 2
+    assert "use-after-free READ at" in result.stderr
+    assert "  0 bytes inside a freed 20-byte buffer" in result.stderr
+    assert told["stats"]["retired"] == 1 and told["stats"]["faults_continued"] == 2
