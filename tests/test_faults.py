@@ -13,7 +13,6 @@ import guardalloc
 
 HAVE_GUARDS = guardalloc.support().anonymous
 GUARD_BACKENDS = ["madvise", "mprotect"] if HAVE_GUARDS else ["mprotect"]
-AUTO = "madvise" if HAVE_GUARDS else "mprotect"
 
 # The child prints the addresses it is about to touch (one JSON line on
 # stdout), then faults. PRELUDE gives it an arena built from argv[1] (JSON
@@ -202,7 +201,7 @@ def test_two_guard_pages(child):
     assert "(slot 4096 B, 2 guard pages)" in result.stderr
 
 
-def test_bus_error_on_a_truncated_file_arena(child, tmp_path):
+def test_bus_error_on_a_truncated_file_arena(child):
     result = child("""
 import ctypes, os, guardalloc
 arena = guardalloc.Arena(4096, 4, file="memfd", alignment=1)

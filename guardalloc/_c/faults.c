@@ -376,9 +376,10 @@ static void ga_report(int sig, int si_code, const ga_arena_t *a, const char *add
     ga_put(&line, " (");
     if (sig == SIGSEGV)
         ga_put(&line, si_code == SEGV_MAPERR ? "SEGV_MAPERR: guard page"
-                      : si_code == SEGV_ACCERR ? "SEGV_ACCERR: PROT_NONE page" : "passed on");
+                      : si_code == SEGV_ACCERR ? "SEGV_ACCERR: PROT_NONE page"
+                      : "raised again by a handler installed later");
     else
-        ga_put(&line, si_code == BUS_ADRERR ? "BUS_ADRERR" : "passed on");
+        ga_put(&line, si_code == BUS_ADRERR ? "BUS_ADRERR" : "raised again by a handler installed later");
     ga_put(&line, ") in thread ");
     ga_put_dec(&line, (unsigned long long)syscall(SYS_gettid));
     ga_put(&line, "\n");
@@ -549,7 +550,11 @@ static const char *ga_access(const void *ucontext)
 /* A signal the process sent itself (raise) right after a page fault is a
  * handler installed above ours -- faulthandler, enabled after guardalloc --
  * passing that fault on: the kernel still holds the fault address in the
- * thread's cr2, and copies it into every signal frame. */
+ * thread's cr2, and copies it (with the error code) into every signal frame.
+ * The caller only believes it while the address is still a guard: the cr2
+ * of a fault handled long ago (continue mode lifted its guard) is stale.
+ * Limitation: a process that survives an arena fault through a handler of
+ * its own (siglongjmp) and later raises SIGSEGV is reported again. */
 static const char *ga_passed_on_fault(const siginfo_t *info, const void *ucontext)
 {
 #if defined(__x86_64__)
