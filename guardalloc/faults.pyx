@@ -34,12 +34,20 @@ cdef bint _install_with_first_arena = (
     os.environ.get(REPORTS_ENV, "1").strip().lower() not in ("0", "off", "no", "false"))
 
 
+# Reports were enabled (by the first arena or enable_reports()) and not
+# disabled since: every new arena checks that the handler is still in place.
+cdef bint _reports_wanted = False
+
+
 cdef int register_arena(ga_arena_t *arena) except -1:
-    global _install_with_first_arena
+    global _install_with_first_arena, _reports_wanted
     if ga_register_arena(arena) != 0:
         raise MemoryError("guardalloc: too many live arenas (262144); close some")
-    if _install_with_first_arena:
+    if _install_with_first_arena or _reports_wanted:
+        # After the first arena: reinstall if someone put the previous
+        # disposition back (faulthandler.disable() after -X faulthandler).
         _install_with_first_arena = False
+        _reports_wanted = True
         if ga_reports_enable() != 0:
             ga_unregister_arena(arena)
             raise OSError(errno, f"installing the fault handler failed: {strerror(errno).decode()}")
@@ -62,13 +70,17 @@ def enable_reports() -> None:
     after a report, the fault itself) is passed on to them, so a host's own
     handler and :mod:`faulthandler` keep working. The calling thread gets an
     alternate signal stack if it has none. Idempotent; also switches reports
-    back on after :func:`disable_reports`.
+    back on after :func:`disable_reports`, and installs the handler again
+    when the previous disposition was put back in its place (as
+    ``faulthandler.disable()`` does when faulthandler was enabled first);
+    creating an arena does the same while reports are enabled.
 
     Raises:
         OSError: sigaction() failed.
     """
-    global _install_with_first_arena
+    global _install_with_first_arena, _reports_wanted
     _install_with_first_arena = False
+    _reports_wanted = True
     if ga_reports_enable() != 0:
         raise OSError(errno, f"installing the fault handler failed: {strerror(errno).decode()}")
 
@@ -81,8 +93,9 @@ def disable_reports() -> None:
     chain to it), the handler stays in that chain and passes every signal on.
     Called before the first arena, it keeps arenas from installing it.
     """
-    global _install_with_first_arena
+    global _install_with_first_arena, _reports_wanted
     _install_with_first_arena = False
+    _reports_wanted = False
     ga_reports_disable()
 
 

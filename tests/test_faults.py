@@ -543,3 +543,27 @@ tell(stats=arena.stats())
     assert "use-after-free READ at" in result.stderr
     assert "  0 bytes inside a freed 20-byte buffer" in result.stderr
     assert told["stats"]["retired"] == 1 and told["stats"]["faults_continued"] == 2
+
+
+@pytest.mark.parametrize("order", ["before", "after"])
+def test_faulthandler_disabled_again_leaves_reports_working(child, order):
+    # Enabled before us, faulthandler.disable() puts SIG_DFL back over our
+    # handler: reports_enabled() notices, and the next arena (or
+    # enable_reports()) installs it again. Enabled after us, disable() puts
+    # ours back.
+    result = child("""
+import ctypes, faulthandler, sys, guardalloc
+first = guardalloc.Arena(4096, 1)
+if sys.argv[1] == "after":
+    faulthandler.enable()
+faulthandler.disable()
+print(guardalloc.reports_enabled(), end=" ")
+arena = guardalloc.Arena(4096, 2, alignment=1)
+print(guardalloc.reports_enabled(), flush=True)
+buf = arena.alloc(8)
+ctypes.memset(buf.address + 8, 0, 1)
+""", order, python_args=("-X", "faulthandler") if order == "before" else ())
+    assert result.returncode == -signal.SIGSEGV
+    assert result.stdout == ("False True\n" if order == "before" else "True True\n")
+    assert reports(result) == 1
+    assert "Fatal Python error" not in result.stderr

@@ -625,6 +625,11 @@ static int ga_is_ours(const struct sigaction *act)
     return (act->sa_flags & SA_SIGINFO) && act->sa_sigaction == ga_handler;
 }
 
+static int ga_is_default(const struct sigaction *act)
+{
+    return act->sa_handler == SIG_DFL || act->sa_handler == SIG_IGN;
+}
+
 int ga_reports_handler_on_top(void)
 {
     struct sigaction now;
@@ -657,10 +662,14 @@ int ga_reports_enable(void)
     sigemptyset(&act.sa_mask);
     for (i = 0; i < 2; i++) {
         ga_chain_t *chain = &ga_chains[i];
-        if (chain->installed)
-            continue;   /* in the chain already, maybe below another handler */
         if (sigaction(chain->sig, NULL, &now) != 0)
             return -1;
+        /* Installed, and still in the chain (maybe below another handler).
+         * A default or ignored disposition means someone put back what was
+         * there before us (faulthandler.disable(), enabled before us, does):
+         * then install again. */
+        if (chain->installed && !ga_is_default(&now))
+            continue;
         if (ga_is_ours(&now)) {
             chain->installed = 1;   /* never record ourselves as previous */
             continue;
@@ -691,5 +700,9 @@ void ga_reports_disable(void)
 
 int ga_reports_active(void)
 {
-    return ga_active && ga_chains[0].installed;
+    struct sigaction now;
+    if (!ga_active || !ga_chains[0].installed)
+        return 0;
+    /* Someone may have put the default back behind our back. */
+    return sigaction(SIGSEGV, NULL, &now) == 0 && !ga_is_default(&now);
 }
