@@ -13,7 +13,7 @@ from collections import deque
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 import guardalloc
 from guardalloc import Arena
@@ -267,8 +267,7 @@ class QuarantineMachine(RuleBasedStateMachine):
         super().__init__()
         self.arena = None
 
-    @rule(limit=st.integers(0, SLOTS))
-    @precondition(lambda self: self.arena is None)
+    @initialize(limit=st.integers(0, SLOTS))
     def start(self, limit):
         self.arena = Arena(PAGE, self.SLOTS, uaf=True, quarantine=limit, alignment=1)
         self.limit = limit
@@ -277,7 +276,6 @@ class QuarantineMachine(RuleBasedStateMachine):
         self.live = {}
 
     @rule(nbytes=st.integers(1, PAGE))
-    @precondition(lambda self: self.arena is not None)
     def alloc(self, nbytes):
         if self.stack:
             expected = self.stack.pop()
@@ -294,7 +292,7 @@ class QuarantineMachine(RuleBasedStateMachine):
         self.live[buf.slot] = buf
 
     @rule(data=st.data())
-    @precondition(lambda self: self.arena is not None and self.live)
+    @precondition(lambda self: self.live)
     def free(self, data):
         slot = data.draw(st.sampled_from(sorted(self.live)))
         buf = self.live.pop(slot)
@@ -310,8 +308,6 @@ class QuarantineMachine(RuleBasedStateMachine):
 
     @invariant()
     def counts_match(self):
-        if self.arena is None:
-            return
         stats = self.arena.stats()
         assert stats["live"] == len(self.live)
         assert stats["quarantined"] == len(self.quarantine)
