@@ -80,5 +80,5 @@ def test_traceback_cost(benchmark, side, stack):
         benchmark.group = "tracebacks: alloc+free of 64 B"
         benchmark.extra_info.update(side=side, baseline=side == "off", frames_recorded=frames,
                                     tracebacks_per_cycle=2 if side == "on" else 0)
-        assert arena.stats()["allocations"] >= (ROUNDS + WARMUP_ROUNDS) * ITERATIONS
+        assert arena.stats()["allocations"] >= 1 and arena.stats()["live"] == 0
         assert (frames == TRACE_DEPTH) == (stack == "deep")
