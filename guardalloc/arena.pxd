@@ -42,6 +42,7 @@ cdef class Buffer
 cdef class Arena:
     cdef ga_arena_t a
     cdef uint32_t *free_stack
+    cdef size_t mapped_size   # a.size, plus the bookkeeping of anonymous arenas
     cdef uint32_t free_top
     cdef uint32_t *quarantine_ring
     cdef uint32_t quarantine_head

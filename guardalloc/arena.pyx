@@ -47,6 +47,11 @@ cdef inline size_t round_up(size_t n, size_t multiple) noexcept nogil:
     return (n + multiple - 1) // multiple * multiple
 
 
+cdef inline size_t _bookkeeping_bytes(uint32_t nslots, bint uaf) noexcept nogil:
+    """Slot table, free stack and (uaf) quarantine ring of an arena."""
+    return nslots * (sizeof(ga_slot_t) + sizeof(uint32_t) * (2 if uaf else 1))
+
+
 # ---------------------------------------------------------------------------
 # Guard installation
 
@@ -308,8 +313,13 @@ cdef class Arena:
         cdef void *base
         cdef int flags
         cdef int err
+        self.mapped_size = self.a.size
         if file is None:
-            base = mmap(NULL, self.a.size, PROT_READ | PROT_WRITE,
+            # The slot table and free stack live in the same mapping, after
+            # the last guard: a separate malloc() of them would be mmap()ed
+            # by glibc for large arenas, a second VMA for every arena.
+            self.mapped_size += round_up(_bookkeeping_bytes(self.a.nslots, self.a.uaf), PAGE)
+            base = mmap(NULL, self.mapped_size, PROT_READ | PROT_WRITE,
                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
         else:
             self.fd_ = _open_backing(file, self.a.size)
@@ -332,10 +342,17 @@ cdef class Arena:
     cdef _allocate_bookkeeping(self):
         cdef uint32_t i, n = self.a.nslots
         cdef uint8_t initial_flags = GA_FLAG_STACKED
-        self.a.slots = <ga_slot_t *>calloc(n, sizeof(ga_slot_t))
-        self.free_stack = <uint32_t *>malloc(n * sizeof(uint32_t))
-        if self.a.uaf:
-            self.quarantine_ring = <uint32_t *>malloc(n * sizeof(uint32_t))
+        if self.mapped_size > self.a.size:
+            # Carved from the (zero-filled) tail of the mapping; see _map.
+            self.a.slots = <ga_slot_t *>(self.a.base + self.a.size)
+            self.free_stack = <uint32_t *>(self.a.slots + n)
+            if self.a.uaf:
+                self.quarantine_ring = self.free_stack + n
+        else:
+            self.a.slots = <ga_slot_t *>calloc(n, sizeof(ga_slot_t))
+            self.free_stack = <uint32_t *>malloc(n * sizeof(uint32_t))
+            if self.a.uaf:
+                self.quarantine_ring = <uint32_t *>malloc(n * sizeof(uint32_t))
         if self.a.slots == NULL or self.free_stack == NULL or (self.a.uaf and self.quarantine_ring == NULL):
             raise MemoryError(f"no memory for the bookkeeping of {n} slots")
         if self.fd_ >= 0:
@@ -371,18 +388,19 @@ cdef class Arena:
         if self.registered:
             unregister_arena(&self.a)
             self.registered = False
+        if self.mapped_size == self.a.size:   # else: inside the mapping
+            free(self.a.slots)
+            free(self.free_stack)
+            free(self.quarantine_ring)
+        self.a.slots = NULL
+        self.free_stack = NULL
+        self.quarantine_ring = NULL
         if self.a.base != NULL:
-            munmap(self.a.base, self.a.size)
+            munmap(self.a.base, self.mapped_size)
             self.a.base = NULL
         if self.fd_ >= 0:
             close(self.fd_)
             self.fd_ = -1
-        free(self.a.slots)
-        self.a.slots = NULL
-        free(self.free_stack)
-        self.free_stack = NULL
-        free(self.quarantine_ring)
-        self.quarantine_ring = NULL
         _free_traces(self.a.alloc_trace, self.a.nslots)
         self.a.alloc_trace = NULL
         _free_traces(self.a.free_trace, self.a.nslots)
