@@ -141,16 +141,19 @@ class Comparison:
         return self.median(numerator) / self.median(denominator)
 
 
-def interleaved(sides: Mapping[str, Callable[[], object]], rounds: int, inner: int = 1,
+def interleaved(sides: Mapping[str, Callable], rounds: int, inner: int = 1,
                 setup: Mapping[str, Callable[[], object]] | None = None,
                 teardown: Mapping[str, Callable[[object], object]] | None = None) -> Comparison:
     """Time each side ``rounds`` times, alternating sides (A B A B ...).
 
     Each sample runs ``sides[name]()`` ``inner`` times and records seconds
-    per call, so slow drift of the machine hits every side alike. With
-    ``setup``, ``setup[name]()`` runs untimed before each sample and its
-    result is passed to ``sides[name]`` (and later to ``teardown[name]``),
-    e.g. to time only the closing of an arena.
+    per call, so slow drift of the machine hits every side alike. Untimed
+    hooks, for operations that build or destroy something:
+
+    - ``setup[name]()`` runs before each sample and its result is passed to
+      ``sides[name]`` (e.g. build an arena, time closing it);
+    - ``teardown[name](result)`` runs after each sample with the side's last
+      return value (e.g. time building an arena, close it untimed).
 
     Raises:
         ValueError: ``rounds`` or ``inner`` below 1, or no sides.
@@ -167,15 +170,15 @@ def interleaved(sides: Mapping[str, Callable[[], object]], rounds: int, inner: i
                 if setup is not None:
                     state = setup[name]()
                     start = clock()
-                    fn(state)
-                    elapsed = clock() - start
-                    if teardown is not None:
-                        teardown[name](state)
+                    for _ in range(inner):
+                        returned = fn(state)
                 else:
                     start = clock()
                     for _ in range(inner):
-                        fn()
-                    elapsed = clock() - start
+                        returned = fn()
+                elapsed = clock() - start
+                if teardown is not None:
+                    teardown[name](returned)
                 result.samples[name].append(elapsed / inner)
     finally:
         if gc_was_enabled:
@@ -226,15 +229,16 @@ def numpy_empty_loop(nbytes: int = 64) -> Callable[[], None] | None:
 
 
 def cymem_loop(nbytes: int = 64) -> Callable[[], None] | None:
-    """One ``cymem.Pool().alloc`` + ``free`` per call (None without cymem)."""
+    """One ``cymem.Address(1, nbytes)`` (calloc) + deletion (free) per call:
+    cymem's Python-level allocation (None without cymem)."""
     try:
-        from cymem.cymem import Pool
+        from cymem.cymem import Address
     except ImportError:
         return None
-    pool = Pool()
 
     def cycle() -> None:
-        pool.free(pool.alloc(1, nbytes))
+        buf = Address(1, nbytes)
+        del buf
     return cycle
 
 
