@@ -20,7 +20,8 @@ Groups: one comparison, one table
     group and the same run (pytest-benchmark prints one table per group,
     sorted by time, with ratios to the fastest row).
 
-``benchmark.extra_info``: the deterministic figures, set with :func:`counts`
+``benchmark.extra_info``: the deterministic figures, set with the ``record``
+fixture: ``record(benchmark, side="mprotect", baseline=True, slots=n, ...)``
     ``side`` (str, required): what this row measures ("madvise-batched",
         "mprotect", "bytearray", ...).
     ``baseline`` (bool): the reference row of its group (mprotect, the
@@ -37,6 +38,10 @@ Groups: one comparison, one table
     Assert the invariants you record (e.g. ``vmas_in_arena == 1``): with
     ``--benchmark-disable`` the suite then runs once, as a fast test.
 
+Nanosecond operations
+    Use ``benchmark.pedantic(fn, iterations=1_000, rounds=60)``: a single
+    80 ns call is below the timer's resolution.
+
 Markers
     ``@pytest.mark.stable``: a figure stable enough on a shared machine to
     be compared against the committed baseline
@@ -47,7 +52,9 @@ Markers
 
 Expensive one-shot operations (creating an arena) use
 ``benchmark.pedantic(..., setup=..., rounds=N)`` and close what they built
-outside the timed part (:func:`closing_setup`); mprotect arenas of 30,000
+outside the timed part (the ``built`` fixture, a :class:`closing_setup`:
+``benchmark.pedantic(lambda: built.keep(make_arena(...)), setup=built,
+rounds=10)``, the last arena is ``built.last``); mprotect arenas of 30,000
 slots use 60,000 VMAs, so never keep two alive at once.
 """
 
