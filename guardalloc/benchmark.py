@@ -118,37 +118,36 @@ def _mprotect_fits(slots: int) -> bool:
     return limit is None or vma_count() + 2 * slots + 50 < limit
 
 
+def _create_sweep(results: Results, sides: list[str], slot_counts: list[int], rounds: int,
+                  progress: Progress, label: str) -> None:
+    """Creation time of every (side, slots) pair, all pairs interleaved round
+    by round, so that a busy spell of the machine hits every point alike."""
+    pairs = [(side, slots) for slots in slot_counts for side in sides
+             if side != "mprotect" or _mprotect_fits(slots)]
+    build = {pair: (lambda pair=pair: make_arena(*pair)) for pair in pairs}
+    close = {pair: (lambda arena: arena.close()) for pair in pairs}
+    samples: dict[tuple[str, int], list[float]] = {pair: [] for pair in pairs}
+    for round_number in range(rounds):
+        progress.step(f"{label}: round {round_number + 1} of {rounds}")
+        comparison = interleaved(build, 1, teardown=close)
+        for pair in pairs:
+            samples[pair] += comparison.samples[pair]
+    for (side, slots), values in samples.items():
+        arena = make_arena(side, slots)
+        try:
+            figures = {"vmas_in_arena": vmas_in_range(arena.address, arena.address + arena.size),
+                       "guard_syscalls": arena.stats()["guard_syscalls"]}
+        finally:
+            arena.close()
+        figures["seconds"] = sorted(values)[len(values) // 2]
+        results.create.setdefault(side, {})[slots] = figures
+
+
 def measure_creation(results: Results, settings: Settings, progress: Progress) -> None:
-    for slots in settings.create_slots:
-        progress.step(f"creating arenas of {slots:,} slots")
-        usable = [s for s in CREATE_SIDES if s != "mprotect" or _mprotect_fits(slots)]
-        sides = {s: (lambda s=s: make_arena(s, slots)) for s in usable}
-        closers = {s: (lambda arena: arena.close()) for s in usable}
-        comparison = interleaved(sides, settings.create_rounds, teardown=closers)
-        for side in usable:
-            arena = make_arena(side, slots)
-            try:
-                figures = {"vmas_in_arena": vmas_in_range(arena.address, arena.address + arena.size),
-                           "guard_syscalls": arena.stats()["guard_syscalls"]}
-            finally:
-                arena.close()
-            figures["seconds"] = comparison.median(side)
-            results.create.setdefault(side, {})[slots] = figures
-    for slots in settings.scale_slots:
-        progress.step(f"creating arenas of {slots:,} slots (madvise, none)")
-        usable = ["madvise-batched", "none"]
-        sides = {s: (lambda s=s: make_arena(s, slots)) for s in usable}
-        closers = {s: (lambda arena: arena.close()) for s in usable}
-        comparison = interleaved(sides, settings.scale_rounds, teardown=closers)
-        for side in usable:
-            arena = make_arena(side, slots)
-            try:
-                figures = {"vmas_in_arena": vmas_in_range(arena.address, arena.address + arena.size),
-                           "guard_syscalls": arena.stats()["guard_syscalls"]}
-            finally:
-                arena.close()
-            figures["seconds"] = comparison.median(side)
-            results.create[side][slots] = figures
+    _create_sweep(results, CREATE_SIDES, settings.create_slots, settings.create_rounds, progress,
+                  f"creating arenas of {settings.create_slots[0]:,} to {settings.create_slots[-1]:,} slots")
+    _create_sweep(results, ["madvise-batched", "none"], settings.scale_slots, settings.scale_rounds,
+                  progress, f"creating arenas of up to {settings.scale_slots[-1]:,} slots")
 
 
 def measure_mprotect_wall(results: Results, progress: Progress) -> None:
@@ -419,7 +418,7 @@ def run(args: argparse.Namespace) -> int:
         "guardalloc": __version__, "max_map_count": max_map_count(), "quick": args.quick,
     })
     results.machine["fork_samples"] = settings.fork_blocks * settings.forks_per_block
-    steps = len(settings.create_slots) + len(settings.scale_slots) + 1 + 1 + len(settings.fork_slots) + 1
+    steps = settings.create_rounds + settings.scale_rounds + 1 + 1 + len(settings.fork_slots) + 1
     progress = Progress(steps)
     try:
         measure_creation(results, settings, progress)
