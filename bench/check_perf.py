@@ -193,14 +193,34 @@ def machine_id() -> str:
     return get_machine_id()
 
 
+# The machine_info fields that change what a benchmark measures.
+MACHINE_FIELDS = {"release": "kernel", "python_version": "Python", "machine": "architecture"}
+
+
+def _describe_machine_difference(saved: dict) -> str:
+    from pytest_benchmark.plugin import pytest_benchmark_generate_machine_info
+    current = pytest_benchmark_generate_machine_info()
+    differences = [f"{label} {saved.get(key)} -> {current.get(key)}" for key, label in MACHINE_FIELDS.items()
+                   if saved.get(key) != current.get(key)]
+    saved_cpu, current_cpu = saved.get("cpu", {}), current.get("cpu", {})
+    for key, label in (("brand_raw", "CPU"), ("count", "CPUs")):
+        if saved_cpu.get(key) != current_cpu.get(key):
+            differences.append(f"{label} {saved_cpu.get(key)} -> {current_cpu.get(key)}")
+    return ", ".join(differences)
+
+
 def check_baseline() -> None:
     print(f"baseline comparison ({BASELINE.relative_to(HERE.parent)}, fail at {BASELINE_FAIL})")
     if not BASELINE.exists():
         check(False, f"{BASELINE} is missing: run python bench/check_perf.py --refresh-baseline")
         return
+    difference = _describe_machine_difference(json.loads(BASELINE.read_text())["machine_info"])
+    if difference:
+        print(f"  note: the baseline was recorded on another machine ({difference}); refresh it "
+              "there, or run with --skip-baseline")
     for attempt in (1, 2):
         regressions = _compare_with_baseline(final=attempt == 2)
-        if not regressions:
+        if not regressions or attempt == 2:
             return
         print(f"  again: {len(regressions)} regression(s); measuring once more")
 
@@ -210,13 +230,21 @@ def _compare_with_baseline(final: bool) -> list[str]:
     Only the final attempt records its verdicts."""
     field, percent = BASELINE_FAIL.split(":")
     limit = 1 + float(percent.rstrip("%")) / 100
-    with tempfile.TemporaryDirectory() as storage:
+    # Under the repository: pytest-benchmark prints storage paths relative to
+    # the working directory and fails on a path outside it.
+    scratch = HERE.parent / ".benchmarks"
+    scratch.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=scratch) as storage:
         folder = Path(storage) / machine_id()
         folder.mkdir()
         shutil.copy(BASELINE, folder / "0001_baseline.json")
         now = Path(storage) / "now.json"
+        # pytest-benchmark warns (an error under filterwarnings=error) when
+        # any machine_info field differs, down to the py-cpuinfo version;
+        # what matters is said by _describe_machine_difference() below.
         code = pytest_stable([f"--benchmark-storage=file://{storage}", "--benchmark-compare=0001",
-                              f"--benchmark-compare-fail={BASELINE_FAIL}", f"--benchmark-json={now}"])
+                              f"--benchmark-compare-fail={BASELINE_FAIL}", f"--benchmark-json={now}",
+                              "-W", "ignore::pytest_benchmark.logger.PytestBenchmarkWarning"])
         then = {b["fullname"]: b["stats"] for b in json.loads(BASELINE.read_text())["benchmarks"]}
         measured = json.loads(now.read_text())["benchmarks"] if now.exists() else []
         verdicts = []

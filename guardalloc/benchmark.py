@@ -412,7 +412,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"guard pages are unavailable here ({found.reason}): nothing to compare", file=sys.stderr)
         return 1
     settings = Settings.for_run(args.quick)
-    os.makedirs(args.out, exist_ok=True)
+    try:
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as exc:
+        print(f"cannot use {args.out!r} as the output directory: {exc.strerror}", file=sys.stderr)
+        return 2
     results = Results(machine={
         "kernel": platform.release(), "cpus": os.cpu_count(), "python": platform.python_version(),
         "guardalloc": __version__, "max_map_count": max_map_count(), "quick": args.quick,

@@ -62,3 +62,10 @@ def test_progress_prints_one_line_per_step_without_a_terminal(capsys):
     progress.finish()
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 and lines[1].startswith("[" + "#" * 30 + "] 2/2")
+
+
+def test_bench_refuses_an_output_path_that_is_a_file(tmp_path, capsys):
+    target = tmp_path / "a-file"
+    target.write_text("")
+    assert cli.main(["bench", "--out", str(target)]) == 2
+    assert "cannot use" in capsys.readouterr().err
