@@ -70,15 +70,17 @@ def test_teardown(benchmark, record, side):
     """Closing (munmap) an arena of 30,000 slots."""
     benchmark.group = "teardown: 30,000 slots"
     slots = 30_000
-    made = []
+    figures = {}
 
     def setup():
-        made.append(make_arena(side, slots))
-        return (made[-1],), {}
+        arena = make_arena(side, slots)
+        figures["vmas_in_arena"] = vmas_in_range(arena.address, arena.address + arena.size)
+        figures["guard_syscalls"] = arena.stats()["guard_syscalls"]
+        return (arena,), {}
 
     benchmark.pedantic(lambda arena: arena.close(), setup=setup, rounds=8)
-    record(benchmark, side=side, baseline=side == "mprotect", slots=slots,
-           vmas_in_arena=expected_vmas_in_arena(side, slots))
+    record(benchmark, side=side, baseline=side == "mprotect", slots=slots, **figures)
+    assert figures["vmas_in_arena"] == expected_vmas_in_arena(side, slots)
 
 
 @pytest.mark.parametrize("slots", [0, 10_000, 30_000])
@@ -87,13 +89,16 @@ def test_fork(benchmark, record, side, slots):
     """fork() + child exit + wait while the process holds guarded slots."""
     benchmark.group = f"fork: {slots:,} slots held"
     arena = make_arena(side, slots) if slots else None
+    figures = {"process_vmas": vma_count()}
+    if arena is not None:
+        figures["vmas_in_arena"] = vmas_in_range(arena.address, arena.address + arena.size)
+        figures["guard_syscalls"] = arena.stats()["guard_syscalls"]
     try:
-        process_vmas = vma_count()
         benchmark.pedantic(fork_and_wait, rounds=15, warmup_rounds=1)
     finally:
         if arena is not None:
             arena.close()
-    record(benchmark, side=side, baseline=side == "mprotect", slots=slots, process_vmas=process_vmas)
+    record(benchmark, side=side, baseline=side == "mprotect", slots=slots, **figures)
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +142,7 @@ def test_alloc_free(benchmark, record, uaf_arenas, side):
     try:
         # Many calls per round: one 80 ns call is below the timer's resolution.
         benchmark.pedantic(cycle, iterations=1_000, rounds=60, warmup_rounds=2)
-        extra = {}
+        extra = {"slots": 1_000} if arena is not None else {}
         if side.endswith("uaf"):
             used_arena = uaf_arenas["madvise" if side == "guardalloc-uaf" else "mprotect"]
             extra = {"slots": 10_000, "live": 5_000,
