@@ -41,10 +41,8 @@ cdef class Buffer
 
 cdef class Arena:
     cdef ga_arena_t a
-    cdef char *map_base         # the one mapping: bookkeeping, then a.base
-    cdef size_t map_size
-    cdef size_t meta_size       # bookkeeping bytes in front of a.base
     cdef uint32_t *free_stack
+    cdef size_t mapped_size   # a.size, plus the bookkeeping of anonymous arenas
     cdef uint32_t free_top
     cdef uint32_t *quarantine_ring
     cdef uint32_t quarantine_head

@@ -49,6 +49,11 @@ cdef inline size_t round_up(size_t n, size_t multiple) noexcept nogil:
     return (n + multiple - 1) // multiple * multiple
 
 
+cdef inline size_t _bookkeeping_bytes(uint32_t nslots, bint uaf) noexcept nogil:
+    """Slot table, free stack and (uaf) quarantine ring of an arena."""
+    return nslots * (sizeof(ga_slot_t) + sizeof(uint32_t) * (2 if uaf else 1))
+
+
 # ---------------------------------------------------------------------------
 # Guard installation
 
@@ -364,49 +369,44 @@ cdef class Arena:
         self.is_closed = False
 
     cdef _map(self, file, bint shared):
-        """Map the arena. An anonymous arena keeps its bookkeeping (slot
-        table, free stack, quarantine ring) in the same mapping, in front of
-        the first guard, so that the whole arena is exactly one VMA."""
-        cdef void *mapping
+        cdef void *base
         cdef int flags
         cdef int err
-        cdef size_t n = self.a.nslots
+        self.mapped_size = self.a.size
         if file is None:
-            self.meta_size = round_up(n * sizeof(ga_slot_t) + n * sizeof(uint32_t)
-                                      * (2 if self.a.uaf else 1), PAGE)
-            self.map_size = self.meta_size + self.a.size
-            mapping = mmap(NULL, self.map_size, PROT_READ | PROT_WRITE,
-                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+            # The slot table and free stack live in the same mapping, after
+            # the last guard: a separate malloc() of them would be mmap()ed
+            # by glibc for large arenas, a second VMA for every arena.
+            self.mapped_size += round_up(_bookkeeping_bytes(self.a.nslots, self.a.uaf), PAGE)
+            base = mmap(NULL, self.mapped_size, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
         else:
             # A file's bookkeeping must stay private to each process that
             # maps it, so it lives on the heap instead.
             self.fd_ = _open_backing(file, self.a.size)
             self.file = file
             self.a.shared = shared
-            self.meta_size = 0
-            self.map_size = self.a.size
             flags = (MAP_SHARED if shared else MAP_PRIVATE) | MAP_NORESERVE
-            mapping = mmap(NULL, self.map_size, PROT_READ | PROT_WRITE, flags, self.fd_, 0)
-        if mapping == MAP_FAILED:
+            base = mmap(NULL, self.mapped_size, PROT_READ | PROT_WRITE, flags, self.fd_, 0)
+        if base == MAP_FAILED:
             err = errno
             if self.fd_ >= 0:
                 close(self.fd_)
                 self.fd_ = -1
             if err == ENOMEM:
                 raise MemoryError(
-                    f"cannot map {self.map_size} bytes for the arena: {strerror(err).decode()} "
+                    f"cannot map {self.mapped_size} bytes for the arena: {strerror(err).decode()} "
                     "(address space limit RLIMIT_AS, or vm.max_map_count)")
-            raise OSError(err, f"mmap of {self.map_size} bytes failed: {strerror(err).decode()}")
-        self.map_base = <char *>mapping
-        self.a.base = self.map_base + self.meta_size
+            raise OSError(err, f"mmap of {self.mapped_size} bytes failed: {strerror(err).decode()}")
+        self.a.base = <char *>base
 
     cdef _allocate_bookkeeping(self):
         cdef uint32_t i, n = self.a.nslots
         cdef uint8_t initial_flags = GA_FLAG_STACKED
-        if self.meta_size:
-            # Zero-filled pages of our own mapping (see _map).
-            self.a.slots = <ga_slot_t *>self.map_base
-            self.free_stack = <uint32_t *>(self.map_base + n * sizeof(ga_slot_t))
+        if self.mapped_size > self.a.size:
+            # Carved from the (zero-filled) tail of the mapping; see _map.
+            self.a.slots = <ga_slot_t *>(self.a.base + self.a.size)
+            self.free_stack = <uint32_t *>(self.a.slots + n)
             if self.a.uaf:
                 self.quarantine_ring = self.free_stack + n
         else:
@@ -414,8 +414,8 @@ cdef class Arena:
             self.free_stack = <uint32_t *>malloc(n * sizeof(uint32_t))
             if self.a.uaf:
                 self.quarantine_ring = <uint32_t *>malloc(n * sizeof(uint32_t))
-            if self.a.slots == NULL or self.free_stack == NULL or (self.a.uaf and self.quarantine_ring == NULL):
-                raise MemoryError(f"no memory for the bookkeeping of {n} slots")
+        if self.a.slots == NULL or self.free_stack == NULL or (self.a.uaf and self.quarantine_ring == NULL):
+            raise MemoryError(f"no memory for the bookkeeping of {n} slots")
         if self.fd_ >= 0:
             initial_flags |= GA_FLAG_USED   # a file may hold data already
         # Slot 0 on top, so slots are handed out in address order.
@@ -449,16 +449,15 @@ cdef class Arena:
         if self.registered:
             unregister_arena(&self.a)
             self.registered = False
-        if not self.meta_size:
+        if self.mapped_size == self.a.size:   # else: inside the mapping
             free(self.a.slots)
             free(self.free_stack)
             free(self.quarantine_ring)
         self.a.slots = NULL
         self.free_stack = NULL
         self.quarantine_ring = NULL
-        if self.map_base != NULL:
-            munmap(self.map_base, self.map_size)
-            self.map_base = NULL
+        if self.a.base != NULL:
+            munmap(self.a.base, self.mapped_size)
             self.a.base = NULL
         if self.fd_ >= 0:
             close(self.fd_)

@@ -13,6 +13,7 @@ import sys
 # command -> (module, one-line help)
 COMMANDS = {
     "demo": ("guardalloc.demo", "build the same arena with madvise and mprotect guards, catch an overflow"),
+    "bench": ("guardalloc.benchmark", "compare guardalloc with mprotect guards and no guards: table, plots, report"),
 }
 
 

@@ -1,0 +1,280 @@
+"""Measuring guardalloc fairly on a noisy machine: the shared benchmark toolkit.
+
+Used by ``python -m guardalloc bench`` (:mod:`guardalloc.benchmark`), by the
+pytest-benchmark suite under ``bench/`` and by the CI performance check
+(``bench/check_perf.py``). It lives in the package, not under ``bench/``, so
+that an installed guardalloc can run its own comparison.
+
+Principles:
+
+- Absolute times mean little on a shared 2-core machine; both sides of every
+  comparison are measured in the same run, interleaved (A B A B ...), and
+  compared by their medians (:func:`interleaved`).
+- Deterministic figures (VMAs, guard system calls) are checked exactly.
+  :func:`vmas_in_range` counts the VMAs that overlap an arena's own address
+  range, which is exact whatever else the process maps meanwhile (glibc
+  serves large ``malloc`` requests, such as an arena's slot table, with a
+  separate ``mmap`` of its own).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import mmap
+import os
+import statistics
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+from guardalloc.arena import Arena
+from guardalloc.maps import vma_count
+
+PAGE_SIZE = mmap.PAGESIZE
+# The madvise advice values (the standard library's mmap module has no names
+# for them; the canonical declarations are in _kernel.pxd).
+MADV_GUARD_INSTALL = 102
+
+# Arena creation "sides": label -> Arena keyword arguments. "python" is the
+# pure-Python arena below, built on mmap.madvise().
+CREATE_SIDES: dict[str, dict] = {
+    "madvise-batched": {"backend": "madvise", "batch": True},
+    "madvise-per-guard": {"backend": "madvise", "batch": False},
+    "mprotect": {"backend": "mprotect"},
+    "none": {"backend": "none"},
+}
+
+
+def max_map_count() -> int | None:
+    """``vm.max_map_count``, or None when it cannot be read."""
+    try:
+        with open("/proc/sys/vm/max_map_count") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def vmas_in_range(start: int, end: int, pid: int | str = "self") -> int:
+    """Number of VMAs of a process that overlap ``[start, end)``.
+
+    For an arena this is exact: 1 for the madvise and none backends (the
+    one mapping; it may extend beyond the range if the kernel merged it with a
+    neighbour), ``2 * slots + 1`` for mprotect guards (each guard and each
+    slot is a VMA of its own).
+
+    Raises:
+        ValueError: ``end <= start``.
+        ProcessLookupError: no such process.
+    """
+    if end <= start:
+        raise ValueError(f"empty range [{start:#x}, {end:#x})")
+    try:
+        with open(f"/proc/{pid}/maps", "rb") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise ProcessLookupError(f"no process {pid}") from None
+    count = 0
+    for line in text.splitlines():
+        dash = line.index(b"-")
+        space = line.index(b" ", dash)
+        low = int(line[:dash], 16)
+        high = int(line[dash + 1:space], 16)
+        if low < end and high > start:
+            count += 1
+    return count
+
+
+def make_arena(side: str, slots: int, slot_size: int = 4096, **options):
+    """Build one arena for a creation side of :data:`CREATE_SIDES` (or
+    ``"python"``), silencing the ``auto`` fallback warning."""
+    if side == "python":
+        return PyArena(slot_size, slots)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return Arena(slot_size, slots, **CREATE_SIDES[side], **options)
+
+
+@dataclass
+class CreateCounts:
+    """Deterministic figures of one arena creation."""
+
+    side: str
+    slots: int
+    vmas_added: int        # change of the process's VMA count
+    vmas_in_arena: int     # VMAs overlapping the arena's address range
+    guard_syscalls: int    # system calls spent installing guards
+    seconds: float
+
+
+def measure_create(side: str, slots: int, slot_size: int = 4096) -> CreateCounts:
+    """Create and close one arena; return its counts and creation time."""
+    gc.collect()
+    before = vma_count()
+    start = time.perf_counter()
+    arena = make_arena(side, slots, slot_size)
+    seconds = time.perf_counter() - start
+    try:
+        added = vma_count() - before
+        in_arena = vmas_in_range(arena.address, arena.address + arena.size)
+        syscalls = arena.stats()["guard_syscalls"]
+    finally:
+        arena.close()
+    return CreateCounts(side, slots, added, in_arena, syscalls, seconds)
+
+
+# ---------------------------------------------------------------------------
+# Interleaved A/B measuring
+
+@dataclass
+class Comparison:
+    """Per-side samples (seconds per operation) of an interleaved run."""
+
+    samples: dict[str, list[float]] = field(default_factory=dict)
+
+    def median(self, side: str) -> float:
+        return statistics.median(self.samples[side])
+
+    def ratio(self, numerator: str, denominator: str) -> float:
+        """median(numerator) / median(denominator)."""
+        return self.median(numerator) / self.median(denominator)
+
+
+def interleaved(sides: Mapping[str, Callable], rounds: int, inner: int = 1,
+                setup: Mapping[str, Callable[[], object]] | None = None,
+                teardown: Mapping[str, Callable[[object], object]] | None = None) -> Comparison:
+    """Time each side ``rounds`` times, alternating sides (A B A B ...).
+
+    Each sample runs ``sides[name]()`` ``inner`` times and records seconds
+    per call, so slow drift of the machine hits every side alike. Untimed
+    hooks, for operations that build or destroy something:
+
+    - ``setup[name]()`` runs before each sample and its result is passed to
+      ``sides[name]`` (e.g. build an arena, time closing it);
+    - ``teardown[name](result)`` runs after each sample with the side's last
+      return value (e.g. time building an arena, close it untimed).
+
+    Raises:
+        ValueError: ``rounds`` or ``inner`` below 1, or no sides.
+    """
+    if rounds < 1 or inner < 1 or not sides:
+        raise ValueError("interleaved() needs at least one side, one round and one call")
+    result = Comparison({name: [] for name in sides})
+    clock = time.perf_counter
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(rounds):
+            for name, fn in sides.items():
+                if setup is not None:
+                    state = setup[name]()
+                    start = clock()
+                    for _ in range(inner):
+                        returned = fn(state)
+                else:
+                    start = clock()
+                    for _ in range(inner):
+                        returned = fn()
+                elapsed = clock() - start
+                if teardown is not None:
+                    teardown[name](returned)
+                result.samples[name].append(elapsed / inner)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return result
+
+
+# ---------------------------------------------------------------------------
+# The operations being compared
+
+def fork_and_wait() -> None:
+    """fork(); the child exits at once; the parent waits for it."""
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+
+
+def alloc_free_loop(arena: Arena, nbytes: int = 64) -> Callable[[], None]:
+    """One ``arena.alloc(nbytes)`` + ``buf.free()`` per call."""
+    alloc = arena.alloc
+
+    def cycle() -> None:
+        alloc(nbytes).free()
+    return cycle
+
+
+def bytearray_loop(nbytes: int = 64) -> Callable[[], None]:
+    """One ``bytearray(nbytes)`` creation + deletion per call."""
+    def cycle() -> None:
+        buf = bytearray(nbytes)
+        del buf
+    return cycle
+
+
+def numpy_empty_loop(nbytes: int = 64) -> Callable[[], None] | None:
+    """One ``numpy.empty(nbytes, uint8)`` + deletion per call (None without numpy)."""
+    try:
+        import numpy
+    except ImportError:
+        return None
+    empty, uint8 = numpy.empty, numpy.uint8
+
+    def cycle() -> None:
+        buf = empty(nbytes, uint8)
+        del buf
+    return cycle
+
+
+def cymem_loop(nbytes: int = 64) -> Callable[[], None] | None:
+    """One ``cymem.Address(1, nbytes)`` (calloc) + deletion (free) per call:
+    cymem's Python-level allocation (None without cymem)."""
+    try:
+        from cymem.cymem import Address
+    except ImportError:
+        return None
+
+    def cycle() -> None:
+        buf = Address(1, nbytes)
+        del buf
+    return cycle
+
+
+# ---------------------------------------------------------------------------
+# A pure-Python arena, to show what the Cython core buys
+
+class PyArena:
+    """The same layout as :class:`guardalloc.Arena` (madvise backend), in pure
+    Python on the standard library: ``mmap.mmap`` for the mapping and one
+    ``mmap.madvise(MADV_GUARD_INSTALL, ...)`` per guard.
+
+    For benchmarks of guard installation only: it builds and unmaps, nothing
+    else.
+    """
+
+    backend = "python"
+
+    def __init__(self, slot_size: int, slots: int, guard_pages: int = 1) -> None:
+        self.slot_size = -(-slot_size // PAGE_SIZE) * PAGE_SIZE
+        self.guard_size = guard_pages * PAGE_SIZE
+        self.stride = self.slot_size + self.guard_size
+        self.slots = slots
+        self.size = self.guard_size + slots * self.stride
+        self._map = mmap.mmap(-1, self.size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        self.guard_syscalls = 0
+        madvise, guard, stride = self._map.madvise, self.guard_size, self.stride
+        for offset in range(0, self.size, stride):
+            madvise(MADV_GUARD_INSTALL, offset, guard)
+        self.guard_syscalls = slots + 1
+        # The address, for vmas_in_range(); the ctypes export ends at once.
+        probe = ctypes.c_char.from_buffer(self._map)
+        self.address = ctypes.addressof(probe)
+        del probe
+
+    def stats(self) -> dict:
+        return {"slots": self.slots, "guard_syscalls": self.guard_syscalls, "backend": "python"}
+
+    def close(self) -> None:
+        self._map.close()
