@@ -26,7 +26,7 @@ from guardalloc._kernel cimport (
     EINTR, GA_PAGE_IS_GUARD, GA_PAGEMAP_SCAN, GA_PM_GUARD_BIT,
     MADV_GUARD_INSTALL, MAP_ANONYMOUS, MAP_FAILED, MAP_NORESERVE, MAP_PRIVATE,
     PROT_READ, PROT_WRITE, _SC_PAGESIZE, close, ga_page_region, ga_pm_scan_arg,
-    ioctl, madvise, mmap, munmap, pread, ssize_t, sysconf,
+    ioctl, madvise, mmap, munlock, munmap, pread, ssize_t, sysconf,
 )
 
 PAGE_SIZE = sysconf(_SC_PAGESIZE)
@@ -349,6 +349,7 @@ def pagemap_scan_supported() -> bool:
     if region == <char *>MAP_FAILED:
         os.close(fd)
         return False   # not cached: a transient failure
+    munlock(region, 3 * PAGE)   # mlockall(MCL_FUTURE) would refuse the guard
     guarded = madvise(region + PAGE, PAGE, MADV_GUARD_INSTALL) == 0
     arg.size = sizeof(ga_pm_scan_arg)
     arg.flags = 0
