@@ -13,6 +13,7 @@ import sys
 # command -> (module, one-line help)
 COMMANDS = {
     "demo": ("guardalloc.demo", "build the same arena with madvise and mprotect guards, catch an overflow"),
+    "maps": ("guardalloc.maps_cli", "a process's VMAs with the guard pages inside them, which /proc/PID/maps hides"),
 }
 
 

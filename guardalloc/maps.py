@@ -146,16 +146,13 @@ def _page_range(start: int, end: int) -> tuple[int, int]:
 
 
 def _clip(areas: list[Vma], start: int, end: int) -> list[tuple[int, int]]:
-    """[start, end) cut to the VMAs that lie in the page tables."""
+    """[start, end) cut into its pieces in each VMA that lies in the page
+    tables (one range per VMA, so that no guard run crosses a VMA)."""
     ranges = []
     for vma in areas:
         if vma.end <= start or vma.start >= end or vma.path == "[vsyscall]":
             continue
-        lo, hi = max(vma.start, start), min(vma.end, end)
-        if ranges and ranges[-1][1] == lo:
-            ranges[-1] = (ranges[-1][0], hi)
-        else:
-            ranges.append((lo, hi))
+        ranges.append((max(vma.start, start), min(vma.end, end)))
     return ranges
 
 
@@ -193,7 +190,9 @@ def _scan(pid: Pid, ranges: list[tuple[int, int]], method: str) -> GuardRuns:
 
 
 def guard_pages(start: int, end: int, pid: Pid = "self", *, method: str = "auto") -> GuardRuns:
-    """The guard pages of process ``pid`` in ``[start, end)``, merged into runs.
+    """The guard pages of process ``pid`` in ``[start, end)``, merged into
+    runs of consecutive guard pages; a run never crosses from one VMA into
+    the next.
 
     ``start`` and ``end`` are widened to whole pages; only the parts inside
     the process's VMAs are scanned, so ``guard_pages(0, 2**64)`` covers the

@@ -72,20 +72,15 @@ class GuardRun(namedtuple("GuardRun", "start end")):
 
 
 # ---------------------------------------------------------------------------
-# The runs, as a growable C array of (start, end) pairs
-
-cdef struct run_list_t:
-    uint64_t *pairs     # start0, end0, start1, end1, ...
-    size_t count        # runs
-    size_t capacity     # runs
-
+# The runs, as a growable C array of (start, end) pairs (run_list_t, in
+# pagemap.pxd)
 
 cdef int _push_run(run_list_t *runs, uint64_t start, uint64_t end) noexcept nogil:
     """Append [start, end), merged into the last run when they touch.
     Returns -1 when out of memory."""
     cdef uint64_t *grown
     cdef size_t capacity
-    if runs.count and start <= runs.pairs[2 * runs.count - 1]:
+    if runs.count > runs.sealed and start <= runs.pairs[2 * runs.count - 1]:
         # Touching (or overlapping: a resumed scan that repeats itself).
         if end > runs.pairs[2 * runs.count - 1]:
             runs.pairs[2 * runs.count - 1] = end
@@ -196,13 +191,11 @@ cdef class Ranges:
     tuples; the :class:`Range` items are made when asked for.
     """
 
-    cdef run_list_t runs
-    cdef object item_type
-
     def __cinit__(self):
         self.runs.pairs = NULL
         self.runs.count = 0
         self.runs.capacity = 0
+        self.runs.sealed = 0
         self.item_type = Range
 
     def __init__(self):
@@ -246,18 +239,45 @@ cdef class Ranges:
 
     def __contains__(self, address):
         """Whether an address (an int) lies in one of the ranges."""
-        cdef size_t lo = 0, hi = self.runs.count, mid
+        cdef size_t i
         cdef uint64_t where
         if isinstance(address, bool) or not isinstance(address, int) or not 0 <= address < 2**64:
             return False
         where = address
-        while lo < hi:   # first range that ends after the address
+        i = self._first_ending_after(where)
+        return i < self.runs.count and self.runs.pairs[2 * i] <= where
+
+    cdef size_t _first_ending_after(self, uint64_t where) noexcept nogil:
+        """Index of the first range whose end lies above where."""
+        cdef size_t lo = 0, hi = self.runs.count, mid
+        while lo < hi:
             mid = (lo + hi) // 2
             if self.runs.pairs[2 * mid + 1] <= where:
                 lo = mid + 1
             else:
                 hi = mid
-        return lo < self.runs.count and self.runs.pairs[2 * lo] <= where
+        return lo
+
+    def within(self, start, end):
+        """The ranges cut to ``[start, end)``: a new sequence of the same
+        kind (binary search, then a copy of the overlapping part)."""
+        cdef Ranges result = <Ranges>type(self).__new__(type(self))
+        cdef uint64_t lo, hi, a, b
+        cdef size_t i
+        if not 0 <= start <= end <= 2**64 - 1:
+            raise ValueError(f"need 0 <= start <= end < 2**64, not {start:#x}, {end:#x}")
+        lo = start
+        hi = end
+        if isinstance(self, GuardRuns):
+            (<GuardRuns>result).method = (<GuardRuns>self).method
+        i = self._first_ending_after(lo)
+        while i < self.runs.count and self.runs.pairs[2 * i] < hi:
+            a = self.runs.pairs[2 * i] if self.runs.pairs[2 * i] > lo else lo
+            b = self.runs.pairs[2 * i + 1] if self.runs.pairs[2 * i + 1] < hi else hi
+            if _push_run(&result.runs, a, b) != 0:
+                raise MemoryError("no memory for the ranges")
+            i += 1
+        return result
 
     @property
     def size(self) -> int:
@@ -278,8 +298,6 @@ cdef class GuardRuns(Ranges):
     """The guard-page runs found by :func:`guardalloc.maps.guard_pages`:
     a :class:`Ranges` whose items are :class:`GuardRun`, neighbouring
     guard pages merged into one run."""
-
-    cdef readonly str method
 
     def __cinit__(self):
         self.item_type = GuardRun
@@ -397,6 +415,8 @@ def scan(pid, ranges, str method) -> GuardRuns:
         raise ValueError(f"method must be 'scan' or 'pagemap', not {method!r}")
     use_ioctl = method == "scan"
     result.method = method
+    if n == 0:
+        return result   # nothing mapped (a kernel thread has no pagemap)
     bounds = <uint64_t *>malloc((2 * n + 1) * sizeof(uint64_t))
     work = malloc(SCAN_REGIONS * sizeof(ga_page_region) if use_ioctl else PAGEMAP_CHUNK * 8)
     if bounds == NULL or work == NULL:
@@ -412,6 +432,9 @@ def scan(pid, ranges, str method) -> GuardRuns:
             for i in range(n):
                 if bounds[2 * i] >= bounds[2 * i + 1]:
                     continue
+                # Runs stay inside their range (their VMA), even where the
+                # next VMA starts with a guard too.
+                result.runs.sealed = result.runs.count
                 if use_ioctl:
                     rc = _scan_ioctl(fd, bounds[2 * i], bounds[2 * i + 1], <ga_page_region *>work, &result.runs)
                 else:
@@ -420,6 +443,7 @@ def scan(pid, ranges, str method) -> GuardRuns:
                     err = errno
                     break
             close(fd)
+        result.runs.sealed = 0
     finally:
         free(bounds)
         free(work)
