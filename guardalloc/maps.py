@@ -20,6 +20,7 @@ from typing import NamedTuple, Union
 
 from guardalloc.errors import GuardUnsupportedError
 from guardalloc.pagemap import PAGE_SIZE, GuardRun, GuardRuns, Range, Ranges, pagemap_scan_supported, scan, subtract
+from guardalloc.support import support
 
 __all__ = [
     "GuardRun",
@@ -166,8 +167,6 @@ def _method(method: str) -> str:
                 f"({os.uname().release}); use method='pagemap' or 'auto'")
         return method
     if method == "pagemap":
-        from guardalloc.support import support
-
         found = support()
         if found.anonymous and not found.pagemap_guard_bit:
             # Guards exist but pagemap would report none: refuse rather
