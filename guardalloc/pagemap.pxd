@@ -20,3 +20,4 @@ cdef class Ranges:
 
 cdef class GuardRuns(Ranges):
     cdef readonly str method
+    cdef readonly unsigned long long syscalls   # ioctl() or pread() calls spent

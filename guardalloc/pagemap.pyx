@@ -107,7 +107,7 @@ cdef enum:
 
 
 cdef int _scan_ioctl(int fd, uint64_t start, uint64_t end, ga_page_region *vec,
-                     run_list_t *runs) noexcept nogil:
+                     run_list_t *runs, unsigned long long *syscalls) noexcept nogil:
     """Guard runs in [start, end) from PAGEMAP_SCAN."""
     cdef ga_pm_scan_arg arg
     cdef long n, i
@@ -126,6 +126,7 @@ cdef int _scan_ioctl(int fd, uint64_t start, uint64_t end, ga_page_region *vec,
     arg.return_mask = GA_PAGE_IS_GUARD
     while arg.start < end:
         n = ioctl(fd, GA_PAGEMAP_SCAN, &arg)
+        syscalls[0] += 1
         if n < 0:
             if errno == EINTR:
                 continue
@@ -147,7 +148,7 @@ cdef int _scan_ioctl(int fd, uint64_t start, uint64_t end, ga_page_region *vec,
 
 
 cdef int _scan_pagemap(int fd, uint64_t start, uint64_t end, uint64_t *entries,
-                       run_list_t *runs) noexcept nogil:
+                       run_list_t *runs, unsigned long long *syscalls) noexcept nogil:
     """Guard runs in [start, end) from pagemap entries (bit 58)."""
     cdef uint64_t page = start // PAGE, last = end // PAGE
     cdef uint64_t run_start = 0, guard_bit = (<uint64_t>1) << GA_PM_GUARD_BIT
@@ -157,6 +158,7 @@ cdef int _scan_pagemap(int fd, uint64_t start, uint64_t end, uint64_t *entries,
     while page < last:
         want = PAGEMAP_CHUNK if last - page > PAGEMAP_CHUNK else <size_t>(last - page)
         nread = pread(fd, entries, want * 8, <long>(page * 8))
+        syscalls[0] += 1
         if nread < 0:
             if errno == EINTR:
                 continue
@@ -302,6 +304,7 @@ cdef class GuardRuns(Ranges):
     def __cinit__(self):
         self.item_type = GuardRun
         self.method = ""
+        self.syscalls = 0
 
     @property
     def pages(self) -> int:
@@ -436,9 +439,11 @@ def scan(pid, ranges, str method) -> GuardRuns:
                 # next VMA starts with a guard too.
                 result.runs.sealed = result.runs.count
                 if use_ioctl:
-                    rc = _scan_ioctl(fd, bounds[2 * i], bounds[2 * i + 1], <ga_page_region *>work, &result.runs)
+                    rc = _scan_ioctl(fd, bounds[2 * i], bounds[2 * i + 1], <ga_page_region *>work, &result.runs,
+                                     &result.syscalls)
                 else:
-                    rc = _scan_pagemap(fd, bounds[2 * i], bounds[2 * i + 1], <uint64_t *>work, &result.runs)
+                    rc = _scan_pagemap(fd, bounds[2 * i], bounds[2 * i + 1], <uint64_t *>work, &result.runs,
+                                       &result.syscalls)
                 if rc != SCAN_OK:
                     err = errno
                     break
