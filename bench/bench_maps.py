@@ -5,11 +5,14 @@ against reading every page's /proc/self/pagemap entry (bit 58), side by side.
 
 The arena maps 2,000,001 pages, 1,000,001 of them guards (one between every
 two slots) in a single VMA: both sides must return exactly 1,000,001 runs.
+A second pair scans 100,000 slots whose data pages are all resident.
 Deterministic counts (runs, pages scanned, system calls, VMAs) go to
 ``benchmark.extra_info``; the "pagemap" side is the baseline.
 """
 
 from __future__ import annotations
+
+import ctypes
 
 import pytest
 
@@ -17,6 +20,8 @@ import guardalloc
 from guardalloc.maps import guard_pages, readable_ranges, scan_method, vmas
 
 SLOTS = 1_000_000
+# Slots of the arena whose every data page is touched (400 MB resident).
+POPULATED_SLOTS = 100_000
 SIDES = ["scan", "pagemap"]
 
 
@@ -53,6 +58,34 @@ def test_guard_pages(benchmark, million_slot_arena, side):
         "pages_scanned": arena.size // 4096,
         "guard_runs": len(runs),
         "guard_pages": runs.pages,
+        "scan_syscalls": runs.syscalls,
+    })
+
+
+@pytest.fixture(scope="module")
+def populated_arena():
+    arena = guardalloc.Arena(4096, POPULATED_SLOTS, backend="madvise")
+    for slot in range(POPULATED_SLOTS):
+        ctypes.memset(arena.slot_address(slot), 1, 1)
+    yield arena
+    arena.close()
+
+
+@pytest.mark.benchmark(group="maps: guard_pages of 100,000 populated slots")
+@pytest.mark.parametrize("side", SIDES)
+def test_guard_pages_populated(benchmark, populated_arena, side):
+    # Every data page is resident: pagemap must produce an entry for each,
+    # PAGEMAP_SCAN only the guard runs.
+    _skip_unsupported(side)
+    arena = populated_arena
+    runs = benchmark(guard_pages, arena.address, arena.address + arena.size, method=side)
+    assert len(runs) == POPULATED_SLOTS + 1
+    benchmark.extra_info.update({
+        "side": side,
+        "baseline": side == "pagemap",
+        "slots": POPULATED_SLOTS,
+        "pages_scanned": arena.size // 4096,
+        "guard_runs": len(runs),
         "scan_syscalls": runs.syscalls,
     })
 
