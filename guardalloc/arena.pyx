@@ -236,7 +236,9 @@ cdef class Arena:
         on_fault: "abort" (report and die with SIGSEGV) or "continue"
             (report once, lift the guard that was hit, retire the slot).
         file: back the arena by a file: a path (created and sized as
-            needed), an open file descriptor (duplicated), or "memfd".
+            needed; opened read-only for ``shared=False`` when it may not
+            be written), an open file descriptor (duplicated), or "memfd"
+            (sealed against shrinking). See also :class:`SharedArena`.
         shared: with ``file``, map it MAP_SHARED (True) or MAP_PRIVATE.
 
     Raises:
@@ -246,7 +248,11 @@ cdef class Arena:
         MemoryError: the mapping cannot be made, or mprotect guards run into
             ``vm.max_map_count`` (nothing is left mapped).
         GuardInstallError: the kernel refused the guards (errno tells why;
-            EINVAL when the memory is mlocked).
+            EINVAL when the memory is mlocked: ``backend="auto"`` then
+            falls back to mprotect with a ``RuntimeWarning`` instead).
+        PermissionError: ``shared=True`` on a file descriptor open
+            read-only.
+        OSError: the file cannot be opened, sized or mapped.
     """
 
     def __cinit__(self):
@@ -634,6 +640,8 @@ cdef class Arena:
             ValueError: nbytes not in 1..slot_size, slot not free, or the
                 arena is closed.
             MemoryError: the arena is full.
+            BackingFileError: the backing file was truncated below the
+                arena (its pages would raise SIGBUS).
         """
         cdef int index = self._start_alloc(nbytes, zero, False, slot)
         cdef Buffer buf = Buffer.__new__(Buffer)
@@ -664,6 +672,8 @@ cdef class Arena:
             CorruptionError: the slack after the buffer was overwritten (the
                 buffer is freed all the same).
             ValueError: the arena is closed.
+            BackingFileError: the backing file was truncated below the
+                arena (nothing is freed).
         """
         cdef ga_corruption_t damage
         cdef int code
