@@ -10,6 +10,7 @@ to 1024 per process_madvise() call, so they add no VMA at all.
 import errno as errno_module
 import fcntl
 import os
+import stat
 import sys
 import warnings
 
@@ -977,6 +978,10 @@ def _open_backing(file, size_t size, bint shared) -> tuple:
                 f"file descriptor {file} is open read-only, but a shared arena writes to the file: "
                 "open it O_RDWR, or pass shared=False for a private copy-on-write arena")
         st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(
+                f"{file!r} is not a regular file (mode {stat.filemode(st.st_mode)}): an arena "
+                "needs a regular file or a memfd")
         if st.st_size < size:
             if not writable:
                 raise ValueError(

@@ -416,6 +416,8 @@ def scan(pid, ranges, str method) -> GuardRuns:
     cdef bint use_ioctl
     if method not in ("scan", "pagemap"):
         raise ValueError(f"method must be 'scan' or 'pagemap', not {method!r}")
+    if pid != "self" and (isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0):
+        raise ValueError(f"pid must be a positive process ID or 'self', not {pid!r}")
     use_ioctl = method == "scan"
     result.method = method
     if n == 0:

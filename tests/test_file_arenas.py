@@ -398,3 +398,14 @@ def test_no_file_guard_support_madvise_raises(no_file_guards):
         guardalloc.Arena(4096, 4, file="memfd", backend="madvise")
     with pytest.raises(GuardUnsupportedError):
         SharedArena(4096, 4, backend="madvise")
+
+
+def test_backing_must_be_a_regular_file(tmp_path):
+    with pytest.raises(ValueError, match="not a regular file"):
+        guardalloc.Arena(4096, 2, file="/dev/zero")
+    with pytest.raises(IsADirectoryError):
+        guardalloc.Arena(4096, 2, file=tmp_path)
+    with pytest.raises(TypeError, match="file must be"):
+        guardalloc.Arena(4096, 2, file=1.5)
+    with pytest.raises(ValueError, match="0 or more"):
+        guardalloc.Arena(4096, 2, file=-1)

@@ -3,6 +3,7 @@ what a process may really read."""
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import mmap
 import os
@@ -12,6 +13,9 @@ import textwrap
 import warnings
 
 import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 import guardalloc
 import guardalloc.maps as maps
@@ -323,3 +327,63 @@ def test_reading_every_readable_byte_does_not_fault(child, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("read ") and result.stdout.endswith(" ranges True\n")
+
+
+# ---------------------------------------------------------------------------
+# Property: both scan paths agree with a model of which pages are guards
+
+MADV_GUARD_INSTALL, MADV_GUARD_REMOVE = 102, 103
+MODEL_PAGES = 64
+
+
+class GuardPagesMatchModel(RuleBasedStateMachine):
+    """Install and remove guards on random page ranges of a scratch mapping;
+    guard_pages (both methods) and readable_ranges must match the model."""
+
+    def __init__(self):
+        super().__init__()
+        self.region = mmap.mmap(-1, MODEL_PAGES * PAGE)
+        self.base = self._address()
+        self.guarded = [False] * MODEL_PAGES
+
+    def _address(self):
+        pointer = ctypes.c_char.from_buffer(self.region)   # released at once
+        address = ctypes.addressof(pointer)
+        del pointer
+        return address
+
+    @rule(first=st.integers(0, MODEL_PAGES - 1), count=st.integers(1, 8), install=st.booleans())
+    def advise(self, first, count, install):
+        count = min(count, MODEL_PAGES - first)
+        self.region.madvise(MADV_GUARD_INSTALL if install else MADV_GUARD_REMOVE, first * PAGE, count * PAGE)
+        self.guarded[first:first + count] = [install] * count
+
+    def _model_runs(self):
+        runs, page = [], 0
+        while page < MODEL_PAGES:
+            if self.guarded[page]:
+                end = page
+                while end < MODEL_PAGES and self.guarded[end]:
+                    end += 1
+                runs.append((self.base + page * PAGE, self.base + end * PAGE))
+                page = end
+            else:
+                page += 1
+        return runs
+
+    @invariant()
+    def scans_match_the_model(self):
+        expected = self._model_runs()
+        end = self.base + MODEL_PAGES * PAGE
+        for method in METHODS:
+            assert guard_pages(self.base, end, method=method) == expected
+        readable = readable_ranges().within(self.base, end)
+        assert sum(r.size for r in readable) == self.guarded.count(False) * PAGE
+        assert all(not self.guarded[(r.start - self.base) // PAGE] for r in readable)
+
+    def teardown(self):
+        self.region.close()
+
+
+GuardPagesMatchModel.TestCase.settings = settings(max_examples=30, stateful_step_count=15, deadline=None)
+test_guard_pages_match_a_model = GuardPagesMatchModel.TestCase
