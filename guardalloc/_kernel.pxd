@@ -103,9 +103,6 @@ cdef extern from *:
     const int ENOSYS
     const int EPERM
     const int EINTR
-    const int EFAULT
-    const int ENOTTY
-    const int EACCES
     const int EAGAIN
     const int _SC_PAGESIZE
 
