@@ -90,21 +90,32 @@ def test_missing_process():
         readable_ranges(2**22 + 1)
 
 
-def test_unreadable_process(child):
+@pytest.fixture
+def root_process():
+    """A process of ours (root's), which the user nobody may not read."""
     if os.geteuid() != 0:
         pytest.skip("needs root to switch to the user nobody")
+    with subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE) as proc:
+        yield proc.pid
+        proc.stdin.close()
+        proc.wait(timeout=30)
+
+
+def test_unreadable_process(child, root_process):
     result = child(
         """
-        import os
+        import os, sys
         from guardalloc import maps
+        pid = int(sys.argv[1])
         os.setgid(65534); os.setuid(65534)
-        for call in (lambda: maps.vmas(1), lambda: maps.guard_pages(0, 2**64, pid=1),
-                     lambda: maps.readable_ranges(1)):
+        for call in (lambda: maps.vmas(pid), lambda: maps.guard_pages(0, 2**64, pid=pid),
+                     lambda: maps.readable_ranges(pid)):
             try:
                 call()
             except PermissionError as exc:
-                print("PermissionError", "process 1" in str(exc), flush=True)
-        """
+                print("PermissionError", f"process {pid}" in str(exc), flush=True)
+        """,
+        str(root_process),
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["PermissionError True"] * 3

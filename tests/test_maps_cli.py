@@ -105,9 +105,18 @@ def test_bad_pid_exits_1_with_a_message(pid, message):
     assert result.stderr == f"guardalloc maps: {message}\n"
 
 
-def test_unreadable_pid_exits_1_with_a_message(child):
+@pytest.fixture
+def root_process():
+    """A process of ours (root's), which the user nobody may not read."""
     if os.geteuid() != 0:
         pytest.skip("needs root to switch to the user nobody")
+    with subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE) as proc:
+        yield proc.pid
+        proc.stdin.close()
+        proc.wait(timeout=30)
+
+
+def test_unreadable_pid_exits_1_with_a_message(child, root_process):
     result = child(
         """
         import importlib, locale, os, sys
@@ -116,17 +125,22 @@ def test_unreadable_pid_exits_1_with_a_message(child):
         for module, _ in COMMANDS.values():
             importlib.import_module(module)
         os.setgid(65534); os.setuid(65534)
-        sys.exit(main(["maps", "1"]))
-        """
+        sys.exit(main(["maps", sys.argv[1]]))
+        """,
+        str(root_process),
     )
     assert result.returncode == 1
     assert result.stdout == ""
-    assert result.stderr.startswith("guardalloc maps: cannot read process 1: ")
-    assert "process 1" in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"guardalloc maps: cannot read process {root_process}: ")
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
 
 
-def test_kernel_thread_has_no_mappings():
-    result = _cli("2")   # kthreadd
+def test_exited_process_has_no_mappings():
+    # A zombie (exited, not yet reaped) has a PID but no memory.
+    with subprocess.Popen([sys.executable, "-c", "pass"]) as proc:
+        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)   # exited, left unreaped
+        result = _cli(str(proc.pid))
+        proc.wait(timeout=30)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[1].startswith("no user-space mappings")
 
