@@ -400,11 +400,13 @@ def scan(pid, ranges, str method) -> GuardRuns:
     page-aligned ``(start, end)`` pairs), read with ``method``: "scan"
     (PAGEMAP_SCAN) or "pagemap" (bit 58 of each entry).
 
-    The low-level core of :func:`guardalloc.maps.guard_pages`, which checks
-    its arguments; this function does not.
+    The low-level core of :func:`guardalloc.maps.guard_pages`, which widens
+    and clips the ranges; this function checks only ``method`` and ``pid``.
 
     Raises:
-        FileNotFoundError, PermissionError: from opening /proc/PID/pagemap.
+        ValueError: bad method or pid.
+        FileNotFoundError, ProcessLookupError, PermissionError: from
+            opening /proc/PID/pagemap.
         OSError: the ioctl or read failed.
         MemoryError: no memory for the runs.
     """
