@@ -10,6 +10,7 @@ See the README for the tour.
 
 from guardalloc.arena import Arena, Buffer, batching_refused, get_tracebacks, set_tracebacks
 from guardalloc.errors import (
+    BackingFileError,
     CorruptionError,
     DoubleFreeError,
     ForeignBufferError,
@@ -21,12 +22,14 @@ from guardalloc.errors import (
 )
 from guardalloc.faults import disable_reports, enable_reports, reports_enabled
 from guardalloc.maps import vma_count
+from guardalloc.shared import SharedArena
 from guardalloc.support import Support, support
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Arena",
+    "BackingFileError",
     "Buffer",
     "CorruptionError",
     "DoubleFreeError",
@@ -36,6 +39,7 @@ __all__ = [
     "GuardInstallError",
     "GuardUnsupportedError",
     "InvalidFreeError",
+    "SharedArena",
     "Support",
     "batching_refused",
     "disable_reports",

@@ -12,6 +12,8 @@ cdef extern from *:
     #include <errno.h>
     #include <fcntl.h>
     #include <signal.h>
+    #include <stdint.h>
+    #include <sys/ioctl.h>
     #include <sys/mman.h>
     #include <sys/syscall.h>
     #include <sys/uio.h>
@@ -39,6 +41,32 @@ cdef extern from *:
     /* Bit 58 of a /proc/PID/pagemap entry: the pte is a guard region (6.15). */
     #define GA_PM_GUARD_BIT 58
 
+    /* PAGEMAP_SCAN (Linux 6.7) on /proc/PID/pagemap, from <linux/fs.h>;
+     * declared under our own names so newer headers cannot clash. */
+    struct ga_page_region {
+        uint64_t start;
+        uint64_t end;
+        uint64_t categories;
+    };
+    struct ga_pm_scan_arg {
+        uint64_t size;
+        uint64_t flags;
+        uint64_t start;
+        uint64_t end;
+        uint64_t walk_end;
+        uint64_t vec;
+        uint64_t vec_len;
+        uint64_t max_pages;
+        uint64_t category_inverted;
+        uint64_t category_mask;
+        uint64_t category_anyof_mask;
+        uint64_t return_mask;
+    };
+    #define GA_PAGEMAP_SCAN _IOWR('f', 16, struct ga_pm_scan_arg)
+    /* PAGEMAP_SCAN category of guard regions (6.15+); older kernels reject
+     * the bit with EINVAL. */
+    #define GA_PAGE_IS_GUARD (1ULL << 8)
+
     static inline long ga_process_madvise(int pidfd, const struct iovec *iov,
                                           size_t n, int advice) {
         return syscall(__NR_process_madvise, pidfd, iov, n, advice, 0);
@@ -55,6 +83,8 @@ cdef extern from *:
     const int MADV_DONTNEED
     const int GA_IOV_MAX
     const int GA_PM_GUARD_BIT
+    const unsigned long GA_PAGEMAP_SCAN
+    const uint64_t GA_PAGE_IS_GUARD
     const int PROT_NONE
     const int PROT_READ
     const int PROT_WRITE
@@ -78,21 +108,44 @@ cdef extern from *:
 
     ctypedef int pid_t
     ctypedef long off_t
+    ctypedef long ssize_t
 
     struct iovec:
         void *iov_base
         size_t iov_len
+
+    struct ga_page_region:
+        uint64_t start
+        uint64_t end
+        uint64_t categories
+
+    struct ga_pm_scan_arg:
+        uint64_t size
+        uint64_t flags
+        uint64_t start
+        uint64_t end
+        uint64_t walk_end
+        uint64_t vec
+        uint64_t vec_len
+        uint64_t max_pages
+        uint64_t category_inverted
+        uint64_t category_mask
+        uint64_t category_anyof_mask
+        uint64_t return_mask
 
     int errno
     void *mmap(void *addr, size_t length, int prot, int flags, int fd, off_t offset) nogil
     int munmap(void *addr, size_t length) nogil
     int madvise(void *addr, size_t length, int advice) nogil
     int mprotect(void *addr, size_t length, int prot) nogil
+    int munlock(const void *addr, size_t length) nogil
     long sysconf(int name) nogil
     pid_t getpid() nogil
     int close(int fd) nogil
     int open(const char *path, int flags, int mode) nogil
     int ftruncate(int fd, off_t length) nogil
+    ssize_t pread(int fd, void *buf, size_t count, off_t offset) nogil
+    int ioctl(int fd, unsigned long request, ...) nogil
     long ga_process_madvise(int pidfd, const iovec *iov, size_t n, int advice) nogil
     int ga_pidfd_open(pid_t pid) nogil
     int ga_memfd_create(const char *name) nogil

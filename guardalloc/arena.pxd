@@ -56,6 +56,7 @@ cdef class Arena:
     cdef bint registered
     cdef bint batched
     cdef int fd_
+    cdef bint backing_fixed    # the backing file cannot shrink (sealed memfd)
     cdef object tracebacks
     cdef readonly object file
     cdef readonly str backend
@@ -73,6 +74,7 @@ cdef class Arena:
     cdef int _alloc_slot(self, size_t nbytes, bint zero, bint raw, long want) noexcept nogil
     cdef int _free_address(self, char *address, ga_corruption_t *damage) noexcept nogil
     cdef int _check_open(self) except -1
+    cdef int _check_backing(self) except -1
     cdef bint _wants_traces(self)
     cdef int _record_trace(self, uint32_t slot, bint at_free) except -1
     cdef int _start_alloc(self, Py_ssize_t nbytes, bint zero, bint raw, slot) except -1

@@ -7,7 +7,10 @@ touch no Python containers. Guards are installed with MADV_GUARD_INSTALL, up
 to 1024 per process_madvise() call, so they add no VMA at all.
 """
 
+import errno as errno_module
+import fcntl
 import os
+import stat
 import sys
 import warnings
 
@@ -19,6 +22,7 @@ from libc.errno cimport errno
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, uintptr_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset, strerror
+from posix.stat cimport fstat, struct_stat
 
 from guardalloc._kernel cimport (
     EAGAIN, EBADF, EINTR, EINVAL, ENOMEM, ENOSYS, EPERM, GA_IOV_MAX,
@@ -30,8 +34,8 @@ from guardalloc._kernel cimport (
 from guardalloc.faults cimport register_arena, unregister_arena
 
 from guardalloc.errors import (
-    CorruptionError, DoubleFreeError, ForeignBufferError, GuardInstallError,
-    GuardUnsupportedError, InvalidFreeError,
+    BackingFileError, CorruptionError, DoubleFreeError, ForeignBufferError,
+    GuardInstallError, GuardUnsupportedError, InvalidFreeError,
 )
 from guardalloc.support import support
 
@@ -91,6 +95,7 @@ cdef int install_guards(char *first, size_t stride, size_t count,
     cdef size_t i = 0, k, n
     cdef long done
     cdef int pidfd, err
+    cdef bint batch_einval = False
     if guard_size == 0 or count == 0 or backend == GA_BACKEND_NONE:
         return 0
     if backend == GA_BACKEND_MPROTECT:
@@ -112,10 +117,14 @@ cdef int install_guards(char *first, size_t stride, size_t count,
                 err = errno
                 if err == EINTR or err == EAGAIN:
                     continue
-                if err == ENOSYS or err == EPERM or err == EBADF or (err == EINVAL and i == 0):
-                    # Refused as a whole: per-guard madvise() below tells
-                    # apart a kernel without batching from a real EINVAL.
-                    _batching_refused = True
+                if err == ENOSYS or err == EPERM or err == EBADF:
+                    _batching_refused = True   # refused as a whole
+                    break
+                if err == EINVAL and i == 0:
+                    # A kernel without batched guard advice, or memory the
+                    # kernel will not guard at all (mlocked): the per-guard
+                    # madvise() below tells them apart.
+                    batch_einval = True
                     break
                 return -1
             if done == 0:
@@ -129,6 +138,9 @@ cdef int install_guards(char *first, size_t stride, size_t count,
         syscalls[0] += 1
         if madvise(first + i * stride, guard_size, MADV_GUARD_INSTALL) != 0:
             return -1
+        if batch_einval:
+            _batching_refused = True   # madvise() takes what the batch did not
+            batch_einval = False
     return 0
 
 
@@ -289,7 +301,9 @@ cdef class Arena:
         on_fault: "abort" (report and die with SIGSEGV) or "continue"
             (report once, lift the guard that was hit, retire the slot).
         file: back the arena by a file: a path (created and sized as
-            needed), an open file descriptor (duplicated), or "memfd".
+            needed; opened read-only for ``shared=False`` when it may not
+            be written), an open file descriptor (duplicated), or "memfd"
+            (sealed against shrinking). See also :class:`SharedArena`.
         shared: with ``file``, map it MAP_SHARED (True) or MAP_PRIVATE.
 
     Raises:
@@ -299,7 +313,11 @@ cdef class Arena:
         MemoryError: the mapping cannot be made, or mprotect guards run into
             ``vm.max_map_count`` (nothing is left mapped).
         GuardInstallError: the kernel refused the guards (errno tells why;
-            EINVAL when the memory is mlocked).
+            EINVAL when the memory is mlocked: ``backend="auto"`` then
+            falls back to mprotect with a ``RuntimeWarning`` instead).
+        PermissionError: ``shared=True`` on a file descriptor open
+            read-only.
+        OSError: the file cannot be opened, sized or mapped.
     """
 
     def __cinit__(self):
@@ -338,6 +356,7 @@ cdef class Arena:
         if tracebacks is not None and not isinstance(tracebacks, bool):
             raise TypeError("tracebacks must be True, False or None")
 
+        requested = backend
         backend = _choose_backend(backend, file is not None)
         self.backend = backend
         self.guard_pages = guard_pages
@@ -357,14 +376,28 @@ cdef class Arena:
         self.a.size = self.a.guard_size + <size_t>slots * self.a.stride
         self.quarantine_limit = <uint32_t>(slots if quarantine is None else quarantine)
 
-        self._map(file, shared)
-        try:
-            self._allocate_bookkeeping()
-            self._install_all_guards()
-            register_arena(&self.a)
-        except BaseException:
-            self._release()
-            raise
+        while True:
+            self._map(file, shared)
+            try:
+                self._allocate_bookkeeping()
+                self._install_all_guards()
+                register_arena(&self.a)
+                break
+            except GuardInstallError as exc:
+                self._release()
+                if not (requested == "auto" and exc.errno == EINVAL and self.a.backend == GA_BACKEND_MADVISE):
+                    raise
+                # The kernel has guard pages but refuses them on this very
+                # mapping (mlocked memory): "auto" means guards all the same.
+                warnings.warn(
+                    f"guardalloc: the kernel refused MADV_GUARD_INSTALL on the new arena (EINVAL: "
+                    f"{_einval_reason(file is not None)}); falling back to mprotect guards, which "
+                    "cost two VMAs per slot", RuntimeWarning, stacklevel=2)
+                self.backend = "mprotect"
+                self.a.backend = GA_BACKEND_MPROTECT
+            except BaseException:
+                self._release()
+                raise
         self.registered = True
         self.is_closed = False
 
@@ -383,7 +416,7 @@ cdef class Arena:
         else:
             # A file's bookkeeping must stay private to each process that
             # maps it, so it lives on the heap instead.
-            self.fd_ = _open_backing(file, self.a.size)
+            self.fd_, self.backing_fixed = _open_backing(file, self.a.size, shared)
             self.file = file
             self.a.shared = shared
             flags = (MAP_SHARED if shared else MAP_PRIVATE) | MAP_NORESERVE
@@ -440,9 +473,8 @@ cdef class Arena:
                 f"VMAs and the process reached vm.max_map_count ({_max_map_count()}); "
                 "use backend='madvise' (no VMA per guard) or raise the limit "
                 "(nothing is left mapped)")
-        hint = " (the memory is mlocked?)" if err == EINVAL else ""
         raise GuardInstallError(err, f"installing {self.backend} guards failed: "
-                                     f"{strerror(err).decode()}{hint}")
+                                     f"{strerror(err).decode()}{_einval_hint(err, self.fd_ >= 0)}")
 
     cdef void _release(self) noexcept:
         """Unregister, unmap and free everything; safe on a half-built arena."""
@@ -626,6 +658,23 @@ cdef class Arena:
             raise ValueError("operation on a closed guardalloc.Arena")
         return 0
 
+    cdef int _check_backing(self) except -1:
+        """Refuse to touch slots whose file was truncated under the arena:
+        its pages past the end of the file raise SIGBUS. One fstat(); none
+        for anonymous arenas and sealed memfds, which cannot shrink."""
+        cdef struct_stat st
+        if self.fd_ < 0 or self.backing_fixed:
+            return 0
+        if fstat(self.fd_, &st) != 0:
+            raise OSError(errno, f"fstat of the arena's backing file failed: {strerror(errno).decode()}")
+        if <size_t>st.st_size < self.a.size:
+            raise BackingFileError(
+                f"the backing file of {self!r} ({self.file!r}) was truncated to {st.st_size} bytes, "
+                f"below the arena's {self.a.size}: its slots past the end of the file would raise "
+                "SIGBUS; the arena refuses to allocate or free until the file is grown back "
+                "(use file='memfd', which is sealed against shrinking)", self.a.size, st.st_size)
+        return 0
+
     cdef inline bint _wants_traces(self):
         return _tracebacks_default if self.tracebacks is None else self.tracebacks is True
 
@@ -646,6 +695,7 @@ cdef class Arena:
         cdef long want = -1
         cdef int result
         self._check_open()
+        self._check_backing()
         if nbytes <= 0 or <size_t>nbytes > self.a.slot_size:
             raise ValueError(f"nbytes must be between 1 and the slot size ({self.a.slot_size}), not {nbytes}")
         if slot is not None:
@@ -673,6 +723,8 @@ cdef class Arena:
             ValueError: nbytes not in 1..slot_size, slot not free, or the
                 arena is closed.
             MemoryError: the arena is full.
+            BackingFileError: the backing file was truncated below the
+                arena (its pages would raise SIGBUS).
         """
         cdef int index = self._start_alloc(nbytes, zero, False, slot)
         cdef Buffer buf = Buffer.__new__(Buffer)
@@ -703,6 +755,8 @@ cdef class Arena:
             CorruptionError: the slack after the buffer was overwritten (the
                 buffer is freed all the same).
             ValueError: the arena is closed.
+            BackingFileError: the backing file was truncated below the
+                arena (nothing is freed).
         """
         cdef ga_corruption_t damage
         cdef int code
@@ -717,6 +771,7 @@ cdef class Arena:
         if not isinstance(buffer, int):
             raise TypeError(f"free() takes a guardalloc.Buffer or an address, not {type(buffer).__name__}")
         self._check_open()
+        self._check_backing()
         if not 0 <= buffer < 2 ** 64:
             raise ForeignBufferError(f"address {buffer} is not in this arena", buffer, None)
         address = buffer
@@ -737,6 +792,7 @@ cdef class Arena:
         if buf.is_freed:
             raise DoubleFreeError(f"double free of {buf!r}", <uintptr_t>buf.ptr, buf.slot_)
         self._check_open()
+        self._check_backing()
         if buf.exports:
             raise BufferError(
                 f"cannot free {buf!r} while {buf.exports} memoryview(s) or arrays export it; "
@@ -749,6 +805,7 @@ cdef class Arena:
             self._raise_free_error(code, <uintptr_t>buf.ptr, &damage, repr(buf))
 
     cdef object _raise_free_error(self, int code, size_t address, ga_corruption_t *damage, object what):
+        cdef int err = errno   # before any Python call can change it
         slot = self._slot_of(address)
         if code == GA_ERR_FOREIGN:
             raise ForeignBufferError(f"{what} is not in this arena ({self!r})", address, None)
@@ -766,7 +823,8 @@ cdef class Arena:
                 f"{nbytes}-byte buffer were overwritten, the first at offset {damage.first_offset} "
                 f"({damage.first_offset - nbytes} bytes past the end); the buffer was freed",
                 address, slot, nbytes, damage.first_offset, damage.damaged)
-        raise GuardInstallError(errno, f"installing the use-after-free guard failed: {strerror(errno).decode()}")
+        raise GuardInstallError(err, f"{what} was freed, but installing its use-after-free guard failed: "
+                                     f"{strerror(err).decode()}{_einval_hint(err, self.fd_ >= 0)}")
 
     cdef object _slot_of(self, size_t address):
         cdef size_t offset
@@ -918,6 +976,33 @@ def _max_map_count() -> str:
         return "unknown"
 
 
+def _einval_hint(int err, bint file_backed) -> str:
+    """Why the kernel said EINVAL to guard advice on an arena's own mapping."""
+    if err != EINVAL:
+        return ""
+    return (f": {_einval_reason(file_backed)}; use backend='mprotect', or munlockall() first")
+
+
+def _einval_reason(bint file_backed) -> str:
+    locked = _locked_kb()
+    why = (f"this process has {locked} kB of mlocked memory (mlockall(MCL_FUTURE)?)"
+           if locked else "the memory is mlocked?")
+    also = " (or, for a file, on hugetlbfs and DAX files)" if file_backed else ""
+    return f"{why}, and the kernel refuses guard pages on locked memory{also}"
+
+
+def _locked_kb() -> int:
+    """VmLck of this process (kB), 0 when unknown."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmLck:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 def _choose_backend(str backend, bint file_backed) -> str:
     if backend in ("mprotect", "none"):
         return backend
@@ -937,23 +1022,67 @@ def _choose_backend(str backend, bint file_backed) -> str:
     return "mprotect"
 
 
-def _open_backing(file, size_t size) -> int:
-    """An fd of at least size bytes for a file-backed arena (ours to close)."""
+def _open_backing(file, size_t size, bint shared) -> tuple:
+    """(fd, fixed) for a file-backed arena: an fd (ours to close) of at
+    least size bytes, and whether the file can no longer shrink (a memfd
+    sealed with F_SEAL_SHRINK).
+
+    Raises:
+        TypeError: file is not a path, an fd or "memfd".
+        PermissionError: shared=True on a file open read-only.
+        ValueError: a read-only file smaller than the arena.
+        OSError: opening or sizing the file failed.
+    """
+    writable = True
     if isinstance(file, str) and file == "memfd":
-        fd = os.memfd_create("guardalloc", os.MFD_CLOEXEC)
+        # Sealed against shrinking below, so that no process can truncate
+        # it under a live arena (whose pages would then raise SIGBUS).
+        fd = os.memfd_create("guardalloc", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     elif isinstance(file, int) and not isinstance(file, bool):
+        if file < 0:
+            raise ValueError(f"file descriptor must be 0 or more, not {file}")
         fd = os.dup(file)
+        writable = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE != os.O_RDONLY
     elif isinstance(file, (str, bytes, os.PathLike)):
-        fd = os.open(file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fd = os.open(file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            if shared or exc.errno not in (errno_module.EACCES, errno_module.EPERM, errno_module.EROFS):
+                raise
+            # A private (copy-on-write) arena needs only to read the file.
+            fd = os.open(file, os.O_RDONLY | os.O_CLOEXEC)
+            writable = False
     else:
         raise TypeError(f"file must be a path, a file descriptor or 'memfd', not {type(file).__name__}")
     try:
-        if os.fstat(fd).st_size < size:
+        if not writable and shared:
+            raise PermissionError(
+                errno_module.EACCES,
+                f"file descriptor {file} is open read-only, but a shared arena writes to the file: "
+                "open it O_RDWR, or pass shared=False for a private copy-on-write arena")
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(
+                f"{file!r} is not a regular file (mode {stat.filemode(st.st_mode)}): an arena "
+                "needs a regular file or a memfd")
+        if st.st_size < size:
+            if not writable:
+                raise ValueError(
+                    f"the read-only file {file!r} holds {st.st_size} bytes, fewer than the arena's "
+                    f"{size}, and cannot be grown")
             os.ftruncate(fd, size)
+        if isinstance(file, str) and file == "memfd":
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK)
+            fixed = True
+        else:
+            try:
+                fixed = bool(fcntl.fcntl(fd, fcntl.F_GET_SEALS) & fcntl.F_SEAL_SHRINK)
+            except OSError:
+                fixed = False   # not a memfd: files have no seals
     except BaseException:
         os.close(fd)
         raise
-    return fd
+    return fd, fixed
 
 
 # ---------------------------------------------------------------------------
@@ -1028,6 +1157,12 @@ cdef class Buffer:
         cdef ga_corruption_t damage
         cdef int code
         if self.is_freed or self.owner is None or self.owner.is_closed:
+            return
+        try:
+            self.owner._check_backing()
+        except Exception as exc:
+            # Checking the slack would raise SIGBUS: the slot stays taken.
+            sys.unraisablehook(_Unraisable(exc, "freeing a garbage-collected guardalloc.Buffer"))
             return
         self.is_freed = True
         if self.owner._wants_traces():

@@ -61,3 +61,14 @@ class GuardUnsupportedError(GuardError, RuntimeError):
 
 class GuardInstallError(GuardError, OSError):
     """Installing or removing guard pages failed (``errno`` says why)."""
+
+
+class BackingFileError(GuardError, OSError):
+    """The file behind a file-backed arena no longer covers it: it was
+    truncated under the live arena, and the slots past its end would raise
+    SIGBUS. ``needed`` is the arena's size, ``size`` the file's."""
+
+    def __init__(self, message: str, needed: int, size: int) -> None:
+        super().__init__(message)
+        self.needed = needed
+        self.size = size

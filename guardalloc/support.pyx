@@ -16,8 +16,10 @@ from guardalloc._kernel cimport (
     MADV_GUARD_INSTALL, MAP_ANONYMOUS, MAP_FAILED, MAP_NORESERVE, MAP_PRIVATE,
     MAP_SHARED, PROT_READ, PROT_WRITE, _SC_PAGESIZE, close, ftruncate,
     ga_memfd_create, ga_pidfd_open, ga_process_madvise, getpid, iovec, madvise,
-    mmap, munmap, sysconf,
+    mmap, munlock, munmap, sysconf,
 )
+
+from guardalloc.pagemap import pagemap_scan_supported
 
 PAGE_SIZE = sysconf(_SC_PAGESIZE)
 PAGEMAP_GUARD_BIT = 58
@@ -36,6 +38,9 @@ class Support:
         pagemap_guard_bit: /proc/self/pagemap marks guard pages (bit 58).
         auto_backend: what ``backend="auto"`` picks: "madvise" or "mprotect".
         reason: why guard pages are unavailable ("" when they work).
+        pagemap_scan: the PAGEMAP_SCAN ioctl reports guard pages
+            (PAGE_IS_GUARD), so :func:`guardalloc.maps.guard_pages` need not
+            read every page's pagemap entry.
     """
 
     kernel: str
@@ -45,6 +50,7 @@ class Support:
     pagemap_guard_bit: bool
     auto_backend: str
     reason: str
+    pagemap_scan: bool = False
 
 
 cdef str _errno_text(int err):
@@ -60,6 +66,9 @@ cdef tuple _probe_anonymous():
     if region == <char *>MAP_FAILED:
         return False, False, "mmap failed: " + _errno_text(errno)
     try:
+        # Probe the kernel, not mlockall(MCL_FUTURE): guards are refused on
+        # locked memory, and the arena reports that itself.
+        munlock(region, 3 * page)
         if madvise(region + page, page, MADV_GUARD_INSTALL) != 0:
             err = errno
             return False, False, f"madvise(MADV_GUARD_INSTALL) refused: {_errno_text(err)}"
@@ -81,6 +90,7 @@ cdef bint _probe_file_shared():
         region = <char *>mmap(NULL, 3 * page, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
         if region == <char *>MAP_FAILED:
             return False
+        munlock(region, 3 * page)
         ok = madvise(region + page, page, MADV_GUARD_INSTALL) == 0
         munmap(region, 3 * page)
         return ok
@@ -101,6 +111,7 @@ cdef bint _probe_process_madvise():
     if region == <char *>MAP_FAILED:
         close(pidfd)
         return False
+    munlock(region, 4 * page)
     iov[0].iov_base = region + page
     iov[0].iov_len = page
     iov[1].iov_base = region + 3 * page
@@ -149,5 +160,6 @@ def support(refresh: bool = False) -> Support:
         pagemap_guard_bit=pagemap_bit,
         auto_backend="madvise" if anonymous else "mprotect",
         reason=reason,
+        pagemap_scan=pagemap_scan_supported(),
     )
     return _cached

@@ -1,0 +1,33 @@
+"""Introspection of a process's memory: VMAs and the guard pages inside them."""
+
+from typing import NamedTuple, Union
+
+from guardalloc.pagemap import GuardRun as GuardRun
+from guardalloc.pagemap import GuardRuns as GuardRuns
+from guardalloc.pagemap import Range as Range
+from guardalloc.pagemap import Ranges as Ranges
+
+Pid = Union[int, str]
+
+class Vma(NamedTuple):
+    """One line of /proc/PID/maps."""
+
+    start: int
+    end: int
+    perms: str
+    offset: int
+    dev: str
+    inode: int
+    path: str
+    @property
+    def size(self) -> int: ...
+    @property
+    def readable(self) -> bool: ...
+    @property
+    def shared(self) -> bool: ...
+
+def vma_count(pid: Pid = "self") -> int: ...
+def vmas(pid: Pid = "self") -> list[Vma]: ...
+def scan_method() -> str: ...
+def guard_pages(start: int, end: int, pid: Pid = "self", *, method: str = "auto") -> GuardRuns: ...
+def readable_ranges(pid: Pid = "self", *, method: str = "auto") -> Ranges: ...
