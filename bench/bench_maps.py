@@ -41,6 +41,7 @@ def _skip_unsupported(side: str) -> None:
         pytest.skip("this kernel's PAGEMAP_SCAN does not report guard pages (PAGE_IS_GUARD)")
 
 
+@pytest.mark.slow
 @pytest.mark.benchmark(group="maps: guard_pages of 1,000,000 slots")
 @pytest.mark.parametrize("side", SIDES)
 def test_guard_pages(benchmark, million_slot_arena, side):
@@ -90,6 +91,7 @@ def test_guard_pages_populated(benchmark, populated_arena, side):
     })
 
 
+@pytest.mark.slow
 @pytest.mark.benchmark(group="maps: readable_ranges with 1,000,000 slots")
 @pytest.mark.parametrize("side", SIDES)
 def test_readable_ranges(benchmark, million_slot_arena, side):
