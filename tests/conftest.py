@@ -38,3 +38,14 @@ def run_child(code: str, *args: str, env: dict | None = None, timeout: float = 1
 def child():
     """The :func:`run_child` helper as a fixture."""
     return run_child
+
+
+@pytest.fixture
+def root_process():
+    """A process of ours (root's), which the user nobody may not read."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to switch to the user nobody")
+    with subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE) as proc:
+        yield proc.pid
+        proc.stdin.close()
+        proc.wait(timeout=30)

@@ -90,16 +90,6 @@ def test_missing_process():
         readable_ranges(2**22 + 1)
 
 
-@pytest.fixture
-def root_process():
-    """A process of ours (root's), which the user nobody may not read."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to switch to the user nobody")
-    with subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE) as proc:
-        yield proc.pid
-        proc.stdin.close()
-        proc.wait(timeout=30)
-
 
 def test_unreadable_process(child, root_process):
     result = child(
