@@ -15,17 +15,18 @@ grown with ``grow="pending"``. When a size class is full, the request is
 forwarded and the main thread adds an arena at its next safe point.
 
 Sampling is deterministic by default: exactly every ``sample_rate``-th
-request of each domain, counted from :func:`install`, so that a
-single-threaded program guards the same allocations on every run. With
+request of each domain in each thread, counted from :func:`install`, so that
+a single-threaded program guards the same allocations on every run. With
 ``random=True`` each request is guarded with probability ``1/sample_rate``
 (a per-thread xorshift generator; ``seed`` makes it repeatable), which
 catches bugs whose allocations fall into a fixed stride.
 """
 
 import atexit
+import os
 import threading
 
-from libc.stdint cimport uint64_t, uintptr_t
+from libc.stdint cimport int64_t, uint64_t, uintptr_t
 from libc.stdio cimport snprintf
 from libc.stdlib cimport abort
 from libc.string cimport memcpy
@@ -57,29 +58,53 @@ cdef extern from "<unistd.h>" nogil:
 cdef extern from *:
     """
     #include <stdint.h>
-    static __thread uint64_t ga_pymem_rng;
-    static inline uint64_t ga_atomic_inc(uint64_t *p) {
-        return __atomic_add_fetch(p, 1, __ATOMIC_RELAXED);
-    }
-    static inline uint64_t ga_atomic_load(uint64_t *p) {
-        return __atomic_load_n(p, __ATOMIC_RELAXED);
-    }
+    static __thread uint64_t ga_pymem_rng, ga_pymem_rng_generation;
+    static uint64_t ga_pymem_threads;   /* threads seeded in this generation */
     /* One xorshift64 generator per thread, seeded from the run's seed and
-     * the thread's own TLS address so that threads differ. */
-    static inline uint64_t ga_pymem_random(uint64_t seed) {
+     * the order in which threads first draw (repeatable for one thread). */
+    static inline uint64_t ga_pymem_random(uint64_t seed, uint64_t generation) {
         uint64_t x = ga_pymem_rng;
-        if (x == 0)
-            x = (seed ^ (uint64_t)(uintptr_t)&ga_pymem_rng) * 0x9E3779B97F4A7C15ULL | 1;
+        if (ga_pymem_rng_generation != generation) {
+            uint64_t t = __atomic_add_fetch(&ga_pymem_threads, 1, __ATOMIC_RELAXED);
+            x = ((seed + t * 0x9E3779B97F4A7C15ULL) * 0xBF58476D1CE4E5B9ULL) | 1;
+            ga_pymem_rng_generation = generation;
+        }
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
         ga_pymem_rng = x;
         return x;
     }
+    static inline void ga_pymem_new_generation(void) {
+        __atomic_store_n(&ga_pymem_threads, 0, __ATOMIC_RELAXED);
+    }
+    /* Deterministic sampling: a countdown per thread and domain, reset when
+     * install() changes the rate (a new generation). No atomics, no
+     * division on the path that every allocation takes. */
+    static __thread int64_t ga_pymem_countdown[3];
+    static __thread uint64_t ga_pymem_generation_seen;
+    static inline int ga_pymem_tick(int domain, int64_t rate, uint64_t generation) {
+        if (ga_pymem_generation_seen != generation) {
+            ga_pymem_generation_seen = generation;
+            ga_pymem_countdown[0] = ga_pymem_countdown[1] = ga_pymem_countdown[2] = rate;
+        }
+        if (--ga_pymem_countdown[domain] > 0)
+            return 0;
+        ga_pymem_countdown[domain] = rate;
+        return 1;
+    }
+    static inline uint64_t ga_atomic_inc(uint64_t *p) {
+        return __atomic_add_fetch(p, 1, __ATOMIC_RELAXED);
+    }
+    static inline uint64_t ga_atomic_load(uint64_t *p) {
+        return __atomic_load_n(p, __ATOMIC_RELAXED);
+    }
     """
     uint64_t ga_atomic_inc(uint64_t *p) nogil
     uint64_t ga_atomic_load(uint64_t *p) nogil
-    uint64_t ga_pymem_random(uint64_t seed) nogil
+    uint64_t ga_pymem_random(uint64_t seed, uint64_t generation) nogil
+    void ga_pymem_new_generation() nogil
+    bint ga_pymem_tick(int domain, int64_t rate, uint64_t generation) nogil
 
 
 cdef struct domain_t:
@@ -88,7 +113,6 @@ cdef struct domain_t:
     int domain
     bint hooked              # our hook is installed in this domain
     bint sampling            # new requests may be guarded
-    uint64_t requests        # deterministic sampling counter
     uint64_t sampled         # requests served by the pool
 
 
@@ -100,6 +124,7 @@ cdef list _old_pools = []            # replaced pools stay alive (pending calls)
 cdef uint64_t _rate = 1
 cdef bint _random = False
 cdef uint64_t _seed = 0
+cdef uint64_t _generation = 0       # bumped by install(): countdowns restart
 cdef bint _draining = False          # uninstalled, but guarded blocks live
 cdef bint _finish_scheduled = False
 _lock = threading.Lock()
@@ -114,8 +139,8 @@ cdef inline bint _should_sample(domain_t *d) noexcept nogil:
     if _rate == 1:
         return True
     if _random:
-        return ga_pymem_random(_seed) % _rate == 0
-    return ga_atomic_inc(&d.requests) % _rate == 0
+        return ga_pymem_random(_seed, _generation) % _rate == 0
+    return ga_pymem_tick(d.domain, <int64_t>_rate, _generation)
 
 
 cdef void *_hook_malloc(void *ctx, size_t size) noexcept nogil:
@@ -271,7 +296,7 @@ def install(sample_rate=5000, *, domains=("raw", "mem", "obj"), max_bytes=1 << 3
         RuntimeError: another hook (tracemalloc?) was installed on top of
             guardalloc's since: uninstall it first.
     """
-    global _pool, _pool_ptr, _rate, _random, _seed, _draining
+    global _pool, _pool_ptr, _rate, _random, _seed, _draining, _generation
     cdef int i
     cdef PyMemAllocatorEx current
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, int):
@@ -309,11 +334,12 @@ def install(sample_rate=5000, *, domains=("raw", "mem", "obj"), max_bytes=1 << 3
             _pool_ptr = <void *>new_pool
         _pool.grow_mode = GROW_PENDING   # (stopped by a previous exit hook?)
         _rate = sample_rate
+        _generation += 1
         _random = random
-        _seed = seed if seed is not None else <uint64_t><uintptr_t>&_domains[0]
+        _seed = (seed if seed is not None else int.from_bytes(os.urandom(8), "little")) & 0xFFFFFFFFFFFFFFFF
+        ga_pymem_new_generation()
         for i in range(3):
             _domains[i].domain = i
-            _domains[i].requests = 0
             if DOMAIN_NAMES[i] in wanted and not _domains[i].hooked:
                 PyMem_GetAllocator(<PyMemAllocatorDomain>i, &_domains[i].saved)
                 _domains[i].hook.ctx = <void *>&_domains[i]

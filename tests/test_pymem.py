@@ -226,3 +226,38 @@ def test_bad_arguments_raise_before_anything_is_hooked(kwargs, error):
 def test_nothing_installed_by_default():
     assert pymem.state() == "off"
     assert pymem.uninstall() is True
+
+
+SAMPLING_PATTERN = """
+    import sys
+    import guardalloc.pymem as pymem
+    pymem.install(sample_rate=4, domains=("raw",), random=sys.argv[1] == "random", seed=11)
+    pool = pymem.pool()
+    blocks = [api.PyMem_RawMalloc(16) for _ in range(400)]
+    owned = [pool.owns_address(b) for b in blocks]
+    for b in blocks:
+        api.PyMem_RawFree(b)
+    print("".join("x" if o else "." for o in owned))
+"""
+
+
+def test_deterministic_sampling_guards_every_nth_request(child):
+    proc = child(with_api(SAMPLING_PATTERN), "every")
+    assert proc.returncode == 0, proc.stderr
+    pattern = proc.stdout.strip()
+    # Every 4th raw request of the thread is guarded; the interpreter makes a
+    # few raw requests of its own in between, which take their turn.
+    hits = [i for i, c in enumerate(pattern) if c == "x"]
+    gaps = [b - a for a, b in zip(hits, hits[1:])]
+    assert hits[0] <= 3 and all(1 <= gap <= 4 for gap in gaps), pattern
+    assert gaps.count(4) >= 0.9 * len(gaps) and len(hits) >= 99, pattern
+
+
+def test_random_sampling_is_repeatable_with_a_seed(child):
+    first = child(with_api(SAMPLING_PATTERN), "random")
+    second = child(with_api(SAMPLING_PATTERN), "random")
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    assert first.stdout == second.stdout
+    pattern = first.stdout.strip()
+    assert pattern != "...x" * 100
+    assert 50 <= pattern.count("x") <= 150
