@@ -78,20 +78,25 @@ cdef extern from *:
     static inline void ga_pymem_new_generation(void) {
         __atomic_store_n(&ga_pymem_threads, 0, __ATOMIC_RELAXED);
     }
-    /* Deterministic sampling: a countdown per thread and domain, reset when
-     * install() changes the rate (a new generation). No atomics, no
-     * division on the path that every allocation takes. */
-    static __thread int64_t ga_pymem_countdown[3];
-    static __thread uint64_t ga_pymem_generation_seen;
-    static inline int ga_pymem_tick(int domain, int64_t rate, uint64_t generation) {
-        if (ga_pymem_generation_seen != generation) {
-            ga_pymem_generation_seen = generation;
-            ga_pymem_countdown[0] = ga_pymem_countdown[1] = ga_pymem_countdown[2] = rate;
-        }
-        if (--ga_pymem_countdown[domain] > 0)
+    /* Deterministic sampling: one countdown per domain, read and written
+     * with relaxed atomics but no read-modify-write: no lock prefix and no
+     * division on the path that every allocation takes. Threads racing on
+     * it may lose a tick (the stride is then a little longer); a single
+     * thread sees exactly every rate-th request. */
+    static int64_t ga_pymem_countdown[3];
+    static inline int ga_pymem_tick(int domain, int64_t rate) {
+        int64_t left = __atomic_load_n(&ga_pymem_countdown[domain], __ATOMIC_RELAXED) - 1;
+        if (left > 0) {
+            __atomic_store_n(&ga_pymem_countdown[domain], left, __ATOMIC_RELAXED);
             return 0;
-        ga_pymem_countdown[domain] = rate;
+        }
+        __atomic_store_n(&ga_pymem_countdown[domain], rate, __ATOMIC_RELAXED);
         return 1;
+    }
+    static inline void ga_pymem_reset_countdowns(int64_t rate) {
+        int i;
+        for (i = 0; i < 3; i++)
+            __atomic_store_n(&ga_pymem_countdown[i], rate, __ATOMIC_RELAXED);
     }
     static inline uint64_t ga_atomic_inc(uint64_t *p) {
         return __atomic_add_fetch(p, 1, __ATOMIC_RELAXED);
@@ -104,7 +109,8 @@ cdef extern from *:
     uint64_t ga_atomic_load(uint64_t *p) nogil
     uint64_t ga_pymem_random(uint64_t seed, uint64_t generation) nogil
     void ga_pymem_new_generation() nogil
-    bint ga_pymem_tick(int domain, int64_t rate, uint64_t generation) nogil
+    bint ga_pymem_tick(int domain, int64_t rate) nogil
+    void ga_pymem_reset_countdowns(int64_t rate) nogil
 
 
 cdef struct domain_t:
@@ -119,6 +125,10 @@ cdef struct domain_t:
 DOMAIN_NAMES = ("raw", "mem", "obj")
 cdef domain_t _domains[3]
 cdef void *_pool_ptr = NULL          # borrowed: _pool holds it
+# The pool's reserved range, copied here so that the free path (every free
+# of the process) tests it inline; the pymem pool is never closed.
+cdef const char *_pool_low = NULL
+cdef const char *_pool_high = NULL
 cdef Pool _pool = None
 cdef list _old_pools = []            # replaced pools stay alive (pending calls)
 cdef uint64_t _rate = 1
@@ -140,7 +150,11 @@ cdef inline bint _should_sample(domain_t *d) noexcept nogil:
         return True
     if _random:
         return ga_pymem_random(_seed, _generation) % _rate == 0
-    return ga_pymem_tick(d.domain, <int64_t>_rate, _generation)
+    return ga_pymem_tick(d.domain, <int64_t>_rate)
+
+
+cdef inline bint _in_pool(const void *ptr) noexcept nogil:
+    return _pool_low <= <const char *>ptr < _pool_high
 
 
 cdef void *_hook_malloc(void *ctx, size_t size) noexcept nogil:
@@ -171,7 +185,7 @@ cdef void *_hook_realloc(void *ctx, void *ptr, size_t new_size) noexcept nogil:
     cdef void *moved
     if ptr == NULL:
         return _hook_malloc(ctx, new_size)
-    if not (<Pool>_pool_ptr).owns(ptr):
+    if not _in_pool(ptr):
         # A foreign block stays foreign: its size is unknown, so it cannot
         # be copied into a guarded slot.
         return d.saved.realloc(d.saved.ctx, ptr, new_size)
@@ -194,7 +208,7 @@ cdef void *_hook_realloc(void *ctx, void *ptr, size_t new_size) noexcept nogil:
 
 cdef void _hook_free(void *ctx, void *ptr) noexcept nogil:
     cdef domain_t *d = <domain_t *>ctx
-    if ptr != NULL and (<Pool>_pool_ptr).owns(ptr):
+    if _in_pool(ptr):
         _free_guarded(ptr)
         return
     d.saved.free(d.saved.ctx, ptr)
@@ -296,7 +310,7 @@ def install(sample_rate=5000, *, domains=("raw", "mem", "obj"), max_bytes=1 << 3
         RuntimeError: another hook (tracemalloc?) was installed on top of
             guardalloc's since: uninstall it first.
     """
-    global _pool, _pool_ptr, _rate, _random, _seed, _draining, _generation
+    global _pool, _pool_ptr, _pool_low, _pool_high, _rate, _random, _seed, _draining, _generation
     cdef int i
     cdef PyMemAllocatorEx current
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, int):
@@ -332,12 +346,15 @@ def install(sample_rate=5000, *, domains=("raw", "mem", "obj"), max_bytes=1 << 3
             Py_INCREF(new_pool)
             _pool = new_pool
             _pool_ptr = <void *>new_pool
+            _pool_low = _pool.reserve_start
+            _pool_high = _pool.reserve_end
         _pool.grow_mode = GROW_PENDING   # (stopped by a previous exit hook?)
         _rate = sample_rate
         _generation += 1
         _random = random
         _seed = (seed if seed is not None else int.from_bytes(os.urandom(8), "little")) & 0xFFFFFFFFFFFFFFFF
         ga_pymem_new_generation()
+        ga_pymem_reset_countdowns(<int64_t>sample_rate)
         for i in range(3):
             _domains[i].domain = i
             if DOMAIN_NAMES[i] in wanted and not _domains[i].hooked:
