@@ -532,7 +532,10 @@ cdef class Pool:
         if moved == NULL:
             return NULL
         memcpy(moved, ptr, old if old < nbytes else nbytes)
-        self.free_ptr(ptr)
+        if self.free_ptr(ptr) != 0:
+            # Not the C interface's block (a Python Buffer owns it): undo.
+            self.free_ptr(moved)
+            return NULL
         return moved
 
     cdef int free_ptr(self, void *ptr) noexcept nogil:
@@ -874,10 +877,31 @@ cdef class Pool:
         old = self.block_size(<const void *><uintptr_t>address)
         if old == 0:
             raise InvalidFreeError(f"realloc of {address:#x}: not a live block of this pool", address, None)
+        self._check_raw(address)
         moved = self.alloc_raw(nbytes, zero=False)
         memcpy(<void *><uintptr_t>moved, <void *><uintptr_t>address, old if old < <size_t>nbytes else <size_t>nbytes)
         self.free(address)
         return moved
+
+    cdef int _check_raw(self, size_t address) except -1:
+        """InvalidFreeError unless address is a live raw block (alloc_raw)."""
+        cdef long index
+        cdef Arena arena = None
+        pthread_mutex_lock(&self.lock)
+        index = self._find(<char *>address)
+        if index >= 0:
+            arena = <Arena>self.table[index].arena
+        pthread_mutex_unlock(&self.lock)
+        if arena is None:
+            raise InvalidFreeError(f"address {address:#x} is not in any of the pool's arenas", address, None)
+        slot = arena._slot_of(address)
+        if slot is None or arena.a.slots[slot].state != GA_SLOT_LIVE:
+            raise InvalidFreeError(f"address {address:#x} is not a live block", address, slot)
+        if not arena.a.slots[slot].flags & GA_FLAG_RAW:
+            raise InvalidFreeError(
+                f"address {address:#x} is a Buffer object's: free the Buffer, not its address",
+                address, slot)
+        return 0
 
     def owns_address(self, size_t address) -> bool:
         """Whether address lies in the pool's reserved range (any arena,

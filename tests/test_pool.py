@@ -122,6 +122,11 @@ def test_raw_blocks_and_realloc(pool):
     pool.free(fresh)
     with pytest.raises(guardalloc.InvalidFreeError):
         pool.realloc_raw(smaller, 10)
+    buf = pool.alloc(10)
+    with pytest.raises(guardalloc.InvalidFreeError, match="Buffer"):
+        pool.realloc_raw(buf.address, 20)
+    assert pool.stats()["live"] == 1     # nothing leaked
+    buf.free()
 
 
 def test_vma_count_grows_with_arenas_not_buffers():
