@@ -5,7 +5,7 @@ Each configuration runs in its own worker interpreter (the hooks see every
 allocation of a process, and guarded blocks outlive uninstall()); the
 benchmark times one round of a pyperformance-style micro workload in the
 worker (object churn, dicts, strings, json, re, sorting), sent and answered
-over a pipe (~50 us of the ~50 ms round). Run:
+over a pipe (~50 us of the ~40 ms round). Run:
 
     python -m pytest bench/bench_pymem.py -o python_files='bench_*.py'
 """
@@ -44,9 +44,9 @@ WORKER = textwrap.dedent(
     WORDS = re.compile(r"[a-z]+(\\d+)")
 
     def workload():
-        points = [Point(i, i * 2) for i in range(20_000)]
+        points = [Point(i, i * 2) for i in range(60_000)]
         total = sum(p.x + p.y for p in points)
-        records = {i: Record(i) for i in range(5_000)}
+        records = {i: Record(i) for i in range(15_000)}
         index = {}
         for r in records.values():
             for t in r.tags:
@@ -54,7 +54,7 @@ WORKER = textwrap.dedent(
         text = " ".join(r.name for r in records.values())
         found = WORDS.findall(text.replace("-", ""))
         doc = json.loads(json.dumps([{"id": r.id, "name": r.name, "tags": r.tags}
-                                     for r in list(records.values())[:2_000]]))
+                                     for r in list(records.values())[:6_000]]))
         ordered = sorted(records.values(), key=lambda r: (r.tags[1], -r.id))
         return total + len(index) + len(found) + len(doc) + ordered[0].id
 
@@ -106,7 +106,7 @@ def test_pymem_micro_workload(benchmark, rate):
     benchmark.group = "pymem: micro workload round"
     worker = Worker(rate)
     try:
-        benchmark.pedantic(worker.round, rounds=30, warmup_rounds=3)
+        benchmark.pedantic(worker.round, rounds=20, warmup_rounds=2)
     finally:
         worker.close()
     benchmark.extra_info.update(worker.last)
