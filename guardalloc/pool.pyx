@@ -28,7 +28,6 @@ this one request (the interpreter's allocator hooks, which forward it);
 import threading
 
 cimport cython
-from cpython.exc cimport PyErr_Clear
 from libc.errno cimport errno
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, uintptr_t
 from libc.stdio cimport snprintf
@@ -41,11 +40,11 @@ from guardalloc._kernel cimport (
 )
 from guardalloc._layout cimport *
 from guardalloc.arena cimport (
-    GA_ERR_CORRUPT, GA_ERR_DOUBLE, GA_ERR_FOREIGN, GA_ERR_FULL, GA_ERR_INVALID,
+    GA_ERR_CORRUPT, GA_ERR_FOREIGN, GA_ERR_FULL, GA_ERR_INVALID,
     GA_ERR_SYSCALL, GA_OK, Arena, Buffer, ga_corruption_t,
 )
 
-from guardalloc.arena import _choose_backend, get_tracebacks
+from guardalloc.arena import _choose_backend
 from guardalloc.errors import ForeignBufferError, GuardInstallError, InvalidFreeError
 
 cdef extern from "Python.h":
@@ -175,7 +174,7 @@ cdef int _pending_grow(void *arg) noexcept with gil:
     try:
         pool._grow_wanted()
     except BaseException:
-        PyErr_Clear()   # growth is best effort; the hook forwards meanwhile
+        pass    # growth is best effort; the hook forwards meanwhile
     return 0
 
 

@@ -130,7 +130,6 @@ cdef void *_pool_ptr = NULL          # borrowed: _pool holds it
 cdef const char *_pool_low = NULL
 cdef const char *_pool_high = NULL
 cdef Pool _pool = None
-cdef list _old_pools = []            # replaced pools stay alive (pending calls)
 cdef uint64_t _rate = 1
 cdef bint _random = False
 cdef uint64_t _seed = 0
@@ -339,8 +338,6 @@ def install(sample_rate=5000, *, domains=("raw", "mem", "obj"), max_bytes=1 << 3
                     new_pool.prepare(nbytes)
                 except MemoryError:
                     break       # a small max_bytes: the rest grows on demand
-            if _pool is not None:
-                _old_pools.append(_pool)
             # Never deallocated, not even at interpreter exit: the hooks
             # may meet its pointers until the process ends.
             Py_INCREF(new_pool)
