@@ -130,6 +130,7 @@ cdef void *_pool_ptr = NULL          # borrowed: _pool holds it
 cdef const char *_pool_low = NULL
 cdef const char *_pool_high = NULL
 cdef Pool _pool = None
+cdef tuple _pool_options = None      # (max_bytes, alignment, uaf, guard_pages)
 cdef uint64_t _rate = 1
 cdef bint _random = False
 cdef uint64_t _seed = 0
@@ -298,9 +299,10 @@ def install(sample_rate=5000, *, domains=("raw", "mem", "obj"), max_bytes=1 << 3
         uaf: guard freed blocks too (use-after-free faults).
         guard_pages: guard pages after (and before) each block.
 
-    The pool's options (max_bytes, alignment, uaf, guard_pages) take effect
-    when a new pool is made: a later install() while blocks of the previous
-    one are live keeps that pool. Calling install() while installed changes
+    The pool is made by the first install() and reused by later ones; one
+    with other pool options (max_bytes, alignment, uaf, guard_pages) gets a
+    new pool, unless guarded blocks of the current one are still live (then
+    the current pool and its options stay). Calling install() while installed changes
     the rate and domains.
 
     Raises:
@@ -309,7 +311,7 @@ def install(sample_rate=5000, *, domains=("raw", "mem", "obj"), max_bytes=1 << 3
         RuntimeError: another hook (tracemalloc?) was installed on top of
             guardalloc's since: uninstall it first.
     """
-    global _pool, _pool_ptr, _pool_low, _pool_high, _rate, _random, _seed, _draining, _generation
+    global _pool, _pool_options, _pool_ptr, _pool_low, _pool_high, _rate, _random, _seed, _draining, _generation
     cdef int i
     cdef PyMemAllocatorEx current
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, int):
@@ -329,7 +331,9 @@ def install(sample_rate=5000, *, domains=("raw", "mem", "obj"), max_bytes=1 << 3
                 raise RuntimeError(
                     f"another allocator hook was installed on top of guardalloc's in the "
                     f"{DOMAIN_NAMES[i]} domain (tracemalloc?): remove it first")
-        if _pool is None or (_pool.live == 0 and not any(_domains[i].hooked for i in range(3))):
+        options = (int(max_bytes), alignment, uaf, guard_pages)
+        if _pool is None or (_pool_options != options and _pool.live == 0
+                             and not any(_domains[i].hooked for i in range(3))):
             new_pool = _PoolClass(max_bytes=max_bytes, alignment=alignment, uaf=uaf,
                                   guard_pages=guard_pages, grow="pending")
             # Most objects fit in a page or two: have those classes ready.
@@ -342,6 +346,7 @@ def install(sample_rate=5000, *, domains=("raw", "mem", "obj"), max_bytes=1 << 3
             # may meet its pointers until the process ends.
             Py_INCREF(new_pool)
             _pool = new_pool
+            _pool_options = options
             _pool_ptr = <void *>new_pool
             _pool_low = _pool.reserve_start
             _pool_high = _pool.reserve_end

@@ -261,3 +261,21 @@ def test_random_sampling_is_repeatable_with_a_seed(child):
     pattern = first.stdout.strip()
     assert pattern != "...x" * 100
     assert 50 <= pattern.count("x") <= 150
+
+
+def test_reinstalling_reuses_the_pool(child):
+    proc = child("""
+        import guardalloc.pymem as pymem
+        pymem.install(sample_rate=10 ** 9)
+        first = pymem.pool()
+        for _ in range(20):
+            assert pymem.uninstall() is True
+            pymem.install(sample_rate=10 ** 9)
+            assert pymem.pool() is first
+        pymem.uninstall()
+        pymem.install(sample_rate=10 ** 9, max_bytes=1 << 28)   # other options: a new pool
+        assert pymem.pool() is not first and pymem.pool().max_bytes == 1 << 28
+        print("ok")
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "ok\n"
