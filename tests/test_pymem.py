@@ -342,3 +342,19 @@ def test_fork_while_sampling(child):
     """)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "[0, 0, 0, 0, 0]\n"
+
+
+def test_slack_overwrite_is_reported_when_the_block_is_freed(child):
+    proc = child(with_api("""
+        import guardalloc.pymem as pymem
+        pymem.install(sample_rate=1, domains=("mem",))
+        p = api.PyMem_Malloc(100)           # padded to 112: 12 slack bytes, no guard yet
+        assert pymem.pool().owns_address(p)
+        ctypes.memset(p + 100, 0, 3)
+        api.PyMem_Free(p)
+        print("still running", pymem.pool().stats()["corruptions"], flush=True)
+    """))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "still running 1\n"
+    assert "guardalloc: heap corruption: 3 slack byte(s) after the block at 0x" in proc.stderr
+    assert "first at offset 100" in proc.stderr
