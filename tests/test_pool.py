@@ -411,3 +411,15 @@ def test_uaf_pool_recycles_quarantined_slots():
             memoryview(buf)[0] = 1
             buf.free()
         assert p.stats()["arenas"] == 1 and p.stats()["live"] == 0
+
+
+def test_pending_growth_outlived_by_nothing():
+    pool = Pool(grow="pending")
+    assert pool_module._c_stress(pool, 20, 1, 100) == 0     # queues a pending call
+    assert pool.stats()["refused"] > 0
+    del pool
+    gc.collect()
+    total = 0
+    for i in range(100_000):     # the queued call runs and finds the pool gone
+        total += i
+    assert total == sum(range(100_000))
