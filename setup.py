@@ -9,6 +9,8 @@ MODULES = {
     "guardalloc.faults": ["guardalloc/_c/faults.c"],
     "guardalloc.arena": [],
     "guardalloc.pagemap": [],
+    "guardalloc.pool": [],
+    "guardalloc.pymem": [],
 }
 
 extensions = [

@@ -23,6 +23,7 @@ from guardalloc.errors import (
 from guardalloc.faults import disable_reports, enable_reports, reports_enabled
 from guardalloc.maps import vma_count
 from guardalloc.shared import SharedArena
+from guardalloc.pool import Pool, alloc, default_pool
 from guardalloc.support import Support, support
 
 __version__ = "0.1.0"
@@ -39,9 +40,12 @@ __all__ = [
     "GuardInstallError",
     "GuardUnsupportedError",
     "InvalidFreeError",
+    "Pool",
     "SharedArena",
     "Support",
+    "alloc",
     "batching_refused",
+    "default_pool",
     "disable_reports",
     "enable_reports",
     "get_tracebacks",

@@ -15,6 +15,7 @@ COMMANDS = {
     "demo": ("guardalloc.demo", "build the same arena with madvise and mprotect guards, catch an overflow"),
     "bench": ("guardalloc.benchmark", "compare guardalloc with mprotect guards and no guards: table, plots, report"),
     "maps": ("guardalloc.maps_cli", "a process's VMAs with the guard pages inside them, which /proc/PID/maps hides"),
+    "run": ("guardalloc.launcher", "run a script or module (-m) with guarding on; exits with its status"),
 }
 
 
