@@ -60,12 +60,8 @@ def _fail(message: str) -> int:
 def _enable_guarding(args: argparse.Namespace) -> int | None:
     """Turn on what the options ask for; an exit status on failure."""
     import guardalloc
-    from guardalloc import faults
 
-    # The fault reporter (guardalloc.enable_reports), where this build has one.
-    enable_reports = getattr(guardalloc, "enable_reports", None) or getattr(faults, "enable_reports", None)
-    if enable_reports is not None:
-        enable_reports()
+    guardalloc.enable_reports()
     if args.traceback:
         guardalloc.set_tracebacks(True)
     if args.numpy:
