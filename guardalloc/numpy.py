@@ -169,14 +169,16 @@ class guarded(contextlib.ContextDecorator):
 # -- install() / uninstall() ----------------------------------------------
 
 class _Installed:
-    def __init__(self, handler: Handler, previous: object, previous_profile: object) -> None:
+    def __init__(self, handler: Handler, previous: object) -> None:
         self.handler = handler
-        self.previous = previous                    # handler of the installing context
-        self.previous_profile = previous_profile    # threading's profile hook before ours
+        self.previous = previous      # handler of the installing context before
 
 
 _install_lock = threading.Lock()
 _installed: _Installed | None = None
+# threading's profile hook before install(); kept after uninstall() for the
+# threads that were started meanwhile and run the hook late.
+_previous_thread_profile: Any = None
 
 
 def _get_thread_profile():
@@ -188,10 +190,11 @@ def _thread_start_hook(frame, event, arg):
     """threading's profile hook: runs once, first thing in each new thread.
 
     Sets the installed handler in the thread's (new, empty) context, then puts
-    back whatever profile hook was there before, and passes it this event."""
-    state = _installed
-    previous = state.previous_profile if state is not None else None
+    back the profile hook that was there before install(), and passes it
+    this event."""
+    previous = _previous_thread_profile
     sys.setprofile(previous)
+    state = _installed
     if state is not None:
         _numpy_handler.set_handler(state.handler.capsule)
     if previous is not None:
@@ -216,17 +219,19 @@ def install(**options: Any) -> Handler:
 
     Raises: what :func:`handler` raises.
     """
-    global _installed
+    global _installed, _previous_thread_profile
     made = handler(**options)
     with _install_lock:
         if _installed is None:
-            previous_profile = _get_thread_profile()
+            current = _get_thread_profile()
+            if current is not _thread_start_hook:
+                _previous_thread_profile = current
             previous = _numpy_handler.set_handler(made.capsule)
-            _installed = _Installed(made, previous, previous_profile)
+            _installed = _Installed(made, previous)
             threading.setprofile(_thread_start_hook)
         else:
             _numpy_handler.set_handler(made.capsule)
-            _installed = _Installed(made, _installed.previous, _installed.previous_profile)
+            _installed = _Installed(made, _installed.previous)
     return made
 
 
@@ -245,7 +250,7 @@ def uninstall() -> bool:
             return False
         _installed = None
         if _get_thread_profile() is _thread_start_hook:
-            threading.setprofile(state.previous_profile)
+            threading.setprofile(_previous_thread_profile)
         _numpy_handler.set_handler(state.previous)
     return True
 
