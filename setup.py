@@ -8,6 +8,7 @@ MODULES = {
     "guardalloc.support": [],
     "guardalloc.faults": ["guardalloc/_c/faults.c"],
     "guardalloc.arena": [],
+    "guardalloc.pool": [],
     "guardalloc._numpy_handler": [],
 }
 
