@@ -10,26 +10,26 @@ C-API feature versions.
 
 The four allocator functions run without the GIL (numpy may call them from
 any thread; the pool has its own lock). They take the GIL only to report a
-bad free or a damaged slack pattern, through ``sys.unraisablehook``, since a
-``free`` has no way to raise.
+bad free or a damaged slack pattern, through ``sys.unraisablehook``
+(PyErr_WriteUnraisable), since a ``free`` has no way to raise.
 """
 
 import sys
 
 cimport cython
+from cpython.exc cimport PyErr_Fetch, PyErr_Restore, PyErr_SetObject, PyErr_WriteUnraisable
 from cpython.mem cimport PyMem_RawCalloc
 from cpython.pycapsule cimport (
     PyCapsule_CheckExact, PyCapsule_GetPointer, PyCapsule_IsValid, PyCapsule_New,
 )
 from cpython.ref cimport Py_INCREF, PyObject
 from libc.stdint cimport uint8_t, uint64_t, uintptr_t
-from libc.string cimport memcpy, strncpy
+from libc.string cimport memcpy, memset, strncpy
 
 from guardalloc._kernel cimport _SC_PAGESIZE, sysconf
 from guardalloc._layout cimport GA_SLACK_BYTE
 from guardalloc.pool cimport Pool
 
-from guardalloc.arena import _Unraisable
 from guardalloc.errors import CorruptionError, ForeignBufferError, InvalidFreeError
 
 
@@ -301,6 +301,9 @@ cdef inline bint _slack_intact(Handler h, void *ptr, size_t nbytes) noexcept nog
         return True
     ga_np_count(&h.counters[C_CORRUPT])
     _report(h, BAD_SLACK, ptr, nbytes, first, damaged)
+    # Reported once, here, as a CorruptionError: put the pattern back so that
+    # the pool's own check (a line on stderr) does not report it a second time.
+    memset(<void *>(p + nbytes), GA_SLACK_BYTE, padded - nbytes)
     return False
 
 
@@ -419,24 +422,34 @@ cdef void _free(Handler h, void *ptr, size_t size) noexcept nogil:
 
 cdef void _report(Handler h, int kind, void *ptr, size_t nbytes, size_t first,
                   size_t damaged) noexcept with gil:
-    """Send a GuardError about a numpy data block to sys.unraisablehook."""
-    cdef uintptr_t address = <uintptr_t>ptr
+    """Send a GuardError about a numpy data block to sys.unraisablehook
+    ("Exception ignored in: <the handler>"), keeping any exception that is
+    already in flight (arrays are often freed while one unwinds)."""
+    cdef PyObject *saved_type
+    cdef PyObject *saved_value
+    cdef PyObject *saved_tb
+    PyErr_Fetch(&saved_type, &saved_value, &saved_tb)
     try:
-        if kind == BAD_SLACK:
-            exc = CorruptionError(
-                f"heap corruption in numpy array data at {address:#x}: {damaged} slack byte(s) "
-                f"past the end of the {nbytes}-byte block were overwritten, the first at "
-                f"offset {first} ({first - nbytes} bytes past the end); the block was freed",
-                address, None, nbytes, first, damaged)
-        elif kind == BAD_FOREIGN:
-            exc = ForeignBufferError(
-                f"numpy asked the guardalloc handler to free or resize {address:#x}, which is "
-                "not in its pool (the block was left alone)", address, None)
-        else:
-            exc = InvalidFreeError(
-                f"numpy asked the guardalloc handler to free or resize {address:#x}, which is "
-                "not a live block (double free, or not the start of a block; left alone)",
-                address, None)
-        sys.unraisablehook(_Unraisable(exc, "freeing numpy array data"))
+        exc = _make_error(kind, <uintptr_t>ptr, nbytes, first, damaged)
+        PyErr_SetObject(type(exc), exc)
+        PyErr_WriteUnraisable(h)
     except BaseException:
         pass
+    PyErr_Restore(saved_type, saved_value, saved_tb)
+
+
+cdef object _make_error(int kind, uintptr_t address, size_t nbytes, size_t first, size_t damaged):
+    if kind == BAD_SLACK:
+        return CorruptionError(
+            f"heap corruption in numpy array data at {address:#x}: {damaged} slack byte(s) "
+            f"past the end of the {nbytes}-byte block were overwritten, the first at "
+            f"offset {first} ({first - nbytes} bytes past the end); the block was freed",
+            address, None, nbytes, first, damaged)
+    if kind == BAD_FOREIGN:
+        return ForeignBufferError(
+            f"numpy asked the guardalloc handler to free or resize {address:#x}, which is "
+            "not in its pool (the block was left alone)", address, None)
+    return InvalidFreeError(
+        f"numpy asked the guardalloc handler to free or resize {address:#x}, which is "
+        "not a live block (double free, or not the start of a block; left alone)",
+        address, None)

@@ -450,7 +450,7 @@ def test_overflow_into_the_16_byte_slack_is_caught_on_free(unraisable):
     exc = unraisable[0].exc_value
     assert isinstance(exc, guardalloc.CorruptionError)
     assert (exc.address, exc.nbytes, exc.offset, exc.damaged) == (address, 5, 5, 3)
-    assert "freeing numpy array data" in unraisable[0].err_msg
+    assert unraisable[0].object is h            # "Exception ignored in: <handler>"
     assert h.stats()["corrupt"] >= 1
 
 
@@ -460,6 +460,52 @@ def test_overflow_into_the_slack_is_caught_on_realloc(unraisable):
     np.lib.stride_tricks.as_strided(a, shape=(4,))[3] = 1
     a.resize(100, refcheck=False)
     assert [type(u.exc_value) for u in unraisable] == [guardalloc.CorruptionError]
+
+
+def test_slack_damage_is_printed_by_the_default_hook(child):
+    proc = child("""
+        import numpy as np, guardalloc.numpy as gnp
+        with gnp.guarded():
+            a = np.zeros(100, np.uint8)           # 12 slack bytes
+        np.lib.stride_tricks.as_strided(a, shape=(104,))[100:] = 1
+        del a
+        print("alive", flush=True)
+    """)
+    assert proc.returncode == 0 and proc.stdout == "alive\n"
+    assert "Exception ignored in: <guardalloc.numpy handler 'guardalloc'" in proc.stderr
+    assert "CorruptionError: heap corruption in numpy array data" in proc.stderr
+    assert "4 slack byte(s)" in proc.stderr
+    assert proc.stderr.count("heap corruption") == 1      # reported once, not by the pool too
+
+
+# ---------------------------------------------------------------------------
+# Limits: the pool refuses, numpy raises or the default allocator serves
+
+
+def test_pool_limit_without_fallback_raises_memoryerror():
+    with gnp.guarded(max_bytes=1 << 20) as h:
+        small = np.ones(100)
+        with pytest.raises(MemoryError):
+            np.empty(8 << 20, np.uint8)
+    assert gnp.is_guarded(small) and h.stats()["failed"] >= 1
+
+
+def test_pool_limit_with_fallback_uses_numpys_allocator(unraisable):
+    with gnp.guarded(max_bytes=1 << 20, fallback=True) as h:
+        assert h.fallback
+        small = np.ones(100)
+        big = np.ones(1 << 20)                     # 8 MiB: over the limit
+        grown = np.ones(10)
+        grown.resize(1 << 20, refcheck=False)      # realloc out of the pool
+    assert gnp.is_guarded(small)
+    assert not gnp.is_guarded(big) and get_handler_name(big) == "guardalloc"
+    assert not gnp.is_guarded(grown) and grown[:10].sum() == 10
+    big.resize(2 << 20, refcheck=False)            # realloc of a fallback block
+    assert big[:1 << 20].sum() == 1 << 20
+    stats = h.stats()
+    del small, big, grown                          # fallback blocks freed by numpy's free
+    assert stats["fallback"] >= 2 and h.stats()["bad_free"] == 0
+    assert unraisable == []
 
 
 # ---------------------------------------------------------------------------
