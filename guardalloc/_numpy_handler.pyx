@@ -250,30 +250,14 @@ def make_handler(Pool pool, size_t alignment, fallback_capsule, dict options):
     h.pool = pool
     h.options = options
     h.alignment_ = alignment
-    h.check_slack = alignment > 1 and _pool_fills_slack(pool, alignment)
+    # The pool's arenas fill the bytes between a block's end and the next
+    # alignment boundary with GA_SLACK_BYTE (Arena._alloc_slot).
+    h.check_slack = alignment > 1
     # No destructor: the struct must outlive every array made through it.
     h.capsule = PyCapsule_New(<void *>c, GA_NP_CAPSULE_NAME, NULL)
     Py_INCREF(h)   # never deallocated, even if the registry were cleared
     _handlers[<uintptr_t>c] = h
     return h
-
-
-cdef bint _pool_fills_slack(Pool pool, size_t alignment):
-    """Whether the pool pads blocks with GA_SLACK_BYTE up to alignment.
-
-    The slack check on free relies on it; probed once per handler with a
-    1-byte block rather than assumed."""
-    cdef uint8_t *p = <uint8_t *>pool.malloc(1)
-    cdef size_t i
-    cdef bint fills = p != NULL
-    if p == NULL:
-        return False
-    for i in range(1, alignment):
-        if p[i] != GA_SLACK_BYTE:
-            fills = False
-            break
-    pool.free_ptr(p)
-    return fills
 
 
 # ---------------------------------------------------------------------------

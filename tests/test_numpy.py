@@ -574,6 +574,20 @@ def test_one_byte_overflow_faults_in_byte_exact_mode(child):
     assert proc.stdout == "inside ok\n"
 
 
+def test_use_after_free_faults_with_uaf(child):
+    proc = child("""
+        import ctypes, numpy as np, guardalloc.numpy as gnp
+        with gnp.guarded(uaf=True):
+            a = np.ones(1000)
+        address = a.ctypes.data
+        print(ctypes.c_double.from_address(address).value, flush=True)
+        del a                                          # the slot's pages are guarded now
+        print(ctypes.c_double.from_address(address).value, flush=True)
+    """)
+    assert proc.returncode == -signal.SIGSEGV
+    assert proc.stdout == "1.0\n"
+
+
 # ---------------------------------------------------------------------------
 # numpy stays optional
 
