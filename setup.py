@@ -9,6 +9,7 @@ MODULES = {
     "guardalloc.faults": ["guardalloc/_c/faults.c"],
     "guardalloc.arena": [],
     "guardalloc.pool": [],
+    "guardalloc.pymem": [],
     "guardalloc._numpy_handler": [],
 }
 

@@ -66,14 +66,13 @@ cdef class Arena:
     cdef readonly int guard_pages
     cdef readonly str align
     cdef readonly str on_fault
-    # Pool ownership (None/NULL for a standalone arena): a pooled arena is
+    # Pool ownership (NULL/False for a standalone arena): a pooled arena is
     # mapped at `placement` inside the pool's reservation, gives the range
-    # back to it (PROT_NONE) when released, refuses alloc()/close(), and
-    # keeps its pool alive (as a Buffer keeps its arena alive).
+    # back to it (PROT_NONE) when released and refuses alloc()/close().
     cdef char *placement
     cdef ga_free_hook_t free_hook
     cdef void *free_hook_ctx
-    cdef object pool
+    cdef bint pooled
 
     cdef _map(self, file, bint shared)
     cdef _allocate_bookkeeping(self)
@@ -102,6 +101,9 @@ cdef class Buffer:
     cdef Py_ssize_t exports
     cdef uint32_t slot_
     cdef bint is_freed
+    # The pool of a pooled buffer: kept alive as long as the buffer (the
+    # pool owns the arena; nothing points back, so no reference cycle).
+    cdef object pool
 
     cdef int _check(self) except -1
     cdef object address_or_none(self)

@@ -580,7 +580,7 @@ cdef class Arena:
         cdef long want = -1
         cdef int result
         self._check_open()
-        if self.pool is not None:
+        if self.pooled:
             raise ValueError("this arena belongs to a guardalloc.Pool: allocate with the pool")
         if nbytes <= 0 or <size_t>nbytes > self.a.slot_size:
             raise ValueError(f"nbytes must be between 1 and the slot size ({self.a.slot_size}), not {nbytes}")
@@ -740,7 +740,7 @@ cdef class Arena:
         """
         if self.is_closed:
             return
-        if self.pool is not None:
+        if self.pooled:
             raise ValueError("this arena belongs to a guardalloc.Pool: close the pool instead")
         if self.exports:
             raise BufferError(

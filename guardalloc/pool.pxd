@@ -28,6 +28,12 @@ cdef enum:
     EXACT_CLASSES = 8
     NCLASSES = 76
 
+# How the C methods grow a full size class (Pool(grow=...)).
+cdef enum:
+    GROW_SYNC = 0       # take the GIL and add an arena now
+    GROW_PENDING = 1    # fail now; Py_AddPendingCall adds one later
+    GROW_NEVER = 2      # only what prepare() made
+
 
 # One arena of the pool, in address order (arenas are placed by a bump
 # pointer, so appending keeps the table sorted and indices stable).

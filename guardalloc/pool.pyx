@@ -132,11 +132,6 @@ cdef size_t MAX_ARENA_BYTES = <size_t>1 << 30
 DEFAULT_MAX_BYTES = 16 << 30
 DEFAULT_MAX_ARENAS = 16384
 
-cdef enum:
-    GROW_SYNC = 0
-    GROW_PENDING = 1
-    GROW_NEVER = 2
-
 _GROW_MODES = {"sync": GROW_SYNC, "pending": GROW_PENDING, "never": GROW_NEVER}
 
 
@@ -594,36 +589,46 @@ cdef class Pool:
         cdef char *place
         cdef Arena arena
         cdef bint finish
+        cdef int problem = 0
         self._check_open()
+        # No Python object may be made while the lock is held: the lock is
+        # also taken inside allocator hooks (pymem), which would deadlock.
         pthread_mutex_lock(&self.lock)
-        try:
-            if self.narenas + self.growing >= self.max_arenas_:
-                c.exhausted = True
-                raise MemoryError(f"the pool reached max_arenas ({self.max_arenas_} arenas)")
+        slots = 0
+        footprint = 0
+        if self.narenas + self.growing >= self.max_arenas_:
+            problem = 1
+        else:
             budget = (self.max_bytes_ - self.mapped_bytes) // slot_size \
                 if self.mapped_bytes < self.max_bytes_ else 0
             slots = c.next_slots if c.next_slots <= budget else <uint32_t>budget
-            if slots == 0:
-                c.exhausted = True
-                raise MemoryError(
-                    f"the pool reached max_bytes ({self.max_bytes_} bytes of slots; "
-                    f"{self.mapped_bytes} mapped, no room for a {slot_size}-byte slot)")
             footprint = self.guard_size + <size_t>slots * (slot_size + self.guard_size)
-            if footprint > <size_t>(self.reserve_end - self.bump):
-                c.exhausted = True
-                raise MemoryError("the pool's address space reservation is used up")
+            if slots == 0:
+                problem = 2
+            elif footprint > <size_t>(self.reserve_end - self.bump):
+                problem = 3
+        if problem:
+            c.exhausted = True
+        else:
             # Claim the range now: another thread may grow while this one
             # builds its arena (guard installation releases the GIL).
             place = self.bump
             self.bump += footprint
             self.mapped_bytes += <size_t>slots * slot_size
             self.growing += 1
-        finally:
-            pthread_mutex_unlock(&self.lock)
+        pthread_mutex_unlock(&self.lock)
+        if problem == 1:
+            raise MemoryError(f"the pool reached max_arenas ({self.max_arenas_} arenas)")
+        if problem == 2:
+            raise MemoryError(
+                f"the pool reached max_bytes ({self.max_bytes_} bytes of slots; "
+                f"{self.mapped_bytes} mapped, no room for a {slot_size}-byte slot)")
+        if problem == 3:
+            raise MemoryError("the pool's address space reservation is used up")
 
         arena = Arena.__new__(Arena)
         arena.placement = place
-        arena.pool = self
+        arena.pooled = True
         quarantine = None if self.quarantine is None else min(self.quarantine, slots)
         try:
             arena.__init__(slot_size, slots, quarantine=quarantine, **self.arena_options)
@@ -655,25 +660,28 @@ cdef class Pool:
         cdef pool_arena_t *grown_table
         cdef uint32_t *grown_avail
         cdef uint32_t cap
+        cdef int problem = 0
         pthread_mutex_lock(&self.lock)
-        try:
-            if self.is_closed:
-                raise ValueError("operation on a closed guardalloc.Pool (closed while it grew)")
-            if self.narenas == self.cap_table:
-                cap = self.cap_table * 2 if self.cap_table else 64
-                grown_table = <pool_arena_t *>realloc(self.table, cap * sizeof(pool_arena_t))
-                if grown_table == NULL:
-                    raise MemoryError("no memory for the pool's arena table")
+        if self.is_closed:
+            problem = 1
+        if not problem and self.narenas == self.cap_table:
+            cap = self.cap_table * 2 if self.cap_table else 64
+            grown_table = <pool_arena_t *>realloc(self.table, cap * sizeof(pool_arena_t))
+            if grown_table == NULL:
+                problem = 2
+            else:
                 self.table = grown_table
                 self.cap_table = cap
-            if c.cap_avail < c.narenas + 1:
-                # Room for every arena of the class: frees never drop one.
-                cap = 2 * (c.narenas + 1) if c.narenas >= 4 else 8
-                grown_avail = <uint32_t *>realloc(c.avail, cap * sizeof(uint32_t))
-                if grown_avail == NULL:
-                    raise MemoryError("no memory for the pool's free lists")
+        if not problem and c.cap_avail < c.narenas + 1:
+            # Room for every arena of the class: frees never drop one.
+            cap = 2 * (c.narenas + 1) if c.narenas >= 4 else 8
+            grown_avail = <uint32_t *>realloc(c.avail, cap * sizeof(uint32_t))
+            if grown_avail == NULL:
+                problem = 2
+            else:
                 c.avail = grown_avail
                 c.cap_avail = cap
+        if not problem:
             # Arenas claimed concurrently may finish out of order: insert
             # sorted (indices of later arenas shift: fix the avail stacks).
             self._insert_sorted(arena, cls)
@@ -681,8 +689,11 @@ cdef class Pool:
             c.slots += slots
             if c.slot_size < LARGE_SLOT:
                 c.next_slots = _next_slots(slots, c.slot_size)
-        finally:
-            pthread_mutex_unlock(&self.lock)
+        pthread_mutex_unlock(&self.lock)
+        if problem == 1:
+            raise ValueError("operation on a closed guardalloc.Pool (closed while it grew)")
+        if problem == 2:
+            raise MemoryError("no memory for the pool's arena table")
         return 0
 
     cdef void _insert_sorted(self, Arena arena, int cls) noexcept nogil:
@@ -713,20 +724,21 @@ cdef class Pool:
 
     cdef int _grow_wanted(self) except -1:
         """Pending mode: add an arena to every class that asked for one."""
-        cdef int i
-        cdef list wanted = []
+        cdef int i, n = 0
+        cdef int wanted[NCLASSES]
         pthread_mutex_lock(&self.lock)
         self.growth_scheduled = False
         for i in range(NCLASSES):
             if self.classes[i].grow_wanted:
                 self.classes[i].grow_wanted = False
-                wanted.append(i)
+                wanted[n] = i
+                n += 1
         pthread_mutex_unlock(&self.lock)
         if self.is_closed:
             return 0
-        for i in wanted:
+        for i in range(n):
             try:
-                self._grow(i)
+                self._grow(wanted[i])
             except MemoryError:
                 pass    # the class is marked exhausted; requests forward
         return 0
@@ -774,6 +786,7 @@ cdef class Pool:
         cdef Arena arena = <Arena>where
         cdef Buffer buf = Buffer.__new__(Buffer)
         buf.owner = arena
+        buf.pool = self
         buf.slot_ = <uint32_t>slot
         buf.nbytes_ = nbytes
         buf.shape[0] = nbytes
@@ -905,32 +918,29 @@ cdef class Pool:
         reserved, max_bytes, max_arenas, classes (slot_size -> dict of
         arenas, slots, exhausted)."""
         cdef int i
+        cdef uint64_t counts[12]
+        cdef uint64_t per_class[NCLASSES][3]
         self._check_open()
+        # Copied under the lock, turned into Python objects after it.
         pthread_mutex_lock(&self.lock)
-        result = {
-            "arenas": self.narenas,
-            "live": self.live,
-            "live_bytes": self.live_bytes,
-            "allocations": self.allocations,
-            "frees": self.frees,
-            "corruptions": self.corruptions,
-            "refused": self.refused,
-            "mapped_bytes": self.mapped_bytes,
-            "address_space": <size_t>(self.bump - self.reserve_start),
-            "reserved": <size_t>(self.reserve_end - self.reserve_start),
-            "max_bytes": self.max_bytes_,
-            "max_arenas": self.max_arenas_,
-        }
-        classes = {}
+        counts[:] = [self.narenas, self.live, self.live_bytes, self.allocations, self.frees,
+                     self.corruptions, self.refused, self.mapped_bytes,
+                     <size_t>(self.bump - self.reserve_start),
+                     <size_t>(self.reserve_end - self.reserve_start),
+                     self.max_bytes_, self.max_arenas_]
         for i in range(NCLASSES):
-            if self.classes[i].narenas:
-                classes[self.classes[i].slot_size] = {
-                    "arenas": self.classes[i].narenas,
-                    "slots": self.classes[i].slots,
-                    "exhausted": bool(self.classes[i].exhausted),
-                }
+            per_class[i][0] = self.classes[i].narenas
+            per_class[i][1] = self.classes[i].slots
+            per_class[i][2] = self.classes[i].exhausted
         pthread_mutex_unlock(&self.lock)
-        result["classes"] = classes
+        names = ("arenas", "live", "live_bytes", "allocations", "frees", "corruptions", "refused",
+                 "mapped_bytes", "address_space", "reserved", "max_bytes", "max_arenas")
+        result = {name: counts[i] for i, name in enumerate(names)}
+        result["classes"] = {
+            self.classes[i].slot_size: {"arenas": per_class[i][0], "slots": per_class[i][1],
+                                        "exhausted": bool(per_class[i][2])}
+            for i in range(NCLASSES) if per_class[i][0]
+        }
         return result
 
     @property
