@@ -64,11 +64,11 @@ def test_numpy_array(benchmark, maker, size, mode):
     handler = gnp.handler(**options)
     with gnp.guarded(**options):
         one_array()                      # the pool's arena for this size exists now
-        arenas_before = handler.pool.stats()["arenas"]
+        arenas_before = handler.pool_stats()["arenas"]
         before = handler.stats()
         benchmark(one_array)
         after = handler.stats()
-        pool_after = handler.pool.stats()
+        pool_after = handler.pool_stats()
     counts = {k: after[k] - before[k] for k in after}
     assert counts["fallback"] == counts["failed"] == counts["bad_free"] == counts["corrupt"] == 0
     assert counts["malloc"] + counts["calloc"] == counts["free"] > 0

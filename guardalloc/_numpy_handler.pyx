@@ -157,13 +157,6 @@ def get_handler():
     return (<get_handler_fn>_get_handler_ptr)()
 
 
-def handler_of(capsule):
-    """The guardalloc :class:`Handler` behind a handler capsule, or None."""
-    if not PyCapsule_IsValid(capsule, GA_NP_CAPSULE_NAME):
-        return None
-    return _handlers.get(<uintptr_t>PyCapsule_GetPointer(capsule, GA_NP_CAPSULE_NAME))
-
-
 # ---------------------------------------------------------------------------
 # Handler
 
@@ -177,7 +170,8 @@ cdef class Handler:
 
     cdef ga_np_handler_t *c
     cdef readonly object capsule
-    cdef readonly Pool pool
+    # Not exposed: closing it would unmap the data of live arrays.
+    cdef Pool pool
     cdef readonly dict options
     cdef size_t alignment_
     cdef bint check_slack
@@ -210,6 +204,10 @@ cdef class Handler:
         """Requested size of the live block starting at address, 0 if none."""
         return self.pool.block_size(<void *>address)
 
+    def pool_stats(self) -> dict:
+        """:meth:`guardalloc.Pool.stats` of the pool behind the handler."""
+        return self.pool.stats()
+
     def stats(self) -> dict:
         """Counts since the handler was made: malloc, calloc, realloc, free,
         fallback (served by numpy's allocator), failed (NULL returned),
@@ -223,22 +221,27 @@ cdef class Handler:
                 f"fallback {self.fallback_handler != NULL}, options {self.options!r}>")
 
 
-def make_handler(Pool pool, size_t alignment, fallback_capsule, dict options):
+def make_handler(Pool pool, fallback_capsule, dict options):
     """A new Handler over pool, registered for life.
 
-    ``fallback_capsule``: numpy's default handler capsule to serve what the
-    pool refuses, or None. ``alignment`` is the pool's alignment (1 or a
-    power of two >= 16), used for the slack check.
+    ``fallback_capsule``: numpy's default handler capsule, to serve what the
+    pool refuses, or None.
+
+    Raises:
+        TypeError: fallback_capsule is not a version-1 handler capsule.
     """
     cdef Handler h = Handler.__new__(Handler)
-    cdef ga_np_handler_t *c = <ga_np_handler_t *>PyMem_RawCalloc(1, sizeof(ga_np_handler_t))
-    if c == NULL:
-        raise MemoryError("no memory for a numpy handler")
+    cdef ga_np_handler_t *fallback = NULL
+    cdef ga_np_handler_t *c
     if fallback_capsule is not None:
         if not PyCapsule_IsValid(fallback_capsule, GA_NP_CAPSULE_NAME):
             raise TypeError(f"fallback must be a 'mem_handler' capsule, not {fallback_capsule!r}")
-        h.fallback_capsule = fallback_capsule
-        h.fallback_handler = <ga_np_handler_t *>PyCapsule_GetPointer(fallback_capsule, GA_NP_CAPSULE_NAME)
+        fallback = <ga_np_handler_t *>PyCapsule_GetPointer(fallback_capsule, GA_NP_CAPSULE_NAME)
+        if fallback.version != GA_NP_HANDLER_VERSION:
+            raise TypeError(f"the fallback handler has version {fallback.version}, not {GA_NP_HANDLER_VERSION}")
+    c = <ga_np_handler_t *>PyMem_RawCalloc(1, sizeof(ga_np_handler_t))
+    if c == NULL:
+        raise MemoryError("no memory for a numpy handler")
     strncpy(c.name, HANDLER_NAME.encode(), 126)
     c.version = GA_NP_HANDLER_VERSION
     c.allocator.ctx = <void *>h
@@ -249,10 +252,12 @@ def make_handler(Pool pool, size_t alignment, fallback_capsule, dict options):
     h.c = c
     h.pool = pool
     h.options = options
-    h.alignment_ = alignment
+    h.fallback_capsule = fallback_capsule
+    h.fallback_handler = fallback
+    h.alignment_ = pool.alignment
     # The pool's arenas fill the bytes between a block's end and the next
     # alignment boundary with GA_SLACK_BYTE (Arena._alloc_slot).
-    h.check_slack = alignment > 1
+    h.check_slack = h.alignment_ > 1
     # No destructor: the struct must outlive every array made through it.
     h.capsule = PyCapsule_New(<void *>c, GA_NP_CAPSULE_NAME, NULL)
     Py_INCREF(h)   # never deallocated, even if the registry were cleared

@@ -104,7 +104,7 @@ def handler(**options: Any) -> Handler:
         raise ValueError(
             f"alignment must be 1 (byte-exact) or a power of two of at least 16 (numpy "
             f"expects 16-byte aligned data), not {alignment!r}")
-    fallback = options.get("fallback", False)
+    fallback = options.setdefault("fallback", False)
     if not isinstance(fallback, bool):
         raise TypeError(f"fallback must be True or False, not {fallback!r}")
     try:
@@ -121,7 +121,7 @@ def handler(**options: Any) -> Handler:
         pool_options = {k: v for k, v in options.items() if k not in _HANDLER_OPTIONS}
         pool = Pool(**pool_options)
         default = _default_handler() if fallback else None
-        made = _numpy_handler.make_handler(pool, alignment, default, dict(options))
+        made = _numpy_handler.make_handler(pool, default, dict(options))
         _handlers[key] = made
         return made
 

@@ -55,7 +55,7 @@ def test_handler_struct_matches_numpys_layout():
 
 
 def test_same_options_same_handler_for_life():
-    assert gnp.handler() is gnp.handler(alignment=16)
+    assert gnp.handler() is gnp.handler(alignment=16) is gnp.handler(fallback=False, alignment=16)
     assert gnp.handler(alignment=1) is not gnp.handler()
     assert gnp.guarded().handler is gnp.handler()
     assert gnp.handler().alignment == 16 and gnp.handler(alignment=1).alignment == 1
@@ -84,9 +84,16 @@ def test_set_handler_refuses_other_capsules():
         _numpy_handler.load_numpy_api(object())
 
 
-def test_handler_cannot_be_made_directly():
+def test_handler_cannot_be_made_directly_and_hides_its_pool():
     with pytest.raises(TypeError):
         gnp.Handler()
+    h = gnp.handler()
+    assert not hasattr(h, "pool")          # closing it would unmap live arrays
+    with gnp.guarded():
+        a = np.ones(10)
+    assert h.pool_stats()["live"] >= 1 and a.sum() == 10
+    with pytest.raises(TypeError, match="fallback"):
+        _numpy_handler.make_handler(guardalloc.Pool(max_bytes=1 << 20), object(), {})
 
 
 # ---------------------------------------------------------------------------
