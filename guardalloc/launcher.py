@@ -62,8 +62,8 @@ def _enable_guarding(args: argparse.Namespace) -> int | None:
     import guardalloc
     from guardalloc import faults
 
-    # The fault reporter, where this build has one.
-    enable_reports = getattr(faults, "enable_reports", None)
+    # The fault reporter (guardalloc.enable_reports), where this build has one.
+    enable_reports = getattr(guardalloc, "enable_reports", None) or getattr(faults, "enable_reports", None)
     if enable_reports is not None:
         enable_reports()
     if args.traceback:

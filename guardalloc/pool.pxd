@@ -126,4 +126,5 @@ cdef class Pool:
     cdef void _insert_sorted(self, Arena arena, int cls) noexcept nogil
     cdef int _grow_wanted(self) except -1
     cdef int _class_for(self, nbytes) except -1
+    cdef int _check_raw(self, size_t address) except -1
     cdef long _py_take(self, object nbytes, bint zero, bint raw, void **where) except? -1

@@ -28,7 +28,6 @@ this one request (the interpreter's allocator hooks, which forward it);
 import threading
 
 cimport cython
-from cpython.exc cimport PyErr_Clear
 from libc.errno cimport errno
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, uintptr_t
 from libc.stdio cimport snprintf
@@ -41,11 +40,11 @@ from guardalloc._kernel cimport (
 )
 from guardalloc._layout cimport *
 from guardalloc.arena cimport (
-    GA_ERR_CORRUPT, GA_ERR_DOUBLE, GA_ERR_FOREIGN, GA_ERR_FULL, GA_ERR_INVALID,
+    GA_ERR_CORRUPT, GA_ERR_FOREIGN, GA_ERR_FULL, GA_ERR_INVALID,
     GA_ERR_SYSCALL, GA_OK, Arena, Buffer, ga_corruption_t,
 )
 
-from guardalloc.arena import _choose_backend, get_tracebacks
+from guardalloc.arena import _choose_backend
 from guardalloc.errors import ForeignBufferError, GuardInstallError, InvalidFreeError
 
 cdef extern from "Python.h":
@@ -175,7 +174,7 @@ cdef int _pending_grow(void *arg) noexcept with gil:
     try:
         pool._grow_wanted()
     except BaseException:
-        PyErr_Clear()   # growth is best effort; the hook forwards meanwhile
+        pass    # growth is best effort; the hook forwards meanwhile
     return 0
 
 
@@ -532,7 +531,10 @@ cdef class Pool:
         if moved == NULL:
             return NULL
         memcpy(moved, ptr, old if old < nbytes else nbytes)
-        self.free_ptr(ptr)
+        if self.free_ptr(ptr) != 0:
+            # Not the C interface's block (a Python Buffer owns it): undo.
+            self.free_ptr(moved)
+            return NULL
         return moved
 
     cdef int free_ptr(self, void *ptr) noexcept nogil:
@@ -874,10 +876,31 @@ cdef class Pool:
         old = self.block_size(<const void *><uintptr_t>address)
         if old == 0:
             raise InvalidFreeError(f"realloc of {address:#x}: not a live block of this pool", address, None)
+        self._check_raw(address)
         moved = self.alloc_raw(nbytes, zero=False)
         memcpy(<void *><uintptr_t>moved, <void *><uintptr_t>address, old if old < <size_t>nbytes else <size_t>nbytes)
         self.free(address)
         return moved
+
+    cdef int _check_raw(self, size_t address) except -1:
+        """InvalidFreeError unless address is a live raw block (alloc_raw)."""
+        cdef long index
+        cdef Arena arena = None
+        pthread_mutex_lock(&self.lock)
+        index = self._find(<char *>address)
+        if index >= 0:
+            arena = <Arena>self.table[index].arena
+        pthread_mutex_unlock(&self.lock)
+        if arena is None:
+            raise InvalidFreeError(f"address {address:#x} is not in any of the pool's arenas", address, None)
+        slot = arena._slot_of(address)
+        if slot is None or arena.a.slots[slot].state != GA_SLOT_LIVE:
+            raise InvalidFreeError(f"address {address:#x} is not a live block", address, slot)
+        if not arena.a.slots[slot].flags & GA_FLAG_RAW:
+            raise InvalidFreeError(
+                f"address {address:#x} is a Buffer object's: free the Buffer, not its address",
+                address, slot)
+        return 0
 
     def owns_address(self, size_t address) -> bool:
         """Whether address lies in the pool's reserved range (any arena,

@@ -15,17 +15,18 @@ grown with ``grow="pending"``. When a size class is full, the request is
 forwarded and the main thread adds an arena at its next safe point.
 
 Sampling is deterministic by default: exactly every ``sample_rate``-th
-request of each domain, counted from :func:`install`, so that a
-single-threaded program guards the same allocations on every run. With
+request of each domain in each thread, counted from :func:`install`, so that
+a single-threaded program guards the same allocations on every run. With
 ``random=True`` each request is guarded with probability ``1/sample_rate``
 (a per-thread xorshift generator; ``seed`` makes it repeatable), which
 catches bugs whose allocations fall into a fixed stride.
 """
 
 import atexit
+import os
 import threading
 
-from libc.stdint cimport uint64_t, uintptr_t
+from libc.stdint cimport int64_t, uint64_t, uintptr_t
 from libc.stdio cimport snprintf
 from libc.stdlib cimport abort
 from libc.string cimport memcpy
@@ -57,29 +58,59 @@ cdef extern from "<unistd.h>" nogil:
 cdef extern from *:
     """
     #include <stdint.h>
-    static __thread uint64_t ga_pymem_rng;
-    static inline uint64_t ga_atomic_inc(uint64_t *p) {
-        return __atomic_add_fetch(p, 1, __ATOMIC_RELAXED);
-    }
-    static inline uint64_t ga_atomic_load(uint64_t *p) {
-        return __atomic_load_n(p, __ATOMIC_RELAXED);
-    }
+    static __thread uint64_t ga_pymem_rng, ga_pymem_rng_generation;
+    static uint64_t ga_pymem_threads;   /* threads seeded in this generation */
     /* One xorshift64 generator per thread, seeded from the run's seed and
-     * the thread's own TLS address so that threads differ. */
-    static inline uint64_t ga_pymem_random(uint64_t seed) {
+     * the order in which threads first draw (repeatable for one thread). */
+    static inline uint64_t ga_pymem_random(uint64_t seed, uint64_t generation) {
         uint64_t x = ga_pymem_rng;
-        if (x == 0)
-            x = (seed ^ (uint64_t)(uintptr_t)&ga_pymem_rng) * 0x9E3779B97F4A7C15ULL | 1;
+        if (ga_pymem_rng_generation != generation) {
+            uint64_t t = __atomic_add_fetch(&ga_pymem_threads, 1, __ATOMIC_RELAXED);
+            x = ((seed + t * 0x9E3779B97F4A7C15ULL) * 0xBF58476D1CE4E5B9ULL) | 1;
+            ga_pymem_rng_generation = generation;
+        }
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
         ga_pymem_rng = x;
         return x;
     }
+    static inline void ga_pymem_new_generation(void) {
+        __atomic_store_n(&ga_pymem_threads, 0, __ATOMIC_RELAXED);
+    }
+    /* Deterministic sampling: one countdown per domain, read and written
+     * with relaxed atomics but no read-modify-write: no lock prefix and no
+     * division on the path that every allocation takes. Threads racing on
+     * it may lose a tick (the stride is then a little longer); a single
+     * thread sees exactly every rate-th request. */
+    static int64_t ga_pymem_countdown[3];
+    static inline int ga_pymem_tick(int domain, int64_t rate) {
+        int64_t left = __atomic_load_n(&ga_pymem_countdown[domain], __ATOMIC_RELAXED) - 1;
+        if (left > 0) {
+            __atomic_store_n(&ga_pymem_countdown[domain], left, __ATOMIC_RELAXED);
+            return 0;
+        }
+        __atomic_store_n(&ga_pymem_countdown[domain], rate, __ATOMIC_RELAXED);
+        return 1;
+    }
+    static inline void ga_pymem_reset_countdowns(int64_t rate) {
+        int i;
+        for (i = 0; i < 3; i++)
+            __atomic_store_n(&ga_pymem_countdown[i], rate, __ATOMIC_RELAXED);
+    }
+    static inline uint64_t ga_atomic_inc(uint64_t *p) {
+        return __atomic_add_fetch(p, 1, __ATOMIC_RELAXED);
+    }
+    static inline uint64_t ga_atomic_load(uint64_t *p) {
+        return __atomic_load_n(p, __ATOMIC_RELAXED);
+    }
     """
     uint64_t ga_atomic_inc(uint64_t *p) nogil
     uint64_t ga_atomic_load(uint64_t *p) nogil
-    uint64_t ga_pymem_random(uint64_t seed) nogil
+    uint64_t ga_pymem_random(uint64_t seed, uint64_t generation) nogil
+    void ga_pymem_new_generation() nogil
+    bint ga_pymem_tick(int domain, int64_t rate) nogil
+    void ga_pymem_reset_countdowns(int64_t rate) nogil
 
 
 cdef struct domain_t:
@@ -88,18 +119,22 @@ cdef struct domain_t:
     int domain
     bint hooked              # our hook is installed in this domain
     bint sampling            # new requests may be guarded
-    uint64_t requests        # deterministic sampling counter
     uint64_t sampled         # requests served by the pool
 
 
 DOMAIN_NAMES = ("raw", "mem", "obj")
 cdef domain_t _domains[3]
 cdef void *_pool_ptr = NULL          # borrowed: _pool holds it
+# The pool's reserved range, copied here so that the free path (every free
+# of the process) tests it inline; the pymem pool is never closed.
+cdef const char *_pool_low = NULL
+cdef const char *_pool_high = NULL
 cdef Pool _pool = None
-cdef list _old_pools = []            # replaced pools stay alive (pending calls)
+cdef tuple _pool_options = None      # (max_bytes, alignment, uaf, guard_pages)
 cdef uint64_t _rate = 1
 cdef bint _random = False
 cdef uint64_t _seed = 0
+cdef uint64_t _generation = 0       # bumped by install(): countdowns restart
 cdef bint _draining = False          # uninstalled, but guarded blocks live
 cdef bint _finish_scheduled = False
 _lock = threading.Lock()
@@ -114,8 +149,12 @@ cdef inline bint _should_sample(domain_t *d) noexcept nogil:
     if _rate == 1:
         return True
     if _random:
-        return ga_pymem_random(_seed) % _rate == 0
-    return ga_atomic_inc(&d.requests) % _rate == 0
+        return ga_pymem_random(_seed, _generation) % _rate == 0
+    return ga_pymem_tick(d.domain, <int64_t>_rate)
+
+
+cdef inline bint _in_pool(const void *ptr) noexcept nogil:
+    return _pool_low <= <const char *>ptr < _pool_high
 
 
 cdef void *_hook_malloc(void *ctx, size_t size) noexcept nogil:
@@ -146,7 +185,7 @@ cdef void *_hook_realloc(void *ctx, void *ptr, size_t new_size) noexcept nogil:
     cdef void *moved
     if ptr == NULL:
         return _hook_malloc(ctx, new_size)
-    if not (<Pool>_pool_ptr).owns(ptr):
+    if not _in_pool(ptr):
         # A foreign block stays foreign: its size is unknown, so it cannot
         # be copied into a guarded slot.
         return d.saved.realloc(d.saved.ctx, ptr, new_size)
@@ -169,7 +208,7 @@ cdef void *_hook_realloc(void *ctx, void *ptr, size_t new_size) noexcept nogil:
 
 cdef void _hook_free(void *ctx, void *ptr) noexcept nogil:
     cdef domain_t *d = <domain_t *>ctx
-    if ptr != NULL and (<Pool>_pool_ptr).owns(ptr):
+    if _in_pool(ptr):
         _free_guarded(ptr)
         return
     d.saved.free(d.saved.ctx, ptr)
@@ -260,9 +299,10 @@ def install(sample_rate=5000, *, domains=("raw", "mem", "obj"), max_bytes=1 << 3
         uaf: guard freed blocks too (use-after-free faults).
         guard_pages: guard pages after (and before) each block.
 
-    The pool's options (max_bytes, alignment, uaf, guard_pages) take effect
-    when a new pool is made: a later install() while blocks of the previous
-    one are live keeps that pool. Calling install() while installed changes
+    The pool is made by the first install() and reused by later ones; one
+    with other pool options (max_bytes, alignment, uaf, guard_pages) gets a
+    new pool, unless guarded blocks of the current one are still live (then
+    the current pool and its options stay). Calling install() while installed changes
     the rate and domains.
 
     Raises:
@@ -271,7 +311,7 @@ def install(sample_rate=5000, *, domains=("raw", "mem", "obj"), max_bytes=1 << 3
         RuntimeError: another hook (tracemalloc?) was installed on top of
             guardalloc's since: uninstall it first.
     """
-    global _pool, _pool_ptr, _rate, _random, _seed, _draining
+    global _pool, _pool_options, _pool_ptr, _pool_low, _pool_high, _rate, _random, _seed, _draining, _generation
     cdef int i
     cdef PyMemAllocatorEx current
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, int):
@@ -291,7 +331,9 @@ def install(sample_rate=5000, *, domains=("raw", "mem", "obj"), max_bytes=1 << 3
                 raise RuntimeError(
                     f"another allocator hook was installed on top of guardalloc's in the "
                     f"{DOMAIN_NAMES[i]} domain (tracemalloc?): remove it first")
-        if _pool is None or (_pool.live == 0 and not any(_domains[i].hooked for i in range(3))):
+        options = (int(max_bytes), alignment, uaf, guard_pages)
+        if _pool is None or (_pool_options != options and _pool.live == 0
+                             and not any(_domains[i].hooked for i in range(3))):
             new_pool = _PoolClass(max_bytes=max_bytes, alignment=alignment, uaf=uaf,
                                   guard_pages=guard_pages, grow="pending")
             # Most objects fit in a page or two: have those classes ready.
@@ -300,20 +342,23 @@ def install(sample_rate=5000, *, domains=("raw", "mem", "obj"), max_bytes=1 << 3
                     new_pool.prepare(nbytes)
                 except MemoryError:
                     break       # a small max_bytes: the rest grows on demand
-            if _pool is not None:
-                _old_pools.append(_pool)
             # Never deallocated, not even at interpreter exit: the hooks
             # may meet its pointers until the process ends.
             Py_INCREF(new_pool)
             _pool = new_pool
+            _pool_options = options
             _pool_ptr = <void *>new_pool
+            _pool_low = _pool.reserve_start
+            _pool_high = _pool.reserve_end
         _pool.grow_mode = GROW_PENDING   # (stopped by a previous exit hook?)
         _rate = sample_rate
+        _generation += 1
         _random = random
-        _seed = seed if seed is not None else <uint64_t><uintptr_t>&_domains[0]
+        _seed = (seed if seed is not None else int.from_bytes(os.urandom(8), "little")) & 0xFFFFFFFFFFFFFFFF
+        ga_pymem_new_generation()
+        ga_pymem_reset_countdowns(<int64_t>sample_rate)
         for i in range(3):
             _domains[i].domain = i
-            _domains[i].requests = 0
             if DOMAIN_NAMES[i] in wanted and not _domains[i].hooked:
                 PyMem_GetAllocator(<PyMemAllocatorDomain>i, &_domains[i].saved)
                 _domains[i].hook.ctx = <void *>&_domains[i]

@@ -120,6 +120,10 @@ def test_overflow_in_the_program_dies_of_sigsegv(tmp_path):
     proc = launch("--pymem", "1", script, cwd=str(tmp_path))
     assert proc.returncode == -signal.SIGSEGV, proc.stderr
     assert proc.stdout == "guarded True\n"
+    import guardalloc
+    from guardalloc import faults
+    if hasattr(guardalloc, "enable_reports") or hasattr(faults, "enable_reports"):
+        assert "guardalloc" in proc.stderr and "overflow" in proc.stderr, proc.stderr
 
 
 @pytest.mark.parametrize("args, message", [

@@ -122,6 +122,11 @@ def test_raw_blocks_and_realloc(pool):
     pool.free(fresh)
     with pytest.raises(guardalloc.InvalidFreeError):
         pool.realloc_raw(smaller, 10)
+    buf = pool.alloc(10)
+    with pytest.raises(guardalloc.InvalidFreeError, match="Buffer"):
+        pool.realloc_raw(buf.address, 20)
+    assert pool.stats()["live"] == 1     # nothing leaked
+    buf.free()
 
 
 def test_vma_count_grows_with_arenas_not_buffers():
@@ -386,3 +391,23 @@ def test_buffers_keep_their_pool_alive_and_dropped_pools_are_unmapped():
     gc.collect()
     assert pool_ref() is None
     assert guardalloc.vma_count() <= before
+
+
+@pytest.mark.parametrize("backend", ["mprotect", "none"])
+def test_other_backends(backend):
+    with Pool(backend=backend) as p:
+        assert p.backend == backend
+        bufs = [p.alloc(n) for n in (1, 5000, 300_000, 3 * MiB)]
+        for buf in bufs:
+            memoryview(buf)[-1] = 1
+            buf.free()
+        assert p.stats()["live"] == 0
+
+
+def test_uaf_pool_recycles_quarantined_slots():
+    with Pool(uaf=True, quarantine=2) as p:
+        for _ in range(300):
+            buf = p.alloc(5000)
+            memoryview(buf)[0] = 1
+            buf.free()
+        assert p.stats()["arenas"] == 1 and p.stats()["live"] == 0

@@ -152,8 +152,10 @@ def test_a_full_pool_forwards(child):
 def test_bytearray_overflow_by_c_code_faults(child):
     proc = child("""
         import ctypes, guardalloc, guardalloc.faults, guardalloc.pymem as pymem
-        if hasattr(guardalloc.faults, "enable_reports"):
-            guardalloc.faults.enable_reports()
+        enable_reports = getattr(guardalloc, "enable_reports", None) or \
+            getattr(guardalloc.faults, "enable_reports", None)
+        if enable_reports is not None:     # the fault reporter, once merged
+            enable_reports()
         pymem.install(sample_rate=1, domains=("obj",))
         pool = pymem.pool()
         for _ in range(100_000):
@@ -169,9 +171,10 @@ def test_bytearray_overflow_by_c_code_faults(child):
     """)
     assert proc.returncode == -signal.SIGSEGV, proc.stderr
     assert proc.stdout == "guarded True 0\n"
+    import guardalloc
     from guardalloc import faults
-    if hasattr(faults, "enable_reports"):
-        assert "guardalloc" in proc.stderr
+    if hasattr(guardalloc, "enable_reports") or hasattr(faults, "enable_reports"):
+        assert "guardalloc" in proc.stderr and "overflow" in proc.stderr, proc.stderr
 
 
 @pytest.mark.parametrize("free", ["PyMem_Free", "PyMem_RawFree"])
@@ -226,3 +229,56 @@ def test_bad_arguments_raise_before_anything_is_hooked(kwargs, error):
 def test_nothing_installed_by_default():
     assert pymem.state() == "off"
     assert pymem.uninstall() is True
+
+
+SAMPLING_PATTERN = """
+    import sys
+    import guardalloc.pymem as pymem
+    pymem.install(sample_rate=4, domains=("raw",), random=sys.argv[1] == "random", seed=11)
+    pool = pymem.pool()
+    blocks = [api.PyMem_RawMalloc(16) for _ in range(400)]
+    owned = [pool.owns_address(b) for b in blocks]
+    for b in blocks:
+        api.PyMem_RawFree(b)
+    print("".join("x" if o else "." for o in owned))
+"""
+
+
+def test_deterministic_sampling_guards_every_nth_request(child):
+    proc = child(with_api(SAMPLING_PATTERN), "every")
+    assert proc.returncode == 0, proc.stderr
+    pattern = proc.stdout.strip()
+    # Every 4th raw request of the thread is guarded; the interpreter makes a
+    # few raw requests of its own in between, which take their turn.
+    hits = [i for i, c in enumerate(pattern) if c == "x"]
+    gaps = [b - a for a, b in zip(hits, hits[1:])]
+    assert hits[0] <= 3 and all(1 <= gap <= 4 for gap in gaps), pattern
+    assert gaps.count(4) >= 0.9 * len(gaps) and len(hits) >= 99, pattern
+
+
+def test_random_sampling_is_repeatable_with_a_seed(child):
+    first = child(with_api(SAMPLING_PATTERN), "random")
+    second = child(with_api(SAMPLING_PATTERN), "random")
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    assert first.stdout == second.stdout
+    pattern = first.stdout.strip()
+    assert pattern != "...x" * 100
+    assert 50 <= pattern.count("x") <= 150
+
+
+def test_reinstalling_reuses_the_pool(child):
+    proc = child("""
+        import guardalloc.pymem as pymem
+        pymem.install(sample_rate=10 ** 9)
+        first = pymem.pool()
+        for _ in range(20):
+            assert pymem.uninstall() is True
+            pymem.install(sample_rate=10 ** 9)
+            assert pymem.pool() is first
+        pymem.uninstall()
+        pymem.install(sample_rate=10 ** 9, max_bytes=1 << 28)   # other options: a new pool
+        assert pymem.pool() is not first and pymem.pool().max_bytes == 1 << 28
+        print("ok")
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "ok\n"
