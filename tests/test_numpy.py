@@ -10,6 +10,8 @@ import sys
 import threading
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 np = pytest.importorskip("numpy")
 
@@ -194,6 +196,47 @@ def test_growing_arrays_go_through_realloc():
     with gnp.guarded():
         r = np.resize(np.arange(3), 10)
     assert list(r) == [0, 1, 2, 0, 1, 2, 0, 1, 2, 0] and gnp.is_guarded(r)
+
+
+_OPS = st.lists(
+    st.tuples(st.sampled_from(["new", "zeros", "resize", "drop"]),
+              st.integers(0, 7), st.integers(0, 300_000)),
+    min_size=1, max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(ops=_OPS, exact=st.booleans())
+def test_random_array_lifetimes_keep_their_contents(ops, exact):
+    """Arrays made, resized (realloc) and dropped in any order keep their
+    contents, stay guarded, and every free finds an intact block."""
+    h = gnp.handler(alignment=1 if exact else 16)
+    before = h.stats()
+    arrays: dict[int, tuple] = {}
+    with gnp.guarded(alignment=1 if exact else 16):
+        for op, key, n in ops:
+            if op in ("new", "zeros") or key not in arrays:
+                a = np.zeros(n, np.uint8) if op == "zeros" else np.empty(n, np.uint8)
+                a[:] = key + 1
+                arrays[key] = (a, n)
+            elif op == "resize":
+                a, old = arrays[key]
+                a.resize(n, refcheck=False)
+                keep = min(old, n)
+                assert (a[:keep] == key + 1).all() and not a[keep:].any()
+                a[:] = key + 1
+                arrays[key] = (a, n)
+            else:
+                del arrays[key]
+            for k, (a, size) in arrays.items():
+                assert a.size == size and gnp.is_guarded(a)
+                assert size == 0 or (a[0] == k + 1 and a[-1] == k + 1)
+                if size:
+                    end = a.ctypes.data + size
+                    assert end % PAGE_SIZE == 0 if exact else (-(-end // 16) * 16) % PAGE_SIZE == 0
+    arrays.clear()
+    after = h.stats()
+    assert after["bad_free"] == before["bad_free"] and after["corrupt"] == before["corrupt"]
+    assert after["failed"] == before["failed"]
 
 
 def test_empty_and_object_arrays():
