@@ -399,9 +399,14 @@ cdef void _free(Handler h, void *ptr, size_t size) noexcept nogil:
         ga_np_count(&h.counters[C_BAD_FREE])
         _report(h, BAD_FOREIGN, ptr, 0, 0, 0)
         return
-    nbytes = h.pool.block_size(ptr)
-    if nbytes != 0:
-        _slack_intact(h, ptr, nbytes)
+    if h.check_slack:
+        # One more pass through the pool's lock, for the block's size; the
+        # byte-exact mode has no slack and skips it.
+        nbytes = h.pool.block_size(ptr)
+        if nbytes != 0:
+            _slack_intact(h, ptr, nbytes)
+    else:
+        nbytes = 1
     if nbytes == 0 or h.pool.free_ptr(ptr) != 0:
         # Not a live block: freed already, or not the start of one. Leaking
         # it is the only safe thing left to do.

@@ -471,8 +471,9 @@ def test_handler_functions_called_the_way_numpy_calls_them(unraisable):
     assert unraisable == []
 
 
-def test_double_free_and_foreign_free_are_reported_not_fatal(unraisable):
-    h = gnp.handler()
+@pytest.mark.parametrize("alignment", [16, 1])
+def test_double_free_and_foreign_free_are_reported_not_fatal(unraisable, alignment):
+    h = gnp.handler(alignment=alignment)
     ctx, malloc, _, realloc, free = _handler_functions(h)
     before = h.stats()["bad_free"]
     p = malloc(ctx, 64)
