@@ -45,6 +45,14 @@ cdef struct pool_arena_t:
     bint in_avail        # listed on its class's avail stack
 
 
+# What a queued Py_AddPendingCall holds instead of the Pool itself (whose
+# reference count a hook without the GIL cannot touch): the pool nulls
+# `pool` when it dies first, and the callback then frees the token.
+cdef struct grow_token_t:
+    void *pool
+    bint queued
+
+
 cdef struct pool_class_t:
     size_t slot_size
     uint32_t narenas
@@ -88,7 +96,7 @@ cdef class Pool:
     cdef uint32_t max_arenas_
     cdef size_t guard_size
     cdef int grow_mode
-    cdef bint growth_scheduled
+    cdef grow_token_t *grow_token   # pending mode
     cdef bint is_closed
     cdef uint32_t growing          # _grow calls between claim and insert
     cdef bint reservation_mapped

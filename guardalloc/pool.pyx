@@ -31,7 +31,7 @@ cimport cython
 from libc.errno cimport errno
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, uintptr_t
 from libc.stdio cimport snprintf
-from libc.stdlib cimport free, realloc
+from libc.stdlib cimport calloc, free, realloc
 from libc.string cimport memcpy, memset, strerror
 
 from guardalloc._kernel cimport (
@@ -170,7 +170,12 @@ cdef inline size_t class_pages(int cls) noexcept nogil:
 
 cdef int _pending_grow(void *arg) noexcept with gil:
     """Py_AddPendingCall callback: the main thread, the GIL, a safe point."""
-    cdef Pool pool = <Pool>arg
+    cdef grow_token_t *token = <grow_token_t *>arg
+    cdef Pool pool
+    if token.pool == NULL:
+        free(token)     # the pool died while the call was queued
+        return 0
+    pool = <Pool>token.pool
     try:
         pool._grow_wanted()
     except BaseException:
@@ -289,6 +294,11 @@ cdef class Pool:
             self.reserve_start = self.reserve_end = self.bump = NULL
             raise MemoryError("cannot initialise the pool's mutex")
         self.lock_ready = True
+        self.grow_token = <grow_token_t *>calloc(1, sizeof(grow_token_t))
+        if self.grow_token == NULL:
+            self._release()
+            raise MemoryError("no memory for the pool's growth token")
+        self.grow_token.pool = <void *>self
         if ga_pool_register_lock(&self.lock) != 0:
             self._release()
             raise MemoryError("no memory to register the pool's mutex for fork()")
@@ -336,6 +346,13 @@ cdef class Pool:
 
     def __dealloc__(self):
         self._release()
+        if self.grow_token != NULL:
+            # GIL held, no other reference: nobody can queue a call now.
+            if self.grow_token.queued:
+                self.grow_token.pool = NULL    # the callback frees it
+            else:
+                free(self.grow_token)
+            self.grow_token = NULL
         if self.lock_ready:
             pthread_mutex_destroy(&self.lock)
             self.lock_ready = False
@@ -496,9 +513,9 @@ cdef class Pool:
         if c.exhausted or c.grow_wanted:
             return
         c.grow_wanted = True
-        if not self.growth_scheduled:
-            if Py_AddPendingCall(_pending_grow, <void *>self) == 0:
-                self.growth_scheduled = True
+        if self.grow_token != NULL and not self.grow_token.queued:
+            if Py_AddPendingCall(_pending_grow, <void *>self.grow_token) == 0:
+                self.grow_token.queued = True
             else:
                 c.grow_wanted = False   # queue full: ask again next time
 
@@ -729,7 +746,7 @@ cdef class Pool:
         cdef int i, n = 0
         cdef int wanted[NCLASSES]
         pthread_mutex_lock(&self.lock)
-        self.growth_scheduled = False
+        self.grow_token.queued = False
         for i in range(NCLASSES):
             if self.classes[i].grow_wanted:
                 self.classes[i].grow_wanted = False

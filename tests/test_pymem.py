@@ -282,3 +282,79 @@ def test_reinstalling_reuses_the_pool(child):
     """)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "ok\n"
+
+
+def test_raw_domain_from_threads_without_the_gil(child):
+    proc = child("""
+        import ctypes, threading
+        import guardalloc.pymem as pymem
+        libpython = ctypes.CDLL(None)          # CDLL calls release the GIL
+        malloc, free = libpython.PyMem_RawMalloc, libpython.PyMem_RawFree
+        malloc.restype, malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+        free.argtypes = [ctypes.c_void_p]
+        memset = ctypes.CDLL(None).memset
+        memset.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
+        pymem.install(sample_rate=2, domains=("raw",))
+        pool = pymem.pool()
+        guarded = []
+        def work(seed):
+            count = 0
+            for i in range(3000):
+                n = (seed * 7919 + i * 104729) % 9000 + 1
+                p = malloc(n)
+                memset(p, seed, n)
+                count += pool.owns_address(p)
+                q = malloc(17)
+                free(p)
+                free(q)
+            guarded.append(count)
+        threads = [threading.Thread(target=work, args=(s,)) for s in range(8)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        assert len(guarded) == 8 and sum(guarded) > 3000, guarded
+        print("ok", pymem.uninstall())
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("ok ")
+
+
+def test_fork_while_sampling(child):
+    proc = child("""
+        import json, os, threading
+        import guardalloc.pymem as pymem
+        pymem.install(sample_rate=3)
+        stop = False
+        def churn():                     # another thread allocating during fork
+            while not stop:
+                json.loads(json.dumps({"a": list(range(100))}))
+        t = threading.Thread(target=churn)
+        t.start()
+        statuses = []
+        for _ in range(5):
+            pid = os.fork()
+            if pid == 0:
+                ok = json.loads(json.dumps({"k": list(range(1000))}))["k"][-1] == 999
+                os._exit(0 if ok else 1)
+            statuses.append(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+        stop = True
+        t.join()
+        print(statuses)
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "[0, 0, 0, 0, 0]\n"
+
+
+def test_slack_overwrite_is_reported_when_the_block_is_freed(child):
+    proc = child(with_api("""
+        import guardalloc.pymem as pymem
+        pymem.install(sample_rate=1, domains=("mem",))
+        p = api.PyMem_Malloc(100)           # padded to 112: 12 slack bytes, no guard yet
+        assert pymem.pool().owns_address(p)
+        ctypes.memset(p + 100, 0, 3)
+        api.PyMem_Free(p)
+        print("still running", pymem.pool().stats()["corruptions"], flush=True)
+    """))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "still running 1\n"
+    assert "guardalloc: heap corruption: 3 slack byte(s) after the block at 0x" in proc.stderr
+    assert "first at offset 100" in proc.stderr
