@@ -84,7 +84,8 @@ def handler(**options: Any) -> Handler:
     for the life of the process.
 
     Options are those of :class:`guardalloc.Pool` (``alignment``, ``align``,
-    ``guard_pages``, ``uaf``, ``tracebacks``, limits, ...) plus
+    ``guard_pages``, ``uaf``, ``max_bytes``, ...; not ``tracebacks=True``:
+    numpy's calls record no traceback) plus
     ``fallback=False``: when True, a request the pool refuses (a limit is
     reached) is served by numpy's default allocator instead of failing with
     ``MemoryError``.
@@ -93,8 +94,8 @@ def handler(**options: Any) -> Handler:
     mode; other values must be powers of two of at least 16.
 
     Raises:
-        ValueError: an option is out of range (``alignment`` here, the rest
-            from :class:`guardalloc.Pool`).
+        ValueError: an option is out of range (``alignment`` and
+            ``tracebacks=True`` here, the rest from :class:`guardalloc.Pool`).
         TypeError: an unknown option, or an unhashable value.
     """
     options.setdefault("alignment", _DEFAULT_ALIGNMENT)
@@ -104,6 +105,11 @@ def handler(**options: Any) -> Handler:
         raise ValueError(
             f"alignment must be 1 (byte-exact) or a power of two of at least 16 (numpy "
             f"expects 16-byte aligned data), not {alignment!r}")
+    if options.get("tracebacks") is True:
+        raise ValueError(
+            "tracebacks=True is not supported for numpy arrays: the pool's C interface, "
+            "which numpy calls, records no Python tracebacks; fault reports still name "
+            "the block, its size and the arena")
     fallback = options.setdefault("fallback", False)
     if not isinstance(fallback, bool):
         raise TypeError(f"fallback must be True or False, not {fallback!r}")

@@ -71,6 +71,8 @@ def test_bad_alignment_is_refused(alignment):
 
 
 def test_bad_options_are_refused():
+    with pytest.raises(ValueError, match="tracebacks"):
+        gnp.guarded(tracebacks=True)
     with pytest.raises(TypeError, match="fallback"):
         gnp.guarded(fallback="yes")
     with pytest.raises(TypeError, match="hashable"):
