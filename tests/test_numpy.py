@@ -328,6 +328,19 @@ def test_one_guarded_object_entered_by_many_threads():
     assert errors == []
 
 
+def test_exit_in_another_context_than_the_enter_is_an_error():
+    scope = gnp.guarded()
+    scope.__enter__()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            error = pool.submit(lambda: pytest.raises(RuntimeError, scope.__exit__, None, None, None)).result()
+        assert "another context" in str(error.value)
+        assert handler_name_here() == "guardalloc"          # still inside here
+    finally:
+        scope.__exit__(None, None, None)
+    assert handler_name_here() == "default_allocator"
+
+
 def test_threads_allocating_and_freeing_concurrently():
     h = gnp.handler()
     before = h.stats()
