@@ -11,6 +11,7 @@ MODULES = {
     "guardalloc.pagemap": [],
     "guardalloc.pool": [],
     "guardalloc.pymem": [],
+    "guardalloc._numpy_handler": [],
 }
 
 extensions = [
