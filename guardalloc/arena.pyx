@@ -16,6 +16,7 @@ import warnings
 
 cimport cython
 from cpython.buffer cimport PyBUF_FORMAT, PyBUF_ND, PyBUF_STRIDES
+from cpython.exc cimport PyErr_SetObject, PyErr_WriteUnraisable
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_DECREF, Py_INCREF
 from libc.errno cimport errno
@@ -1192,7 +1193,7 @@ cdef class Buffer:
             self.owner._check_backing()
         except Exception as exc:
             # Checking the slack would raise SIGBUS: the slot stays taken.
-            sys.unraisablehook(_Unraisable(exc, "freeing a garbage-collected guardalloc.Buffer"))
+            _write_unraisable(exc, self.owner)
             return
         self.is_freed = True
         if self.owner._wants_traces():
@@ -1206,7 +1207,7 @@ cdef class Buffer:
                 self.owner._raise_free_error(code, <uintptr_t>self.ptr, &damage,
                                              f"a garbage-collected {self.nbytes_}-byte buffer")
             except Exception as exc:
-                sys.unraisablehook(_Unraisable(exc, "freeing a garbage-collected guardalloc.Buffer"))
+                _write_unraisable(exc, self.owner)
 
     @property
     def address(self) -> int:
@@ -1236,12 +1237,9 @@ cdef class Buffer:
                 f"slot {self.slot_} of {self.owner.a.nslots}>")
 
 
-class _Unraisable:
-    """The argument sys.unraisablehook expects."""
-
-    def __init__(self, exc, message):
-        self.exc_type = type(exc)
-        self.exc_value = exc
-        self.exc_traceback = exc.__traceback__
-        self.err_msg = "Exception ignored while " + message
-        self.object = None
+cdef void _write_unraisable(exc, obj) noexcept:
+    """Hand exc to sys.unraisablehook ("Exception ignored in: obj"): a
+    garbage-collected buffer has nobody to raise to. obj must not be the
+    dying buffer itself: a hook that keeps it would keep a freed object."""
+    PyErr_SetObject(type(exc), exc)
+    PyErr_WriteUnraisable(obj)

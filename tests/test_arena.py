@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import os
+import sys
 import signal
 import warnings
 
@@ -343,13 +345,27 @@ def test_freeing_a_buffer_object_by_address_is_refused():
 def test_slack_corruption_is_reported_on_free():
     with Arena(PAGE, 2, alignment=16) as arena:
         buf = arena.alloc(10)                       # 6 bytes of slack before the guard
-        import ctypes
         ctypes.memset(buf.address + 12, 0, 2)       # 2..3 bytes past the end
         with pytest.raises(guardalloc.CorruptionError, match="2 slack byte") as info:
             buf.free()
         error = info.value
         assert (error.offset, error.damaged, error.nbytes, error.slot) == (12, 2, 10, buf.slot)
         assert buf.freed and arena.stats()["live"] == 0
+
+
+def test_corruption_of_a_garbage_collected_buffer_reaches_the_unraisable_hook(monkeypatch):
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+    with Arena(PAGE, 1, alignment=16) as arena:
+        buf = arena.alloc(10)
+        ctypes.memset(buf.address + 10, 0, 1)       # first slack byte
+        del buf
+        gc.collect()
+        assert arena.stats()["live"] == 0           # freed all the same
+    assert len(seen) == 1
+    assert isinstance(seen[0].exc_value, guardalloc.CorruptionError)
+    assert seen[0].exc_value.offset == 10
+    assert seen[0].object is arena
 
 
 # -- exports, close, use after close ------------------------------------------------
