@@ -43,6 +43,23 @@ _BACKENDS = {"none": GA_BACKEND_NONE, "madvise": GA_BACKEND_MADVISE, "mprotect":
 cdef int TRACE_DEPTH = 32
 
 
+def _require_gil():
+    """Refuse to run on a free-threaded CPython whose GIL is off.
+
+    The slot bookkeeping is serialized by the GIL alone. A free-threaded
+    build (3.13t) turns the GIL back on when it imports these modules, which
+    do not declare themselves free-threading safe; only PYTHON_GIL=0 or
+    -X gil=0 keeps it off, and then concurrent alloc/free would corrupt the
+    arena.
+    """
+    is_gil_enabled = getattr(sys, "_is_gil_enabled", None)
+    if is_gil_enabled is not None and not is_gil_enabled():
+        raise RuntimeError(
+            "guardalloc.Arena relies on the GIL to serialize its bookkeeping, and this "
+            "free-threaded interpreter runs with the GIL disabled (PYTHON_GIL=0 or -X gil=0); "
+            "run with the GIL enabled (the default once guardalloc is imported)")
+
+
 cdef inline size_t round_up(size_t n, size_t multiple) noexcept nogil:
     return (n + multiple - 1) // multiple * multiple
 
@@ -230,6 +247,7 @@ cdef class Arena:
 
     Raises:
         ValueError: an argument is out of range.
+        RuntimeError: a free-threaded interpreter runs with the GIL disabled.
         GuardUnsupportedError: ``backend="madvise"`` on a kernel or sandbox
             without guard pages.
         MemoryError: the mapping cannot be made, or mprotect guards run into
@@ -249,6 +267,7 @@ cdef class Arena:
                  str on_fault="abort", file=None, bint shared=True):
         if self.a.base != NULL:
             raise RuntimeError("Arena.__init__ called twice")
+        _require_gil()
         slot_size = int(slot_size)
         slots = int(slots)
         if slot_size < 1:
