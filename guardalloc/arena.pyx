@@ -101,6 +101,7 @@ cdef int install_guards(char *first, size_t stride, size_t count,
     cdef size_t i = 0, k, n
     cdef long done
     cdef int pidfd, err
+    cdef bint refused_with_einval = False
     if guard_size == 0 or count == 0 or backend == GA_BACKEND_NONE:
         return 0
     if backend == GA_BACKEND_MPROTECT:
@@ -126,6 +127,7 @@ cdef int install_guards(char *first, size_t stride, size_t count,
                     # Refused as a whole: per-guard madvise() below tells
                     # apart a kernel without batching from a real EINVAL.
                     _batching_refused = True
+                    refused_with_einval = err == EINVAL
                     break
                 return -1
             if done == 0:
@@ -138,6 +140,10 @@ cdef int install_guards(char *first, size_t stride, size_t count,
     for i in range(i, count):
         syscalls[0] += 1
         if madvise(first + i * stride, guard_size, MADV_GUARD_INSTALL) != 0:
+            if refused_with_einval and i == 0 and errno == EINVAL:
+                # madvise() refuses the same range: the EINVAL was about the
+                # memory (mlocked, say), not about batching.
+                _batching_refused = False
             return -1
     return 0
 
@@ -381,7 +387,14 @@ cdef class Arena:
                 f"VMAs and the process reached vm.max_map_count ({_max_map_count()}); "
                 "use backend='madvise' (no VMA per guard) or raise the limit "
                 "(nothing is left mapped)")
-        hint = " (the memory is mlocked?)" if err == EINVAL else ""
+        hint = ""
+        if self.a.backend == GA_BACKEND_MADVISE and err == EINVAL:
+            hint = (" (mlocked memory cannot take guard pages: is mlockall(MCL_FUTURE) in "
+                    "force? use backend='mprotect' or munlockall(); or a seccomp filter "
+                    "refuses the advice)")
+        elif self.a.backend == GA_BACKEND_MADVISE and (err == EPERM or err == ENOSYS):
+            hint = (" (a seccomp filter refuses the advice? guardalloc.support(refresh=True) "
+                    "probes again, after which backend='auto' falls back to mprotect)")
         raise GuardInstallError(err, f"installing {self.backend} guards failed: "
                                      f"{strerror(err).decode()}{hint}")
 
