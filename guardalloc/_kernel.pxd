@@ -88,6 +88,7 @@ cdef extern from *:
     int munmap(void *addr, size_t length) nogil
     int madvise(void *addr, size_t length, int advice) nogil
     int mprotect(void *addr, size_t length, int prot) nogil
+    int munlock(const void *addr, size_t length) nogil
     long sysconf(int name) nogil
     pid_t getpid() nogil
     int close(int fd) nogil

@@ -16,7 +16,7 @@ from guardalloc._kernel cimport (
     MADV_GUARD_INSTALL, MAP_ANONYMOUS, MAP_FAILED, MAP_NORESERVE, MAP_PRIVATE,
     MAP_SHARED, PROT_READ, PROT_WRITE, _SC_PAGESIZE, close, ftruncate,
     ga_memfd_create, ga_pidfd_open, ga_process_madvise, getpid, iovec, madvise,
-    mmap, munmap, sysconf,
+    mmap, munlock, munmap, sysconf,
 )
 
 PAGE_SIZE = sysconf(_SC_PAGESIZE)
@@ -59,6 +59,10 @@ cdef tuple _probe_anonymous():
     cdef int err
     if region == <char *>MAP_FAILED:
         return False, False, "mmap failed: " + _errno_text(errno)
+    # Under mlockall(MCL_FUTURE) the scratch pages arrive locked, and locked
+    # memory refuses guards: unlock them so that the probe answers for the
+    # kernel and the sandbox, not for this mapping's lock state.
+    munlock(region, 3 * page)
     try:
         if madvise(region + page, page, MADV_GUARD_INSTALL) != 0:
             err = errno
@@ -81,6 +85,7 @@ cdef bint _probe_file_shared():
         region = <char *>mmap(NULL, 3 * page, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
         if region == <char *>MAP_FAILED:
             return False
+        munlock(region, 3 * page)
         ok = madvise(region + page, page, MADV_GUARD_INSTALL) == 0
         munmap(region, 3 * page)
         return ok
@@ -101,6 +106,7 @@ cdef bint _probe_process_madvise():
     if region == <char *>MAP_FAILED:
         close(pidfd)
         return False
+    munlock(region, 4 * page)
     iov[0].iov_base = region + page
     iov[0].iov_len = page
     iov[1].iov_base = region + 3 * page

@@ -1,0 +1,107 @@
+"""Exhausted limits: vm.max_map_count, RLIMIT_AS, mlockall.
+
+Each runs in a child process: the limits are per process (or the child
+would otherwise leave the pytest process near one).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import guardalloc
+
+from conftest import run_child
+
+if not guardalloc.support().anonymous:   # pragma: no cover - depends on the kernel
+    pytest.skip("needs MADV_GUARD_INSTALL (Linux 6.13+)", allow_module_level=True)
+
+
+def _ok(result):
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip().endswith("ok"), result.stdout
+
+
+def test_mprotect_backend_past_max_map_count():
+    """Two VMAs per mprotect guard: past vm.max_map_count the arena fails
+    with MemoryError naming the limit and unmaps everything it made."""
+    _ok(run_child("""
+import guardalloc
+limit = int(open("/proc/sys/vm/max_map_count").read())
+slots = limit // 2 + 100        # one more guard than slots, two VMAs each
+before = guardalloc.vma_count()
+try:
+    guardalloc.Arena(4096, slots, backend="mprotect")
+except MemoryError as exc:
+    text = str(exc)
+    assert "vm.max_map_count" in text and f"({limit})" in text, text
+    assert "madvise" in text and "nothing is left mapped" in text, text
+else:
+    raise AssertionError("no MemoryError")
+assert guardalloc.vma_count() == before, (guardalloc.vma_count(), before)
+# The same arena with madvise guards costs one VMA.
+arena = guardalloc.Arena(4096, slots, backend="madvise")
+assert guardalloc.vma_count() <= before + 1
+arena.close()
+assert guardalloc.vma_count() == before
+print("ok")
+"""))
+
+
+def test_rlimit_as_too_small():
+    _ok(run_child("""
+import resource, guardalloc
+vm_size = int([l for l in open("/proc/self/status") if l.startswith("VmSize:")][0].split()[1]) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (vm_size + (256 << 20), resource.RLIM_INFINITY))
+before = guardalloc.vma_count()
+for backend in ("madvise", "mprotect", "none"):
+    try:
+        guardalloc.Arena(4096, 1_000_000, backend=backend)     # 8 GB of address space
+    except MemoryError as exc:
+        assert "RLIMIT_AS" in str(exc), exc
+    else:
+        raise AssertionError("no MemoryError")
+    assert guardalloc.vma_count() == before
+small = guardalloc.Arena(4096, 1000)       # 8 MB: fits
+small.free(small.alloc(10))
+small.close()
+print("ok")
+"""))
+
+
+def test_mlockall_future():
+    """Locked memory cannot take guard pages (the kernel says EINVAL).
+
+    support() still reports what the kernel can do (its probe unlocks its
+    scratch pages); the arena, locked by MCL_FUTURE, fails with
+    GuardInstallError and an mlock hint, nothing left mapped; the mprotect
+    backend works; after munlockall() batched madvise guards work again."""
+    _ok(run_child("""
+import ctypes, errno, guardalloc
+MCL_CURRENT, MCL_FUTURE = 1, 2
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.mlockall(MCL_CURRENT | MCL_FUTURE) != 0:
+    raise OSError(ctypes.get_errno(), "mlockall")
+# The kernel can still guard memory; only locked mappings cannot take guards.
+found = guardalloc.support(refresh=True)
+assert found.anonymous and found.process_madvise, found
+before = guardalloc.vma_count()
+for batch in (True, False):
+    try:
+        guardalloc.Arena(4096, 64, batch=batch)
+    except guardalloc.GuardInstallError as exc:
+        assert exc.errno == errno.EINVAL, exc
+        assert "mlockall" in str(exc) and "mprotect" in str(exc), exc
+    else:
+        raise AssertionError("no GuardInstallError")
+    assert guardalloc.vma_count() == before
+arena = guardalloc.Arena(4096, 64, backend="mprotect")
+buf = arena.alloc(100)
+ctypes.memset(buf.address, 1, 100)
+buf.free()
+arena.close()
+libc.munlockall()
+arena = guardalloc.Arena(4096, 64)
+assert arena.stats()["batched"], "an mlock EINVAL must not disable batching for good"
+arena.close()
+print("ok")
+"""))
