@@ -911,6 +911,9 @@ def _open_backing(file, size_t size) -> int:
 @cython.auto_pickle(False)
 @cython.final
 @cython.freelist(64)
+# The cycle collector must not clear ``owner`` before __dealloc__ runs, or a
+# Buffer collected as part of a reference cycle would never free its slot.
+@cython.no_gc_clear
 cdef class Buffer:
     """A buffer in an arena slot; made by :meth:`Arena.alloc`.
 
