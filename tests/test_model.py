@@ -166,6 +166,7 @@ class ArenaMachine(RuleBasedStateMachine):
         self.generation += 1
         self.tracked.clear()
         self.steps_since_open = 0
+        self.last_address = [None] * SLOTS
 
     def teardown(self):
         for arena in (self.arena, self.other):
@@ -224,6 +225,7 @@ class ArenaMachine(RuleBasedStateMachine):
             assert ctypes.string_at(address, nbytes) == bytes(nbytes)
         self.tags += 1
         self.steps_since_open += 1
+        self.last_address[slot] = address
         entry = Live(handle, slot, address, nbytes, self.tags)
         entry.generation = self.generation
         self._fill(entry)
@@ -267,9 +269,13 @@ class ArenaMachine(RuleBasedStateMachine):
             return
         if entry.raw:
             if self.model.state[entry.slot] == LIVE:
-                return   # the slot was reused: its address is live again
-            with pytest.raises(DoubleFreeError) as info:
+                return   # the slot was reused: its address may be live again
+            # The arena remembers only the last buffer of each slot: a stale
+            # address of an older one is merely "not a live buffer".
+            last = self.last_address[entry.slot] == entry.address
+            with pytest.raises(DoubleFreeError if last else InvalidFreeError) as info:
                 self.arena.free(entry.address)
+            assert type(info.value) is (DoubleFreeError if last else InvalidFreeError)
             assert info.value.slot == entry.slot
         else:
             with pytest.raises(DoubleFreeError):
