@@ -69,22 +69,41 @@ cdef inline size_t round_up(size_t n, size_t multiple) noexcept nogil:
 
 # process_madvise() needs a pidfd for ourselves. It is cached per process: a
 # forked child must not reuse its parent's pidfd, or it would guard the parent.
-cdef int _pidfd = -1
-cdef pid_t _pidfd_pid = 0
+# Threads call this without the GIL (arena construction, pools), so the cache
+# is one 64-bit word, (pid << 32) | (fd + 1), replaced by compare-and-swap:
+# a thread that loses the race closes its own pidfd, and only the winner
+# closes the one inherited across fork.
+cdef extern from *:
+    """
+    static uint64_t ga_pidfd_cache;
+    static int ga_self_pidfd(pid_t pid) {
+        uint64_t cur = __atomic_load_n(&ga_pidfd_cache, __ATOMIC_ACQUIRE);
+        for (;;) {
+            uint64_t next;
+            int fd;
+            if (cur != 0 && (pid_t)(cur >> 32) == pid)
+                return (int)(uint32_t)cur - 1;
+            fd = ga_pidfd_open(pid);
+            if (fd < 0)
+                return -1;
+            next = ((uint64_t)(uint32_t)pid << 32) | (uint32_t)(fd + 1);
+            if (__atomic_compare_exchange_n(&ga_pidfd_cache, &cur, next, 0,
+                                            __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+                if (cur != 0)
+                    close((int)(uint32_t)cur - 1);   /* the parent's, inherited across fork */
+                return fd;
+            }
+            close(fd);   /* another thread won: cur holds its entry now */
+        }
+    }
+    """
+    int ga_self_pidfd(pid_t pid) nogil
 # Set once process_madvise() refuses guard advice (old kernel, seccomp).
 cdef bint _batching_refused = False
 
 
-cdef int _self_pidfd() noexcept nogil:
-    global _pidfd, _pidfd_pid
-    cdef pid_t pid = getpid()
-    if _pidfd >= 0 and _pidfd_pid == pid:
-        return _pidfd
-    if _pidfd >= 0:
-        close(_pidfd)   # inherited from the parent across fork
-    _pidfd = ga_pidfd_open(pid)
-    _pidfd_pid = pid
-    return _pidfd
+cdef inline int _self_pidfd() noexcept nogil:
+    return ga_self_pidfd(getpid())
 
 
 cdef int install_guards(char *first, size_t stride, size_t count,

@@ -167,3 +167,51 @@ print("ok")
     # parent's scratch region; with one mmap of a fresh size that is how the
     # kernel places it.
     assert "same address" in result.stdout
+
+
+def test_threads_in_a_forked_child_share_one_pidfd():
+    """Threads building arenas at once in a fresh child open one pidfd
+    between them (the cache is replaced by compare-and-swap) and close the
+    parent's inherited one exactly once."""
+    result = run_child(PAGEMAP + """
+import threading, guardalloc
+
+def pidfds():
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{name}") == "anon_inode:[pidfd]":
+                found.append(name)
+        except OSError:
+            pass
+    return found
+
+guardalloc.Arena(4096, 4).close()
+assert len(pidfds()) == 1
+pid = os.fork()
+if pid == 0:
+    try:
+        barrier = threading.Barrier(8)
+        arenas = []
+        def build():
+            barrier.wait()
+            for _ in range(20):
+                arenas.append(guardalloc.Arena(4096, 64))
+        threads = [threading.Thread(target=build) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(arenas) == 160
+        assert all(guarded(a.address) and a.stats()["batched"] for a in arenas)
+        assert len(pidfds()) == 1, pidfds()
+        os._exit(0)
+    except BaseException as exc:
+        print("child failed:", repr(exc), flush=True)
+        os._exit(1)
+assert wait(pid) == 0
+assert len(pidfds()) == 1
+print("ok")
+""")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip().endswith("ok")
