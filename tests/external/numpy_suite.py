@@ -35,7 +35,7 @@ def child(mode: str, pytest_args: list[str], result_file: str) -> int:
     if mode == "guarded":
         guardalloc = import_guardalloc()
         import guardalloc.numpy
-        guardalloc.numpy.install()
+        handler = guardalloc.numpy.install()
     extra["handler"] = multiarray.get_handler_name()
 
     class Counter:
@@ -65,10 +65,8 @@ def child(mode: str, pytest_args: list[str], result_file: str) -> int:
     counter = Counter()
     status = pytest.main([*PYTEST_BASE, *pytest_args], plugins=[counter])
     if mode == "guarded":
-        extra["handler_during_run"] = extra["handler"]
-        stats = getattr(guardalloc.numpy, "stats", None)
-        if stats is not None:
-            extra["guardalloc_stats"] = stats()
+        extra["handler_after_run"] = multiarray.get_handler_name()
+        extra["guardalloc_stats"] = handler.stats()
         guardalloc.numpy.uninstall()
     write_result(result_file, counter.counts, counter.failed, extra)
     return int(status)
