@@ -152,10 +152,11 @@ class ArenaMachine(RuleBasedStateMachine):
         alignment=st.sampled_from([1, 16]),
         uaf=st.booleans(),
         quarantine=st.sampled_from([0, 1, 2, None]),
+        file=st.sampled_from([None, None, "memfd"]),
     )
-    def build(self, backend, align, alignment, uaf, quarantine):
+    def build(self, backend, align, alignment, uaf, quarantine, file):
         self.config = dict(backend=backend, align=align, alignment=alignment, uaf=uaf,
-                           quarantine=quarantine if uaf else None)
+                           quarantine=quarantine if uaf else None, file=file)
         self.other = guardalloc.Arena(PAGE, 2, backend=backend)
         self._open()
 
