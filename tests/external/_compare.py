@@ -71,6 +71,10 @@ def compare(plain: dict, guarded: dict, keys=OUTCOMES) -> list[str]:
                             f"{run['stderr_tail']}")
     if problems:
         return problems
+    for run in (plain, guarded):
+        if run["returncode"] < 0:
+            problems.append(f"{run['label']} run died of {signal.Signals(-run['returncode']).name} "
+                            "after writing its results (at exit?)")
     for key in keys:
         if plain["counts"].get(key, 0) != guarded["counts"].get(key, 0):
             problems.append(f"{key}: {plain['counts'].get(key, 0)} without guardalloc, "
@@ -93,7 +97,7 @@ def report(title: str, plain: dict, guarded: dict, keys=OUTCOMES) -> int:
             print(f"{run['label']:12}crashed: {run.get('signal', run['returncode'])}")
             continue
         print(f"{run['label']:12}" + "".join(f"{run['counts'].get(k, 0):>10}" for k in keys)
-              + f"{run['seconds']:>10}")
+              + f"{run['seconds']:>10}" + f"   exit {run['returncode']}")
     for run in (plain, guarded):
         for key, value in run.get("extra", {}).items():
             print(f"  {run['label']}: {key} = {value}")
