@@ -79,12 +79,13 @@ def compare(plain: dict, guarded: dict, keys=OUTCOMES) -> list[str]:
         if plain["counts"].get(key, 0) != guarded["counts"].get(key, 0):
             problems.append(f"{key}: {plain['counts'].get(key, 0)} without guardalloc, "
                             f"{guarded['counts'].get(key, 0)} with")
-    only_guarded = sorted(set(guarded["failed_ids"]) - set(plain["failed_ids"]))
-    only_plain = sorted(set(plain["failed_ids"]) - set(guarded["failed_ids"]))
+    # not_passed holds "outcome: test id" for every test that did not pass.
+    only_guarded = sorted(set(guarded["not_passed"]) - set(plain["not_passed"]))
+    only_plain = sorted(set(plain["not_passed"]) - set(guarded["not_passed"]))
     if only_guarded:
-        problems.append("fail only with guardalloc: " + ", ".join(only_guarded[:20]))
+        problems.append("only with guardalloc: " + "; ".join(only_guarded[:20]))
     if only_plain:
-        problems.append("fail only without guardalloc: " + ", ".join(only_plain[:20]))
+        problems.append("only without guardalloc: " + "; ".join(only_plain[:20]))
     return problems
 
 
@@ -108,6 +109,6 @@ def report(title: str, plain: dict, guarded: dict, keys=OUTCOMES) -> int:
     return 0 if not problems else 1
 
 
-def write_result(path: str, counts: dict, failed_ids: list[str], extra: dict | None = None) -> None:
+def write_result(path: str, counts: dict, not_passed: list[str], extra: dict | None = None) -> None:
     with open(path, "w") as f:
-        json.dump({"counts": counts, "failed_ids": failed_ids, "extra": extra or {}}, f)
+        json.dump({"counts": counts, "not_passed": not_passed, "extra": extra or {}}, f)

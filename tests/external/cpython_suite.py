@@ -56,12 +56,16 @@ def child(argv: list[str]) -> int:
     }
     counts["passed"] = (result.testsRun - failed - errors - counts["skipped"]
                         - counts["xfailed"] - counts["xpassed"])
-    failed_ids = [test.id() for test, _ in result.failures + result.errors]
+    not_passed = ([f"failed: {test.id()}" for test, _ in result.failures]
+                  + [f"error: {test.id()}" for test, _ in result.errors]
+                  + [f"skipped: {test.id()}" for test, _ in result.skipped]
+                  + [f"xfailed: {test.id()}" for test, _ in result.expectedFailures]
+                  + [f"xpassed: {test.id()}" for test in result.unexpectedSuccesses])
     extra = {}
     stats = _pymem_stats()
     if stats is not None:
         extra["guardalloc_pymem"] = stats
-    write_result(result_file, counts, failed_ids, extra)
+    write_result(result_file, counts, not_passed, extra)
     return 0 if result.wasSuccessful() else 1
 
 

@@ -3,17 +3,21 @@
     python tests/external/numpy_suite.py            # numpy/_core/tests/test_multiarray.py (~2-5 min)
     python tests/external/numpy_suite.py --fast     # a slice that runs in seconds (CI)
     python tests/external/numpy_suite.py --pyargs numpy._core.tests.test_numeric -k Clip
+    python tests/external/numpy_suite.py --option fallback=True --option uaf=True
 
 Runs the selection twice in fresh interpreters, once plainly and once with
 every numpy data buffer allocated by guardalloc, and compares the
 pass/fail/skip/xfail counts and the failing tests. Exit status 0 when they
-agree. numpy's wheels ship their tests (``numpy/_core/tests``); pytest and
+agree. ``--option KEY=VALUE`` is passed to ``install()`` (a Python literal).
+numpy's wheels ship their tests (``numpy/_core/tests``); pytest and
 hypothesis are needed (the ``test`` extra).
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import json
 import os
 import sys
 
@@ -23,6 +27,8 @@ from _compare import import_guardalloc, report, run_counted, write_result
 FULL = ["--pyargs", "numpy._core.tests.test_multiarray"]
 FAST = ["--pyargs", "numpy._core.tests.test_multiarray",
         "-k", "TestCreation or TestAttributes or TestResize or TestFromBuffer or TestNewBufferProtocol"]
+# install() options for the guarded child, as JSON.
+OPTIONS_VARIABLE = "GUARDALLOC_NUMPY_SUITE_OPTIONS"
 # Our own pytest configuration must not leak into numpy's run.
 PYTEST_BASE = ["-q", "-p", "no:cacheprovider", "-o", "addopts=", "-o", "filterwarnings="]
 
@@ -35,30 +41,31 @@ def child(mode: str, pytest_args: list[str], result_file: str) -> int:
     if mode == "guarded":
         guardalloc = import_guardalloc()
         import guardalloc.numpy
-        handler = guardalloc.numpy.install()
+        handler = guardalloc.numpy.install(**json.loads(os.environ.get(OPTIONS_VARIABLE, "{}")))
+        extra["install_options"] = handler.options
     extra["handler"] = multiarray.get_handler_name()
 
     class Counter:
         def __init__(self):
             self.counts = {}
-            self.failed = []
+            self.not_passed = []
 
-        def _add(self, outcome, nodeid=None):
+        def _add(self, outcome, nodeid):
             self.counts[outcome] = self.counts.get(outcome, 0) + 1
-            if nodeid is not None:
-                self.failed.append(nodeid)
+            if outcome != "passed":
+                self.not_passed.append(f"{outcome}: {nodeid}")
 
         def pytest_runtest_logreport(self, report):
             xfail = hasattr(report, "wasxfail")
             if report.when == "call":
                 if report.passed:
-                    self._add("xpassed" if xfail else "passed")
+                    self._add("xpassed" if xfail else "passed", report.nodeid)
                 elif report.skipped:
-                    self._add("xfailed" if xfail else "skipped")
+                    self._add("xfailed" if xfail else "skipped", report.nodeid)
                 else:
                     self._add("failed", report.nodeid)
             elif report.skipped:         # skipped in setup
-                self._add("xfailed" if xfail else "skipped")
+                self._add("xfailed" if xfail else "skipped", report.nodeid)
             elif report.failed:
                 self._add("error", report.nodeid)
 
@@ -68,7 +75,7 @@ def child(mode: str, pytest_args: list[str], result_file: str) -> int:
         extra["handler_after_run"] = multiarray.get_handler_name()
         extra["guardalloc_stats"] = handler.stats()
         guardalloc.numpy.uninstall()
-    write_result(result_file, counter.counts, counter.failed, extra)
+    write_result(result_file, counter.counts, counter.not_passed, extra)
     return int(status)
 
 
@@ -79,8 +86,15 @@ def main(argv: list[str]) -> int:
         return child(mode, pytest_args, result_file)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fast", action="store_true", help="a slice that runs in seconds")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="an option for guardalloc.numpy.install(), e.g. fallback=True")
     parser.add_argument("--timeout", type=float, default=3600)
     args, pytest_args = parser.parse_known_args(argv)
+    options = {}
+    for item in args.option:
+        key, _, value = item.partition("=")
+        options[key] = ast.literal_eval(value)
+    os.environ[OPTIONS_VARIABLE] = json.dumps(options)
     selection = pytest_args or (FAST if args.fast else FULL)
     runs = [run_counted(label, [sys.executable, __file__, "--child", label, *selection], args.timeout)
             for label in ("plain", "guarded")]
