@@ -25,8 +25,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # for _compare,
 from _compare import import_guardalloc, report, run_counted, write_result
 
 FULL = ["--pyargs", "numpy._core.tests.test_multiarray"]
-FAST = ["--pyargs", "numpy._core.tests.test_multiarray",
-        "-k", "TestCreation or TestAttributes or TestResize or TestFromBuffer or TestNewBufferProtocol"]
+FAST = ["--pyargs"] + [f"numpy._core.tests.test_multiarray::{name}" for name in (
+    "TestCreation", "TestAttributes", "TestResize", "TestFromBuffer", "TestNewBufferProtocol")]
 # install() options for the guarded child, as JSON.
 OPTIONS_VARIABLE = "GUARDALLOC_NUMPY_SUITE_OPTIONS"
 # Our own pytest configuration must not leak into numpy's run.
