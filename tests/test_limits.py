@@ -105,3 +105,48 @@ assert arena.stats()["batched"], "an mlock EINVAL must not disable batching for 
 arena.close()
 print("ok")
 """))
+
+
+def test_file_descriptors_exhausted():
+    """RLIMIT_NOFILE reached: no pidfd for process_madvise(), so guards go in
+    one madvise() each (still installed); a file-backed arena, which needs a
+    descriptor, fails with OSError(EMFILE) and leaves nothing mapped."""
+    _ok(run_child("""
+import errno, os, resource, guardalloc
+maps_before = open("/proc/self/maps").read().count("\\n")
+pagemap = os.open("/proc/self/pagemap", os.O_RDONLY)
+open_fds = len(os.listdir("/proc/self/fd")) - 1   # less the one listdir used
+hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+resource.setrlimit(resource.RLIMIT_NOFILE, (open_fds, hard))
+try:
+    os.open("/dev/null", os.O_RDONLY)
+except OSError as exc:
+    assert exc.errno == errno.EMFILE
+else:
+    raise AssertionError("descriptors are not exhausted")
+arena = guardalloc.Arena(4096, 2000, backend="madvise")
+# Without a pidfd nothing was batched: one madvise() per guard.
+assert arena.stats()["guard_syscalls"] == 2001, arena.stats()
+guarded = lambda a: bool(int.from_bytes(os.pread(pagemap, 8, a // 4096 * 8), "little") >> 58 & 1)
+assert all(guarded(arena.address + i * arena.stride) for i in range(0, 2001, 50))
+arena.close()
+# A file-backed arena needs a descriptor: it fails, and leaves nothing
+# mapped. (support() could not even probe file-backed guards, so the
+# madvise backend is refused first.)
+try:
+    guardalloc.Arena(4096, 16, file="memfd", backend="madvise")
+except (OSError, guardalloc.GuardUnsupportedError) as exc:
+    assert isinstance(exc, guardalloc.GuardUnsupportedError) or exc.errno == errno.EMFILE, exc
+else:
+    raise AssertionError("no error")
+os.close(pagemap)
+assert open("/proc/self/maps").read().count("\\n") == maps_before
+# The probes that failed for want of a descriptor were not cached: with
+# descriptors back, support() and batching are what the kernel offers.
+resource.setrlimit(resource.RLIMIT_NOFILE, (open_fds + 64, hard))
+found = guardalloc.support()
+assert found.file_shared and found.process_madvise and found.pagemap_guard_bit, found
+with guardalloc.Arena(4096, 16, file="memfd", backend="madvise") as arena:
+    assert arena.stats()["batched"]
+print("ok")
+"""))
