@@ -147,7 +147,7 @@ class ArenaMachine(RuleBasedStateMachine):
         self.tracked: set[Live] = set()   # live buffers of the current arena
 
     @initialize(
-        backend=st.sampled_from(["madvise", "mprotect"]),
+        backend=st.sampled_from(["madvise", "madvise", "mprotect", "none"]),
         align=st.sampled_from(["right", "left"]),
         alignment=st.sampled_from([1, 16]),
         uaf=st.booleans(),
@@ -155,9 +155,10 @@ class ArenaMachine(RuleBasedStateMachine):
         file=st.sampled_from([None, None, "memfd"]),
     )
     def build(self, backend, align, alignment, uaf, quarantine, file):
+        uaf = uaf and backend != "none"     # use-after-free detection needs guards
         self.config = dict(backend=backend, align=align, alignment=alignment, uaf=uaf,
                            quarantine=quarantine if uaf else None, file=file)
-        self.other = guardalloc.Arena(PAGE, 2, backend=backend)
+        self.other = guardalloc.Arena(PAGE, 2, backend="madvise")
         self._open()
 
     def _open(self):
