@@ -120,7 +120,7 @@ cdef int install_guards(char *first, size_t stride, size_t count,
     cdef size_t i = 0, k, n
     cdef long done
     cdef int pidfd, err
-    cdef bint refused_with_einval = False
+    cdef bint batch_einval = False
     if guard_size == 0 or count == 0 or backend == GA_BACKEND_NONE:
         return 0
     if backend == GA_BACKEND_MPROTECT:
@@ -142,11 +142,14 @@ cdef int install_guards(char *first, size_t stride, size_t count,
                 err = errno
                 if err == EINTR or err == EAGAIN:
                     continue
-                if err == ENOSYS or err == EPERM or err == EBADF or (err == EINVAL and i == 0):
-                    # Refused as a whole: per-guard madvise() below tells
-                    # apart a kernel without batching from a real EINVAL.
-                    _batching_refused = True
-                    refused_with_einval = err == EINVAL
+                if err == ENOSYS or err == EPERM or err == EBADF:
+                    _batching_refused = True   # refused as a whole
+                    break
+                if err == EINVAL and i == 0:
+                    # A kernel without batched guard advice, or memory the
+                    # kernel will not guard at all (mlocked): the per-guard
+                    # madvise() below tells them apart.
+                    batch_einval = True
                     break
                 return -1
             if done == 0:
@@ -159,11 +162,10 @@ cdef int install_guards(char *first, size_t stride, size_t count,
     for i in range(i, count):
         syscalls[0] += 1
         if madvise(first + i * stride, guard_size, MADV_GUARD_INSTALL) != 0:
-            if refused_with_einval and i == 0 and errno == EINVAL:
-                # madvise() refuses the same range: the EINVAL was about the
-                # memory (mlocked, say), not about batching.
-                _batching_refused = False
             return -1
+        if batch_einval:
+            _batching_refused = True   # madvise() takes what the batch did not
+            batch_einval = False
     return 0
 
 
@@ -400,22 +402,21 @@ cdef class Arena:
         self.guard_syscalls = syscalls
         if rc == 0:
             return
+        if self.a.backend == GA_BACKEND_MADVISE and (err == EPERM or err == ENOSYS):
+            # support() said yes earlier; a seccomp filter installed since
+            # refuses the advice.
+            raise GuardInstallError(
+                err, f"installing madvise guards failed: {strerror(err).decode()} (a seccomp "
+                "filter refuses the advice? guardalloc.support(refresh=True) probes again, "
+                "after which backend='auto' falls back to mprotect)")
         if self.a.backend == GA_BACKEND_MPROTECT and err == ENOMEM:
             raise MemoryError(
                 f"mprotect guards for {self.a.nslots} slots need about {2 * (self.a.nslots + 1)} "
                 f"VMAs and the process reached vm.max_map_count ({_max_map_count()}); "
                 "use backend='madvise' (no VMA per guard) or raise the limit "
                 "(nothing is left mapped)")
-        hint = ""
-        if self.a.backend == GA_BACKEND_MADVISE and err == EINVAL:
-            hint = (" (mlocked memory cannot take guard pages: is mlockall(MCL_FUTURE) in "
-                    "force? use backend='mprotect' or munlockall(); or a seccomp filter "
-                    "refuses the advice)")
-        elif self.a.backend == GA_BACKEND_MADVISE and (err == EPERM or err == ENOSYS):
-            hint = (" (a seccomp filter refuses the advice? guardalloc.support(refresh=True) "
-                    "probes again, after which backend='auto' falls back to mprotect)")
         raise GuardInstallError(err, f"installing {self.backend} guards failed: "
-                                     f"{strerror(err).decode()}{hint}")
+                                     f"{strerror(err).decode()}{_einval_hint(err, self.fd_ >= 0)}")
 
     cdef void _release(self) noexcept:
         """Unregister, unmap and free everything; safe on a half-built arena."""
@@ -884,6 +885,33 @@ def _max_map_count() -> str:
             return f.read().strip()
     except OSError:
         return "unknown"
+
+
+def _einval_hint(int err, bint file_backed) -> str:
+    """Why the kernel said EINVAL to guard advice on an arena's own mapping."""
+    if err != EINVAL:
+        return ""
+    return (f": {_einval_reason(file_backed)}; use backend='mprotect', or munlockall() first")
+
+
+def _einval_reason(bint file_backed) -> str:
+    locked = _locked_kb()
+    why = (f"this process has {locked} kB of mlocked memory (mlockall(MCL_FUTURE)?)"
+           if locked else "the memory is mlocked?")
+    also = " (or, for a file, on hugetlbfs and DAX files)" if file_backed else ""
+    return f"{why}, and the kernel refuses guard pages on locked memory{also}"
+
+
+def _locked_kb() -> int:
+    """VmLck of this process (kB), 0 when unknown."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmLck:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def _choose_backend(str backend, bint file_backed) -> str:
