@@ -145,7 +145,7 @@ if pid == 0:
         guards = [child_arena.address + i * child_arena.stride for i in range(SLOTS + 1)]
         assert all(guarded(g) for g in guards), "the child's guards are missing"
         assert not any(guarded(child_arena.slot_address(i)) for i in range(SLOTS))
-        os.write(write, f"{child_arena.address}".encode())
+        os.write(write, f"{child_arena.address} {child_arena.size}".encode())
         os._exit(0)
     except BaseException as exc:
         os.write(write, f"error {exc!r}".encode())
@@ -154,19 +154,21 @@ os.close(write)
 status = wait(pid)
 answer = os.read(read, 4096).decode()
 assert status == 0, answer
-child_address = int(answer)
+child_address, child_size = map(int, answer.split())
 print("same address" if child_address == scratch else "different address")
-# The parent's scratch region has no guard and still holds its bytes.
+# The parent's scratch region has no guard and still holds its bytes, and
+# nothing in the parent where the child put its arena carries a guard.
 assert not any(guarded(scratch + i * PAGE) for i in range(size // PAGE))
 assert ctypes.string_at(scratch, size) == b"\\x5a" * size
+assert not any(guarded(child_address + i * PAGE) for i in range(child_size // PAGE))
 print("ok")
 """)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip().endswith("ok")
-    # The test only proves something when the child's arena overlapped the
-    # parent's scratch region; with one mmap of a fresh size that is how the
-    # kernel places it.
-    assert "same address" in result.stdout
+    # Where the child's arena overlaps the parent's scratch region (with this
+    # layout the kernel puts it there), a wrong pidfd would have guarded the
+    # parent; elsewhere, process_madvise() on the parent would have failed
+    # (ENOMEM: nothing mapped there) or guarded whatever the parent has there.
 
 
 def test_threads_in_a_forked_child_share_one_pidfd():
