@@ -50,6 +50,23 @@ _BACKENDS = {"none": GA_BACKEND_NONE, "madvise": GA_BACKEND_MADVISE, "mprotect":
 cdef int TRACE_DEPTH = 32
 
 
+def _require_gil():
+    """Refuse to run on a free-threaded CPython whose GIL is off.
+
+    The slot bookkeeping is serialized by the GIL alone. A free-threaded
+    build (3.13t) turns the GIL back on when it imports these modules, which
+    do not declare themselves free-threading safe; only PYTHON_GIL=0 or
+    -X gil=0 keeps it off, and then concurrent alloc/free would corrupt the
+    arena.
+    """
+    is_gil_enabled = getattr(sys, "_is_gil_enabled", None)
+    if is_gil_enabled is not None and not is_gil_enabled():
+        raise RuntimeError(
+            "guardalloc.Arena relies on the GIL to serialize its bookkeeping, and this "
+            "free-threaded interpreter runs with the GIL disabled (PYTHON_GIL=0 or -X gil=0); "
+            "run with the GIL enabled (the default once guardalloc is imported)")
+
+
 cdef inline size_t round_up(size_t n, size_t multiple) noexcept nogil:
     return (n + multiple - 1) // multiple * multiple
 
@@ -72,22 +89,41 @@ cdef size_t anonymous_mapping_size(size_t slot_size, uint32_t nslots, size_t gua
 
 # process_madvise() needs a pidfd for ourselves. It is cached per process: a
 # forked child must not reuse its parent's pidfd, or it would guard the parent.
-cdef int _pidfd = -1
-cdef pid_t _pidfd_pid = 0
+# Threads call this without the GIL (arena construction, pools), so the cache
+# is one 64-bit word, (pid << 32) | (fd + 1), replaced by compare-and-swap:
+# a thread that loses the race closes its own pidfd, and only the winner
+# closes the one inherited across fork.
+cdef extern from *:
+    """
+    static uint64_t ga_pidfd_cache;
+    static int ga_self_pidfd(pid_t pid) {
+        uint64_t cur = __atomic_load_n(&ga_pidfd_cache, __ATOMIC_ACQUIRE);
+        for (;;) {
+            uint64_t next;
+            int fd;
+            if (cur != 0 && (pid_t)(cur >> 32) == pid)
+                return (int)(uint32_t)cur - 1;
+            fd = ga_pidfd_open(pid);
+            if (fd < 0)
+                return -1;
+            next = ((uint64_t)(uint32_t)pid << 32) | (uint32_t)(fd + 1);
+            if (__atomic_compare_exchange_n(&ga_pidfd_cache, &cur, next, 0,
+                                            __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+                if (cur != 0)
+                    close((int)(uint32_t)cur - 1);   /* the parent's, inherited across fork */
+                return fd;
+            }
+            close(fd);   /* another thread won: cur holds its entry now */
+        }
+    }
+    """
+    int ga_self_pidfd(pid_t pid) nogil
 # Set once process_madvise() refuses guard advice (old kernel, seccomp).
 cdef bint _batching_refused = False
 
 
-cdef int _self_pidfd() noexcept nogil:
-    global _pidfd, _pidfd_pid
-    cdef pid_t pid = getpid()
-    if _pidfd >= 0 and _pidfd_pid == pid:
-        return _pidfd
-    if _pidfd >= 0:
-        close(_pidfd)   # inherited from the parent across fork
-    _pidfd = ga_pidfd_open(pid)
-    _pidfd_pid = pid
-    return _pidfd
+cdef inline int _self_pidfd() noexcept nogil:
+    return ga_self_pidfd(getpid())
 
 
 cdef int install_guards(char *first, size_t stride, size_t count,
@@ -317,6 +353,7 @@ cdef class Arena:
 
     Raises:
         ValueError: an argument is out of range.
+        RuntimeError: a free-threaded interpreter runs with the GIL disabled.
         GuardUnsupportedError: ``backend="madvise"`` on a kernel or sandbox
             without guard pages.
         MemoryError: the mapping cannot be made, or mprotect guards run into
@@ -340,6 +377,7 @@ cdef class Arena:
                  str on_fault="abort", file=None, bint shared=True):
         if self.a.base != NULL:
             raise RuntimeError("Arena.__init__ called twice")
+        _require_gil()
         slot_size = int(slot_size)
         slots = int(slots)
         if slot_size < 1:
@@ -482,6 +520,13 @@ cdef class Arena:
         self.guard_syscalls = syscalls
         if rc == 0:
             return
+        if self.a.backend == GA_BACKEND_MADVISE and (err == EPERM or err == ENOSYS):
+            # support() said yes earlier; a seccomp filter installed since
+            # refuses the advice.
+            raise GuardInstallError(
+                err, f"installing madvise guards failed: {strerror(err).decode()} (a seccomp "
+                "filter refuses the advice? guardalloc.support(refresh=True) probes again, "
+                "after which backend='auto' falls back to mprotect)")
         if self.a.backend == GA_BACKEND_MPROTECT and err == ENOMEM:
             raise MemoryError(
                 f"mprotect guards for {self.a.nslots} slots need about {2 * (self.a.nslots + 1)} "
@@ -1122,6 +1167,9 @@ def _open_backing(file, size_t size, bint shared) -> tuple:
 @cython.auto_pickle(False)
 @cython.final
 @cython.freelist(64)
+# The cycle collector must not clear ``owner`` before __dealloc__ runs, or a
+# Buffer collected as part of a reference cycle would never free its slot.
+@cython.no_gc_clear
 cdef class Buffer:
     """A buffer in an arena slot; made by :meth:`Arena.alloc`.
 

@@ -53,6 +53,18 @@ class Support:
     pagemap_scan: bool = False
 
 
+# Set by a probe that could not make its scratch resources (no descriptor
+# left, no memory): its answer says nothing about the kernel, so support()
+# does not cache it.
+cdef bint _inconclusive = False
+
+
+cdef bint _cannot_tell() noexcept:
+    global _inconclusive
+    _inconclusive = True
+    return False
+
+
 cdef str _errno_text(int err):
     return f"errno {err}: {strerror(err).decode()}"
 
@@ -64,11 +76,14 @@ cdef tuple _probe_anonymous():
                                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
     cdef int err
     if region == <char *>MAP_FAILED:
+        _cannot_tell()
         return False, False, "mmap failed: " + _errno_text(errno)
+    # Under mlockall(MCL_FUTURE) the scratch pages arrive locked, and locked
+    # memory refuses guards: unlock them so that the probe answers for the
+    # kernel and the sandbox, not for this mapping's lock state (the arena
+    # reports locked memory itself).
+    munlock(region, 3 * page)
     try:
-        # Probe the kernel, not mlockall(MCL_FUTURE): guards are refused on
-        # locked memory, and the arena reports that itself.
-        munlock(region, 3 * page)
         if madvise(region + page, page, MADV_GUARD_INSTALL) != 0:
             err = errno
             return False, False, f"madvise(MADV_GUARD_INSTALL) refused: {_errno_text(err)}"
@@ -83,13 +98,13 @@ cdef bint _probe_file_shared():
     cdef char *region
     cdef bint ok = False
     if fd < 0:
-        return False
+        return _cannot_tell()
     try:
         if ftruncate(fd, 3 * page) != 0:
-            return False
+            return _cannot_tell()
         region = <char *>mmap(NULL, 3 * page, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
         if region == <char *>MAP_FAILED:
-            return False
+            return _cannot_tell()
         munlock(region, 3 * page)
         ok = madvise(region + page, page, MADV_GUARD_INSTALL) == 0
         munmap(region, 3 * page)
@@ -105,12 +120,12 @@ cdef bint _probe_process_madvise():
     cdef int pidfd = ga_pidfd_open(getpid())
     cdef long done
     if pidfd < 0:
-        return False
+        return _cannot_tell()
     region = <char *>mmap(NULL, 4 * page, PROT_READ | PROT_WRITE,
                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
     if region == <char *>MAP_FAILED:
         close(pidfd)
-        return False
+        return _cannot_tell()
     munlock(region, 4 * page)
     iov[0].iov_base = region + page
     iov[0].iov_len = page
@@ -127,7 +142,7 @@ def _pagemap_guard(address: int) -> bool:
     try:
         fd = os.open("/proc/self/pagemap", os.O_RDONLY)
     except OSError:
-        return False
+        return _cannot_tell()
     try:
         raw = os.pread(fd, 8, (address // PAGE_SIZE) * 8)
     except OSError:
@@ -146,13 +161,16 @@ def support(refresh: bool = False) -> Support:
     The probe makes a few system calls on scratch mappings (about 50 us) and
     is cached; ``refresh=True`` probes again (after installing a seccomp
     filter, say). Never raises: a refused call shows up as ``False`` fields
-    and a ``reason``.
+    and a ``reason``. A probe that could not even make its scratch mapping
+    or descriptor (RLIMIT_NOFILE reached, no memory) also reads ``False``,
+    but then the result is not cached: the next call probes again.
     """
-    global _cached
+    global _cached, _inconclusive
     if _cached is not None and not refresh:
         return _cached
+    _inconclusive = False
     anonymous, pagemap_bit, reason = _probe_anonymous()
-    _cached = Support(
+    found = Support(
         kernel=os.uname().release,
         anonymous=anonymous,
         file_shared=anonymous and _probe_file_shared(),
@@ -162,4 +180,5 @@ def support(refresh: bool = False) -> Support:
         reason=reason,
         pagemap_scan=pagemap_scan_supported(),
     )
-    return _cached
+    _cached = None if _inconclusive else found
+    return found
