@@ -11,9 +11,9 @@ import pytest
 
 from guardalloc import Arena, vma_count
 from guardalloc.benchtools import (
-    alloc_free_loop, bytearray_loop, cymem_loop, fork_and_wait, make_arena,
-    max_map_count, numpy_empty_loop, vmas_in_range,
+    alloc_free_loop, bytearray_loop, cymem_loop, fork_and_wait, make_arena, numpy_empty_loop,
 )
+from guardalloc.maps import max_map_count, vmas_in_range
 
 SLOT_COUNTS = [1_000, 10_000, 30_000]
 GUARDED_SIDES = ["madvise-batched", "madvise-per-guard", "mprotect", "python"]

@@ -41,9 +41,9 @@ from pathlib import Path
 
 from guardalloc import Arena, vma_count
 from guardalloc.benchtools import (
-    alloc_free_loop, bytearray_loop, fork_and_wait, interleaved, make_arena, max_map_count,
-    measure_create,
+    alloc_free_loop, bytearray_loop, fork_and_wait, interleaved, make_arena, measure_create,
 )
+from guardalloc.maps import max_map_count
 
 HERE = Path(__file__).resolve().parent
 BASELINE = HERE / "baseline" / "baseline.json"

@@ -38,6 +38,7 @@ from guardalloc.errors import (
     BackingFileError, CorruptionError, DoubleFreeError, ForeignBufferError,
     GuardInstallError, GuardUnsupportedError, InvalidFreeError,
 )
+from guardalloc.maps import max_map_count
 from guardalloc.support import support
 
 cdef size_t PAGE = <size_t>sysconf(_SC_PAGESIZE)
@@ -530,7 +531,7 @@ cdef class Arena:
         if self.a.backend == GA_BACKEND_MPROTECT and err == ENOMEM:
             raise MemoryError(
                 f"mprotect guards for {self.a.nslots} slots need about {2 * (self.a.nslots + 1)} "
-                f"VMAs and the process reached vm.max_map_count ({_max_map_count()}); "
+                f"VMAs and the process reached vm.max_map_count ({max_map_count()}); "
                 "use backend='madvise' (no VMA per guard) or raise the limit "
                 "(nothing is left mapped)")
         raise GuardInstallError(err, f"installing {self.backend} guards failed: "
@@ -1042,14 +1043,6 @@ cdef class Arena:
 
 _STATE_NAMES = {GA_SLOT_FREE: "free", GA_SLOT_LIVE: "live",
                 GA_SLOT_QUARANTINED: "quarantined", GA_SLOT_RETIRED: "retired"}
-
-
-def _max_map_count() -> str:
-    try:
-        with open("/proc/sys/vm/max_map_count") as f:
-            return f.read().strip()
-    except OSError:
-        return "unknown"
 
 
 def _einval_hint(int err, bint file_backed) -> str:

@@ -25,8 +25,9 @@ from guardalloc import __version__
 from guardalloc.arena import Arena
 from guardalloc.benchtools import (
     alloc_free_loop, bytearray_loop, cymem_loop, fork_and_wait, interleaved, make_arena,
-    max_map_count, numpy_empty_loop, vmas_in_range,
+    numpy_empty_loop,
 )
+from guardalloc.maps import max_map_count, vmas_in_range
 from guardalloc.maps import vma_count
 from guardalloc.support import support
 

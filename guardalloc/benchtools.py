@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from guardalloc.arena import Arena
-from guardalloc.maps import vma_count
+from guardalloc.maps import vma_count, vmas_in_range
 
 PAGE_SIZE = mmap.PAGESIZE
 # The madvise advice values (the standard library's mmap module has no names
@@ -45,45 +45,6 @@ CREATE_SIDES: dict[str, dict] = {
     "mprotect": {"backend": "mprotect"},
     "none": {"backend": "none"},
 }
-
-
-def max_map_count() -> int | None:
-    """``vm.max_map_count``, or None when it cannot be read."""
-    try:
-        with open("/proc/sys/vm/max_map_count") as f:
-            return int(f.read())
-    except (OSError, ValueError):
-        return None
-
-
-def vmas_in_range(start: int, end: int, pid: int | str = "self") -> int:
-    """Number of VMAs of a process that overlap ``[start, end)``.
-
-    For an arena this is exact: 1 for the madvise and none backends (the
-    one mapping; it may extend beyond the range if the kernel merged it with a
-    neighbour), ``2 * slots + 1`` for mprotect guards (each guard and each
-    slot is a VMA of its own).
-
-    Raises:
-        ValueError: ``end <= start``.
-        ProcessLookupError: no such process.
-    """
-    if end <= start:
-        raise ValueError(f"empty range [{start:#x}, {end:#x})")
-    try:
-        with open(f"/proc/{pid}/maps", "rb") as f:
-            text = f.read()
-    except FileNotFoundError:
-        raise ProcessLookupError(f"no process {pid}") from None
-    count = 0
-    for line in text.splitlines():
-        dash = line.index(b"-")
-        space = line.index(b" ", dash)
-        low = int(line[:dash], 16)
-        high = int(line[dash + 1:space], 16)
-        if low < end and high > start:
-            count += 1
-    return count
 
 
 def make_arena(side: str, slots: int, slot_size: int = 4096, **options):

@@ -17,14 +17,18 @@ import time
 import warnings
 
 from guardalloc.arena import Arena
-from guardalloc.maps import vma_count
+from guardalloc.maps import max_map_count, vma_count
 from guardalloc.support import support
 
 OVERFLOW_CHILD = textwrap.dedent(
     """
     import ctypes, guardalloc
-    arena = guardalloc.Arena(4096, 16, alignment=1)
-    buf = arena.alloc(100)
+    arena = guardalloc.Arena(4096, 16, alignment=1, tracebacks=True)
+
+    def read_packet():
+        return arena.alloc(100)
+
+    buf = read_packet()
     ctypes.memset(buf.address, 0x41, 100)          # fine: inside the buffer
     print("wrote 100 bytes into a 100-byte buffer", flush=True)
     ctypes.memset(buf.address + 100, 0x41, 1)      # one byte past the end
@@ -73,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         ratio = rows["mprotect"][1] / rows["madvise"][1]
         print(f"\n  madvise guards built {ratio:.1f}x faster and added "
               f"{rows['mprotect'][0] - rows['madvise'][0]:,} fewer VMAs "
-              f"(vm.max_map_count is {_max_map_count()}).")
+              f"(vm.max_map_count is {max_map_count() or 0:,}).")
 
     print("\nA child process writes one byte past a 100-byte buffer (alignment=1):\n")
     child = subprocess.run([sys.executable, "-c", OVERFLOW_CHILD], capture_output=True, text=True,
@@ -85,11 +89,3 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"\n  unexpected: the child exited with status {child.returncode}")
     return 1
-
-
-def _max_map_count() -> str:
-    try:
-        with open("/proc/sys/vm/max_map_count") as f:
-            return f"{int(f.read()):,}"
-    except OSError:
-        return "unknown"

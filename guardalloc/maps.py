@@ -108,6 +108,40 @@ def vma_count(pid: Pid = "self") -> int:
     return _read_maps(pid).count(b"\n")
 
 
+def max_map_count() -> int | None:
+    """``vm.max_map_count``, or None when it cannot be read."""
+    try:
+        with open("/proc/sys/vm/max_map_count") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def vmas_in_range(start: int, end: int, pid: int | str = "self") -> int:
+    """Number of VMAs of a process that overlap ``[start, end)``.
+
+    For an arena this is exact: 1 for the madvise and none backends (the
+    one mapping; it may extend beyond the range if the kernel merged it with a
+    neighbour), ``2 * slots + 1`` for mprotect guards (each guard and each
+    slot is a VMA of its own).
+
+    Raises:
+        ValueError: ``end <= start``.
+        ProcessLookupError: no such process.
+    """
+    if end <= start:
+        raise ValueError(f"empty range [{start:#x}, {end:#x})")
+    count = 0
+    for line in _read_maps(pid).splitlines():
+        dash = line.index(b"-")
+        space = line.index(b" ", dash)
+        low = int(line[:dash], 16)
+        high = int(line[dash + 1:space], 16)
+        if low < end and high > start:
+            count += 1
+    return count
+
+
 def vmas(pid: Pid = "self") -> list[Vma]:
     """The VMAs of a process, in address order, parsed from /proc/PID/maps.
 

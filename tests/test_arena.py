@@ -13,22 +13,13 @@ import pytest
 
 import guardalloc
 from guardalloc import Arena
+from guardalloc.maps import vmas_in_range
 
 PAGE = os.sysconf("SC_PAGESIZE")
 HAVE_GUARDS = guardalloc.support().anonymous
 needs_guards = pytest.mark.skipif(not HAVE_GUARDS, reason="kernel without MADV_GUARD_INSTALL")
 
 BACKENDS = ["madvise", "mprotect", "none"] if HAVE_GUARDS else ["mprotect", "none"]
-
-
-def vmas_overlapping(start: int, end: int) -> int:
-    """VMAs of this process that overlap [start, end)."""
-    count = 0
-    with open("/proc/self/maps") as f:
-        for line in f:
-            lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
-            count += lo < end and hi > start
-    return count
 
 
 def pagemap_guard_flags(start: int, pages: int) -> list[bool]:
@@ -64,7 +55,7 @@ def test_mprotect_guards_are_vmas_not_pagemap_markers():
         arena = Arena(PAGE, 10, backend="mprotect")
     with arena:
         assert not any(pagemap_guard_flags(arena.address, arena.size // PAGE))
-        assert vmas_overlapping(arena.address, arena.address + arena.size) == 21
+        assert vmas_in_range(arena.address, arena.address + arena.size) == 21
 
 
 def test_slot_size_rounds_up_to_pages():
@@ -116,7 +107,7 @@ def test_left_aligned_buffer_starts_after_the_guard(nbytes):
 @pytest.mark.parametrize("batch", [True, False])
 def test_madvise_arena_is_one_vma_whatever_the_slot_count(batch):
     with Arena(PAGE, 10_000, backend="madvise", batch=batch) as arena:
-        assert vmas_overlapping(arena.address, arena.address + arena.size) == 1
+        assert vmas_in_range(arena.address, arena.address + arena.size) == 1
         stats = arena.stats()
         if batch and guardalloc.support().process_madvise:
             assert stats["batched"] is True
@@ -128,7 +119,7 @@ def test_madvise_arena_is_one_vma_whatever_the_slot_count(batch):
 @needs_guards
 def test_a_million_guarded_slots_are_one_vma():
     with Arena(PAGE, 1_000_000, backend="madvise") as arena:
-        assert vmas_overlapping(arena.address, arena.address + arena.size) == 1
+        assert vmas_in_range(arena.address, arena.address + arena.size) == 1
         if guardalloc.support().process_madvise:
             assert arena.stats()["guard_syscalls"] == -(-1_000_001 // 1024)
         last = arena.slot_address(999_999)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import guardalloc
-from guardalloc.benchtools import max_map_count, vmas_in_range
+from guardalloc.maps import max_map_count, vmas_in_range
 
 
 @pytest.mark.parametrize("uaf", [False, True])

@@ -7,9 +7,8 @@ import os
 import pytest
 
 import guardalloc
-from guardalloc.benchtools import (
-    PyArena, interleaved, make_arena, measure_create, vmas_in_range,
-)
+from guardalloc.benchtools import PyArena, interleaved, make_arena, measure_create
+from guardalloc.maps import vmas_in_range
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
