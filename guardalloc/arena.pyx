@@ -72,9 +72,18 @@ cdef inline size_t round_up(size_t n, size_t multiple) noexcept nogil:
     return (n + multiple - 1) // multiple * multiple
 
 
+cdef inline size_t _tables_bytes(uint32_t nslots, bint uaf) noexcept nogil:
+    """Slot table, free stack and (uaf) quarantine ring, rounded up so that
+    the traceback tables after them are pointer-aligned."""
+    return round_up(nslots * (sizeof(ga_slot_t) + sizeof(uint32_t) * (2 if uaf else 1)),
+                    sizeof(char *))
+
+
 cdef inline size_t _bookkeeping_bytes(uint32_t nslots, bint uaf) noexcept nogil:
-    """Slot table, free stack and (uaf) quarantine ring of an arena."""
-    return nslots * (sizeof(ga_slot_t) + sizeof(uint32_t) * (2 if uaf else 1))
+    """All of an anonymous arena's bookkeeping: the tables, then the
+    allocation and free traceback tables (address space only, untouched
+    until tracebacks are recorded)."""
+    return _tables_bytes(nslots, uaf) + 2 * <size_t>nslots * sizeof(char *)
 
 
 cdef size_t anonymous_mapping_size(size_t slot_size, uint32_t nslots, size_t guard_size,
@@ -297,13 +306,16 @@ cdef void _set_trace(char **table, uint32_t slot, bytes text) noexcept:
     free(old)
 
 
-cdef void _free_traces(char **table, uint32_t nslots) noexcept:
+cdef void _free_traces(char **table, uint32_t nslots, bint heap_table) noexcept:
+    """Free the rendered tracebacks, and the table itself when it was
+    calloc'ed (file-backed arenas) rather than part of the mapping."""
     cdef uint32_t i
     if table == NULL:
         return
     for i in range(nslots):
         free(table[i])
-    free(table)
+    if heap_table:
+        free(table)
 
 
 # ---------------------------------------------------------------------------
@@ -496,6 +508,8 @@ cdef class Arena:
             self.free_stack = <uint32_t *>(self.a.slots + n)
             if self.a.uaf:
                 self.quarantine_ring = self.free_stack + n
+            self.a.alloc_trace = <char **>(self.a.base + self.a.size + _tables_bytes(n, self.a.uaf))
+            self.a.free_trace = self.a.alloc_trace + n
         else:
             self.a.slots = <ga_slot_t *>calloc(n, sizeof(ga_slot_t))
             self.free_stack = <uint32_t *>malloc(n * sizeof(uint32_t))
@@ -542,6 +556,11 @@ cdef class Arena:
         if self.registered:
             unregister_arena(&self.a)
             self.registered = False
+        # Tracebacks first: their tables may be inside the mapping.
+        _free_traces(self.a.alloc_trace, self.a.nslots, self.mapped_size == self.a.size)
+        self.a.alloc_trace = NULL
+        _free_traces(self.a.free_trace, self.a.nslots, self.mapped_size == self.a.size)
+        self.a.free_trace = NULL
         if self.mapped_size == self.a.size:   # else: inside the mapping
             free(self.a.slots)
             free(self.free_stack)
@@ -561,10 +580,6 @@ cdef class Arena:
         if self.fd_ >= 0:
             close(self.fd_)
             self.fd_ = -1
-        _free_traces(self.a.alloc_trace, self.a.nslots)
-        self.a.alloc_trace = NULL
-        _free_traces(self.a.free_trace, self.a.nslots)
-        self.a.free_trace = NULL
         self.is_closed = True
 
     def __dealloc__(self):

@@ -126,6 +126,16 @@ def test_a_million_guarded_slots_are_one_vma():
         assert pagemap_guard_flags(last - PAGE, 3) == [True, False, True]
 
 
+def test_traceback_tables_live_in_the_mapping_too():
+    before = guardalloc.vma_count()
+    with Arena(PAGE, 100_000, tracebacks=True) as arena:
+        bufs = [arena.alloc(10) for _ in range(3)]
+        for buf in bufs:
+            buf.free()
+        # 2 x 800 KB of traceback tables would be glibc mmaps of their own.
+        assert guardalloc.vma_count() - before <= 1
+
+
 def test_vma_count_delta_of_madvise_and_mprotect_arenas():
     gc.collect()
     before = guardalloc.vma_count()
