@@ -45,6 +45,11 @@ cdef size_t PAGE = <size_t>sysconf(_SC_PAGESIZE)
 cdef char *_FORMAT_B = "B"
 # Slot offsets and sizes are kept in 32 bits.
 cdef size_t MAX_SLOT_SIZE = (<size_t>1 << 32) - PAGE
+# Sanity bounds that keep absurd arguments from exhausting the machine: the
+# whole arena within 64 TiB of address space (x86-64 gives a process 128),
+# and its guards within 1 TiB, whose page-table markers cost up to 2 GiB.
+MAX_ARENA_BYTES = 1 << 46
+MAX_GUARD_BYTES = 1 << 40
 
 _BACKENDS = {"none": GA_BACKEND_NONE, "madvise": GA_BACKEND_MADVISE, "mprotect": GA_BACKEND_MPROTECT}
 # How many frames a recorded traceback keeps (the innermost ones).
@@ -415,6 +420,15 @@ cdef class Arena:
             raise ValueError("uaf=True needs guards: use backend 'auto', 'madvise' or 'mprotect'")
         if tracebacks is not None and not isinstance(tracebacks, bool):
             raise TypeError("tracebacks must be True, False or None")
+        guard_bytes = (slots + 1) * guard_pages * PAGE
+        total = guard_bytes + slots * -(-slot_size // PAGE) * PAGE
+        if total > MAX_ARENA_BYTES:
+            raise ValueError(f"an arena of {slots} slots of {slot_size} bytes needs {total:,} bytes "
+                             f"of address space, more than the {MAX_ARENA_BYTES:,} guardalloc allows")
+        if guard_bytes > MAX_GUARD_BYTES:
+            raise ValueError(f"{slots + 1} guards of {guard_pages} page(s) cover {guard_bytes:,} bytes, "
+                             f"more than the {MAX_GUARD_BYTES:,} guardalloc allows "
+                             "(their page-table markers would cost up to 2 GiB)")
 
         requested = backend
         backend = _choose_backend(backend, file is not None)

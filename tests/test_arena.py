@@ -441,6 +441,8 @@ def test_buffers_are_not_picklable():
     ({"on_fault": "ignore"}, "on_fault must be"),
     ({"uaf": True, "quarantine": 9}, "quarantine must be between 0 and slots"),
     ({"uaf": True, "backend": "none"}, "uaf=True needs guards"),
+    ({"slot_size": 2 ** 32 - PAGE, "slots": 2 ** 32 - 1}, "needs .* bytes of address space"),
+    ({"slots": 10, "guard_pages": 2 ** 30}, "guards of 1073741824 page"),
 ])
 def test_bad_arguments(kwargs, message):
     args = {"slot_size": PAGE, "slots": 4, **kwargs}
