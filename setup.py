@@ -8,6 +8,8 @@ MODULES = {
     "guardalloc.support": [],
     "guardalloc.faults": ["guardalloc/_c/faults.c"],
     "guardalloc.arena": [],
+    "guardalloc.pool": [],
+    "guardalloc.pymem": [],
 }
 
 extensions = [

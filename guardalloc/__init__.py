@@ -20,6 +20,7 @@ from guardalloc.errors import (
     InvalidFreeError,
 )
 from guardalloc.maps import vma_count
+from guardalloc.pool import Pool, alloc, default_pool
 from guardalloc.support import Support, support
 
 __version__ = "0.1.0"
@@ -35,8 +36,11 @@ __all__ = [
     "GuardInstallError",
     "GuardUnsupportedError",
     "InvalidFreeError",
+    "Pool",
     "Support",
+    "alloc",
     "batching_refused",
+    "default_pool",
     "get_tracebacks",
     "set_tracebacks",
     "support",

@@ -62,6 +62,7 @@ cdef extern from *:
     const int MAP_SHARED
     const int MAP_ANONYMOUS
     const int MAP_NORESERVE
+    const int MAP_FIXED
     void* MAP_FAILED
     const int O_RDWR
     const int O_RDONLY

@@ -39,6 +39,11 @@ cdef int install_guards(char *first, size_t stride, size_t count,
 cdef class Buffer
 
 
+# Set by a Pool on the arenas it owns: frees of their Buffers go through the
+# pool (its lock, its bookkeeping) instead of straight to _free_address.
+ctypedef int (*ga_free_hook_t)(void *ctx, char *address, ga_corruption_t *damage) noexcept nogil
+
+
 cdef class Arena:
     cdef ga_arena_t a
     cdef uint32_t *free_stack
@@ -61,6 +66,13 @@ cdef class Arena:
     cdef readonly int guard_pages
     cdef readonly str align
     cdef readonly str on_fault
+    # Pool ownership (NULL/False for a standalone arena): a pooled arena is
+    # mapped at `placement` inside the pool's reservation, gives the range
+    # back to it (PROT_NONE) when released and refuses alloc()/close().
+    cdef char *placement
+    cdef ga_free_hook_t free_hook
+    cdef void *free_hook_ctx
+    cdef bint pooled
 
     cdef _map(self, file, bint shared)
     cdef _allocate_bookkeeping(self)
@@ -71,6 +83,7 @@ cdef class Arena:
     cdef long _take_slot(self) noexcept nogil
     cdef int _alloc_slot(self, size_t nbytes, bint zero, bint raw, long want) noexcept nogil
     cdef int _free_address(self, char *address, ga_corruption_t *damage) noexcept nogil
+    cdef int _free_through_owner(self, char *address, ga_corruption_t *damage) noexcept nogil
     cdef int _check_open(self) except -1
     cdef bint _wants_traces(self)
     cdef int _record_trace(self, uint32_t slot, bint at_free) except -1
@@ -88,6 +101,9 @@ cdef class Buffer:
     cdef Py_ssize_t exports
     cdef uint32_t slot_
     cdef bint is_freed
+    # The pool of a pooled buffer: kept alive as long as the buffer (the
+    # pool owns the arena; nothing points back, so no reference cycle).
+    cdef object pool
 
     cdef int _check(self) except -1
     cdef object address_or_none(self)

@@ -21,7 +21,7 @@ from libc.string cimport memcpy, memset, strerror
 from guardalloc._kernel cimport (
     EAGAIN, EBADF, EINTR, EINVAL, ENOMEM, ENOSYS, EPERM, GA_IOV_MAX,
     MADV_GUARD_INSTALL, MADV_GUARD_REMOVE, MAP_ANONYMOUS, MAP_FAILED,
-    MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, PROT_NONE, PROT_READ, PROT_WRITE,
+    MAP_FIXED, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, PROT_NONE, PROT_READ, PROT_WRITE,
     _SC_PAGESIZE, close, ga_pidfd_open, ga_process_madvise, getpid, iovec,
     madvise, mmap, mprotect, munmap, pid_t, sysconf,
 )
@@ -354,7 +354,11 @@ cdef class Arena:
         cdef void *base
         cdef int flags
         cdef int err
-        if file is None:
+        if self.placement != NULL:
+            # Inside a pool's reservation (anonymous only): replaces PROT_NONE.
+            base = mmap(self.placement, self.a.size, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0)
+        elif file is None:
             base = mmap(NULL, self.a.size, PROT_READ | PROT_WRITE,
                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
         else:
@@ -424,7 +428,13 @@ cdef class Arena:
             unregister_arena(&self.a)
             self.registered = False
         if self.a.base != NULL:
-            munmap(self.a.base, self.a.size)
+            if self.placement != NULL:
+                # Hand the range back to the pool's reservation rather than
+                # leave a hole that another mmap() could land in.
+                mmap(self.a.base, self.a.size, PROT_NONE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0)
+            else:
+                munmap(self.a.base, self.a.size)
             self.a.base = NULL
         if self.fd_ >= 0:
             close(self.fd_)
@@ -589,6 +599,12 @@ cdef class Arena:
                 self._push_free(oldest)
         return result
 
+    cdef int _free_through_owner(self, char *address, ga_corruption_t *damage) noexcept nogil:
+        """_free_address, through the owning pool's hook when there is one."""
+        if self.free_hook != NULL:
+            return self.free_hook(self.free_hook_ctx, address, damage)
+        return self._free_address(address, damage)
+
     # -- Python API -------------------------------------------------------
 
     cdef int _check_open(self) except -1:
@@ -616,6 +632,8 @@ cdef class Arena:
         cdef long want = -1
         cdef int result
         self._check_open()
+        if self.pooled:
+            raise ValueError("this arena belongs to a guardalloc.Pool: allocate with the pool")
         if nbytes <= 0 or <size_t>nbytes > self.a.slot_size:
             raise ValueError(f"nbytes must be between 1 and the slot size ({self.a.slot_size}), not {nbytes}")
         if slot is not None:
@@ -697,7 +715,7 @@ cdef class Arena:
                 address, slot)
         if self._wants_traces() and slot is not None and self.a.slots[slot].state == GA_SLOT_LIVE:
             self._record_trace(slot, True)
-        code = self._free_address(<char *>address, &damage)
+        code = self._free_through_owner(<char *>address, &damage)
         if code != GA_OK:
             self._raise_free_error(code, address, &damage, f"address {address:#x}")
 
@@ -714,7 +732,7 @@ cdef class Arena:
         if self._wants_traces():
             self._record_trace(buf.slot_, True)
         buf.is_freed = True
-        code = self._free_address(buf.ptr, &damage)
+        code = self._free_through_owner(buf.ptr, &damage)
         if code != GA_OK and raising:
             self._raise_free_error(code, <uintptr_t>buf.ptr, &damage, repr(buf))
 
@@ -774,6 +792,8 @@ cdef class Arena:
         """
         if self.is_closed:
             return
+        if self.pooled:
+            raise ValueError("this arena belongs to a guardalloc.Pool: close the pool instead")
         if self.exports:
             raise BufferError(
                 f"cannot close the arena while {self.exports} memoryview(s) or arrays export "
@@ -1034,7 +1054,7 @@ cdef class Buffer:
                 self.owner._record_trace(self.slot_, True)
             except MemoryError:
                 pass
-        code = self.owner._free_address(self.ptr, &damage)
+        code = self.owner._free_through_owner(self.ptr, &damage)
         if code != GA_OK:
             try:
                 self.owner._raise_free_error(code, <uintptr_t>self.ptr, &damage,

@@ -13,6 +13,7 @@ import sys
 # command -> (module, one-line help)
 COMMANDS = {
     "demo": ("guardalloc.demo", "build the same arena with madvise and mprotect guards, catch an overflow"),
+    "run": ("guardalloc.launcher", "run a script or module (-m) with guarding on; exits with its status"),
 }
 
 

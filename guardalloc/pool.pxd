@@ -6,7 +6,63 @@ PyDataMem_Handler, PyMem_SetAllocator) to cimport:
 
 Every method here is thread-safe (the pool's own lock, not the GIL) and
 callable without the GIL. None of them raises: failures return NULL / -1.
+The state and internals below the contract are pool.pyx's own.
 """
+
+from libc.stdint cimport uint32_t, uint64_t
+
+from guardalloc.arena cimport Arena, ga_corruption_t
+
+cdef extern from "<pthread.h>" nogil:
+    ctypedef struct pthread_mutex_t:
+        pass
+    int pthread_mutex_init(pthread_mutex_t *mutex, const void *attr)
+    int pthread_mutex_destroy(pthread_mutex_t *mutex)
+    int pthread_mutex_lock(pthread_mutex_t *mutex)
+    int pthread_mutex_unlock(pthread_mutex_t *mutex)
+
+# Size classes, in pages: 1..8 exactly, then four per doubling (10, 12, 14,
+# 16, 20, 24, 28, 32, ...) up to 3.5 GiB: at most a quarter of a block's
+# slot is slack.
+cdef enum:
+    EXACT_CLASSES = 8
+    NCLASSES = 76
+
+# How the C methods grow a full size class (Pool(grow=...)).
+cdef enum:
+    GROW_SYNC = 0       # take the GIL and add an arena now
+    GROW_PENDING = 1    # fail now; Py_AddPendingCall adds one later
+    GROW_NEVER = 2      # only what prepare() made
+
+
+# One arena of the pool, in address order (arenas are placed by a bump
+# pointer, so appending keeps the table sorted and indices stable).
+cdef struct pool_arena_t:
+    char *start
+    char *end
+    void *arena          # borrowed: Pool.arenas holds the reference
+    int cls
+    bint in_avail        # listed on its class's avail stack
+
+
+# What a queued Py_AddPendingCall holds instead of the Pool itself (whose
+# reference count a hook without the GIL cannot touch): the pool nulls
+# `pool` when it dies first, and the callback then frees the token.
+cdef struct grow_token_t:
+    void *pool
+    bint queued
+
+
+cdef struct pool_class_t:
+    size_t slot_size
+    uint32_t narenas
+    uint32_t slots       # slots in all its arenas
+    uint32_t next_slots  # slot count of the next arena
+    uint32_t *avail      # arenas (table indices) that may have a free slot
+    uint32_t navail
+    uint32_t cap_avail
+    bint grow_wanted     # pending mode: the main thread should add an arena
+    bint exhausted       # a limit stopped its growth
 
 
 cdef class Pool:
@@ -23,3 +79,60 @@ cdef class Pool:
     cdef bint owns(self, const void *ptr) noexcept nogil
     # Requested size of the live block at ptr, 0 if not a live block.
     cdef size_t block_size(self, const void *ptr) noexcept nogil
+
+    # -- state (pool.pyx) -------------------------------------------------
+    cdef pthread_mutex_t lock
+    cdef bint lock_ready
+    cdef bint lock_registered
+    cdef char *reserve_start
+    cdef char *reserve_end
+    cdef char *bump
+    cdef pool_arena_t *table
+    cdef uint32_t narenas
+    cdef uint32_t cap_table
+    cdef pool_class_t classes[NCLASSES]
+    cdef size_t mapped_bytes       # slot bytes of all arenas
+    cdef size_t max_bytes_
+    cdef uint32_t max_arenas_
+    cdef size_t guard_size
+    cdef int grow_mode
+    cdef grow_token_t *grow_token   # pending mode
+    cdef bint is_closed
+    cdef uint32_t growing          # _grow calls between claim and insert
+    cdef bint reservation_mapped
+    cdef uint64_t live
+    cdef uint64_t live_bytes
+    cdef uint64_t allocations
+    cdef uint64_t frees
+    cdef uint64_t corruptions
+    cdef uint64_t refused           # C requests that returned NULL
+    cdef list arenas                # owns the Arena objects
+    cdef dict arena_options
+    cdef readonly str backend
+    cdef readonly int guard_pages
+    cdef readonly str align
+    cdef readonly size_t alignment
+    cdef readonly bint uaf
+    cdef readonly str on_fault
+    cdef object quarantine
+    cdef object tracebacks
+    cdef object __weakref__
+
+    # -- internals (pool.pyx) ---------------------------------------------
+    cdef long _find(self, const char *address) noexcept nogil
+    cdef long _take(self, int cls, size_t nbytes, bint zero, bint raw,
+                    void **where) noexcept nogil
+    cdef int _free_locked(self, char *address, ga_corruption_t *damage, bint raw_only) noexcept nogil
+    cdef void *_c_alloc(self, size_t nbytes, bint zero) noexcept nogil
+    cdef void _schedule_growth(self, int cls) noexcept nogil
+    cdef long _grow_sync(self, int cls, size_t nbytes, bint zero, void **where) noexcept nogil
+    cdef void _release(self) noexcept
+    cdef void _unmap_reservation(self) noexcept nogil
+    cdef int _check_open(self) except -1
+    cdef int _grow(self, int cls) except -1
+    cdef int _add_arena(self, Arena arena, int cls, uint32_t slots) except -1
+    cdef void _insert_sorted(self, Arena arena, int cls) noexcept nogil
+    cdef int _grow_wanted(self) except -1
+    cdef int _class_for(self, nbytes) except -1
+    cdef int _check_raw(self, size_t address) except -1
+    cdef long _py_take(self, object nbytes, bint zero, bint raw, void **where) except? -1

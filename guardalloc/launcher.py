@@ -1,0 +1,149 @@
+"""``python -m guardalloc run``: run an unchanged program with guarding on.
+
+    python -m guardalloc run [--pymem RATE] [--numpy] [--traceback] script.py [args...]
+    python -m guardalloc run [options] -m module [args...]
+
+Turns guarding on in this interpreter, then runs the program the way
+``python script.py`` / ``python -m module`` would (``__name__ ==
+"__main__"``, ``sys.argv``, ``sys.path[0]``) and exits with its exit status:
+the code it passes to ``sys.exit()``, 1 after an uncaught exception (its
+traceback printed without the launcher's frames), or death by the signal of
+a guard page that fired.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import os
+import runpy
+import sys
+import traceback
+
+DEFAULT_PYMEM_RATE = 5000
+
+
+def _rate(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (off) or more, not {value}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--pymem", type=_rate, default=DEFAULT_PYMEM_RATE, metavar="RATE",
+        help=f"guard one in RATE of the interpreter's allocations (default {DEFAULT_PYMEM_RATE}; "
+             "1: all of them; 0: off)")
+    parser.add_argument("--numpy", action="store_true",
+                        help="allocate every numpy array's data in guarded slots")
+    parser.add_argument("--traceback", action="store_true",
+                        help="record allocation and free tracebacks for fault reports")
+    parser.add_argument("-m", dest="module", nargs=argparse.REMAINDER, metavar="MODULE ...",
+                        help="run a library module as a script, like python -m")
+    parser.add_argument("script", nargs="?", help="the script to run")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="its arguments")
+    parser.usage = ("python -m guardalloc run [--pymem RATE] [--numpy] [--traceback] "
+                    "(script.py | -m module) [args ...]")
+    parser.epilog = "Exits with the program's exit status."
+
+
+def _fail(message: str) -> int:
+    print(f"python -m guardalloc run: {message}", file=sys.stderr)
+    return 2
+
+
+def _enable_guarding(args: argparse.Namespace) -> int | None:
+    """Turn on what the options ask for; an exit status on failure."""
+    import guardalloc
+    from guardalloc import faults
+
+    # The fault reporter (guardalloc.enable_reports), where this build has one.
+    enable_reports = getattr(guardalloc, "enable_reports", None) or getattr(faults, "enable_reports", None)
+    if enable_reports is not None:
+        enable_reports()
+    if args.traceback:
+        guardalloc.set_tracebacks(True)
+    if args.numpy:
+        try:
+            guarded_numpy = importlib.import_module("guardalloc.numpy")
+            guarded_numpy.install()
+        except ImportError as exc:
+            return _fail(f"--numpy needs numpy and guardalloc.numpy: {exc}")
+    if args.pymem:
+        from guardalloc import pymem
+        pymem.install(sample_rate=args.pymem)
+    return None
+
+
+def _exit_status(exc: SystemExit) -> int:
+    """What the interpreter would exit with for this SystemExit."""
+    code = exc.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code    # sys.exit() hands it to exit(), which keeps the low byte
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _print_program_traceback(exc: BaseException) -> None:
+    """The traceback of an uncaught exception, starting at the program's
+    frames (runpy's and ours are left out, as python itself would show)."""
+    tb = exc.__traceback__
+    here = os.path.dirname(os.path.abspath(__file__))
+    skipped = {"<frozen runpy>", os.path.abspath(runpy.__file__)}
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename not in skipped and os.path.dirname(os.path.abspath(filename)) != here:
+            break
+        tb = tb.tb_next
+    traceback.print_exception(type(exc), exc, tb)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.module is not None:
+        if args.script is not None or args.args:
+            return _fail("give either a script or -m module, not both")
+        if not args.module:
+            return _fail("-m needs a module name")
+        module, *program_args = args.module
+    else:
+        if args.script is None:
+            return _fail("no script given (python -m guardalloc run script.py [args], or -m module)")
+        if not os.path.exists(args.script):
+            return _fail(f"can't open file {args.script!r}: no such file")
+        module, program_args = None, list(args.args)
+
+    failed = _enable_guarding(args)
+    if failed is not None:
+        return failed
+
+    if module is not None:
+        # Like python -m: sys.path[0] is the current directory; runpy puts
+        # the module's file name in sys.argv[0].
+        sys.path[0] = os.getcwd()
+        try:
+            spec = importlib.util.find_spec(module)
+        except ImportError:
+            spec = None
+        if spec is None:
+            return _fail(f"no module named {module!r}")
+        sys.argv = [module, *program_args]
+        runner = lambda: runpy.run_module(module, run_name="__main__", alter_sys=True)  # noqa: E731
+    else:
+        sys.argv = [args.script, *program_args]
+        sys.path[0] = os.path.dirname(os.path.abspath(args.script))
+        runner = lambda: runpy.run_path(args.script, run_name="__main__")  # noqa: E731
+    try:
+        runner()
+    except SystemExit as exc:
+        return _exit_status(exc)
+    except BaseException as exc:   # what python does with an uncaught exception
+        _print_program_traceback(exc)
+        return 130 if isinstance(exc, KeyboardInterrupt) else 1
+    return 0

@@ -1,0 +1,1158 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""The pool: guarded buffers of any size from size-classed arenas.
+
+A pool reserves one range of address space up front (``PROT_NONE``,
+``MAP_NORESERVE``: it costs no memory) and maps every arena it creates inside
+it, one after the other. So :meth:`Pool.owns` is two comparisons, without a
+lock, which the allocator hooks run on every free they see; and neighbouring
+arenas are neighbouring mappings, which keeps the VMA count down to a handful
+per pool.
+
+Requests are rounded up to a size class (whole pages: 1..8 pages, then four
+classes per doubling). Each class has arenas created on demand, each with
+twice the slots of the one before; requests of 1 MiB and more get a
+dedicated one-slot arena, guarded on both sides, whose pages are given back
+to the kernel (``MADV_DONTNEED``) when the block is freed and which is reused
+by the next request of the same class.
+
+The C methods (``malloc``, ``calloc``, ``realloc``, ``free_ptr``, ``owns``,
+``block_size``; see pool.pxd) take the pool's own pthread mutex, never the
+GIL. They grow the pool in one of three ways (``grow`` option): "sync" takes
+the GIL and creates the arena right away (numpy's handler, Python callers);
+"pending" never runs Python inside the call: it asks the main thread to
+create the arena at its next safe point (``Py_AddPendingCall``) and fails
+this one request (the interpreter's allocator hooks, which forward it);
+"never" only uses what :meth:`Pool.prepare` made.
+"""
+
+import threading
+
+cimport cython
+from libc.errno cimport errno
+from libc.stdint cimport uint8_t, uint32_t, uint64_t, uintptr_t
+from libc.stdio cimport snprintf
+from libc.stdlib cimport calloc, free, realloc
+from libc.string cimport memcpy, memset, strerror
+
+from guardalloc._kernel cimport (
+    MADV_DONTNEED, MAP_ANONYMOUS, MAP_FAILED, MAP_NORESERVE, MAP_PRIVATE,
+    PROT_NONE, _SC_PAGESIZE, madvise, mmap, munmap, sysconf,
+)
+from guardalloc._layout cimport *
+from guardalloc.arena cimport (
+    GA_ERR_CORRUPT, GA_ERR_FOREIGN, GA_ERR_FULL, GA_ERR_INVALID,
+    GA_ERR_SYSCALL, GA_OK, Arena, Buffer, ga_corruption_t,
+)
+
+from guardalloc.arena import _choose_backend
+from guardalloc.errors import ForeignBufferError, GuardInstallError, InvalidFreeError
+
+cdef extern from "Python.h":
+    int Py_AddPendingCall(int (*func)(void *) noexcept, void *arg) nogil
+
+cdef extern from "<unistd.h>" nogil:
+    ssize_t write(int fd, const void *buf, size_t count)
+
+# fork() while another thread holds a pool's mutex would leave it locked for
+# ever in the child: every pool mutex is taken around fork() and released (or
+# re-initialised in the child) afterwards.
+cdef extern from *:
+    """
+    #include <pthread.h>
+    #include <stdlib.h>
+    static pthread_mutex_t ga_pool_registry_lock = PTHREAD_MUTEX_INITIALIZER;
+    static pthread_mutex_t **ga_pool_locks;
+    static size_t ga_pool_nlocks, ga_pool_caplocks;
+    static int ga_pool_atfork_done;
+
+    static void ga_pool_prefork(void) {
+        size_t i;
+        pthread_mutex_lock(&ga_pool_registry_lock);
+        for (i = 0; i < ga_pool_nlocks; i++) pthread_mutex_lock(ga_pool_locks[i]);
+    }
+    static void ga_pool_postfork_parent(void) {
+        size_t i;
+        for (i = ga_pool_nlocks; i > 0; i--) pthread_mutex_unlock(ga_pool_locks[i - 1]);
+        pthread_mutex_unlock(&ga_pool_registry_lock);
+    }
+    static void ga_pool_postfork_child(void) {
+        size_t i;
+        for (i = 0; i < ga_pool_nlocks; i++) pthread_mutex_init(ga_pool_locks[i], NULL);
+        pthread_mutex_init(&ga_pool_registry_lock, NULL);
+    }
+    static int ga_pool_register_lock(pthread_mutex_t *m) {
+        int rc = 0;
+        pthread_mutex_lock(&ga_pool_registry_lock);
+        if (!ga_pool_atfork_done) {
+            if (pthread_atfork(ga_pool_prefork, ga_pool_postfork_parent, ga_pool_postfork_child) == 0)
+                ga_pool_atfork_done = 1;
+        }
+        if (ga_pool_nlocks == ga_pool_caplocks) {
+            size_t cap = ga_pool_caplocks ? 2 * ga_pool_caplocks : 16;
+            pthread_mutex_t **grown = realloc(ga_pool_locks, cap * sizeof(*grown));
+            if (grown == NULL) rc = -1;
+            else { ga_pool_locks = grown; ga_pool_caplocks = cap; }
+        }
+        if (rc == 0) ga_pool_locks[ga_pool_nlocks++] = m;
+        pthread_mutex_unlock(&ga_pool_registry_lock);
+        return rc;
+    }
+    static void ga_pool_unregister_lock(pthread_mutex_t *m) {
+        size_t i;
+        pthread_mutex_lock(&ga_pool_registry_lock);
+        for (i = 0; i < ga_pool_nlocks; i++) {
+            if (ga_pool_locks[i] == m) {
+                ga_pool_locks[i] = ga_pool_locks[--ga_pool_nlocks];
+                break;
+            }
+        }
+        pthread_mutex_unlock(&ga_pool_registry_lock);
+    }
+    """
+    int ga_pool_register_lock(pthread_mutex_t *m) nogil
+    void ga_pool_unregister_lock(pthread_mutex_t *m) nogil
+
+
+cdef size_t PAGE = <size_t>sysconf(_SC_PAGESIZE)
+
+# The largest class whose slot still fits the arena's 32-bit slot offsets.
+cdef size_t MAX_CLASS_PAGES = (<size_t>1 << 19) + 3 * (<size_t>1 << 17)
+# From this slot size on, one dedicated one-slot arena per block.
+cdef size_t LARGE_SLOT = <size_t>1 << 20
+# Slot counts of a class's arenas: the first arena holds about FIRST_ARENA
+# bytes of slots (between MIN_SLOTS and MAX_FIRST_SLOTS slots), each next
+# one twice as many, up to MAX_ARENA_SLOTS slots or MAX_ARENA_BYTES.
+cdef size_t FIRST_ARENA = <size_t>1 << 20
+cdef uint32_t MIN_SLOTS = 4
+cdef uint32_t MAX_FIRST_SLOTS = 256
+cdef uint32_t MAX_ARENA_SLOTS = 65536
+cdef size_t MAX_ARENA_BYTES = <size_t>1 << 30
+
+DEFAULT_MAX_BYTES = 16 << 30
+DEFAULT_MAX_ARENAS = 16384
+
+_GROW_MODES = {"sync": GROW_SYNC, "pending": GROW_PENDING, "never": GROW_NEVER}
+
+
+cdef inline size_t round_up(size_t n, size_t multiple) noexcept nogil:
+    return (n + multiple - 1) // multiple * multiple
+
+
+cdef inline int floor_log2(size_t n) noexcept nogil:
+    return 63 - __builtin_clzl(n)
+
+
+cdef extern from *:
+    int __builtin_clzl(unsigned long) nogil
+
+
+cdef inline int class_of(size_t nbytes) noexcept nogil:
+    """Size class of a request of nbytes (1 <= nbytes <= MAX_BLOCK)."""
+    cdef size_t pages = (nbytes + PAGE - 1) // PAGE
+    cdef int k
+    cdef size_t step, q
+    if pages <= EXACT_CLASSES:
+        return <int>pages - 1
+    k = floor_log2(pages - 1)            # pages in (2**k, 2**(k+1)]
+    step = (<size_t>1) << (k - 2)
+    q = (pages - ((<size_t>1) << k) + step - 1) // step   # 1..4
+    return EXACT_CLASSES + (k - 3) * 4 + <int>q - 1
+
+
+cdef inline size_t class_pages(int cls) noexcept nogil:
+    cdef int k, q
+    if cls < EXACT_CLASSES:
+        return <size_t>cls + 1
+    k = (cls - EXACT_CLASSES) // 4 + 3
+    q = (cls - EXACT_CLASSES) % 4 + 1
+    return ((<size_t>1) << k) + <size_t>q * ((<size_t>1) << (k - 2))
+
+
+cdef int _pending_grow(void *arg) noexcept with gil:
+    """Py_AddPendingCall callback: the main thread, the GIL, a safe point."""
+    cdef grow_token_t *token = <grow_token_t *>arg
+    cdef Pool pool
+    if token.pool == NULL:
+        free(token)     # the pool died while the call was queued
+        return 0
+    pool = <Pool>token.pool
+    try:
+        pool._grow_wanted()
+    except BaseException:
+        pass    # growth is best effort; the hook forwards meanwhile
+    return 0
+
+
+cdef int _buffer_free_hook(void *ctx, char *address, ga_corruption_t *damage) noexcept nogil:
+    """Arena free hook: a pooled Buffer freed (free(), GC) goes through the pool."""
+    return (<Pool>ctx)._free_locked(address, damage, False)
+
+
+@cython.auto_pickle(False)
+@cython.final
+@cython.no_gc_clear   # the C table borrows the arenas that `arenas` holds
+cdef class Pool:
+    """Guarded buffers of any size, from size-classed arenas made on demand.
+
+    Pool(*, guard_pages=1, backend="auto", align="right", alignment=16,
+         uaf=False, quarantine=None, tracebacks=None, on_fault="abort",
+         max_bytes=16 GiB, max_arenas=16384, grow="sync")
+
+    The arena options mean what they mean for :class:`guardalloc.Arena` and
+    apply to every arena of the pool (``quarantine`` is per arena). Limits:
+
+    Args:
+        max_bytes: bytes of slots (the memory buffers may occupy, guard
+            pages not counted) the pool may map in all. The pool reserves
+            ``max_bytes * (1 + guard_pages)`` bytes of address space for
+            it up front (no memory).
+        max_arenas: arenas the pool may create.
+        grow: "sync", "pending" or "never" (see the module docstring); only
+            the C methods look at it, Python methods always grow.
+
+    Thread-safe: the pool's own mutex serialises every allocation and free,
+    with or without the GIL.
+
+    Raises:
+        ValueError: an option is out of range.
+        GuardUnsupportedError: ``backend="madvise"`` without guard pages.
+        MemoryError: the address space reservation failed (``RLIMIT_AS``?).
+    """
+
+    def __cinit__(self):
+        self.is_closed = True
+        self.arenas = []
+
+    def __init__(self, *, int guard_pages=1, str backend="auto", str align="right",
+                 size_t alignment=16, bint uaf=False, quarantine=None, tracebacks=None,
+                 str on_fault="abort", max_bytes=DEFAULT_MAX_BYTES,
+                 max_arenas=DEFAULT_MAX_ARENAS, str grow="sync"):
+        cdef size_t reserve
+        cdef void *base
+        cdef int i
+        if self.lock_ready:
+            raise RuntimeError("Pool.__init__ called twice")
+        if guard_pages < 0:
+            raise ValueError(f"guard_pages must be 0 or more, not {guard_pages}")
+        if backend not in ("auto", "madvise", "mprotect", "none"):
+            raise ValueError(f"backend must be 'auto', 'madvise', 'mprotect' or 'none', not {backend!r}")
+        if align not in ("right", "left"):
+            raise ValueError(f"align must be 'right' or 'left', not {align!r}")
+        if alignment < 1 or alignment > PAGE or alignment & (alignment - 1):
+            raise ValueError(f"alignment must be a power of two from 1 to {PAGE}, not {alignment}")
+        if on_fault not in ("abort", "continue"):
+            raise ValueError(f"on_fault must be 'abort' or 'continue', not {on_fault!r}")
+        if quarantine is not None and (not isinstance(quarantine, int) or quarantine < 0):
+            raise ValueError(f"quarantine must be None or a count of 0 or more, not {quarantine!r}")
+        if uaf and backend == "none":
+            raise ValueError("uaf=True needs guards: use backend 'auto', 'madvise' or 'mprotect'")
+        if tracebacks is not None and not isinstance(tracebacks, bool):
+            raise TypeError("tracebacks must be True, False or None")
+        if grow not in _GROW_MODES:
+            raise ValueError(f"grow must be 'sync', 'pending' or 'never', not {grow!r}")
+        max_bytes = int(max_bytes)
+        max_arenas = int(max_arenas)
+        if not PAGE <= max_bytes <= (1 << 44):
+            raise ValueError(f"max_bytes must be between {PAGE} and {1 << 44}, not {max_bytes}")
+        if not 1 <= max_arenas <= 262144:
+            raise ValueError(f"max_arenas must be between 1 and 262144, not {max_arenas}")
+
+        self.backend = _choose_backend(backend, False)
+        self.guard_pages = guard_pages
+        self.align = align
+        self.alignment = alignment
+        self.uaf = uaf
+        self.on_fault = on_fault
+        self.quarantine = quarantine
+        self.tracebacks = tracebacks
+        self.grow_mode = _GROW_MODES[grow]
+        self.max_bytes_ = max_bytes
+        self.max_arenas_ = max_arenas
+        self.guard_size = <size_t>guard_pages * PAGE
+        self.arena_options = dict(guard_pages=guard_pages, backend=self.backend, align=align,
+                                  alignment=alignment, uaf=uaf, tracebacks=tracebacks,
+                                  on_fault=on_fault)
+        for i in range(NCLASSES):
+            self.classes[i].slot_size = class_pages(i) * PAGE
+            self.classes[i].next_slots = _first_slots(self.classes[i].slot_size)
+
+        # Every slot costs at most guard_pages guard pages on top (1-page
+        # slots), every arena one more guard at its start.
+        reserve = round_up(<size_t>max_bytes, PAGE) * (1 + <size_t>guard_pages) \
+            + <size_t>max_arenas * self.guard_size
+        base = mmap(NULL, reserve, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        if base == MAP_FAILED:
+            raise MemoryError(
+                f"cannot reserve {reserve} bytes of address space for the pool "
+                f"({strerror(errno).decode()}; RLIMIT_AS?): pass a smaller max_bytes")
+        self.reserve_start = <char *>base
+        self.reserve_end = self.reserve_start + reserve
+        self.reservation_mapped = True
+        self.bump = self.reserve_start
+        if pthread_mutex_init(&self.lock, NULL) != 0:
+            munmap(base, reserve)
+            self.reserve_start = self.reserve_end = self.bump = NULL
+            raise MemoryError("cannot initialise the pool's mutex")
+        self.lock_ready = True
+        self.grow_token = <grow_token_t *>calloc(1, sizeof(grow_token_t))
+        if self.grow_token == NULL:
+            self._release()
+            raise MemoryError("no memory for the pool's growth token")
+        self.grow_token.pool = <void *>self
+        if ga_pool_register_lock(&self.lock) != 0:
+            self._release()
+            raise MemoryError("no memory to register the pool's mutex for fork()")
+        self.lock_registered = True
+        self.is_closed = False
+
+    # -- lifetime -----------------------------------------------------------
+
+    cdef void _release(self) noexcept:
+        """Release every arena, then the reservation. Safe on a half-built pool."""
+        cdef uint32_t i
+        cdef int k
+        cdef Arena arena
+        if self.lock_ready:
+            pthread_mutex_lock(&self.lock)
+        self.is_closed = True
+        for i in range(self.narenas):
+            arena = <Arena>self.table[i].arena
+            arena.free_hook = NULL
+            arena.free_hook_ctx = NULL
+            arena._release()
+        self.narenas = 0
+        free(self.table)
+        self.table = NULL
+        self.cap_table = 0
+        for k in range(NCLASSES):
+            free(self.classes[k].avail)
+            self.classes[k].avail = NULL
+            self.classes[k].navail = self.classes[k].cap_avail = 0
+        if self.growing == 0:
+            # Else the last grower unmaps it, after releasing its arena.
+            self._unmap_reservation()
+        self.live = self.live_bytes = 0
+        if self.lock_ready:
+            pthread_mutex_unlock(&self.lock)
+        if self.lock_registered:
+            ga_pool_unregister_lock(&self.lock)
+            self.lock_registered = False
+
+    cdef void _unmap_reservation(self) noexcept nogil:
+        if self.reservation_mapped:
+            munmap(self.reserve_start, <size_t>(self.reserve_end - self.reserve_start))
+            self.reservation_mapped = False
+            # reserve_start/end stay set: owns() is False once closed.
+
+    def __dealloc__(self):
+        self._release()
+        if self.grow_token != NULL:
+            # GIL held, no other reference: nobody can queue a call now.
+            if self.grow_token.queued:
+                self.grow_token.pool = NULL    # the callback frees it
+            else:
+                free(self.grow_token)
+            self.grow_token = NULL
+        if self.lock_ready:
+            pthread_mutex_destroy(&self.lock)
+            self.lock_ready = False
+
+    def close(self):
+        """Unmap every arena and the reservation. Idempotent.
+
+        Buffers still alive become unusable (their methods raise
+        ValueError); C callers get NULL / -1 from then on.
+
+        Raises:
+            BufferError: a buffer is still exported (memoryview, numpy array).
+        """
+        cdef Arena arena
+        if self.is_closed:
+            return
+        for arena in self.arenas:
+            if arena.exports:
+                raise BufferError(
+                    "cannot close the pool while memoryviews or arrays export its buffers; "
+                    "release them first")
+        self._release()
+        self.arenas = []
+
+    def __enter__(self):
+        self._check_open()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    cdef int _check_open(self) except -1:
+        if self.is_closed:
+            raise ValueError("operation on a closed guardalloc.Pool")
+        return 0
+
+    # -- the core (caller holds self.lock) ----------------------------------
+
+    cdef inline long _find(self, const char *address) noexcept nogil:
+        """Table index of the arena whose mapping holds address, or -1."""
+        cdef long lo = 0, hi = <long>self.narenas - 1, mid
+        while lo <= hi:
+            mid = (lo + hi) >> 1
+            if address < self.table[mid].start:
+                hi = mid - 1
+            elif address >= self.table[mid].end:
+                lo = mid + 1
+            else:
+                return mid
+        return -1
+
+    cdef long _take(self, int cls, size_t nbytes, bint zero, bint raw,
+                    void **where) noexcept nogil:
+        """A live slot for nbytes from the class's arenas: its index (and
+        where[0] its arena), GA_ERR_FULL or GA_ERR_SYSCALL."""
+        cdef pool_class_t *c = &self.classes[cls]
+        cdef pool_arena_t *e
+        cdef int result
+        if self.is_closed:
+            return GA_ERR_FULL
+        while c.navail > 0:
+            e = &self.table[c.avail[c.navail - 1]]
+            result = (<Arena>e.arena)._alloc_slot(nbytes, zero, raw, -1)
+            if result >= 0:
+                self.live += 1
+                self.live_bytes += nbytes
+                self.allocations += 1
+                where[0] = e.arena   # not e: the table may move once unlocked
+                return result
+            if result != GA_ERR_FULL:
+                return result
+            e.in_avail = False
+            c.navail -= 1
+        return GA_ERR_FULL
+
+    cdef int _free_locked(self, char *address, ga_corruption_t *damage, bint raw_only) noexcept nogil:
+        """Free the block at address through its arena: an Arena result code.
+
+        ``raw_only`` refuses (GA_ERR_INVALID) blocks that a Python Buffer
+        owns: C callers must not free those behind the Buffer's back.
+        """
+        cdef long index
+        cdef pool_arena_t *e
+        cdef pool_class_t *c
+        cdef ga_arena_t *a
+        cdef size_t offset, slot, nbytes
+        cdef int code
+        pthread_mutex_lock(&self.lock)
+        index = self._find(address) if not self.is_closed else -1
+        if index < 0:
+            pthread_mutex_unlock(&self.lock)
+            return GA_ERR_FOREIGN
+        e = &self.table[index]
+        a = &(<Arena>e.arena).a
+        offset = <size_t>(address - a.base)
+        slot = (offset - a.guard_size) // a.stride if offset >= a.guard_size else 0
+        if raw_only and slot < a.nslots and a.slots[slot].state == GA_SLOT_LIVE \
+                and not a.slots[slot].flags & GA_FLAG_RAW:
+            pthread_mutex_unlock(&self.lock)
+            return GA_ERR_INVALID
+        nbytes = a.slots[slot].nbytes if slot < a.nslots else 0
+        code = (<Arena>e.arena)._free_address(address, damage)
+        if code == GA_OK or code == GA_ERR_CORRUPT or code == GA_ERR_SYSCALL:
+            self.live -= 1
+            self.live_bytes -= nbytes
+            self.frees += 1
+            if code == GA_ERR_CORRUPT:
+                self.corruptions += 1
+            c = &self.classes[e.cls]
+            if c.slot_size >= LARGE_SLOT and not a.uaf and a.slots[slot].state == GA_SLOT_FREE:
+                # A dedicated arena keeps its address range for the next
+                # block of its class, not its memory.
+                if madvise(GA_SLOT_START(a, slot), a.slot_size, MADV_DONTNEED) == 0:
+                    a.slots[slot].flags &= ~GA_FLAG_USED
+            if not e.in_avail and c.navail < c.cap_avail:
+                e.in_avail = True
+                c.avail[c.navail] = <uint32_t>index
+                c.navail += 1
+        pthread_mutex_unlock(&self.lock)
+        return code
+
+    # -- the C interface (pool.pxd) ------------------------------------------
+
+    cdef void *malloc(self, size_t nbytes) noexcept nogil:
+        return self._c_alloc(nbytes, False)
+
+    cdef void *calloc(self, size_t count, size_t size) noexcept nogil:
+        if size != 0 and count > (<size_t>-1) // size:
+            return NULL
+        return self._c_alloc(count * size, True)
+
+    cdef void *_c_alloc(self, size_t nbytes, bint zero) noexcept nogil:
+        cdef int cls
+        cdef long slot
+        cdef void *arena = NULL
+        cdef ga_arena_t *a
+        if nbytes == 0:
+            nbytes = 1    # a unique pointer, like malloc(0)
+        if nbytes > MAX_CLASS_PAGES * PAGE:
+            return NULL
+        cls = class_of(nbytes)
+        pthread_mutex_lock(&self.lock)
+        slot = self._take(cls, nbytes, zero, True, &arena)
+        if slot == GA_ERR_FULL and self.grow_mode == GROW_PENDING:
+            self._schedule_growth(cls)
+        pthread_mutex_unlock(&self.lock)
+        if slot == GA_ERR_FULL and self.grow_mode == GROW_SYNC:
+            slot = self._grow_sync(cls, nbytes, zero, &arena)
+        if slot < 0:
+            self.refused += 1   # a statistic: a lost update is harmless
+            return NULL
+        a = &(<Arena>arena).a
+        return GA_SLOT_START(a, slot) + a.slots[slot].offset
+
+    cdef void _schedule_growth(self, int cls) noexcept nogil:
+        """Pending mode, lock held: have the main thread add an arena."""
+        cdef pool_class_t *c = &self.classes[cls]
+        if c.exhausted or c.grow_wanted:
+            return
+        c.grow_wanted = True
+        if self.grow_token != NULL and not self.grow_token.queued:
+            if Py_AddPendingCall(_pending_grow, <void *>self.grow_token) == 0:
+                self.grow_token.queued = True
+            else:
+                c.grow_wanted = False   # queue full: ask again next time
+
+    cdef long _grow_sync(self, int cls, size_t nbytes, bint zero, void **where) noexcept nogil:
+        cdef long slot
+        with gil:
+            while True:
+                # Another thread may have grown the class meanwhile.
+                pthread_mutex_lock(&self.lock)
+                slot = self._take(cls, nbytes, zero, True, where)
+                pthread_mutex_unlock(&self.lock)
+                if slot != GA_ERR_FULL or self.is_closed:
+                    return slot
+                try:
+                    self._grow(cls)
+                except BaseException:
+                    return GA_ERR_FULL
+
+    cdef void *realloc(self, void *ptr, size_t nbytes) noexcept nogil:
+        cdef size_t old
+        cdef void *moved
+        if ptr == NULL:
+            return self.malloc(nbytes)
+        old = self.block_size(ptr)
+        if old == 0:
+            return NULL
+        # Always move: a block that shrank or grew in place would no longer
+        # end at its guard page.
+        moved = self.malloc(nbytes)
+        if moved == NULL:
+            return NULL
+        memcpy(moved, ptr, old if old < nbytes else nbytes)
+        if self.free_ptr(ptr) != 0:
+            # Not the C interface's block (a Python Buffer owns it): undo.
+            self.free_ptr(moved)
+            return NULL
+        return moved
+
+    cdef int free_ptr(self, void *ptr) noexcept nogil:
+        cdef ga_corruption_t damage
+        cdef int code
+        if not self.owns(ptr):
+            return -1
+        code = self._free_locked(<char *>ptr, &damage, True)
+        if code == GA_ERR_CORRUPT:
+            _report_corruption(ptr, &damage)
+        elif code != GA_OK and code != GA_ERR_SYSCALL:
+            return -1
+        return 0
+
+    cdef bint owns(self, const void *ptr) noexcept nogil:
+        return (not self.is_closed and <const char *>ptr >= self.reserve_start
+                and <const char *>ptr < self.reserve_end)
+
+    cdef size_t block_size(self, const void *ptr) noexcept nogil:
+        cdef long index
+        cdef ga_arena_t *a
+        cdef size_t offset, slot, within
+        cdef size_t result = 0
+        if not self.owns(ptr):
+            return 0
+        pthread_mutex_lock(&self.lock)
+        index = self._find(<const char *>ptr) if not self.is_closed else -1
+        if index >= 0:
+            a = &(<Arena>self.table[index].arena).a
+            offset = <size_t>(<const char *>ptr - a.base)
+            if offset >= a.guard_size:
+                offset -= a.guard_size
+                slot = offset // a.stride
+                within = offset % a.stride
+                if slot < a.nslots and a.slots[slot].state == GA_SLOT_LIVE \
+                        and within == a.slots[slot].offset:
+                    result = a.slots[slot].nbytes
+        pthread_mutex_unlock(&self.lock)
+        return result
+
+    # -- growth (GIL held, lock not held) -------------------------------------
+
+    cdef int _grow(self, int cls) except -1:
+        """Add an arena to a class (GIL held, lock not held).
+
+        Raises:
+            MemoryError: a limit (max_bytes, max_arenas, the reservation) or
+                the kernel refused.
+        """
+        cdef pool_class_t *c = &self.classes[cls]
+        cdef size_t slot_size = c.slot_size
+        cdef size_t budget, footprint
+        cdef uint32_t slots
+        cdef char *place
+        cdef Arena arena
+        cdef bint finish
+        cdef int problem = 0
+        self._check_open()
+        # No Python object may be made while the lock is held: the lock is
+        # also taken inside allocator hooks (pymem), which would deadlock.
+        pthread_mutex_lock(&self.lock)
+        slots = 0
+        footprint = 0
+        if self.narenas + self.growing >= self.max_arenas_:
+            problem = 1
+        else:
+            budget = (self.max_bytes_ - self.mapped_bytes) // slot_size \
+                if self.mapped_bytes < self.max_bytes_ else 0
+            slots = c.next_slots if c.next_slots <= budget else <uint32_t>budget
+            footprint = self.guard_size + <size_t>slots * (slot_size + self.guard_size)
+            if slots == 0:
+                problem = 2
+            elif footprint > <size_t>(self.reserve_end - self.bump):
+                problem = 3
+        if problem:
+            c.exhausted = True
+        else:
+            # Claim the range now: another thread may grow while this one
+            # builds its arena (guard installation releases the GIL).
+            place = self.bump
+            self.bump += footprint
+            self.mapped_bytes += <size_t>slots * slot_size
+            self.growing += 1
+        pthread_mutex_unlock(&self.lock)
+        if problem == 1:
+            raise MemoryError(f"the pool reached max_arenas ({self.max_arenas_} arenas)")
+        if problem == 2:
+            raise MemoryError(
+                f"the pool reached max_bytes ({self.max_bytes_} bytes of slots; "
+                f"{self.mapped_bytes} mapped, no room for a {slot_size}-byte slot)")
+        if problem == 3:
+            raise MemoryError("the pool's address space reservation is used up")
+
+        arena = Arena.__new__(Arena)
+        arena.placement = place
+        arena.pooled = True
+        quarantine = None if self.quarantine is None else min(self.quarantine, slots)
+        try:
+            arena.__init__(slot_size, slots, quarantine=quarantine, **self.arena_options)
+            arena.free_hook = _buffer_free_hook
+            arena.free_hook_ctx = <void *>self
+            self._add_arena(arena, cls, slots)
+        except BaseException:
+            arena.free_hook = NULL
+            arena._release()    # the range goes back to PROT_NONE
+            pthread_mutex_lock(&self.lock)
+            self.mapped_bytes -= <size_t>slots * slot_size
+            if self.bump == place + footprint:
+                self.bump = place    # nobody claimed after us: give it back
+            pthread_mutex_unlock(&self.lock)
+            raise
+        finally:
+            pthread_mutex_lock(&self.lock)
+            self.growing -= 1
+            finish = self.is_closed and self.growing == 0
+            pthread_mutex_unlock(&self.lock)
+            if finish:
+                self._unmap_reservation()   # close() left it to us
+        self.arenas.append(arena)
+        return 0
+
+    cdef int _add_arena(self, Arena arena, int cls, uint32_t slots) except -1:
+        """Put a new arena in the table and on its class's avail stack."""
+        cdef pool_class_t *c = &self.classes[cls]
+        cdef pool_arena_t *grown_table
+        cdef uint32_t *grown_avail
+        cdef uint32_t cap
+        cdef int problem = 0
+        pthread_mutex_lock(&self.lock)
+        if self.is_closed:
+            problem = 1
+        if not problem and self.narenas == self.cap_table:
+            cap = self.cap_table * 2 if self.cap_table else 64
+            grown_table = <pool_arena_t *>realloc(self.table, cap * sizeof(pool_arena_t))
+            if grown_table == NULL:
+                problem = 2
+            else:
+                self.table = grown_table
+                self.cap_table = cap
+        if not problem and c.cap_avail < c.narenas + 1:
+            # Room for every arena of the class: frees never drop one.
+            cap = 2 * (c.narenas + 1) if c.narenas >= 4 else 8
+            grown_avail = <uint32_t *>realloc(c.avail, cap * sizeof(uint32_t))
+            if grown_avail == NULL:
+                problem = 2
+            else:
+                c.avail = grown_avail
+                c.cap_avail = cap
+        if not problem:
+            # Arenas claimed concurrently may finish out of order: insert
+            # sorted (indices of later arenas shift: fix the avail stacks).
+            self._insert_sorted(arena, cls)
+            c.narenas += 1
+            c.slots += slots
+            if c.slot_size < LARGE_SLOT:
+                c.next_slots = _next_slots(slots, c.slot_size)
+        pthread_mutex_unlock(&self.lock)
+        if problem == 1:
+            raise ValueError("operation on a closed guardalloc.Pool (closed while it grew)")
+        if problem == 2:
+            raise MemoryError("no memory for the pool's arena table")
+        return 0
+
+    cdef void _insert_sorted(self, Arena arena, int cls) noexcept nogil:
+        cdef uint32_t at = self.narenas, i
+        cdef int k
+        cdef pool_class_t *c
+        while at > 0 and self.table[at - 1].start > arena.a.base:
+            at -= 1
+        if at < self.narenas:
+            i = self.narenas
+            while i > at:
+                self.table[i] = self.table[i - 1]
+                i -= 1
+            for k in range(NCLASSES):
+                c = &self.classes[k]
+                for i in range(c.navail):
+                    if c.avail[i] >= at:
+                        c.avail[i] += 1
+        self.table[at].start = arena.a.base
+        self.table[at].end = arena.a.base + arena.a.size
+        self.table[at].arena = <void *>arena
+        self.table[at].cls = cls
+        self.table[at].in_avail = True
+        self.narenas += 1
+        c = &self.classes[cls]
+        c.avail[c.navail] = at
+        c.navail += 1
+
+    cdef int _grow_wanted(self) except -1:
+        """Pending mode: add an arena to every class that asked for one."""
+        cdef int i, n = 0
+        cdef int wanted[NCLASSES]
+        pthread_mutex_lock(&self.lock)
+        self.grow_token.queued = False
+        for i in range(NCLASSES):
+            if self.classes[i].grow_wanted:
+                self.classes[i].grow_wanted = False
+                wanted[n] = i
+                n += 1
+        pthread_mutex_unlock(&self.lock)
+        if self.is_closed:
+            return 0
+        for i in range(n):
+            try:
+                self._grow(wanted[i])
+            except MemoryError:
+                pass    # the class is marked exhausted; requests forward
+        return 0
+
+    # -- Python API -----------------------------------------------------------
+
+    cdef int _class_for(self, nbytes) except -1:
+        self._check_open()
+        if not isinstance(nbytes, int):
+            raise TypeError(f"nbytes must be an int, not {type(nbytes).__name__}")
+        if not 1 <= nbytes <= MAX_CLASS_PAGES * PAGE:
+            raise ValueError(f"nbytes must be between 1 and {MAX_CLASS_PAGES * PAGE}, not {nbytes}")
+        return class_of(<size_t>nbytes)
+
+    cdef long _py_take(self, object nbytes, bint zero, bint raw, void **where) except? -1:
+        """Allocate from Python: grows the class as needed (GIL held)."""
+        cdef int cls = self._class_for(nbytes)
+        cdef size_t n = nbytes
+        cdef long slot
+        while True:
+            pthread_mutex_lock(&self.lock)
+            slot = self._take(cls, n, zero, raw, where)
+            pthread_mutex_unlock(&self.lock)
+            if slot >= 0:
+                return slot
+            if slot == GA_ERR_SYSCALL:
+                raise GuardInstallError(errno, f"removing a use-after-free guard failed: "
+                                               f"{strerror(errno).decode()}")
+            self._grow(cls)
+
+    def alloc(self, nbytes, *, bint zero=True):
+        """Return a :class:`guardalloc.Buffer` of nbytes, ending right before a
+        guard page (``align="right"``, to ``alignment``).
+
+        The Buffer behaves as one from :meth:`Arena.alloc`; ``buf.arena`` is
+        the pool's arena that holds it.
+
+        Raises:
+            TypeError: nbytes is not an int.
+            ValueError: nbytes out of 1..3.5 GiB, or the pool is closed.
+            MemoryError: max_bytes or max_arenas reached, or no memory.
+        """
+        cdef void *where = NULL
+        cdef long slot = self._py_take(nbytes, zero, False, &where)
+        cdef Arena arena = <Arena>where
+        cdef Buffer buf = Buffer.__new__(Buffer)
+        buf.owner = arena
+        buf.pool = self
+        buf.slot_ = <uint32_t>slot
+        buf.nbytes_ = nbytes
+        buf.shape[0] = nbytes
+        buf.ptr = GA_SLOT_START(&arena.a, slot) + arena.a.slots[slot].offset
+        if arena._wants_traces():
+            arena._record_trace(<uint32_t>slot, False)
+        return buf
+
+    def alloc_raw(self, nbytes, *, bint zero=True) -> int:
+        """Like :meth:`alloc`, but return the block's address (for ctypes or C
+        code); free it with :meth:`free` or :meth:`realloc` it."""
+        cdef void *where = NULL
+        cdef long slot = self._py_take(nbytes, zero, True, &where)
+        cdef Arena arena = <Arena>where
+        if arena._wants_traces():
+            arena._record_trace(<uint32_t>slot, False)
+        return <uintptr_t>(GA_SLOT_START(&arena.a, slot) + arena.a.slots[slot].offset)
+
+    def free(self, buffer):
+        """Free a :class:`Buffer` of this pool or an address from
+        :meth:`alloc_raw`.
+
+        Raises:
+            BufferError: the buffer is still exported.
+            DoubleFreeError, InvalidFreeError, CorruptionError: as
+                :meth:`Arena.free`.
+            ForeignBufferError: not this pool's buffer or address.
+            ValueError: the pool is closed.
+        """
+        cdef Buffer buf
+        cdef ga_corruption_t damage
+        cdef size_t address
+        cdef int code
+        cdef long index
+        cdef Arena arena
+        self._check_open()
+        if isinstance(buffer, Buffer):
+            buf = <Buffer>buffer
+            if buf.owner is None or buf.owner.free_hook_ctx != <void *>self:
+                raise ForeignBufferError(f"{buf!r} belongs to another arena or pool",
+                                         buf.address_or_none(), None)
+            buf.owner._free_buffer(buf, True)
+            return
+        if not isinstance(buffer, int):
+            raise TypeError(f"free() takes a guardalloc.Buffer or an address, not {type(buffer).__name__}")
+        if not 0 <= buffer < 2 ** 64 or not self.owns(<const void *><uintptr_t>buffer):
+            raise ForeignBufferError(f"address {buffer:#x} is not in this pool", buffer, None)
+        address = buffer
+        pthread_mutex_lock(&self.lock)
+        index = self._find(<char *>address)
+        if index >= 0:
+            arena = <Arena>self.table[index].arena
+        pthread_mutex_unlock(&self.lock)
+        if index < 0:
+            raise InvalidFreeError(f"invalid free of address {address:#x}: not in any of the "
+                                   "pool's arenas", address, None)
+        slot = arena._slot_of(address)
+        if slot is not None and arena.a.slots[slot].state == GA_SLOT_LIVE \
+                and not arena.a.slots[slot].flags & GA_FLAG_RAW:
+            raise InvalidFreeError(
+                f"address {address:#x} is a Buffer object's: free the Buffer, not its address",
+                address, slot)
+        if arena._wants_traces() and slot is not None and arena.a.slots[slot].state == GA_SLOT_LIVE:
+            arena._record_trace(slot, True)
+        code = self._free_locked(<char *>address, &damage, True)
+        if code != GA_OK:
+            arena._raise_free_error(code, address, &damage, f"address {address:#x}")
+
+    def realloc_raw(self, address, nbytes) -> int:
+        """Move the raw block at address to a new block of nbytes (its first
+        min(old, new) bytes copied), free the old one and return the new
+        address. ``address=0`` allocates.
+
+        Raises:
+            InvalidFreeError: address is not a live raw block of this pool
+                (nothing changes).
+            ValueError, MemoryError: as :meth:`alloc_raw` (nothing changes).
+        """
+        cdef size_t old, moved
+        self._check_open()
+        if address == 0:
+            return self.alloc_raw(nbytes, zero=False)
+        if not isinstance(address, int) or not 0 < address < 2 ** 64:
+            raise TypeError(f"address must be an address from alloc_raw(), not {address!r}")
+        old = self.block_size(<const void *><uintptr_t>address)
+        if old == 0:
+            raise InvalidFreeError(f"realloc of {address:#x}: not a live block of this pool", address, None)
+        self._check_raw(address)
+        moved = self.alloc_raw(nbytes, zero=False)
+        memcpy(<void *><uintptr_t>moved, <void *><uintptr_t>address, old if old < <size_t>nbytes else <size_t>nbytes)
+        self.free(address)
+        return moved
+
+    cdef int _check_raw(self, size_t address) except -1:
+        """InvalidFreeError unless address is a live raw block (alloc_raw)."""
+        cdef long index
+        cdef Arena arena = None
+        pthread_mutex_lock(&self.lock)
+        index = self._find(<char *>address)
+        if index >= 0:
+            arena = <Arena>self.table[index].arena
+        pthread_mutex_unlock(&self.lock)
+        if arena is None:
+            raise InvalidFreeError(f"address {address:#x} is not in any of the pool's arenas", address, None)
+        slot = arena._slot_of(address)
+        if slot is None or arena.a.slots[slot].state != GA_SLOT_LIVE:
+            raise InvalidFreeError(f"address {address:#x} is not a live block", address, slot)
+        if not arena.a.slots[slot].flags & GA_FLAG_RAW:
+            raise InvalidFreeError(
+                f"address {address:#x} is a Buffer object's: free the Buffer, not its address",
+                address, slot)
+        return 0
+
+    def owns_address(self, size_t address) -> bool:
+        """Whether address lies in the pool's reserved range (any arena,
+        guard pages included); False once the pool is closed."""
+        return self.owns(<const void *><uintptr_t>address)
+
+    def block_nbytes(self, size_t address) -> int:
+        """Requested size of the live block that starts at address, else 0."""
+        return self.block_size(<const void *><uintptr_t>address)
+
+    def prepare(self, nbytes, arenas=1) -> None:
+        """Create ``arenas`` more arenas for the size class of nbytes now (for
+        callers that must not grow later, ``grow="never"``/``"pending"``).
+
+        Raises:
+            ValueError, MemoryError: as :meth:`alloc`.
+        """
+        cdef int cls = self._class_for(nbytes)
+        for _ in range(int(arenas)):
+            self._grow(cls)
+
+    @staticmethod
+    def slot_size_for(nbytes) -> int:
+        """The slot size (size class) that serves a request of nbytes.
+
+        Raises:
+            ValueError: nbytes out of 1..3.5 GiB.
+        """
+        if not 1 <= nbytes <= MAX_CLASS_PAGES * PAGE:
+            raise ValueError(f"nbytes must be between 1 and {MAX_CLASS_PAGES * PAGE}, not {nbytes}")
+        return class_pages(class_of(<size_t>nbytes)) * PAGE
+
+    def stats(self) -> dict:
+        """Counts: arenas, live (blocks), live_bytes (requested), allocations,
+        frees, corruptions (slack damage found by C-level frees), refused (C
+        requests answered with NULL), mapped_bytes (slot bytes of all
+        arenas), address_space (bytes of the reservation in use),
+        reserved, max_bytes, max_arenas, classes (slot_size -> dict of
+        arenas, slots, exhausted)."""
+        cdef int i
+        cdef uint64_t counts[12]
+        cdef uint64_t per_class[NCLASSES][3]
+        self._check_open()
+        # Copied under the lock, turned into Python objects after it.
+        pthread_mutex_lock(&self.lock)
+        counts[:] = [self.narenas, self.live, self.live_bytes, self.allocations, self.frees,
+                     self.corruptions, self.refused, self.mapped_bytes,
+                     <size_t>(self.bump - self.reserve_start),
+                     <size_t>(self.reserve_end - self.reserve_start),
+                     self.max_bytes_, self.max_arenas_]
+        for i in range(NCLASSES):
+            per_class[i][0] = self.classes[i].narenas
+            per_class[i][1] = self.classes[i].slots
+            per_class[i][2] = self.classes[i].exhausted
+        pthread_mutex_unlock(&self.lock)
+        names = ("arenas", "live", "live_bytes", "allocations", "frees", "corruptions", "refused",
+                 "mapped_bytes", "address_space", "reserved", "max_bytes", "max_arenas")
+        result = {name: counts[i] for i, name in enumerate(names)}
+        result["classes"] = {
+            self.classes[i].slot_size: {"arenas": per_class[i][0], "slots": per_class[i][1],
+                                        "exhausted": bool(per_class[i][2])}
+            for i in range(NCLASSES) if per_class[i][0]
+        }
+        return result
+
+    @property
+    def address(self) -> int:
+        """Start of the reserved range."""
+        return <uintptr_t>self.reserve_start
+
+    @property
+    def reserved(self) -> int:
+        """Bytes of address space reserved for the pool's arenas."""
+        return <size_t>(self.reserve_end - self.reserve_start)
+
+    @property
+    def max_bytes(self) -> int:
+        return self.max_bytes_
+
+    @property
+    def max_arenas(self) -> int:
+        return self.max_arenas_
+
+    @property
+    def grow(self) -> str:
+        return {GROW_SYNC: "sync", GROW_PENDING: "pending", GROW_NEVER: "never"}[self.grow_mode]
+
+    @property
+    def closed(self) -> bool:
+        return self.is_closed
+
+    def __repr__(self):
+        if self.is_closed:
+            return "<guardalloc.Pool closed>"
+        return (f"<guardalloc.Pool at {<uintptr_t>self.reserve_start:#x}, {self.narenas} arena(s), "
+                f"{self.live} live block(s), {self.backend}>")
+
+
+cdef uint32_t _first_slots(size_t slot_size) noexcept nogil:
+    cdef size_t n
+    if slot_size >= LARGE_SLOT:
+        return 1
+    n = FIRST_ARENA // slot_size
+    if n < MIN_SLOTS:
+        n = MIN_SLOTS
+    if n > MAX_FIRST_SLOTS:
+        n = MAX_FIRST_SLOTS
+    return <uint32_t>n
+
+
+cdef uint32_t _next_slots(uint32_t slots, size_t slot_size) noexcept nogil:
+    cdef size_t n = <size_t>slots * 2
+    if n > MAX_ARENA_SLOTS:
+        n = MAX_ARENA_SLOTS
+    if n * slot_size > MAX_ARENA_BYTES:
+        n = MAX_ARENA_BYTES // slot_size
+    if n < slots:
+        n = slots
+    return <uint32_t>n
+
+
+cdef void _report_corruption(void *ptr, ga_corruption_t *damage) noexcept nogil:
+    """A C-level free found the slack after a block overwritten: say so on
+    stderr (the block is freed; nothing else was hurt: the guard held)."""
+    cdef char message[256]
+    cdef int n = snprintf(
+        message, sizeof(message),
+        b"guardalloc: heap corruption: %zu slack byte(s) after the block at %p were "
+        b"overwritten, the first at offset %zu (found when it was freed)\n",
+        damage.damaged, ptr, damage.first_offset)
+    if n > 0:
+        write(2, message, <size_t>n if n < <int>sizeof(message) else sizeof(message) - 1)
+
+
+# ---------------------------------------------------------------------------
+# The default pool behind guardalloc.alloc()
+
+cdef Pool _default_pool = None
+_default_lock = threading.Lock()
+
+
+def default_pool() -> Pool:
+    """The pool behind :func:`alloc`, created with default options on first use."""
+    global _default_pool
+    if _default_pool is None or _default_pool.is_closed:
+        with _default_lock:
+            if _default_pool is None or _default_pool.is_closed:
+                _default_pool = Pool()
+    return _default_pool
+
+
+def alloc(nbytes, *, bint zero=True):
+    """A guarded :class:`guardalloc.Buffer` of any size (1 byte to 3.5 GiB)
+    from the default pool: ``default_pool().alloc(nbytes, zero=zero)``.
+
+    Raises:
+        TypeError, ValueError, MemoryError: as :meth:`Pool.alloc`.
+    """
+    return default_pool().alloc(nbytes, zero=zero)
+
+
+# ---------------------------------------------------------------------------
+# Exercising the C interface (tests and benchmarks)
+
+cdef inline uint64_t _xorshift(uint64_t *state) noexcept nogil:
+    cdef uint64_t x = state[0]
+    x ^= x << 13
+    x ^= x >> 7
+    x ^= x << 17
+    state[0] = x
+    return x
+
+
+def _c_stress(Pool pool, Py_ssize_t iterations, uint64_t seed, size_t max_nbytes=65536) -> int:
+    """Run the pool's C interface without the GIL: ``iterations`` random
+    malloc / calloc / realloc / free_ptr calls over 64 live blocks, each block
+    filled with a pattern that is checked when it is reallocated or freed.
+
+    Returns how many checks failed (a pattern changed, calloc memory was not
+    zero, free_ptr refused a live block): 0 unless the pool is broken.
+    Requests the pool refuses (NULL) are skipped.
+    """
+    cdef void *blocks[64]
+    cdef size_t sizes[64]
+    cdef uint8_t tags[64]
+    cdef uint64_t state = seed * 2654435761 + 1
+    cdef Py_ssize_t it
+    cdef size_t i, k, n, limit
+    cdef uint64_t r
+    cdef long failures = 0
+    cdef uint8_t *p
+    cdef void *q
+    if max_nbytes < 1:
+        raise ValueError("max_nbytes must be at least 1")
+    memset(blocks, 0, sizeof(blocks))
+    with nogil:
+        for it in range(iterations):
+            r = _xorshift(&state)
+            i = r % 64
+            n = (_xorshift(&state) % max_nbytes) + 1
+            p = <uint8_t *>blocks[i]
+            if p != NULL:
+                # Check the pattern: first and last byte, and a middle one.
+                if p[0] != tags[i] or p[sizes[i] - 1] != tags[i] or p[sizes[i] // 2] != tags[i]:
+                    failures += 1
+                if pool.block_size(p) != sizes[i]:
+                    failures += 1
+            if p != NULL and (r >> 8) % 3 == 0:
+                q = pool.realloc(p, n)
+                if q == NULL:
+                    continue
+                p = <uint8_t *>q
+                limit = sizes[i] if sizes[i] < n else n
+                if p[0] != tags[i] or p[limit - 1] != tags[i]:
+                    failures += 1
+            else:
+                if p != NULL and pool.free_ptr(p) != 0:
+                    failures += 1
+                blocks[i] = NULL
+                if (r >> 8) % 3 == 1:
+                    p = <uint8_t *>pool.calloc(n, 1)
+                    if p != NULL:
+                        for k in range(0, n, 509):
+                            if p[k] != 0:
+                                failures += 1
+                                break
+                else:
+                    p = <uint8_t *>pool.malloc(n)
+                if p == NULL:
+                    continue
+            tags[i] = <uint8_t>(r >> 32)
+            memset(p, tags[i], n)
+            blocks[i] = p
+            sizes[i] = n
+        for i in range(64):
+            if blocks[i] != NULL and pool.free_ptr(blocks[i]) != 0:
+                failures += 1
+    return failures

@@ -1,0 +1,24 @@
+"""Guarding the interpreter's own allocations (see pymem.pyx)."""
+
+from collections.abc import Iterable
+from typing import Any, Literal
+
+from guardalloc.pool import Pool
+
+DOMAIN_NAMES: tuple[str, str, str]
+
+def install(
+    sample_rate: int = 5000,
+    *,
+    domains: Iterable[Literal["raw", "mem", "obj"]] = ("raw", "mem", "obj"),
+    max_bytes: int = 1 << 30,
+    random: bool = False,
+    seed: int | None = None,
+    alignment: int = 16,
+    uaf: bool = False,
+    guard_pages: int = 1,
+) -> None: ...
+def uninstall() -> bool: ...
+def state() -> Literal["sampling", "draining", "off"]: ...
+def pool() -> Pool | None: ...
+def stats() -> dict[str, Any]: ...

@@ -1,0 +1,453 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Guarding the interpreter's own allocations: GWP-ASan for Python.
+
+:func:`install` wraps the allocators of the RAW, MEM and OBJ domains
+(``PyMem_GetAllocator`` / ``PyMem_SetAllocator``, the only supported way to
+hook after startup). One request in ``sample_rate`` goes to a guarded slot of
+a dedicated :class:`~guardalloc.pool.Pool`; every other request, and every
+pointer the pool does not own, goes to the allocator that was there before.
+An object that C code overflows then hits a guard page, and the fault
+reporter explains it.
+
+The hooks never run Python and never take the GIL (the RAW domain has
+none): the pool is used through its C interface under its own mutex and is
+grown with ``grow="pending"``. When a size class is full, the request is
+forwarded and the main thread adds an arena at its next safe point.
+
+Sampling is deterministic by default: exactly every ``sample_rate``-th
+request of each domain in each thread, counted from :func:`install`, so that
+a single-threaded program guards the same allocations on every run. With
+``random=True`` each request is guarded with probability ``1/sample_rate``
+(a per-thread xorshift generator; ``seed`` makes it repeatable), which
+catches bugs whose allocations fall into a fixed stride.
+"""
+
+import atexit
+import os
+import threading
+
+from libc.stdint cimport int64_t, uint64_t, uintptr_t
+from libc.stdio cimport snprintf
+from libc.stdlib cimport abort
+from libc.string cimport memcpy
+
+from cpython.ref cimport Py_INCREF
+
+from guardalloc.pool cimport GROW_NEVER, GROW_PENDING, Pool
+
+from guardalloc.pool import Pool as _PoolClass
+
+cdef extern from "Python.h":
+    ctypedef enum PyMemAllocatorDomain:
+        PYMEM_DOMAIN_RAW
+        PYMEM_DOMAIN_MEM
+        PYMEM_DOMAIN_OBJ
+    ctypedef struct PyMemAllocatorEx:
+        void *ctx
+        void *(*malloc)(void *ctx, size_t size) noexcept nogil
+        void *(*calloc)(void *ctx, size_t nelem, size_t elsize) noexcept nogil
+        void *(*realloc)(void *ctx, void *ptr, size_t new_size) noexcept nogil
+        void (*free)(void *ctx, void *ptr) noexcept nogil
+    void PyMem_GetAllocator(PyMemAllocatorDomain domain, PyMemAllocatorEx *allocator)
+    void PyMem_SetAllocator(PyMemAllocatorDomain domain, PyMemAllocatorEx *allocator)
+    int Py_AddPendingCall(int (*func)(void *) noexcept, void *arg) nogil
+
+cdef extern from "<unistd.h>" nogil:
+    ssize_t write(int fd, const void *buf, size_t count)
+
+cdef extern from *:
+    """
+    #include <stdint.h>
+    static __thread uint64_t ga_pymem_rng, ga_pymem_rng_generation;
+    static uint64_t ga_pymem_threads;   /* threads seeded in this generation */
+    /* One xorshift64 generator per thread, seeded from the run's seed and
+     * the order in which threads first draw (repeatable for one thread). */
+    static inline uint64_t ga_pymem_random(uint64_t seed, uint64_t generation) {
+        uint64_t x = ga_pymem_rng;
+        if (ga_pymem_rng_generation != generation) {
+            uint64_t t = __atomic_add_fetch(&ga_pymem_threads, 1, __ATOMIC_RELAXED);
+            x = ((seed + t * 0x9E3779B97F4A7C15ULL) * 0xBF58476D1CE4E5B9ULL) | 1;
+            ga_pymem_rng_generation = generation;
+        }
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        ga_pymem_rng = x;
+        return x;
+    }
+    static inline void ga_pymem_new_generation(void) {
+        __atomic_store_n(&ga_pymem_threads, 0, __ATOMIC_RELAXED);
+    }
+    /* Deterministic sampling: one countdown per domain, read and written
+     * with relaxed atomics but no read-modify-write: no lock prefix and no
+     * division on the path that every allocation takes. Threads racing on
+     * it may lose a tick (the stride is then a little longer); a single
+     * thread sees exactly every rate-th request. */
+    static int64_t ga_pymem_countdown[3];
+    static inline int ga_pymem_tick(int domain, int64_t rate) {
+        int64_t left = __atomic_load_n(&ga_pymem_countdown[domain], __ATOMIC_RELAXED) - 1;
+        if (left > 0) {
+            __atomic_store_n(&ga_pymem_countdown[domain], left, __ATOMIC_RELAXED);
+            return 0;
+        }
+        __atomic_store_n(&ga_pymem_countdown[domain], rate, __ATOMIC_RELAXED);
+        return 1;
+    }
+    static inline void ga_pymem_reset_countdowns(int64_t rate) {
+        int i;
+        for (i = 0; i < 3; i++)
+            __atomic_store_n(&ga_pymem_countdown[i], rate, __ATOMIC_RELAXED);
+    }
+    static inline uint64_t ga_atomic_inc(uint64_t *p) {
+        return __atomic_add_fetch(p, 1, __ATOMIC_RELAXED);
+    }
+    static inline uint64_t ga_atomic_load(uint64_t *p) {
+        return __atomic_load_n(p, __ATOMIC_RELAXED);
+    }
+    """
+    uint64_t ga_atomic_inc(uint64_t *p) nogil
+    uint64_t ga_atomic_load(uint64_t *p) nogil
+    uint64_t ga_pymem_random(uint64_t seed, uint64_t generation) nogil
+    void ga_pymem_new_generation() nogil
+    bint ga_pymem_tick(int domain, int64_t rate) nogil
+    void ga_pymem_reset_countdowns(int64_t rate) nogil
+
+
+cdef struct domain_t:
+    PyMemAllocatorEx saved   # what was installed before us
+    PyMemAllocatorEx hook    # ours (ctx points back here)
+    int domain
+    bint hooked              # our hook is installed in this domain
+    bint sampling            # new requests may be guarded
+    uint64_t sampled         # requests served by the pool
+
+
+DOMAIN_NAMES = ("raw", "mem", "obj")
+cdef domain_t _domains[3]
+cdef void *_pool_ptr = NULL          # borrowed: _pool holds it
+# The pool's reserved range, copied here so that the free path (every free
+# of the process) tests it inline; the pymem pool is never closed.
+cdef const char *_pool_low = NULL
+cdef const char *_pool_high = NULL
+cdef Pool _pool = None
+cdef tuple _pool_options = None      # (max_bytes, alignment, uaf, guard_pages)
+cdef uint64_t _rate = 1
+cdef bint _random = False
+cdef uint64_t _seed = 0
+cdef uint64_t _generation = 0       # bumped by install(): countdowns restart
+cdef bint _draining = False          # uninstalled, but guarded blocks live
+cdef bint _finish_scheduled = False
+_lock = threading.Lock()
+
+
+# ---------------------------------------------------------------------------
+# The hooks (no GIL in the RAW domain, no Python anywhere)
+
+cdef inline bint _should_sample(domain_t *d) noexcept nogil:
+    if not d.sampling:
+        return False
+    if _rate == 1:
+        return True
+    if _random:
+        return ga_pymem_random(_seed, _generation) % _rate == 0
+    return ga_pymem_tick(d.domain, <int64_t>_rate)
+
+
+cdef inline bint _in_pool(const void *ptr) noexcept nogil:
+    return _pool_low <= <const char *>ptr < _pool_high
+
+
+cdef void *_hook_malloc(void *ctx, size_t size) noexcept nogil:
+    cdef domain_t *d = <domain_t *>ctx
+    cdef void *p
+    if _should_sample(d):
+        p = (<Pool>_pool_ptr).malloc(size)
+        if p != NULL:
+            ga_atomic_inc(&d.sampled)
+            return p
+    return d.saved.malloc(d.saved.ctx, size)
+
+
+cdef void *_hook_calloc(void *ctx, size_t nelem, size_t elsize) noexcept nogil:
+    cdef domain_t *d = <domain_t *>ctx
+    cdef void *p
+    if _should_sample(d):
+        p = (<Pool>_pool_ptr).calloc(nelem, elsize)
+        if p != NULL:
+            ga_atomic_inc(&d.sampled)
+            return p
+    return d.saved.calloc(d.saved.ctx, nelem, elsize)
+
+
+cdef void *_hook_realloc(void *ctx, void *ptr, size_t new_size) noexcept nogil:
+    cdef domain_t *d = <domain_t *>ctx
+    cdef size_t old
+    cdef void *moved
+    if ptr == NULL:
+        return _hook_malloc(ctx, new_size)
+    if not _in_pool(ptr):
+        # A foreign block stays foreign: its size is unknown, so it cannot
+        # be copied into a guarded slot.
+        return d.saved.realloc(d.saved.ctx, ptr, new_size)
+    old = (<Pool>_pool_ptr).block_size(ptr)
+    if old == 0:
+        _bad_pointer(b"realloc", ptr)
+    if d.sampling:
+        # A guarded block stays guarded while sampling is on.
+        moved = (<Pool>_pool_ptr).realloc(ptr, new_size)
+        if moved != NULL:
+            return moved
+    # Copy out to the saved allocator (pool full, or uninstalled).
+    moved = d.saved.malloc(d.saved.ctx, new_size)
+    if moved == NULL:
+        return NULL
+    memcpy(moved, ptr, old if old < new_size else new_size)
+    _free_guarded(ptr)
+    return moved
+
+
+cdef void _hook_free(void *ctx, void *ptr) noexcept nogil:
+    cdef domain_t *d = <domain_t *>ctx
+    if _in_pool(ptr):
+        _free_guarded(ptr)
+        return
+    d.saved.free(d.saved.ctx, ptr)
+
+
+cdef inline void _free_guarded(void *ptr) noexcept nogil:
+    global _finish_scheduled
+    if (<Pool>_pool_ptr).free_ptr(ptr) != 0:
+        _bad_pointer(b"free", ptr)
+    if _draining and not _finish_scheduled and ga_atomic_load(&(<Pool>_pool_ptr).live) == 0:
+        # The last guarded block is gone: restore the saved allocators at
+        # the main thread's next safe point (never from inside a hook).
+        _finish_scheduled = True
+        if Py_AddPendingCall(_finish_uninstall, NULL) != 0:
+            _finish_scheduled = False
+
+
+cdef void _bad_pointer(const char *what, void *ptr) noexcept nogil:
+    """An invalid or double free (or realloc) of a pointer inside the guarded
+    pool: no other allocator owns it, so report it and abort, as GWP-ASan
+    does."""
+    cdef char message[256]
+    cdef int n = snprintf(
+        message, sizeof(message),
+        b"guardalloc: pymem: invalid %s of %p: inside the guarded pool but not the "
+        b"start of a live block (double free, or a pointer into a block)\n", what, ptr)
+    if n > 0:
+        write(2, message, <size_t>n if n < <int>sizeof(message) else sizeof(message) - 1)
+    abort()
+
+
+cdef int _finish_uninstall(void *arg) noexcept with gil:
+    global _finish_scheduled
+    # Pending calls run in the main thread, perhaps inside install() or
+    # uninstall(), which hold _lock: then try again at the next safe point.
+    if not _lock.acquire(False):
+        if Py_AddPendingCall(_finish_uninstall, NULL) != 0:
+            _finish_scheduled = False
+        return 0
+    try:
+        _finish_scheduled = False
+        if _draining and _pool is not None and _pool.live == 0:
+            _restore_all()
+    finally:
+        _lock.release()
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# Installing
+
+cdef bint _is_ours(int i):
+    cdef PyMemAllocatorEx current
+    PyMem_GetAllocator(<PyMemAllocatorDomain>_domains[i].domain, &current)
+    return current.malloc == _hook_malloc and current.ctx == <void *>&_domains[i]
+
+
+cdef _restore_all():
+    """Put the saved allocators back (GIL held, no guarded block live)."""
+    global _draining
+    cdef int i
+    for i in range(3):
+        if _domains[i].hooked:
+            PyMem_SetAllocator(<PyMemAllocatorDomain>_domains[i].domain, &_domains[i].saved)
+            _domains[i].hooked = False
+            _domains[i].sampling = False
+    _draining = False
+
+
+def install(sample_rate=5000, *, domains=("raw", "mem", "obj"), max_bytes=1 << 30,
+            bint random=False, seed=None, size_t alignment=16, bint uaf=False,
+            int guard_pages=1) -> None:
+    """Send one allocation in ``sample_rate`` of the given domains to guarded
+    slots; everything else goes to the allocators installed before.
+
+    Args:
+        sample_rate: N >= 1: guard every Nth request (or, with
+            ``random=True``, each with probability 1/N). 1 guards them all.
+        domains: any of "raw" (PyMem_RawMalloc, no GIL), "mem" (PyMem_Malloc)
+            and "obj" (PyObject_Malloc, objects).
+        max_bytes: slot memory the guarded pool may map; once it is used up,
+            requests are forwarded. Each guarded block takes at least a page.
+        random: random instead of deterministic sampling; ``seed`` (an int)
+            makes it repeatable.
+        alignment: alignment of guarded blocks (16, what CPython promises;
+            1 makes overflow detection byte-exact but breaks C code that
+            relies on aligned memory).
+        uaf: guard freed blocks too (use-after-free faults).
+        guard_pages: guard pages after (and before) each block.
+
+    The pool is made by the first install() and reused by later ones; one
+    with other pool options (max_bytes, alignment, uaf, guard_pages) gets a
+    new pool, unless guarded blocks of the current one are still live (then
+    the current pool and its options stay). Calling install() while installed changes
+    the rate and domains.
+
+    Raises:
+        ValueError: a bad rate, domain or option.
+        TypeError: domains is not a sequence of names.
+        RuntimeError: another hook (tracemalloc?) was installed on top of
+            guardalloc's since: uninstall it first.
+    """
+    global _pool, _pool_options, _pool_ptr, _pool_low, _pool_high, _rate, _random, _seed, _draining, _generation
+    cdef int i
+    cdef PyMemAllocatorEx current
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int):
+        raise TypeError(f"sample_rate must be an int, not {type(sample_rate).__name__}")
+    if sample_rate < 1:
+        raise ValueError(f"sample_rate must be 1 or more, not {sample_rate}")
+    if isinstance(domains, str):
+        raise TypeError("domains must be a sequence of names such as ('raw', 'mem', 'obj'), not a string")
+    wanted = set(domains)
+    if not wanted or not wanted <= set(DOMAIN_NAMES):
+        raise ValueError(f"domains must be a non-empty subset of {DOMAIN_NAMES}, not {tuple(domains)!r}")
+    if seed is not None and not isinstance(seed, int):
+        raise TypeError("seed must be an int or None")
+    with _lock:
+        for i in range(3):
+            if _domains[i].hooked and not _is_ours(i):
+                raise RuntimeError(
+                    f"another allocator hook was installed on top of guardalloc's in the "
+                    f"{DOMAIN_NAMES[i]} domain (tracemalloc?): remove it first")
+        options = (int(max_bytes), alignment, uaf, guard_pages)
+        if _pool is None or (_pool_options != options and _pool.live == 0
+                             and not any(_domains[i].hooked for i in range(3))):
+            new_pool = _PoolClass(max_bytes=max_bytes, alignment=alignment, uaf=uaf,
+                                  guard_pages=guard_pages, grow="pending")
+            # Most objects fit in a page or two: have those classes ready.
+            for nbytes in (4096, 8192, 16384, 32768):
+                try:
+                    new_pool.prepare(nbytes)
+                except MemoryError:
+                    break       # a small max_bytes: the rest grows on demand
+            # Never deallocated, not even at interpreter exit: the hooks
+            # may meet its pointers until the process ends.
+            Py_INCREF(new_pool)
+            _pool = new_pool
+            _pool_options = options
+            _pool_ptr = <void *>new_pool
+            _pool_low = _pool.reserve_start
+            _pool_high = _pool.reserve_end
+        _pool.grow_mode = GROW_PENDING   # (stopped by a previous exit hook?)
+        _rate = sample_rate
+        _generation += 1
+        _random = random
+        _seed = (seed if seed is not None else int.from_bytes(os.urandom(8), "little")) & 0xFFFFFFFFFFFFFFFF
+        ga_pymem_new_generation()
+        ga_pymem_reset_countdowns(<int64_t>sample_rate)
+        for i in range(3):
+            _domains[i].domain = i
+            if DOMAIN_NAMES[i] in wanted and not _domains[i].hooked:
+                PyMem_GetAllocator(<PyMemAllocatorDomain>i, &_domains[i].saved)
+                _domains[i].hook.ctx = <void *>&_domains[i]
+                _domains[i].hook.malloc = _hook_malloc
+                _domains[i].hook.calloc = _hook_calloc
+                _domains[i].hook.realloc = _hook_realloc
+                _domains[i].hook.free = _hook_free
+                _domains[i].sampling = True
+                _domains[i].hooked = True
+                PyMem_SetAllocator(<PyMemAllocatorDomain>i, &_domains[i].hook)
+            else:
+                _domains[i].sampling = DOMAIN_NAMES[i] in wanted
+        _draining = False
+
+
+def uninstall() -> bool:
+    """Stop guarding new allocations and put the saved allocators back.
+
+    Blocks already guarded keep working: while any is live, the hooks stay
+    installed but only forward (and free or copy out guarded blocks); the
+    saved allocators come back when the last one is freed. Returns True when
+    they were restored now, False when that waits for live blocks (see
+    :func:`state`). Does nothing when not installed.
+
+    Raises:
+        RuntimeError: another hook was installed on top of guardalloc's.
+    """
+    global _draining
+    cdef int i
+    with _lock:
+        if not any(_domains[i].hooked for i in range(3)):
+            return True
+        for i in range(3):
+            if _domains[i].hooked and not _is_ours(i):
+                raise RuntimeError(
+                    f"another allocator hook was installed on top of guardalloc's in the "
+                    f"{DOMAIN_NAMES[i]} domain (tracemalloc?): remove it first")
+        for i in range(3):
+            _domains[i].sampling = False
+        if _pool.live == 0:
+            _restore_all()
+            return True
+        _draining = True
+        return False
+
+
+def state() -> str:
+    """"sampling" (installed), "draining" (uninstalled, guarded blocks still
+    live, hooks still forwarding) or "off"."""
+    cdef int i
+    if any(_domains[i].sampling for i in range(3)):
+        return "sampling"
+    if any(_domains[i].hooked for i in range(3)):
+        return "draining"
+    return "off"
+
+
+def pool():
+    """The pool behind the hooks (None before the first :func:`install`)."""
+    return _pool
+
+
+def stats() -> dict:
+    """state, sample_rate, random, and per domain (raw, mem, obj): hooked,
+    sampling, sampled (requests the pool served); plus the pool's live blocks
+    and refused requests."""
+    cdef int i
+    result = {"state": state(), "sample_rate": _rate, "random": bool(_random)}
+    for i in range(3):
+        result[DOMAIN_NAMES[i]] = {
+            "hooked": bool(_domains[i].hooked),
+            "sampling": bool(_domains[i].sampling),
+            "sampled": _domains[i].sampled,
+        }
+    if _pool is not None and not _pool.closed:
+        pool_stats = _pool.stats()
+        result["live"] = pool_stats["live"]
+        result["refused"] = pool_stats["refused"]
+        result["arenas"] = pool_stats["arenas"]
+    return result
+
+
+@atexit.register
+def _stop_at_exit():
+    """Stop sampling before the interpreter is torn down: later requests
+    must neither land in the pool nor queue pending calls (the queue goes
+    away before the last allocations)."""
+    cdef int i
+    for i in range(3):
+        _domains[i].sampling = False
+    if _pool is not None:
+        _pool.grow_mode = GROW_NEVER

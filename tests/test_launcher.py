@@ -1,0 +1,153 @@
+"""``python -m guardalloc run``: exit status, argv, -m, the guarding options."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import PACKAGE_PARENT
+
+REPORT = """
+import json, os, sys
+import guardalloc, guardalloc.pymem
+print(json.dumps({
+    "name": __name__, "argv": sys.argv, "path0": sys.path[0],
+    "pymem": guardalloc.pymem.stats()["state"], "rate": guardalloc.pymem.stats()["sample_rate"],
+    "tracebacks": guardalloc.get_tracebacks(),
+}))
+"""
+
+
+def launch(*args: str, cwd: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": PACKAGE_PARENT, "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("PYTHONFAULTHANDLER", None)
+    return subprocess.run([sys.executable, "-m", "guardalloc", "run", *args], cwd=cwd,
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+def write(path, text: str) -> str:
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+@pytest.mark.parametrize("body, status", [
+    ("pass", 0), ("import sys; sys.exit(3)", 3), ("raise SystemExit(0)", 0),
+    ("import sys; sys.exit(None)", 0), ("import os; os._exit(7)", 7),
+])
+def test_exit_status_is_the_programs(tmp_path, body, status):
+    script = write(tmp_path / "prog.py", body)
+    proc = launch(script, cwd=str(tmp_path))
+    assert proc.returncode == status, proc.stderr
+
+
+def test_uncaught_exception_exits_1_with_the_programs_traceback(tmp_path):
+    script = write(tmp_path / "prog.py", """
+        def broken():
+            raise ValueError("the program's own error")
+        broken()
+    """)
+    proc = launch(script, cwd=str(tmp_path))
+    assert proc.returncode == 1
+    assert "ValueError: the program's own error" in proc.stderr
+    assert 'prog.py", line 3, in broken' in proc.stderr
+    assert "launcher.py" not in proc.stderr and "runpy" not in proc.stderr
+
+
+def test_exit_with_a_message(tmp_path):
+    script = write(tmp_path / "prog.py", "import sys; sys.exit('bye now')")
+    proc = launch(script, cwd=str(tmp_path))
+    assert proc.returncode == 1 and "bye now" in proc.stderr
+
+
+def test_script_argv_name_and_path(tmp_path):
+    (tmp_path / "sub").mkdir()
+    script = write(tmp_path / "sub" / "prog.py", REPORT)
+    proc = launch("--pymem", "7", "--traceback", script, "a", "--flag", "-m", "x", cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout)
+    assert seen["name"] == "__main__"
+    assert seen["argv"] == [script, "a", "--flag", "-m", "x"]
+    assert seen["path0"] == str(tmp_path / "sub")
+    assert seen["pymem"] == "sampling" and seen["rate"] == 7
+    assert seen["tracebacks"] is True
+
+
+def test_module(tmp_path):
+    write(tmp_path / "mymod.py", REPORT)
+    proc = launch("--pymem", "0", "-m", "mymod", "x", "--y", cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout)
+    assert seen["name"] == "__main__"
+    assert seen["argv"] == [str(tmp_path / "mymod.py"), "x", "--y"]
+    assert seen["path0"] == str(tmp_path)
+    assert seen["pymem"] == "off" and seen["tracebacks"] is False
+
+
+def test_package_module_and_its_exit_status(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    write(tmp_path / "pkg" / "__init__.py", "")
+    write(tmp_path / "pkg" / "__main__.py", "import sys; print(sys.argv[1:]); sys.exit(5)")
+    proc = launch("-m", "pkg", "one", cwd=str(tmp_path))
+    assert proc.returncode == 5, proc.stderr
+    assert proc.stdout == "['one']\n"
+
+
+def test_default_samples_the_interpreter(tmp_path):
+    script = write(tmp_path / "prog.py", REPORT)
+    proc = launch(script, cwd=str(tmp_path))
+    seen = json.loads(proc.stdout)
+    assert seen["pymem"] == "sampling" and seen["rate"] == 5000
+
+
+def test_overflow_in_the_program_dies_of_sigsegv(tmp_path):
+    script = write(tmp_path / "prog.py", """
+        import ctypes, guardalloc.pymem
+        pool = guardalloc.pymem.pool()
+        for _ in range(100_000):
+            data = bytearray(200)
+            address = ctypes.addressof((ctypes.c_char * 200).from_buffer(data))
+            if pool.owns_address(address):
+                break
+        print("guarded", pool.owns_address(address), flush=True)
+        ctypes.memset(address, 0, 200 + 4096)
+    """)
+    proc = launch("--pymem", "1", script, cwd=str(tmp_path))
+    assert proc.returncode == -signal.SIGSEGV, proc.stderr
+    assert proc.stdout == "guarded True\n"
+    import guardalloc
+    from guardalloc import faults
+    if hasattr(guardalloc, "enable_reports") or hasattr(faults, "enable_reports"):
+        assert "guardalloc" in proc.stderr and "overflow" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    ((), "no script given"),
+    (("missing.py",), "can't open file 'missing.py'"),
+    (("-m", "no_such_module_here"), "no module named 'no_such_module_here'"),
+    (("-m",), "-m needs a module name"),
+    (("--pymem", "-1", "x.py"), "must be 0 (off) or more"),
+    (("--pymem", "lots", "x.py"), "not an integer"),
+])
+def test_usage_errors_exit_2(tmp_path, args, message):
+    proc = launch(*args, cwd=str(tmp_path))
+    assert proc.returncode == 2
+    assert message in proc.stderr
+
+
+def test_numpy_option(tmp_path):
+    pytest.importorskip("numpy")
+    pytest.importorskip("guardalloc.numpy")
+    script = write(tmp_path / "prog.py", """
+        import numpy as np
+        a = np.zeros(1000)
+        print(np._core.multiarray.get_handler_name(a))
+    """)
+    proc = launch("--numpy", script, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "guardalloc\n"

@@ -1,0 +1,360 @@
+"""Guarding the interpreter's own allocations (guardalloc.pymem).
+
+Every test that installs the hooks runs in a child interpreter: the hooks
+see every allocation of the process, and guarded blocks outlive uninstall().
+"""
+
+from __future__ import annotations
+
+import signal
+import textwrap
+
+import pytest
+
+import guardalloc.pymem as pymem
+
+CTYPES_API = """
+import ctypes
+api = ctypes.pythonapi
+for name in ("PyMem_RawMalloc", "PyMem_Malloc", "PyObject_Malloc"):
+    getattr(api, name).restype = ctypes.c_void_p
+    getattr(api, name).argtypes = [ctypes.c_size_t]
+for name in ("PyMem_RawRealloc", "PyMem_Realloc"):
+    getattr(api, name).restype = ctypes.c_void_p
+    getattr(api, name).argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+for name in ("PyMem_RawFree", "PyMem_Free", "PyObject_Free"):
+    getattr(api, name).argtypes = [ctypes.c_void_p]
+"""
+
+
+def with_api(code: str) -> str:
+    return CTYPES_API + textwrap.dedent(code)
+
+
+def test_sample_every_allocation_runs_a_real_workload(child):
+    proc = child("""
+        import gc, json, re, struct, threading
+        import guardalloc.pymem as pymem
+
+        doc = {"items": [{"id": i, "name": f"item-{i}", "tags": ["a", "b", str(i)],
+                          "score": i * 0.5, "nested": {"ok": i % 2 == 0}} for i in range(20_000)]}
+        pymem.install(sample_rate=1, max_bytes=256 << 20)
+        text = json.dumps(doc, sort_keys=True)
+        assert json.loads(text) == doc
+        table = {f"key-{i}": i * 3 for i in range(100_000)}
+        assert len(table) == 100_000 and sum(table.values()) == 3 * sum(range(100_000))
+        assert table["key-99999"] == 299_997
+        found = re.findall(r'"name": "item-(\\d*)7"', text)
+        assert len(found) == 2000, len(found)
+        assert re.sub(r"\\d+", "#", "a1b22c333") == "a#b#c#"
+        packed = struct.pack("<1000q", *range(1000))
+        assert struct.unpack("<1000q", packed) == tuple(range(1000))
+        assert struct.unpack_from(">I", struct.pack(">I", 0xDEADBEEF))[0] == 0xDEADBEEF
+        stats = pymem.stats()
+        assert stats["state"] == "sampling"
+        assert stats["obj"]["sampled"] > 50_000, stats
+        assert stats["mem"]["sampled"] > 100, stats
+
+        # Threads (the RAW domain has no GIL) at a random sampling rate.
+        pymem.install(sample_rate=3, random=True, seed=7)
+        results = []
+        def work(n):
+            data = json.dumps([{"n": n, "v": list(range(i % 50))} for i in range(2000)])
+            results.append(len(json.loads(data)))
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        assert results == [2000] * 8
+
+        live_before = pymem.stats()["live"]
+        assert live_before > 0
+        assert pymem.uninstall() is False        # guarded blocks are still live
+        assert pymem.state() == "draining"
+        # Blocks guarded before uninstall() keep working and are freed.
+        assert json.loads(text) == doc and table["key-12345"] == 37_035
+        del table, doc
+        gc.collect()
+        assert pymem.stats()["live"] < live_before
+        print("ok", pymem.stats()["obj"]["sampled"])
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("ok ")
+
+
+def test_uninstall_restores_the_allocators_once_the_last_block_is_freed(child):
+    proc = child(with_api("""
+        import guardalloc.pymem as pymem
+        pymem.install(sample_rate=1, domains=("raw",))
+        p = api.PyMem_RawMalloc(100)
+        assert pymem.pool().block_nbytes(p) == 100
+        assert pymem.uninstall() is False and pymem.state() == "draining"
+        ctypes.memset(p, 7, 100)                 # still usable
+        api.PyMem_RawFree(p)
+        for _ in range(1000):                   # the restore is a pending call
+            if pymem.state() == "off":
+                break
+        assert pymem.state() == "off", pymem.stats()
+        q = api.PyMem_RawMalloc(100)
+        assert not pymem.pool().owns_address(q)  # the saved allocator again
+        api.PyMem_RawFree(q)
+        pymem.install(sample_rate=10 ** 9)        # nothing sampled: restored at once
+        assert pymem.uninstall() is True and pymem.state() == "off"
+        print("ok")
+    """))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "ok\n"
+
+
+def test_realloc_copies_guarded_blocks_in_and_out(child):
+    proc = child(with_api("""
+        import guardalloc.pymem as pymem
+        pymem.install(sample_rate=1, domains=("mem",))
+        pool = pymem.pool()
+        p = api.PyMem_Malloc(100)
+        assert pool.block_nbytes(p) == 100
+        ctypes.memmove(p, bytes(range(100)), 100)
+        q = api.PyMem_Realloc(p, 5000)               # stays guarded, moved
+        assert pool.block_nbytes(q) == 5000 and pool.block_nbytes(p) == 0
+        assert ctypes.string_at(q, 100) == bytes(range(100))
+        r = api.PyMem_Realloc(None, 64)              # realloc(NULL) is sampled too
+        assert pool.block_nbytes(r) == 64
+        api.PyMem_Free(r)
+        pymem.uninstall()
+        s = api.PyMem_Realloc(q, 10_000)             # copied out to the saved allocator
+        assert not pool.owns_address(s) and pool.block_nbytes(q) == 0
+        assert ctypes.string_at(s, 100) == bytes(range(100))
+        t = api.PyMem_Realloc(s, 20)                 # foreign stays foreign
+        assert not pool.owns_address(t) and ctypes.string_at(t, 20) == bytes(range(20))
+        api.PyMem_Free(t)
+        print("ok")
+    """))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "ok\n"
+
+
+def test_a_full_pool_forwards(child):
+    proc = child(with_api("""
+        import guardalloc.pymem as pymem
+        pymem.install(sample_rate=1, domains=("mem",), max_bytes=1 << 20)
+        pool = pymem.pool()
+        blocks = [api.PyMem_Malloc(3000) for _ in range(2000)]
+        guarded = sum(pool.owns_address(b) for b in blocks)
+        assert 0 < guarded < 2000, guarded            # the rest were forwarded
+        for b in blocks:
+            ctypes.memset(b, 1, 3000)
+            api.PyMem_Free(b)
+        print("ok")
+    """))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "ok\n"
+
+
+def test_bytearray_overflow_by_c_code_faults(child):
+    proc = child("""
+        import ctypes, guardalloc, guardalloc.faults, guardalloc.pymem as pymem
+        enable_reports = getattr(guardalloc, "enable_reports", None) or \
+            getattr(guardalloc.faults, "enable_reports", None)
+        if enable_reports is not None:     # the fault reporter, once merged
+            enable_reports()
+        pymem.install(sample_rate=1, domains=("obj",))
+        pool = pymem.pool()
+        for _ in range(100_000):
+            data = bytearray(100)
+            address = ctypes.addressof((ctypes.c_char * 100).from_buffer(data))
+            if pool.owns_address(address):
+                break
+        assert pool.block_nbytes(address) == 101      # bytearray keeps a NUL after
+        guard = (address + 4095) // 4096 * 4096        # the page after the block
+        print("guarded", pool.owns_address(guard), pool.block_nbytes(guard), flush=True)
+        ctypes.memset(address, 0x41, 100 + 4096)       # C code writes past the end
+        print("not reached", flush=True)
+    """)
+    assert proc.returncode == -signal.SIGSEGV, proc.stderr
+    assert proc.stdout == "guarded True 0\n"
+    import guardalloc
+    from guardalloc import faults
+    if hasattr(guardalloc, "enable_reports") or hasattr(faults, "enable_reports"):
+        assert "guardalloc" in proc.stderr and "overflow" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("free", ["PyMem_Free", "PyMem_RawFree"])
+def test_double_free_of_a_guarded_block_aborts_with_a_report(child, free):
+    domain = "mem" if free == "PyMem_Free" else "raw"
+    malloc = "PyMem_Malloc" if domain == "mem" else "PyMem_RawMalloc"
+    proc = child(with_api(f"""
+        import guardalloc.pymem as pymem
+        pymem.install(sample_rate=1, domains=("{domain}",))
+        p = api.{malloc}(64)
+        assert pymem.pool().owns_address(p)
+        api.{free}(p)
+        print("freed once", flush=True)
+        api.{free}(p)
+    """))
+    assert proc.returncode == -signal.SIGABRT, proc.stderr
+    assert proc.stdout == "freed once\n"
+    assert "guardalloc: pymem: invalid free of 0x" in proc.stderr
+
+
+def test_a_hook_installed_on_top_blocks_uninstall(child):
+    proc = child("""
+        import tracemalloc, guardalloc.pymem as pymem
+        pymem.install(sample_rate=100)
+        tracemalloc.start()
+        try:
+            pymem.uninstall()
+        except RuntimeError as exc:
+            assert "tracemalloc" in str(exc)
+        else:
+            raise AssertionError("uninstall() under tracemalloc succeeded")
+        tracemalloc.stop()
+        pymem.uninstall()
+        print("ok", pymem.state() in ("off", "draining"))
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "ok True\n"
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    ({"sample_rate": 0}, ValueError), ({"sample_rate": 1.5}, TypeError),
+    ({"sample_rate": True}, TypeError), ({"domains": "raw"}, TypeError),
+    ({"domains": ()}, ValueError), ({"domains": ("heap",)}, ValueError),
+    ({"seed": "x"}, TypeError),
+])
+def test_bad_arguments_raise_before_anything_is_hooked(kwargs, error):
+    with pytest.raises(error):
+        pymem.install(**kwargs)
+    assert pymem.state() == "off"
+
+
+def test_nothing_installed_by_default():
+    assert pymem.state() == "off"
+    assert pymem.uninstall() is True
+
+
+SAMPLING_PATTERN = """
+    import sys
+    import guardalloc.pymem as pymem
+    pymem.install(sample_rate=4, domains=("raw",), random=sys.argv[1] == "random", seed=11)
+    pool = pymem.pool()
+    blocks = [api.PyMem_RawMalloc(16) for _ in range(400)]
+    owned = [pool.owns_address(b) for b in blocks]
+    for b in blocks:
+        api.PyMem_RawFree(b)
+    print("".join("x" if o else "." for o in owned))
+"""
+
+
+def test_deterministic_sampling_guards_every_nth_request(child):
+    proc = child(with_api(SAMPLING_PATTERN), "every")
+    assert proc.returncode == 0, proc.stderr
+    pattern = proc.stdout.strip()
+    # Every 4th raw request of the thread is guarded; the interpreter makes a
+    # few raw requests of its own in between, which take their turn.
+    hits = [i for i, c in enumerate(pattern) if c == "x"]
+    gaps = [b - a for a, b in zip(hits, hits[1:])]
+    assert hits[0] <= 3 and all(1 <= gap <= 4 for gap in gaps), pattern
+    assert gaps.count(4) >= 0.9 * len(gaps) and len(hits) >= 99, pattern
+
+
+def test_random_sampling_is_repeatable_with_a_seed(child):
+    first = child(with_api(SAMPLING_PATTERN), "random")
+    second = child(with_api(SAMPLING_PATTERN), "random")
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    assert first.stdout == second.stdout
+    pattern = first.stdout.strip()
+    assert pattern != "...x" * 100
+    assert 50 <= pattern.count("x") <= 150
+
+
+def test_reinstalling_reuses_the_pool(child):
+    proc = child("""
+        import guardalloc.pymem as pymem
+        pymem.install(sample_rate=10 ** 9)
+        first = pymem.pool()
+        for _ in range(20):
+            assert pymem.uninstall() is True
+            pymem.install(sample_rate=10 ** 9)
+            assert pymem.pool() is first
+        pymem.uninstall()
+        pymem.install(sample_rate=10 ** 9, max_bytes=1 << 28)   # other options: a new pool
+        assert pymem.pool() is not first and pymem.pool().max_bytes == 1 << 28
+        print("ok")
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "ok\n"
+
+
+def test_raw_domain_from_threads_without_the_gil(child):
+    proc = child("""
+        import ctypes, threading
+        import guardalloc.pymem as pymem
+        libpython = ctypes.CDLL(None)          # CDLL calls release the GIL
+        malloc, free = libpython.PyMem_RawMalloc, libpython.PyMem_RawFree
+        malloc.restype, malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+        free.argtypes = [ctypes.c_void_p]
+        memset = ctypes.CDLL(None).memset
+        memset.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
+        pymem.install(sample_rate=2, domains=("raw",))
+        pool = pymem.pool()
+        guarded = []
+        def work(seed):
+            count = 0
+            for i in range(3000):
+                n = (seed * 7919 + i * 104729) % 9000 + 1
+                p = malloc(n)
+                memset(p, seed, n)
+                count += pool.owns_address(p)
+                q = malloc(17)
+                free(p)
+                free(q)
+            guarded.append(count)
+        threads = [threading.Thread(target=work, args=(s,)) for s in range(8)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        assert len(guarded) == 8 and sum(guarded) > 3000, guarded
+        print("ok", pymem.uninstall())
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("ok ")
+
+
+def test_fork_while_sampling(child):
+    proc = child("""
+        import json, os, threading
+        import guardalloc.pymem as pymem
+        pymem.install(sample_rate=3)
+        stop = False
+        def churn():                     # another thread allocating during fork
+            while not stop:
+                json.loads(json.dumps({"a": list(range(100))}))
+        t = threading.Thread(target=churn)
+        t.start()
+        statuses = []
+        for _ in range(5):
+            pid = os.fork()
+            if pid == 0:
+                ok = json.loads(json.dumps({"k": list(range(1000))}))["k"][-1] == 999
+                os._exit(0 if ok else 1)
+            statuses.append(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+        stop = True
+        t.join()
+        print(statuses)
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "[0, 0, 0, 0, 0]\n"
+
+
+def test_slack_overwrite_is_reported_when_the_block_is_freed(child):
+    proc = child(with_api("""
+        import guardalloc.pymem as pymem
+        pymem.install(sample_rate=1, domains=("mem",))
+        p = api.PyMem_Malloc(100)           # padded to 112: 12 slack bytes, no guard yet
+        assert pymem.pool().owns_address(p)
+        ctypes.memset(p + 100, 0, 3)
+        api.PyMem_Free(p)
+        print("still running", pymem.pool().stats()["corruptions"], flush=True)
+    """))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "still running 1\n"
+    assert "guardalloc: heap corruption: 3 slack byte(s) after the block at 0x" in proc.stderr
+    assert "first at offset 100" in proc.stderr
