@@ -10,6 +10,7 @@ MODULES = {
     "guardalloc.arena": [],
     "guardalloc.pool": [],
     "guardalloc.pymem": [],
+    "guardalloc._numpy_handler": [],
 }
 
 extensions = [

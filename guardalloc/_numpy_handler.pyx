@@ -1,0 +1,449 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""The C side of :mod:`guardalloc.numpy`: a NEP 49 ``PyDataMem_Handler``
+whose memory comes from a :class:`guardalloc.Pool`.
+
+Nothing here is compiled against numpy. The handler struct is declared in
+``_c/numpy_abi.h`` (numpy's ABI since 1.22) and ``PyDataMem_SetHandler`` /
+``PyDataMem_GetHandler`` are taken at run time from the C-API table that
+numpy exports as the ``_ARRAY_API`` capsule, after checking numpy's ABI and
+C-API feature versions.
+
+The four allocator functions run without the GIL (numpy may call them from
+any thread; the pool has its own lock). They take the GIL only to report a
+bad free or a damaged slack pattern, through ``sys.unraisablehook``
+(PyErr_WriteUnraisable), since a ``free`` has no way to raise.
+"""
+
+import sys
+
+cimport cython
+from cpython.exc cimport PyErr_Fetch, PyErr_Restore, PyErr_SetObject, PyErr_WriteUnraisable
+from cpython.mem cimport PyMem_RawCalloc
+from cpython.pycapsule cimport (
+    PyCapsule_CheckExact, PyCapsule_GetPointer, PyCapsule_IsValid, PyCapsule_New,
+)
+from cpython.ref cimport Py_INCREF, PyObject
+from libc.stdint cimport uint8_t, uint64_t, uintptr_t
+from libc.string cimport memcpy, memset, strncpy
+
+from guardalloc._kernel cimport _SC_PAGESIZE, sysconf
+from guardalloc._layout cimport GA_SLACK_BYTE
+from guardalloc.pool cimport Pool
+
+from guardalloc.errors import CorruptionError, ForeignBufferError, InvalidFreeError
+
+
+cdef extern from "_c/numpy_abi.h":
+    ctypedef struct ga_np_allocator_t:
+        void *ctx
+        void *(*malloc)(void *ctx, size_t size) noexcept nogil
+        void *(*calloc)(void *ctx, size_t nelem, size_t elsize) noexcept nogil
+        void *(*realloc)(void *ctx, void *ptr, size_t new_size) noexcept nogil
+        void (*free)(void *ctx, void *ptr, size_t size) noexcept nogil
+
+    ctypedef struct ga_np_handler_t:
+        char name[127]
+        uint8_t version
+        ga_np_allocator_t allocator
+
+    const char *GA_NP_CAPSULE_NAME
+    const int GA_NP_HANDLER_VERSION
+    const int GA_NP_API_GET_ABI_VERSION
+    const int GA_NP_API_GET_FEATURE_VERSION
+    const int GA_NP_API_SET_HANDLER
+    const int GA_NP_API_GET_HANDLER
+    const unsigned int GA_NP_FEATURE_1_22
+
+    void ga_np_count(uint64_t *counter) nogil
+    uint64_t ga_np_read(uint64_t *counter) nogil
+
+
+ctypedef unsigned int (*version_fn)() noexcept
+ctypedef object (*set_handler_fn)(object handler)
+ctypedef object (*get_handler_fn)()
+
+#: The name every guardalloc handler carries (``get_handler_name(arr)``).
+HANDLER_NAME = "guardalloc"
+# numpy ABI majors whose handler layout and table indices were checked:
+# 0x01000009 (numpy 1.x) and 0x02000000 (numpy 2.x).
+SUPPORTED_ABI_MAJORS = (1, 2)
+
+cdef size_t PAGE = <size_t>sysconf(_SC_PAGESIZE)
+
+# numpy's functions, filled by load_numpy_api().
+cdef void *_set_handler_ptr = NULL
+cdef void *_get_handler_ptr = NULL
+cdef unsigned int _abi_version = 0
+cdef unsigned int _feature_version = 0
+
+# Every handler ever made, by the address of its C struct. Handlers are never
+# freed: each array keeps a reference to its handler's capsule and frees its
+# data through the struct, long after the guarded() block that made it.
+_handlers = {}
+
+# Counter indices.
+cdef enum:
+    C_MALLOC = 0
+    C_CALLOC
+    C_REALLOC
+    C_FREE
+    C_FALLBACK      # served by numpy's default allocator
+    C_FAILED        # NULL returned to numpy (it raises MemoryError)
+    C_BAD_FREE      # free/realloc of a pointer that is not a live block
+    C_CORRUPT       # slack pattern damaged when the block was freed
+    N_COUNTERS
+
+# Kinds of trouble reported through sys.unraisablehook.
+cdef enum:
+    BAD_FOREIGN = 1
+    BAD_NOT_LIVE = 2
+    BAD_SLACK = 3
+
+
+def load_numpy_api(api_capsule):
+    """Take PyDataMem_SetHandler/GetHandler from numpy's ``_ARRAY_API`` capsule.
+
+    Returns ``(abi_version, feature_version)``.
+
+    Raises:
+        TypeError: api_capsule is not a capsule.
+        ImportError: numpy's ABI major version is not one guardalloc knows,
+            or its C API predates NEP 49 (numpy < 1.22).
+    """
+    global _set_handler_ptr, _get_handler_ptr, _abi_version, _feature_version
+    cdef void **table
+    if not PyCapsule_CheckExact(api_capsule):
+        raise TypeError(f"numpy's _ARRAY_API is not a capsule but {type(api_capsule).__name__}")
+    table = <void **>PyCapsule_GetPointer(api_capsule, NULL)
+    abi = (<version_fn>table[GA_NP_API_GET_ABI_VERSION])()
+    if abi >> 24 not in SUPPORTED_ABI_MAJORS:
+        raise ImportError(
+            f"guardalloc.numpy knows numpy's C ABI versions 1.x and 2.x; this numpy has ABI "
+            f"{abi:#010x}, whose PyDataMem_Handler layout guardalloc has not been checked against")
+    feature = (<version_fn>table[GA_NP_API_GET_FEATURE_VERSION])()
+    if feature < GA_NP_FEATURE_1_22:
+        raise ImportError(
+            f"guardalloc.numpy needs numpy >= 1.22 (NEP 49 memory handlers); this numpy's "
+            f"C API is version {feature:#x}")
+    _set_handler_ptr = table[GA_NP_API_SET_HANDLER]
+    _get_handler_ptr = table[GA_NP_API_GET_HANDLER]
+    _abi_version = abi
+    _feature_version = feature
+    return abi, feature
+
+
+cdef int _check_loaded() except -1:
+    if _set_handler_ptr == NULL:
+        raise RuntimeError("numpy's C API is not loaded: import guardalloc.numpy")
+    return 0
+
+
+def set_handler(capsule):
+    """Make ``capsule`` numpy's handler in the current context (None: numpy's
+    default) and return the previous one, as PyDataMem_SetHandler does.
+
+    Raises:
+        TypeError: capsule is not a ``mem_handler`` capsule.
+    """
+    _check_loaded()
+    if capsule is not None and not PyCapsule_IsValid(capsule, GA_NP_CAPSULE_NAME):
+        raise TypeError(f"expected a 'mem_handler' capsule or None, not {capsule!r}")
+    return (<set_handler_fn>_set_handler_ptr)(capsule)
+
+
+def get_handler():
+    """numpy's handler capsule in the current context (PyDataMem_GetHandler)."""
+    _check_loaded()
+    return (<get_handler_fn>_get_handler_ptr)()
+
+
+# ---------------------------------------------------------------------------
+# Handler
+
+@cython.auto_pickle(False)
+@cython.final
+cdef class Handler:
+    """A ``PyDataMem_Handler`` named "guardalloc", backed by one Pool.
+
+    Made by :func:`guardalloc.numpy.handler`; lives as long as the process.
+    """
+
+    cdef ga_np_handler_t *c
+    cdef readonly object capsule
+    # Not exposed: closing it would unmap the data of live arrays.
+    cdef Pool pool
+    cdef readonly dict options
+    cdef size_t alignment_
+    cdef bint check_slack
+    cdef ga_np_handler_t *fallback_handler
+    cdef object fallback_capsule
+    cdef uint64_t counters[N_COUNTERS]
+
+    def __init__(self):
+        raise TypeError("guardalloc.numpy handlers are made by guardalloc.numpy.handler()")
+
+    @property
+    def alignment(self) -> int:
+        """Alignment of every array's data (1: byte-exact)."""
+        return self.alignment_
+
+    @property
+    def fallback(self) -> bool:
+        """Whether requests the pool refuses go to numpy's default allocator."""
+        return self.fallback_handler != NULL
+
+    @property
+    def name(self) -> str:
+        return self.c.name.decode()
+
+    def owns(self, size_t address) -> bool:
+        """Whether address lies in this handler's pool (guards included)."""
+        return self.pool.owns(<void *>address)
+
+    def block_size(self, size_t address) -> int:
+        """Requested size of the live block starting at address, 0 if none."""
+        return self.pool.block_size(<void *>address)
+
+    def pool_stats(self) -> dict:
+        """:meth:`guardalloc.Pool.stats` of the pool behind the handler."""
+        return self.pool.stats()
+
+    def stats(self) -> dict:
+        """Counts since the handler was made: malloc, calloc, realloc, free,
+        fallback (served by numpy's allocator), failed (NULL returned),
+        bad_free (free or realloc of a pointer that is no live block),
+        corrupt (damaged slack found on free or realloc)."""
+        names = ("malloc", "calloc", "realloc", "free", "fallback", "failed", "bad_free", "corrupt")
+        return {name: ga_np_read(&self.counters[i]) for i, name in enumerate(names)}
+
+    def __repr__(self):
+        return (f"<guardalloc.numpy handler {self.c.name.decode()!r}, alignment {self.alignment_}, "
+                f"fallback {self.fallback_handler != NULL}, options {self.options!r}>")
+
+
+def make_handler(Pool pool, fallback_capsule, dict options):
+    """A new Handler over pool, registered for life.
+
+    ``fallback_capsule``: numpy's default handler capsule, to serve what the
+    pool refuses, or None.
+
+    Raises:
+        TypeError: fallback_capsule is not a version-1 handler capsule.
+    """
+    cdef Handler h = Handler.__new__(Handler)
+    cdef ga_np_handler_t *fallback = NULL
+    cdef ga_np_handler_t *c
+    if fallback_capsule is not None:
+        if not PyCapsule_IsValid(fallback_capsule, GA_NP_CAPSULE_NAME):
+            raise TypeError(f"fallback must be a 'mem_handler' capsule, not {fallback_capsule!r}")
+        fallback = <ga_np_handler_t *>PyCapsule_GetPointer(fallback_capsule, GA_NP_CAPSULE_NAME)
+        if fallback.version != GA_NP_HANDLER_VERSION:
+            raise TypeError(f"the fallback handler has version {fallback.version}, not {GA_NP_HANDLER_VERSION}")
+    c = <ga_np_handler_t *>PyMem_RawCalloc(1, sizeof(ga_np_handler_t))
+    if c == NULL:
+        raise MemoryError("no memory for a numpy handler")
+    strncpy(c.name, HANDLER_NAME.encode(), 126)
+    c.version = GA_NP_HANDLER_VERSION
+    c.allocator.ctx = <void *>h
+    c.allocator.malloc = _np_malloc
+    c.allocator.calloc = _np_calloc
+    c.allocator.realloc = _np_realloc
+    c.allocator.free = _np_free
+    h.c = c
+    h.pool = pool
+    h.options = options
+    h.fallback_capsule = fallback_capsule
+    h.fallback_handler = fallback
+    h.alignment_ = pool.alignment
+    # The pool's arenas fill the bytes between a block's end and the next
+    # alignment boundary with GA_SLACK_BYTE (Arena._alloc_slot).
+    h.check_slack = h.alignment_ > 1
+    # No destructor: the struct must outlive every array made through it.
+    h.capsule = PyCapsule_New(<void *>c, GA_NP_CAPSULE_NAME, NULL)
+    Py_INCREF(h)   # never deallocated, even if the registry were cleared
+    _handlers[<uintptr_t>c] = h
+    return h
+
+
+# ---------------------------------------------------------------------------
+# The allocator functions numpy calls (any thread, GIL or not)
+
+cdef inline size_t _round_up(size_t n, size_t multiple) noexcept nogil:
+    return (n + multiple - 1) // multiple * multiple
+
+
+cdef inline bint _slack_intact(Handler h, void *ptr, size_t nbytes) noexcept nogil:
+    """Check the pattern between the block's end and the next alignment
+    boundary; report and return False when it was overwritten."""
+    cdef const uint8_t *p = <const uint8_t *>ptr
+    cdef size_t i, first = 0, damaged = 0
+    cdef size_t padded
+    if not h.check_slack:
+        return True
+    padded = _round_up(nbytes, h.alignment_)
+    for i in range(nbytes, padded):
+        if p[i] != GA_SLACK_BYTE:
+            if damaged == 0:
+                first = i
+            damaged += 1
+    if damaged == 0:
+        return True
+    ga_np_count(&h.counters[C_CORRUPT])
+    _report(h, BAD_SLACK, ptr, nbytes, first, damaged)
+    # Reported once, here, as a CorruptionError: put the pattern back so that
+    # the pool's own check (a line on stderr) does not report it a second time.
+    memset(<void *>(p + nbytes), GA_SLACK_BYTE, padded - nbytes)
+    return False
+
+
+# numpy calls these four through the struct; ctx is the Handler (borrowed:
+# handlers are immortal).
+
+cdef void *_np_malloc(void *ctx, size_t size) noexcept nogil:
+    return _malloc(<Handler>ctx, size)
+
+
+cdef void *_np_calloc(void *ctx, size_t nelem, size_t elsize) noexcept nogil:
+    return _calloc(<Handler>ctx, nelem, elsize)
+
+
+cdef void *_np_realloc(void *ctx, void *ptr, size_t new_size) noexcept nogil:
+    return _realloc(<Handler>ctx, ptr, new_size)
+
+
+cdef void _np_free(void *ctx, void *ptr, size_t size) noexcept nogil:
+    _free(<Handler>ctx, ptr, size)
+
+
+cdef void *_malloc(Handler h, size_t size) noexcept nogil:
+    cdef void *p
+    ga_np_count(&h.counters[C_MALLOC])
+    p = h.pool.malloc(size if size else 1)
+    if p == NULL:
+        p = _fallback_malloc(h, size)
+    return p
+
+
+cdef void *_calloc(Handler h, size_t nelem, size_t elsize) noexcept nogil:
+    cdef void *p
+    ga_np_count(&h.counters[C_CALLOC])
+    if elsize and nelem > (<size_t>-1) // elsize:
+        ga_np_count(&h.counters[C_FAILED])
+        return NULL
+    if nelem == 0 or elsize == 0:
+        nelem = elsize = 1
+    p = h.pool.calloc(nelem, elsize)
+    if p == NULL:
+        if h.fallback_handler != NULL:
+            ga_np_count(&h.counters[C_FALLBACK])
+            p = h.fallback_handler.allocator.calloc(h.fallback_handler.allocator.ctx, nelem, elsize)
+        if p == NULL:
+            ga_np_count(&h.counters[C_FAILED])
+    return p
+
+
+cdef inline void *_fallback_malloc(Handler h, size_t size) noexcept nogil:
+    cdef void *p = NULL
+    if h.fallback_handler != NULL:
+        ga_np_count(&h.counters[C_FALLBACK])
+        p = h.fallback_handler.allocator.malloc(h.fallback_handler.allocator.ctx, size)
+    if p == NULL:
+        ga_np_count(&h.counters[C_FAILED])
+    return p
+
+
+cdef void *_realloc(Handler h, void *ptr, size_t new_size) noexcept nogil:
+    cdef size_t old_size
+    cdef void *p
+    ga_np_count(&h.counters[C_REALLOC])
+    if ptr == NULL:
+        return _malloc(h, new_size)
+    if new_size == 0:
+        new_size = 1
+    if not h.pool.owns(ptr):
+        if h.fallback_handler != NULL:
+            # A block numpy's allocator served while the pool was at its limit.
+            return h.fallback_handler.allocator.realloc(h.fallback_handler.allocator.ctx, ptr, new_size)
+        ga_np_count(&h.counters[C_BAD_FREE])
+        _report(h, BAD_FOREIGN, ptr, 0, 0, 0)
+        return NULL   # numpy raises MemoryError; the block is left alone
+    old_size = h.pool.block_size(ptr)
+    if old_size == 0:
+        ga_np_count(&h.counters[C_BAD_FREE])
+        _report(h, BAD_NOT_LIVE, ptr, 0, 0, 0)
+        return NULL
+    _slack_intact(h, ptr, old_size)
+    p = h.pool.realloc(ptr, new_size)
+    if p == NULL and h.fallback_handler != NULL:
+        p = _fallback_malloc(h, new_size)
+        if p != NULL:
+            memcpy(p, ptr, old_size if old_size < new_size else new_size)
+            h.pool.free_ptr(ptr)
+        return p
+    if p == NULL:
+        ga_np_count(&h.counters[C_FAILED])
+    return p
+
+
+cdef void _free(Handler h, void *ptr, size_t size) noexcept nogil:
+    # ``size`` is numpy's idea of the block's size; the pool knows the size it
+    # handed out, so that is what the slack check uses.
+    cdef size_t nbytes
+    if ptr == NULL:
+        return
+    ga_np_count(&h.counters[C_FREE])
+    if not h.pool.owns(ptr):
+        if h.fallback_handler != NULL:
+            h.fallback_handler.allocator.free(h.fallback_handler.allocator.ctx, ptr, size)
+            return
+        ga_np_count(&h.counters[C_BAD_FREE])
+        _report(h, BAD_FOREIGN, ptr, 0, 0, 0)
+        return
+    if h.check_slack:
+        # One more pass through the pool's lock, for the block's size; the
+        # byte-exact mode has no slack and skips it.
+        nbytes = h.pool.block_size(ptr)
+        if nbytes != 0:
+            _slack_intact(h, ptr, nbytes)
+    else:
+        nbytes = 1
+    if nbytes == 0 or h.pool.free_ptr(ptr) != 0:
+        # Not a live block: freed already, or not the start of one. Leaking
+        # it is the only safe thing left to do.
+        ga_np_count(&h.counters[C_BAD_FREE])
+        _report(h, BAD_NOT_LIVE, ptr, 0, 0, 0)
+
+
+cdef void _report(Handler h, int kind, void *ptr, size_t nbytes, size_t first,
+                  size_t damaged) noexcept with gil:
+    """Send a GuardError about a numpy data block to sys.unraisablehook
+    ("Exception ignored in: <the handler>"), keeping any exception that is
+    already in flight (arrays are often freed while one unwinds)."""
+    cdef PyObject *saved_type
+    cdef PyObject *saved_value
+    cdef PyObject *saved_tb
+    PyErr_Fetch(&saved_type, &saved_value, &saved_tb)
+    try:
+        exc = _make_error(kind, <uintptr_t>ptr, nbytes, first, damaged)
+        PyErr_SetObject(type(exc), exc)
+        PyErr_WriteUnraisable(h)
+    except BaseException:
+        pass
+    PyErr_Restore(saved_type, saved_value, saved_tb)
+
+
+cdef object _make_error(int kind, uintptr_t address, size_t nbytes, size_t first, size_t damaged):
+    if kind == BAD_SLACK:
+        return CorruptionError(
+            f"heap corruption in numpy array data at {address:#x}: {damaged} slack byte(s) "
+            f"past the end of the {nbytes}-byte block were overwritten, the first at "
+            f"offset {first} ({first - nbytes} bytes past the end); the block was freed",
+            address, None, nbytes, first, damaged)
+    if kind == BAD_FOREIGN:
+        return ForeignBufferError(
+            f"numpy asked the guardalloc handler to free or resize {address:#x}, which is "
+            "not in its pool (the block was left alone)", address, None)
+    return InvalidFreeError(
+        f"numpy asked the guardalloc handler to free or resize {address:#x}, which is "
+        "not a live block (double free, or not the start of a block; left alone)",
+        address, None)
