@@ -19,6 +19,7 @@ from guardalloc.errors import (
     GuardUnsupportedError,
     InvalidFreeError,
 )
+from guardalloc.faults import disable_reports, enable_reports, reports_enabled
 from guardalloc.maps import vma_count
 from guardalloc.pool import Pool, alloc, default_pool
 from guardalloc.support import Support, support
@@ -41,7 +42,10 @@ __all__ = [
     "alloc",
     "batching_refused",
     "default_pool",
+    "disable_reports",
+    "enable_reports",
     "get_tracebacks",
+    "reports_enabled",
     "set_tracebacks",
     "support",
     "vma_count",

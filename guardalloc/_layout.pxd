@@ -16,6 +16,8 @@ cdef extern from "_c/arena.h":
         GA_FLAG_USED
         GA_FLAG_RAW
         GA_FLAG_STACKED
+        GA_FLAG_GUARD_BEFORE_LIFTED
+        GA_FLAG_GUARD_AFTER_LIFTED
         GA_BACKEND_NONE
         GA_BACKEND_MADVISE
         GA_BACKEND_MPROTECT

@@ -46,6 +46,9 @@ ctypedef int (*ga_free_hook_t)(void *ctx, char *address, ga_corruption_t *damage
 
 cdef class Arena:
     cdef ga_arena_t a
+    cdef char *map_base         # the one mapping: bookkeeping, then a.base
+    cdef size_t map_size
+    cdef size_t meta_size       # bookkeeping bytes in front of a.base
     cdef uint32_t *free_stack
     cdef uint32_t free_top
     cdef uint32_t *quarantine_ring

@@ -13,6 +13,8 @@ import warnings
 
 cimport cython
 from cpython.buffer cimport PyBUF_FORMAT, PyBUF_ND, PyBUF_STRIDES
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_DECREF, Py_INCREF
 from libc.errno cimport errno
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, uintptr_t
 from libc.stdlib cimport calloc, free, malloc
@@ -193,16 +195,73 @@ def get_tracebacks() -> bool:
     return _tracebacks_default
 
 
+cdef extern from *:
+    """
+    #include <Python.h>
+    #include <frameobject.h>
+    /* PyFrame_GetLasti() is 3.11+; before, the field is public. */
+    static inline int ga_frame_lasti(PyFrameObject *frame) {
+    #if PY_VERSION_HEX >= 0x030B0000
+        return PyFrame_GetLasti(frame);
+    #else
+        return frame->f_lasti;
+    #endif
+    }
+    """
+    ctypedef struct PyFrameObject
+    ctypedef struct PyCodeObject
+    PyFrameObject *PyEval_GetFrame()
+    PyFrameObject *PyFrame_GetBack(PyFrameObject *frame)    # new reference
+    PyCodeObject *PyFrame_GetCode(PyFrameObject *frame)     # new reference
+    int ga_frame_lasti(PyFrameObject *frame)
+    int PyFrame_GetLineNumber(PyFrameObject *frame)
+
+# Rendered traceback lines by (code object, instruction offset): rendering a
+# frame (line-table lookup, formatting, encoding) costs far more than finding
+# it again. Keyed by the code's address; the entry keeps the code alive and
+# is checked against it. Cleared when it grows past TRACE_CACHE_MAX.
+cdef dict _trace_lines = {}
+cdef Py_ssize_t TRACE_CACHE_MAX = 65536
+
+
+cdef bytes _render_line(PyFrameObject *frame, object code):
+    return (f'    File "{code.co_filename}", line {PyFrame_GetLineNumber(frame)}, '
+            f'in {code.co_name}\n').encode("utf-8", "backslashreplace")
+
+
 cdef bytes _render_stack():
-    """The Python stack of the caller, oldest frame first, as traceback lines."""
-    cdef list lines = []
-    frame = sys._getframe(0)
-    while frame is not None and len(lines) < TRACE_DEPTH:
-        code = frame.f_code
-        lines.append(f'    File "{code.co_filename}", line {frame.f_lineno}, in {code.co_name}\n')
-        frame = frame.f_back
-    lines.reverse()
-    return "".join(lines).encode("utf-8", "backslashreplace")
+    """The Python stack of the caller, oldest frame first, as traceback lines
+    (the innermost TRACE_DEPTH frames)."""
+    cdef list parts = []
+    cdef PyFrameObject *frame = PyEval_GetFrame()
+    cdef PyFrameObject *back
+    cdef PyObject *code_ref
+    cdef int lasti
+    cdef object code, key, entry
+    if frame != NULL:
+        Py_INCREF(<object><PyObject *>frame)
+    try:
+        while frame != NULL and len(parts) < TRACE_DEPTH:
+            code_ref = <PyObject *>PyFrame_GetCode(frame)
+            code = <object>code_ref
+            Py_DECREF(code)             # ``code`` holds its own reference now
+            lasti = ga_frame_lasti(frame)
+            key = (<uintptr_t>code_ref, lasti)
+            entry = _trace_lines.get(key)
+            if entry is None or (<tuple>entry)[0] is not code:
+                if len(_trace_lines) >= TRACE_CACHE_MAX:
+                    _trace_lines.clear()
+                entry = (code, _render_line(frame, code))
+                _trace_lines[key] = entry
+            parts.append((<tuple>entry)[1])
+            back = PyFrame_GetBack(frame)
+            Py_DECREF(<object><PyObject *>frame)
+            frame = back
+    finally:
+        if frame != NULL:
+            Py_DECREF(<object><PyObject *>frame)
+    parts.reverse()
+    return b"".join(parts)
 
 
 cdef void _set_trace(char **table, uint32_t slot, bytes text) noexcept:
@@ -351,43 +410,66 @@ cdef class Arena:
         self.is_closed = False
 
     cdef _map(self, file, bint shared):
-        cdef void *base
+        """Map the arena. An anonymous arena keeps its bookkeeping (slot
+        table, free stack, quarantine ring) in the same mapping, in front of
+        the first guard, so that the whole arena is exactly one VMA."""
+        cdef void *mapping
         cdef int flags
         cdef int err
+        cdef size_t n = self.a.nslots
         if self.placement != NULL:
             # Inside a pool's reservation (anonymous only): replaces PROT_NONE.
-            base = mmap(self.placement, self.a.size, PROT_READ | PROT_WRITE,
-                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0)
+            # The pool reserved exactly a.size bytes there, so the bookkeeping
+            # lives on the heap, as for a file.
+            self.meta_size = 0
+            self.map_size = self.a.size
+            mapping = mmap(self.placement, self.map_size, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0)
         elif file is None:
-            base = mmap(NULL, self.a.size, PROT_READ | PROT_WRITE,
-                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+            self.meta_size = round_up(n * sizeof(ga_slot_t) + n * sizeof(uint32_t)
+                                      * (2 if self.a.uaf else 1), PAGE)
+            self.map_size = self.meta_size + self.a.size
+            mapping = mmap(NULL, self.map_size, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
         else:
+            # A file's bookkeeping must stay private to each process that
+            # maps it, so it lives on the heap instead.
             self.fd_ = _open_backing(file, self.a.size)
             self.file = file
             self.a.shared = shared
+            self.meta_size = 0
+            self.map_size = self.a.size
             flags = (MAP_SHARED if shared else MAP_PRIVATE) | MAP_NORESERVE
-            base = mmap(NULL, self.a.size, PROT_READ | PROT_WRITE, flags, self.fd_, 0)
-        if base == MAP_FAILED:
+            mapping = mmap(NULL, self.map_size, PROT_READ | PROT_WRITE, flags, self.fd_, 0)
+        if mapping == MAP_FAILED:
             err = errno
             if self.fd_ >= 0:
                 close(self.fd_)
                 self.fd_ = -1
             if err == ENOMEM:
                 raise MemoryError(
-                    f"cannot map {self.a.size} bytes for the arena: {strerror(err).decode()} "
+                    f"cannot map {self.map_size} bytes for the arena: {strerror(err).decode()} "
                     "(address space limit RLIMIT_AS, or vm.max_map_count)")
-            raise OSError(err, f"mmap of {self.a.size} bytes failed: {strerror(err).decode()}")
-        self.a.base = <char *>base
+            raise OSError(err, f"mmap of {self.map_size} bytes failed: {strerror(err).decode()}")
+        self.map_base = <char *>mapping
+        self.a.base = self.map_base + self.meta_size
 
     cdef _allocate_bookkeeping(self):
         cdef uint32_t i, n = self.a.nslots
         cdef uint8_t initial_flags = GA_FLAG_STACKED
-        self.a.slots = <ga_slot_t *>calloc(n, sizeof(ga_slot_t))
-        self.free_stack = <uint32_t *>malloc(n * sizeof(uint32_t))
-        if self.a.uaf:
-            self.quarantine_ring = <uint32_t *>malloc(n * sizeof(uint32_t))
-        if self.a.slots == NULL or self.free_stack == NULL or (self.a.uaf and self.quarantine_ring == NULL):
-            raise MemoryError(f"no memory for the bookkeeping of {n} slots")
+        if self.meta_size:
+            # Zero-filled pages of our own mapping (see _map).
+            self.a.slots = <ga_slot_t *>self.map_base
+            self.free_stack = <uint32_t *>(self.map_base + n * sizeof(ga_slot_t))
+            if self.a.uaf:
+                self.quarantine_ring = self.free_stack + n
+        else:
+            self.a.slots = <ga_slot_t *>calloc(n, sizeof(ga_slot_t))
+            self.free_stack = <uint32_t *>malloc(n * sizeof(uint32_t))
+            if self.a.uaf:
+                self.quarantine_ring = <uint32_t *>malloc(n * sizeof(uint32_t))
+            if self.a.slots == NULL or self.free_stack == NULL or (self.a.uaf and self.quarantine_ring == NULL):
+                raise MemoryError(f"no memory for the bookkeeping of {n} slots")
         if self.fd_ >= 0:
             initial_flags |= GA_FLAG_USED   # a file may hold data already
         # Slot 0 on top, so slots are handed out in address order.
@@ -427,24 +509,26 @@ cdef class Arena:
         if self.registered:
             unregister_arena(&self.a)
             self.registered = False
-        if self.a.base != NULL:
+        if not self.meta_size:
+            free(self.a.slots)
+            free(self.free_stack)
+            free(self.quarantine_ring)
+        self.a.slots = NULL
+        self.free_stack = NULL
+        self.quarantine_ring = NULL
+        if self.map_base != NULL:
             if self.placement != NULL:
                 # Hand the range back to the pool's reservation rather than
                 # leave a hole that another mmap() could land in.
-                mmap(self.a.base, self.a.size, PROT_NONE,
+                mmap(self.map_base, self.map_size, PROT_NONE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0)
             else:
-                munmap(self.a.base, self.a.size)
+                munmap(self.map_base, self.map_size)
+            self.map_base = NULL
             self.a.base = NULL
         if self.fd_ >= 0:
             close(self.fd_)
             self.fd_ = -1
-        free(self.a.slots)
-        self.a.slots = NULL
-        free(self.free_stack)
-        self.free_stack = NULL
-        free(self.quarantine_ring)
-        self.quarantine_ring = NULL
         _free_traces(self.a.alloc_trace, self.a.nslots)
         self.a.alloc_trace = NULL
         _free_traces(self.a.free_trace, self.a.nslots)
@@ -580,6 +664,9 @@ cdef class Arena:
             result = GA_ERR_CORRUPT
         if s.flags & GA_FLAG_RETIRE:
             s.state = GA_SLOT_RETIRED
+            # Never reused, but a stale pointer into it still faults.
+            if self.a.uaf and self._guard_data(<uint32_t>slot, True) != 0:
+                return GA_ERR_SYSCALL
             return result
         if not self.a.uaf:
             self._push_free(<uint32_t>slot)
@@ -845,7 +932,8 @@ cdef class Arena:
 
     @property
     def size(self) -> int:
-        """Bytes mapped: guards and slots."""
+        """Bytes from address to the end: guards and slots (the bookkeeping
+        pages mapped in front of address are not counted)."""
         return self.a.size
 
     @property

@@ -35,6 +35,9 @@ enum {
     GA_FLAG_USED = 8,         /* data may be non-zero (handed out before)   */
     GA_FLAG_RAW = 16,         /* owned by an address (alloc_raw), no Buffer */
     GA_FLAG_STACKED = 32,     /* has an entry on the free stack             */
+    /* Continue mode lifted the guard before / after this slot's data. */
+    GA_FLAG_GUARD_BEFORE_LIFTED = 64,
+    GA_FLAG_GUARD_AFTER_LIFTED = 128,
 };
 
 /* Byte written into the slack after a buffer and checked when it is freed. */

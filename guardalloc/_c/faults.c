@@ -1,14 +1,34 @@
 /*
- * Registry of live arenas, read by the fault handler.
+ * The fault reporter: the registry of live arenas and the SIGSEGV/SIGBUS
+ * handler that explains a fault inside one of them.
  *
- * Arenas sit in fixed-size chunks that are allocated on demand and never
- * freed, so a signal handler running in any thread can walk the table while
- * another thread registers an arena: it sees each slot either empty or
+ * Registry. Arenas sit in fixed-size chunks that are allocated on demand and
+ * never freed, so a signal handler running in any thread can walk the table
+ * while another thread registers an arena: it sees each entry either empty or
  * pointing to a complete descriptor (pointers are published with release
  * stores and read with acquire loads).
+ *
+ * Handler. Everything it does is async-signal-safe: it reads the arena
+ * descriptors, formats into a buffer on its own stack, and calls write(2),
+ * sigaction(2), madvise(2)/mprotect(2) and raise(3) -- no malloc, no stdio,
+ * no locks, no Python. A fault it cannot attribute to an arena goes to the
+ * disposition that was installed before it, unchanged.
  */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <ucontext.h>
+#include <unistd.h>
 #include "faults.h"
+
+#ifndef MADV_GUARD_REMOVE
+#define MADV_GUARD_REMOVE 103   /* Linux 6.13; see _kernel.pxd */
+#endif
 
 #define GA_CHUNK 1024
 #define GA_CHUNKS 256
@@ -76,4 +96,613 @@ ga_arena_t *ga_find_arena(const void *addr)
 size_t ga_registered_arenas(void)
 {
     return ga_live;
+}
+
+
+/* ------------------------------------------------------------------------
+ * Report formatting: a fixed buffer on the handler's stack, flushed with
+ * write(2). */
+
+typedef struct {
+    char text[512];
+    size_t len;
+} ga_line_t;
+
+static void ga_write_all(const char *s, size_t n)
+{
+    while (n > 0) {
+        ssize_t done = write(STDERR_FILENO, s, n);
+        if (done < 0) {
+            if (errno == EINTR)
+                continue;
+            return;
+        }
+        s += done;
+        n -= (size_t)done;
+    }
+}
+
+static void ga_flush(ga_line_t *line)
+{
+    ga_write_all(line->text, line->len);
+    line->len = 0;
+}
+
+static void ga_put(ga_line_t *line, const char *s)
+{
+    while (*s) {
+        if (line->len == sizeof(line->text))
+            ga_flush(line);
+        line->text[line->len++] = *s++;
+    }
+}
+
+static void ga_put_dec(ga_line_t *line, unsigned long long v)
+{
+    char digits[24];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n > 0) {
+        char c[2] = {digits[--n], 0};
+        ga_put(line, c);
+    }
+}
+
+static void ga_put_hex(ga_line_t *line, unsigned long long v)
+{
+    char digits[20];
+    int n = 0;
+    ga_put(line, "0x");
+    do {
+        digits[n++] = "0123456789abcdef"[v & 15];
+        v >>= 4;
+    } while (v);
+    while (n > 0) {
+        char c[2] = {digits[--n], 0};
+        ga_put(line, c);
+    }
+}
+
+static void ga_put_ptr(ga_line_t *line, const void *p)
+{
+    ga_put_hex(line, (unsigned long long)(uintptr_t)p);
+}
+
+
+/* ------------------------------------------------------------------------
+ * What a fault address means, worked out from the arena layout (arena.h). */
+
+enum {
+    GA_KIND_OVERFLOW,    /* guard after a live buffer          */
+    GA_KIND_UNDERFLOW,   /* guard before a live buffer         */
+    GA_KIND_UAF,         /* data pages of a freed, guarded slot */
+    GA_KIND_WILD,        /* anywhere else inside the arena     */
+};
+
+static const char *const ga_kind_names[] = {
+    "heap-buffer-overflow", "heap-buffer-underflow", "use-after-free", "wild-access",
+};
+
+static const char *const ga_state_names[] = {"free", "live", "quarantined", "retired"};
+
+typedef struct {
+    int kind;
+    int in_guard;      /* 1: the address is in the guard between left and right */
+    int guarded;       /* 1: a guard (inter-slot or use-after-free) is in place */
+    long slot;         /* the buffer the fault is blamed on, or -1          */
+    long left, right;  /* around a guard: slot numbers, -1 / nslots = none  */
+    int left_state, right_state;  /* their GA_SLOT_* at the time of the fault */
+    char *guard_start; /* the guard (or guarded data pages) that was hit    */
+    size_t guard_len;
+} ga_fault_t;
+
+static int ga_slot_state(const ga_arena_t *a, long i)
+{
+    return a->slots[i].state & 3;
+}
+
+static void ga_classify(const ga_arena_t *a, const char *addr, ga_fault_t *f)
+{
+    size_t off = (size_t)(addr - a->base), within;
+    long n = (long)a->nslots;
+    memset(f, 0, sizeof(*f));
+    f->slot = -1;
+    f->kind = GA_KIND_WILD;
+    if (off < a->guard_size) {
+        f->in_guard = 1;
+        f->left = -1;
+        f->right = 0;
+        f->guard_start = a->base;
+    } else {
+        long k = (long)((off - a->guard_size) / a->stride);
+        within = (off - a->guard_size) % a->stride;
+        if (k >= n) {   /* cannot happen: size ends with the last guard */
+            f->left = n - 1;
+            f->right = n;
+            f->in_guard = 1;
+            f->guard_start = a->base + a->size - a->guard_size;
+        } else if (within < a->slot_size) {
+            const ga_slot_t *s = &a->slots[k];
+            f->left = f->right = k;
+            f->left_state = f->right_state = ga_slot_state(a, k);
+            f->guard_start = GA_SLOT_START(a, k);
+            f->guard_len = a->slot_size;
+            if (s->flags & GA_FLAG_DATA_GUARDED) {
+                f->guarded = 1;
+                if (ga_slot_state(a, k) != GA_SLOT_LIVE) {
+                    f->kind = GA_KIND_UAF;
+                    f->slot = k;
+                }
+            } else if (ga_slot_state(a, k) == GA_SLOT_LIVE) {
+                f->slot = k;   /* SIGBUS: its file page is gone */
+            }
+            return;
+        } else {
+            f->in_guard = 1;
+            f->left = k;
+            f->right = k + 1;
+            f->guard_start = GA_SLOT_START(a, k) + a->slot_size;
+        }
+    }
+    f->left_state = f->left >= 0 ? ga_slot_state(a, f->left) : GA_SLOT_FREE;
+    f->right_state = f->right < n ? ga_slot_state(a, f->right) : GA_SLOT_FREE;
+    /* A guard between left and right. */
+    f->guard_len = a->guard_size;
+    f->guarded = a->backend != GA_BACKEND_NONE && a->guard_size > 0
+        && !(f->left >= 0 && (a->slots[f->left].flags & GA_FLAG_GUARD_AFTER_LIFTED))
+        && !(f->right < n && (a->slots[f->right].flags & GA_FLAG_GUARD_BEFORE_LIFTED));
+    {
+        int left_live = f->left >= 0 && ga_slot_state(a, f->left) == GA_SLOT_LIVE;
+        int right_live = f->right < n && ga_slot_state(a, f->right) == GA_SLOT_LIVE;
+        /* The buffer the alignment puts against this guard first; the other
+         * live neighbour next (a far overflow or underflow). */
+        if (a->align_right ? left_live : !right_live && left_live) {
+            f->kind = GA_KIND_OVERFLOW;
+            f->slot = f->left;
+        } else if (right_live) {
+            f->kind = GA_KIND_UNDERFLOW;
+            f->slot = f->right;
+        }
+    }
+}
+
+
+/* ------------------------------------------------------------------------
+ * The report. */
+
+static size_t ga_page_size = 4096;
+
+static void ga_put_trace(ga_line_t *line, const char *title, char **table, long slot)
+{
+    const char *trace = table != NULL ? table[slot] : NULL;
+    ga_put(line, title);
+    if (trace == NULL) {
+        ga_put(line, " (not recorded: Arena(tracebacks=True) or guardalloc.set_tracebacks(True))\n");
+        return;
+    }
+    ga_put(line, "\n");
+    ga_flush(line);
+    ga_write_all(trace, strlen(trace));
+}
+
+static void ga_put_neighbour(ga_line_t *line, const ga_arena_t *a, long i, int state)
+{
+    if (i < 0 || i >= (long)a->nslots) {
+        ga_put(line, "the arena's edge");
+        return;
+    }
+    ga_put(line, "slot ");
+    ga_put_dec(line, (unsigned long long)i);
+    ga_put(line, " (");
+    ga_put(line, ga_state_names[state & 3]);
+    ga_put(line, ")");
+}
+
+static void ga_report(int sig, int si_code, const ga_arena_t *a, const char *addr,
+                      const char *access, const ga_fault_t *f, int continuing)
+{
+    ga_line_t line;
+    size_t guard_pages = a->guard_size / ga_page_size;
+    line.len = 0;
+
+    ga_put(&line, "==");
+    ga_put_dec(&line, (unsigned long long)getpid());
+    ga_put(&line, "== guardalloc: ");
+    ga_put(&line, sig == SIGBUS && !f->guarded ? "bus-error" : ga_kind_names[f->kind]);
+    ga_put(&line, " ");
+    ga_put(&line, access);
+    ga_put(&line, " at ");
+    ga_put_ptr(&line, addr);
+    ga_put(&line, "\n");
+
+    if (f->slot >= 0) {
+        const ga_slot_t *s = &a->slots[f->slot];
+        const char *start = GA_SLOT_START(a, f->slot) + s->offset;
+        const char *end = start + s->nbytes;
+        const char *freed = f->kind == GA_KIND_UAF ? "freed " : "";
+        ga_put(&line, "  ");
+        if (addr >= end) {
+            ga_put_dec(&line, (unsigned long long)(addr - end));
+            ga_put(&line, " bytes past the end of a ");
+        } else if (addr < start) {
+            ga_put_dec(&line, (unsigned long long)(start - addr));
+            ga_put(&line, " bytes before the start of a ");
+        } else {
+            ga_put_dec(&line, (unsigned long long)(addr - start));
+            ga_put(&line, " bytes inside a ");
+        }
+        ga_put(&line, freed);
+        ga_put_dec(&line, s->nbytes);
+        ga_put(&line, "-byte buffer [");
+        ga_put_ptr(&line, start);
+        ga_put(&line, ", ");
+        ga_put_ptr(&line, end);
+        ga_put(&line, ")\n");
+    } else if (f->in_guard) {
+        ga_put(&line, "  guard page between ");
+        ga_put_neighbour(&line, a, f->left, f->left_state);
+        ga_put(&line, " and ");
+        ga_put_neighbour(&line, a, f->right, f->right_state);
+        ga_put(&line, ": no live buffer next to it\n");
+    } else {
+        ga_put(&line, "  inside the data of ");
+        ga_put_neighbour(&line, a, f->left, f->left_state);
+        ga_put(&line, ", which holds no live buffer\n");
+    }
+    if (sig == SIGBUS && !f->guarded)
+        ga_put(&line, "  SIGBUS: the backing file no longer covers this page (truncated?)\n");
+
+    ga_put(&line, "  arena ");
+    ga_put_ptr(&line, a->base);
+    if (f->slot >= 0) {
+        ga_put(&line, ", slot ");
+        ga_put_dec(&line, (unsigned long long)f->slot);
+        ga_put(&line, " of ");
+    } else {
+        ga_put(&line, ", ");
+    }
+    ga_put_dec(&line, a->nslots);
+    ga_put(&line, f->slot >= 0 ? " (slot " : " slots (slot ");
+    ga_put_dec(&line, a->slot_size);
+    ga_put(&line, " B, ");
+    ga_put_dec(&line, guard_pages);
+    ga_put(&line, guard_pages == 1 ? " guard page)\n" : " guard pages)\n");
+
+    ga_put(&line, "  signal ");
+    ga_put(&line, sig == SIGBUS ? "SIGBUS" : "SIGSEGV");
+    ga_put(&line, " (");
+    if (sig == SIGSEGV)
+        ga_put(&line, si_code == SEGV_MAPERR ? "SEGV_MAPERR: guard page"
+                      : si_code == SEGV_ACCERR ? "SEGV_ACCERR: PROT_NONE page"
+                      : "raised again by a handler installed later");
+    else
+        ga_put(&line, si_code == BUS_ADRERR ? "BUS_ADRERR" : "raised again by a handler installed later");
+    ga_put(&line, ") in thread ");
+    ga_put_dec(&line, (unsigned long long)syscall(SYS_gettid));
+    ga_put(&line, "\n");
+
+    if (f->slot >= 0) {
+        ga_put_trace(&line, "  allocated at:", a->alloc_trace, f->slot);
+        if (f->kind == GA_KIND_UAF)
+            ga_put_trace(&line, "  freed at:", a->free_trace, f->slot);
+    }
+    if (continuing) {
+        ga_put(&line, "  on_fault=\"continue\": guard lifted, slot(s) ");
+        if (f->left >= 0 && f->left < (long)a->nslots)
+            ga_put_dec(&line, (unsigned long long)f->left);
+        if (f->in_guard && f->left >= 0 && f->right < (long)a->nslots)
+            ga_put(&line, " and ");
+        if (f->in_guard && f->right < (long)a->nslots)
+            ga_put_dec(&line, (unsigned long long)f->right);
+        ga_put(&line, " retired; the program goes on\n");
+    }
+    ga_flush(&line);
+}
+
+
+/* ------------------------------------------------------------------------
+ * Continue mode: lift the guard that was hit and retire the slots around it. */
+
+static void ga_retire(ga_arena_t *a, long i, uint8_t extra_flags)
+{
+    ga_slot_t *s;
+    uint8_t state;
+    if (i < 0 || i >= (long)a->nslots)
+        return;
+    s = &a->slots[i];
+    __atomic_fetch_or(&s->flags, (uint8_t)(GA_FLAG_RETIRE | extra_flags), __ATOMIC_RELAXED);
+    /* A live slot becomes RETIRED when it is freed (GA_FLAG_RETIRE); a free
+     * or quarantined one right now (the free stack and the quarantine ring
+     * skip it). */
+    state = __atomic_load_n(&s->state, __ATOMIC_RELAXED);
+    if (state == GA_SLOT_FREE || state == GA_SLOT_QUARANTINED)
+        __atomic_compare_exchange_n(&s->state, &state, (uint8_t)GA_SLOT_RETIRED, 0,
+                                    __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+}
+
+static int ga_lift_and_retire(ga_arena_t *a, const ga_fault_t *f)
+{
+    int rc;
+    if (a->backend == GA_BACKEND_MADVISE)
+        rc = madvise(f->guard_start, f->guard_len, MADV_GUARD_REMOVE);
+    else
+        rc = mprotect(f->guard_start, f->guard_len, PROT_READ | PROT_WRITE);
+    if (rc != 0)
+        return -1;
+    if (f->in_guard) {
+        ga_retire(a, f->left, GA_FLAG_GUARD_AFTER_LIFTED);
+        ga_retire(a, f->right, GA_FLAG_GUARD_BEFORE_LIFTED);
+    } else {
+        __atomic_fetch_and(&a->slots[f->left].flags, (uint8_t)~GA_FLAG_DATA_GUARDED,
+                           __ATOMIC_RELAXED);
+        ga_retire(a, f->left, 0);
+    }
+    __atomic_fetch_add(&a->faults_continued, 1, __ATOMIC_RELAXED);
+    return 0;
+}
+
+/* Remember that a report blamed these slots (continue mode reports once per
+ * slot): the buffer's slot, or for a wild access the slots around it. */
+static void ga_mark_reported(ga_arena_t *a, const ga_fault_t *f)
+{
+    long around[2] = {f->left, f->right};
+    int i;
+    if (f->slot >= 0) {
+        __atomic_fetch_or(&a->slots[f->slot].flags, (uint8_t)GA_FLAG_FAULTED, __ATOMIC_RELAXED);
+        return;
+    }
+    for (i = 0; i < 2; i++)
+        if (around[i] >= 0 && around[i] < (long)a->nslots)
+            __atomic_fetch_or(&a->slots[around[i]].flags, (uint8_t)GA_FLAG_FAULTED, __ATOMIC_RELAXED);
+}
+
+
+/* ------------------------------------------------------------------------
+ * The handler and its installation. */
+
+/* Per signal (SIGSEGV, SIGBUS): the disposition ours replaced, and whether
+ * ours is installed (somewhere in the chain: a handler installed later may
+ * sit on top and chain to it). */
+typedef struct {
+    int sig;
+    struct sigaction prev;
+    volatile sig_atomic_t installed;
+} ga_chain_t;
+
+static ga_chain_t ga_chains[2] = {{SIGSEGV}, {SIGBUS}};
+static volatile sig_atomic_t ga_active;      /* reports are wanted */
+/* The alternate signal stack given to the thread that enabled reports, when
+ * it had none. Static, so it costs no mapping (and no VMA) of its own. */
+static char ga_altstack[64 * 1024] __attribute__((aligned(64)));
+static int ga_altstack_given;
+
+static ga_chain_t *ga_chain(int sig)
+{
+    return sig == SIGBUS ? &ga_chains[1] : &ga_chains[0];
+}
+
+/* Put the previous disposition back in place of ours. */
+static void ga_restore(ga_chain_t *chain)
+{
+    chain->installed = 0;
+    sigaction(chain->sig, &chain->prev, NULL);
+}
+
+/* Hand a signal to the disposition installed before ours, as the kernel
+ * would have. */
+static void ga_pass_on(int sig, siginfo_t *info, void *ucontext)
+{
+    ga_chain_t *chain = ga_chain(sig);
+    struct sigaction *prev = &chain->prev;
+    int from_kernel = info->si_code > 0;
+    if (prev->sa_handler == SIG_IGN) {
+        /* A fault cannot be ignored: with SIG_IGN back in place the kernel
+         * kills the process when the access re-executes. A signal someone
+         * sent is simply ignored. */
+        if (from_kernel)
+            ga_restore(chain);
+        return;
+    }
+    if (prev->sa_handler == SIG_DFL || (prev->sa_flags & SA_RESETHAND)) {
+        /* Put it back: a fault re-executes and meets it; a signal someone
+         * sent is sent again (it stays pending until we return). */
+        ga_restore(chain);
+        if (!from_kernel)
+            raise(sig);
+        return;
+    }
+    {
+        sigset_t saved, one;
+        pthread_sigmask(SIG_BLOCK, &prev->sa_mask, &saved);
+        if (prev->sa_flags & SA_NODEFER) {
+            sigemptyset(&one);
+            sigaddset(&one, sig);
+            pthread_sigmask(SIG_UNBLOCK, &one, NULL);
+        }
+        if (prev->sa_flags & SA_SIGINFO)
+            prev->sa_sigaction(sig, info, ucontext);
+        else
+            prev->sa_handler(sig);
+        pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    }
+}
+
+/* READ, WRITE or EXEC from the x86-64 page-fault error code. */
+static const char *ga_access(const void *ucontext)
+{
+#if defined(__x86_64__)
+    const ucontext_t *uc = ucontext;
+    if (uc != NULL && uc->uc_mcontext.gregs[REG_TRAPNO] == 14) {
+        long long err = uc->uc_mcontext.gregs[REG_ERR];
+        if (err & 16)
+            return "EXEC";
+        return err & 2 ? "WRITE" : "READ";
+    }
+#else
+    (void)ucontext;
+#endif
+    return "access";
+}
+
+/* A signal the process sent itself (raise) right after a page fault is a
+ * handler installed above ours -- faulthandler, enabled after guardalloc --
+ * passing that fault on: the kernel still holds the fault address in the
+ * thread's cr2, and copies it (with the error code) into every signal frame.
+ * The caller only believes it while the address is still a guard: the cr2
+ * of a fault handled long ago (continue mode lifted its guard) is stale.
+ * Limitation: a process that survives an arena fault through a handler of
+ * its own (siglongjmp) and later raises SIGSEGV is reported again. */
+static const char *ga_passed_on_fault(const siginfo_t *info, const void *ucontext)
+{
+#if defined(__x86_64__)
+    const ucontext_t *uc = ucontext;
+    if ((info->si_code == SI_TKILL || info->si_code == SI_USER)
+            && info->si_pid == getpid() && uc != NULL
+            && uc->uc_mcontext.gregs[REG_TRAPNO] == 14)
+        return (const char *)(uintptr_t)uc->uc_mcontext.gregs[REG_CR2];
+#else
+    (void)info;
+    (void)ucontext;
+#endif
+    return NULL;
+}
+
+static void ga_handler(int sig, siginfo_t *info, void *ucontext)
+{
+    int saved_errno = errno;
+    int from_kernel = info->si_code > 0;
+    const char *addr = NULL;
+    ga_arena_t *a = NULL;
+    ga_fault_t f;
+    int first;
+
+    if (ga_active) {
+        addr = from_kernel ? (const char *)info->si_addr : ga_passed_on_fault(info, ucontext);
+        if (addr != NULL)
+            a = ga_find_arena(addr);
+    }
+    if (a == NULL) {
+        ga_pass_on(sig, info, ucontext);
+        errno = saved_errno;
+        return;
+    }
+    ga_classify(a, addr, &f);
+    if (!from_kernel && !f.guarded) {
+        /* A stale cr2: that fault was handled long ago. */
+        ga_pass_on(sig, info, ucontext);
+        errno = saved_errno;
+        return;
+    }
+    /* Continue mode reports the first fault of each slot only. */
+    first = f.slot >= 0 ? !(a->slots[f.slot].flags & GA_FLAG_FAULTED)
+          : !((f.left < 0 || (a->slots[f.left].flags & GA_FLAG_FAULTED))
+              && (f.right >= (long)a->nslots || (a->slots[f.right].flags & GA_FLAG_FAULTED)));
+    if (a->on_fault_continue && f.guarded && ga_lift_and_retire(a, &f) == 0) {
+        if (first) {
+            ga_mark_reported(a, &f);
+            ga_report(sig, info->si_code, a, addr, ga_access(ucontext), &f, 1);
+        }
+        errno = saved_errno;
+        return;
+    }
+    ga_report(sig, info->si_code, a, addr, ga_access(ucontext), &f, 0);
+    /* Die as without us: the previous disposition (faulthandler, a host's
+     * handler, or SIG_DFL) meets the fault again when the access re-executes
+     * (or the signal, raised again: it stays pending until we return). It
+     * replaces ours even when another handler sits on top and called us,
+     * or that handler would meet the fault, and call us, forever. */
+    ga_restore(ga_chain(sig));
+    if (!from_kernel && ga_chain(sig)->prev.sa_handler != SIG_IGN)
+        raise(sig);
+    errno = saved_errno;
+}
+
+static int ga_is_ours(const struct sigaction *act)
+{
+    return (act->sa_flags & SA_SIGINFO) && act->sa_sigaction == ga_handler;
+}
+
+static int ga_is_default(const struct sigaction *act)
+{
+    return act->sa_handler == SIG_DFL || act->sa_handler == SIG_IGN;
+}
+
+int ga_reports_handler_on_top(void)
+{
+    struct sigaction now;
+    if (sigaction(SIGSEGV, NULL, &now) != 0)
+        return 0;
+    return ga_is_ours(&now);
+}
+
+int ga_reports_enable(void)
+{
+    struct sigaction act, now;
+    stack_t current;
+    long page = sysconf(_SC_PAGESIZE);
+    int i;
+    if (page > 0)
+        ga_page_size = (size_t)page;
+    /* SA_ONSTACK runs the handler on the thread's alternate stack when it
+     * has one; give one to this thread if it has none. */
+    if (!ga_altstack_given && sigaltstack(NULL, &current) == 0 && (current.ss_flags & SS_DISABLE)) {
+        stack_t mine;
+        mine.ss_sp = ga_altstack;
+        mine.ss_size = sizeof(ga_altstack);
+        mine.ss_flags = 0;
+        if (sigaltstack(&mine, NULL) == 0)
+            ga_altstack_given = 1;
+    }
+    memset(&act, 0, sizeof(act));
+    act.sa_sigaction = ga_handler;
+    act.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&act.sa_mask);
+    for (i = 0; i < 2; i++) {
+        ga_chain_t *chain = &ga_chains[i];
+        if (sigaction(chain->sig, NULL, &now) != 0)
+            return -1;
+        /* Installed, and still in the chain (maybe below another handler).
+         * A default or ignored disposition means someone put back what was
+         * there before us (faulthandler.disable(), enabled before us, does):
+         * then install again. */
+        if (chain->installed && !ga_is_default(&now))
+            continue;
+        if (ga_is_ours(&now)) {
+            chain->installed = 1;   /* never record ourselves as previous */
+            continue;
+        }
+        chain->prev = now;
+        if (sigaction(chain->sig, &act, NULL) != 0)
+            return -1;
+        chain->installed = 1;
+    }
+    ga_active = 1;
+    return 0;
+}
+
+void ga_reports_disable(void)
+{
+    struct sigaction now;
+    int i;
+    ga_active = 0;
+    for (i = 0; i < 2; i++) {
+        ga_chain_t *chain = &ga_chains[i];
+        /* Restore the previous disposition only where ours is still the one
+         * in place: a handler installed later keeps ours as its previous one
+         * and may chain to it (inactive, ours passes everything on). */
+        if (chain->installed && sigaction(chain->sig, NULL, &now) == 0 && ga_is_ours(&now))
+            ga_restore(chain);
+    }
+}
+
+int ga_reports_active(void)
+{
+    struct sigaction now;
+    if (!ga_active || !ga_chains[0].installed)
+        return 0;
+    /* Someone may have put the default back behind our back. */
+    return sigaction(SIGSEGV, NULL, &now) == 0 && !ga_is_default(&now);
 }
