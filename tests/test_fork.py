@@ -217,3 +217,97 @@ print("ok")
 """)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip().endswith("ok")
+
+
+def test_fork_while_other_threads_hold_the_pool_lock():
+    """Threads hammer a pool through its C interface (taking its mutex
+    without the GIL) while the main thread forks again and again: each child
+    must find the mutex usable (reset by the pool's atfork handlers), not
+    deadlock."""
+    result = run_child(PAGEMAP + """
+import threading, time, signal
+from guardalloc import pool as pool_module
+from guardalloc.pool import Pool
+
+pool = Pool()
+stop = threading.Event()
+def hammer(seed):
+    while not stop.is_set():
+        assert pool_module._c_stress(pool, 2000, seed, 50_000) == 0
+threads = [threading.Thread(target=hammer, args=(s,)) for s in range(3)]
+for t in threads:
+    t.start()
+try:
+    for round in range(30):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                buf = pool.alloc(5000)
+                buf.free()
+                ok = pool_module._c_stress(pool, 500, round, 50_000) == 0
+                os._exit(0 if ok else 1)
+            finally:
+                os._exit(2)
+        for _ in range(1000):            # up to 10 s: a deadlocked child never exits
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.01)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise AssertionError(f"child {round} deadlocked on the pool's mutex")
+        assert os.waitstatus_to_exitcode(status) == 0, (round, status)
+finally:
+    stop.set()
+    for t in threads:
+        t.join()
+assert pool.stats()["live"] == 0
+print("ok")
+""", timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip().endswith("ok")
+
+
+def test_fault_reports_work_in_the_forked_child():
+    """The fault reporter (its handler and its registry of arenas) is
+    inherited: a child's overflow, use-after-free and a fault in an arena
+    the child made itself are each reported, with the child's pid."""
+    result = run_child(PAGEMAP + """
+import ctypes, guardalloc
+arena = guardalloc.Arena(4096, 8, alignment=1)
+buf = arena.alloc(100)
+uaf = guardalloc.Arena(4096, 8, uaf=True)
+freed = uaf.alloc(100)
+freed_address = freed.address
+freed.free()
+for what in ("overflow", "use-after-free", "child-arena"):
+    pid = os.fork()
+    if pid == 0:
+        if what == "overflow":
+            ctypes.memset(buf.address + 100, 1, 1)
+        elif what == "use-after-free":
+            ctypes.string_at(freed_address, 1)
+        else:
+            mine = guardalloc.Arena(4096, 4, alignment=1)
+            kept = mine.alloc(10)
+            print("child-arena-address", kept.address + 10, flush=True)
+            ctypes.memset(kept.address + 10, 1, 1)
+        os._exit(0)
+    print(what, pid, wait(pid), flush=True)
+print("overflow-address", buf.address + 100)
+print("uaf-address", freed_address)
+""")
+    assert result.returncode == 0, result.stderr
+    told = {}
+    for line in result.stdout.splitlines():
+        parts = line.split()
+        told[parts[0]] = [int(p) for p in parts[1:]]
+    for what in ("overflow", "use-after-free", "child-arena"):
+        assert told[what][1] == -signal.SIGSEGV, (what, result.stderr)
+    assert (f"=={told['overflow'][0]}== guardalloc: heap-buffer-overflow WRITE at "
+            f"{told['overflow-address'][0]:#x}") in result.stderr
+    assert (f"=={told['use-after-free'][0]}== guardalloc: use-after-free READ at "
+            f"{told['uaf-address'][0]:#x}") in result.stderr
+    assert (f"=={told['child-arena'][0]}== guardalloc: heap-buffer-overflow WRITE at "
+            f"{told['child-arena-address'][0]:#x}") in result.stderr

@@ -1,4 +1,4 @@
-"""Model-based tests: hypothesis drives an Arena against a pure-Python model.
+"""Model-based tests: hypothesis drives an Arena and a Pool against pure-Python models.
 
 The model is an exact replica of the slot bookkeeping documented in
 arena.pyx (a LIFO free stack, a FIFO use-after-free quarantine), so it
@@ -24,6 +24,7 @@ from hypothesis.stateful import (
 
 import guardalloc
 from guardalloc import DoubleFreeError, ForeignBufferError, InvalidFreeError
+from guardalloc.pool import Pool
 
 if not guardalloc.support().anonymous:   # pragma: no cover - depends on the kernel
     pytest.skip("the madvise backend needs MADV_GUARD_INSTALL (Linux 6.13+)", allow_module_level=True)
@@ -397,3 +398,200 @@ ArenaMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 test_arena_against_model = ArenaMachine.TestCase
+
+
+# ---------------------------------------------------------------------------
+# Pool
+
+
+MiB = 1 << 20
+POOL_SIZES = st.one_of(
+    st.integers(1, 3 * PAGE),            # the exact classes
+    st.integers(3 * PAGE, 200_000),      # the doubling classes
+    st.sampled_from([MiB, 2 * MiB + 5]),  # dedicated one-slot arenas
+)
+
+
+class PoolMachine(RuleBasedStateMachine):
+    """A Pool against a model of its live blocks.
+
+    The pool picks arenas and slots itself, so the model does not predict
+    addresses; it checks that live blocks never overlap, keep their bytes
+    and sizes, and that the counts in stats() match.
+    """
+
+    live = Bundle("pool_live")
+    dead = Bundle("pool_dead")
+
+    def __init__(self):
+        super().__init__()
+        self.pool = None
+        self.other = Pool()
+        self.tracked: set[Live] = set()
+        self.generation = 0
+        self.tags = 0
+        self.allocations = self.frees = 0
+        self.freed_addresses: set[int] = set()
+
+    @initialize(uaf=st.booleans(), alignment=st.sampled_from([1, 16]),
+                backend=st.sampled_from(["madvise", "mprotect"]))
+    def build(self, uaf, alignment, backend):
+        self.config = dict(uaf=uaf, alignment=alignment, backend=backend,
+                           quarantine=2 if uaf else None)
+        self._open()
+
+    def _open(self):
+        self.pool = Pool(**self.config)
+        self.generation += 1
+        self.tracked.clear()
+        self.allocations = self.frees = 0
+        self.freed_addresses.clear()
+
+    def teardown(self):
+        for pool in (self.pool, self.other):
+            if pool is not None:
+                pool.close()
+
+    def _current(self, entry):
+        return entry.generation == self.generation
+
+    def _add(self, handle, address, nbytes, zero):
+        assert self.pool.block_nbytes(address) == nbytes
+        if zero:
+            assert ctypes.string_at(address, nbytes) == bytes(nbytes)
+        self.tags += 1
+        self.allocations += 1
+        self.freed_addresses.discard(address)
+        entry = Live(handle, None, address, nbytes, self.tags)
+        entry.generation = self.generation
+        ctypes.memmove(address, _pattern(entry.tag, nbytes), nbytes)
+        self.tracked.add(entry)
+        return entry
+
+    @rule(target=live, nbytes=POOL_SIZES, zero=st.booleans())
+    def alloc_buffer(self, nbytes, zero):
+        buf = self.pool.alloc(nbytes, zero=zero)
+        assert len(buf) == nbytes
+        return self._add(buf, buf.address, nbytes, zero)
+
+    @rule(target=live, nbytes=POOL_SIZES, zero=st.booleans())
+    def alloc_raw(self, nbytes, zero):
+        return self._add(None, self.pool.alloc_raw(nbytes, zero=zero), nbytes, zero)
+
+    @rule(target=live, entry=consumes(live), nbytes=POOL_SIZES)
+    def realloc_raw(self, entry, nbytes):
+        if not self._current(entry):
+            return multiple()
+        if not entry.raw:
+            # A Buffer's block cannot be reallocated by address: nothing changes.
+            before = self.pool.stats()
+            with pytest.raises(InvalidFreeError):
+                self.pool.realloc_raw(entry.address, nbytes)
+            assert self.pool.stats()["live"] == before["live"]
+            return entry
+        moved = self.pool.realloc_raw(entry.address, nbytes)
+        kept = min(entry.nbytes, nbytes)
+        assert ctypes.string_at(moved, kept) == _pattern(entry.tag, entry.nbytes)[:kept]
+        self.tracked.discard(entry)
+        self.frees += 1
+        if moved != entry.address:
+            self.freed_addresses.add(entry.address)
+        new = self._add(None, moved, nbytes, False)
+        return new
+
+    @rule(target=dead, entry=consumes(live), how=st.sampled_from(["method", "pool", "drop"]))
+    def free(self, entry, how):
+        if not self._current(entry):
+            return multiple()
+        if entry.raw:
+            self.pool.free(entry.address)
+        elif how == "method":
+            entry.handle.free()
+        elif how == "pool":
+            self.pool.free(entry.handle)
+        else:
+            entry.handle = "collected"     # the last reference: garbage collection frees it
+        self.tracked.discard(entry)
+        self.frees += 1
+        self.freed_addresses.add(entry.address)
+        assert self.pool.block_nbytes(entry.address) == 0
+        return entry if entry.handle != "collected" else multiple()
+
+    @rule(entry=dead)
+    def double_free(self, entry):
+        if not self._current(entry):
+            return
+        if not entry.raw:
+            with pytest.raises(DoubleFreeError):
+                self.pool.free(entry.handle)
+        elif entry.address in self.freed_addresses:
+            with pytest.raises((DoubleFreeError, InvalidFreeError)) as info:
+                self.pool.free(entry.address)
+            assert not isinstance(info.value, ForeignBufferError)
+
+    @rule(entry=live, delta=st.sampled_from([1, 8, -1]))
+    def bad_frees(self, entry, delta):
+        if not self._current(entry):
+            return
+        with pytest.raises(InvalidFreeError):
+            self.pool.free(entry.address + delta)
+        if not entry.raw:
+            with pytest.raises(InvalidFreeError, match="Buffer"):
+                self.pool.free(entry.address)
+            view = memoryview(entry.handle)
+            with pytest.raises(BufferError):
+                self.pool.free(entry.handle)
+            with pytest.raises(BufferError):
+                self.pool.close()
+            view.release()
+        other = self.other.alloc(10)
+        with pytest.raises(ForeignBufferError):
+            self.pool.free(other)
+        with pytest.raises(ForeignBufferError):
+            self.pool.free(other.address)
+        other.free()
+
+    @precondition(lambda self: self.allocations >= 4)
+    @rule()
+    def close_and_reopen(self):
+        old = self.pool
+        old.close()
+        with pytest.raises(ValueError):
+            old.alloc(1)
+        with pytest.raises(ValueError):
+            old.stats()
+        for entry in self.tracked:
+            if not entry.raw:
+                with pytest.raises(ValueError):
+                    memoryview(entry.handle)
+        self._open()
+
+    @invariant()
+    def blocks_are_disjoint_and_keep_their_bytes(self):
+        if self.pool is None:
+            return
+        spans = sorted((e.address, e.address + e.nbytes) for e in self.tracked)
+        for (_, end), (start, _) in zip(spans, spans[1:]):
+            assert end <= start, "two live blocks overlap"
+        for entry in self.tracked:
+            assert self.pool.block_nbytes(entry.address) == entry.nbytes
+            expected = _pattern(entry.tag, entry.nbytes)[: entry.nbytes]
+            assert ctypes.string_at(entry.address, entry.nbytes) == expected, entry
+
+    @invariant()
+    def pool_stats_match(self):
+        if self.pool is None:
+            return
+        stats = self.pool.stats()
+        assert stats["live"] == len(self.tracked)
+        assert stats["live_bytes"] == sum(e.nbytes for e in self.tracked)
+        assert stats["allocations"] == self.allocations
+        assert stats["frees"] == self.frees
+        assert stats["corruptions"] == 0
+
+
+PoolMachine.TestCase.settings = settings(
+    max_examples=60, stateful_step_count=40, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+test_pool_against_model = PoolMachine.TestCase

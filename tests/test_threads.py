@@ -14,16 +14,16 @@ import random
 import sys
 import threading
 
-import pytest
-
 import guardalloc
+from guardalloc import pool as pool_module
+from guardalloc.pool import Pool
 
 from conftest import run_child
 
 THREADS = 8
 
 
-def _hammer(arena, operations: int, seed: int, raw: bool):
+def _hammer(arena, operations: int, seed: int, raw: bool, sizes=None):
     """Run ``operations`` random allocs/frees; return the buffers still held.
 
     Each buffer gets an 8-byte tag (thread, serial) written on allocation and
@@ -40,7 +40,7 @@ def _hammer(arena, operations: int, seed: int, raw: bool):
             assert ctypes.string_at(address, 8) == tag
             arena.free(obj)
         else:
-            nbytes = rng.randrange(8, 4097)
+            nbytes = rng.choice(sizes) if sizes else rng.randrange(8, 4097)
             if raw:
                 address = obj = arena.alloc_raw(nbytes, zero=False)
             else:
@@ -53,7 +53,7 @@ def _hammer(arena, operations: int, seed: int, raw: bool):
     return held
 
 
-def _run_threads(arena, operations: int, raw_threads: int = THREADS // 2):
+def _run_threads(arena, operations: int, raw_threads: int = THREADS // 2, sizes=None):
     results = [None] * THREADS
     errors = []
     barrier = threading.Barrier(THREADS)
@@ -61,7 +61,7 @@ def _run_threads(arena, operations: int, raw_threads: int = THREADS // 2):
     def worker(index):
         try:
             barrier.wait()
-            results[index] = _hammer(arena, operations, index + 1, raw=index < raw_threads)
+            results[index] = _hammer(arena, operations, index + 1, raw=index < raw_threads, sizes=sizes)
         except BaseException as exc:    # reported by the main thread
             errors.append(exc)
 
@@ -164,3 +164,64 @@ def test_free_threaded_build_without_gil_is_refused():
     assert result.returncode == 0, result.stderr
     assert "refused:" in result.stdout and "GIL" in result.stdout
     assert "with the GIL: ok" in result.stdout
+
+
+# ---------------------------------------------------------------------------
+# Pool: its own mutex, with or without the GIL
+
+
+
+# Several size classes: exact pages, doubling classes, a dedicated arena.
+POOL_SIZES = (8, 100, 4000, 4097, 9000, 40_000, 300_000, 1 << 20)
+
+
+class _PoolAsArena:
+    """Gives _hammer the arena interface it uses, over a Pool."""
+
+    def __init__(self, pool):
+        self.pool = pool
+        self.slots = 8 * 64
+        self.alloc = pool.alloc
+        self.alloc_raw = pool.alloc_raw
+        self.free = pool.free
+
+
+def test_eight_threads_share_one_pool():
+    """8 threads x 100,000 mixed allocs and frees on one Pool (several size
+    classes, Buffers and raw addresses)."""
+    with Pool() as pool:
+        results = _run_threads(_PoolAsArena(pool), 100_000, sizes=POOL_SIZES)
+        held = [entry for result in results for entry in result]
+        spans = sorted((address, address + pool.block_nbytes(address)) for _, address, _ in held)
+        assert all(end <= start for (_, end), (start, _) in zip(spans, spans[1:]))
+        for _, address, tag in held:
+            assert ctypes.string_at(address, 8) == tag
+        stats = pool.stats()
+        assert stats["live"] == len(held)
+        assert stats["allocations"] - stats["frees"] == len(held)
+        for obj, _, _ in held:
+            pool.free(obj)
+        stats = pool.stats()
+        assert stats["live"] == 0 and stats["live_bytes"] == 0 and stats["corruptions"] == 0
+        assert stats["allocations"] == stats["frees"]
+
+
+def test_python_and_c_callers_share_one_pool():
+    """Python threads (under the GIL) and C callers (without it, as the
+    allocator hooks are) on one pool at the same time."""
+    with Pool() as pool:
+        c_results = []
+        c_threads = [threading.Thread(target=lambda s=s: c_results.append(
+            pool_module._c_stress(pool, 100_000, s, 20_000))) for s in range(4)]
+        for t in c_threads:
+            t.start()
+        results = _run_threads(_PoolAsArena(pool), 20_000, sizes=POOL_SIZES)
+        for t in c_threads:
+            t.join()
+        assert c_results == [0] * 4
+        held = [entry for result in results for entry in result]
+        assert pool.stats()["live"] == len(held)
+        for obj, _, _ in held:
+            pool.free(obj)
+        stats = pool.stats()
+        assert stats["live"] == 0 and stats["allocations"] == stats["frees"]
