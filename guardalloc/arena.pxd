@@ -36,6 +36,9 @@ cdef int install_guards(char *first, size_t stride, size_t count,
                         uint64_t *syscalls) noexcept nogil
 
 
+cdef int check_guard_options(int guard_pages, str backend, str align, size_t alignment,
+                             str on_fault, bint uaf, object tracebacks) except -1
+
 cdef size_t anonymous_mapping_size(size_t slot_size, uint32_t nslots, size_t guard_size,
                                    bint uaf) noexcept nogil
 

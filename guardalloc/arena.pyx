@@ -323,6 +323,26 @@ cdef void _free_traces(char **table, uint32_t nslots, bint heap_table) noexcept:
         free(table)
 
 
+cdef int check_guard_options(int guard_pages, str backend, str align, size_t alignment,
+                             str on_fault, bint uaf, object tracebacks) except -1:
+    """Validate the options an Arena and a Pool share (ValueError/TypeError)."""
+    if guard_pages < 0:
+        raise ValueError(f"guard_pages must be 0 or more, not {guard_pages}")
+    if backend not in ("auto", "madvise", "mprotect", "none"):
+        raise ValueError(f"backend must be 'auto', 'madvise', 'mprotect' or 'none', not {backend!r}")
+    if align not in ("right", "left"):
+        raise ValueError(f"align must be 'right' or 'left', not {align!r}")
+    if alignment < 1 or alignment > PAGE or alignment & (alignment - 1):
+        raise ValueError(f"alignment must be a power of two from 1 to {PAGE}, not {alignment}")
+    if on_fault not in ("abort", "continue"):
+        raise ValueError(f"on_fault must be 'abort' or 'continue', not {on_fault!r}")
+    if uaf and backend == "none":
+        raise ValueError("uaf=True needs guards: use backend 'auto', 'madvise' or 'mprotect'")
+    if tracebacks is not None and not isinstance(tracebacks, bool):
+        raise TypeError("tracebacks must be True, False or None")
+    return 0
+
+
 # ---------------------------------------------------------------------------
 # Arena
 
@@ -404,22 +424,9 @@ cdef class Arena:
             raise ValueError(f"slot_size must be at most {MAX_SLOT_SIZE} bytes, not {slot_size}")
         if not 1 <= slots <= 0xFFFFFFFF:
             raise ValueError(f"slots must be between 1 and {0xFFFFFFFF}, not {slots}")
-        if guard_pages < 0:
-            raise ValueError(f"guard_pages must be 0 or more, not {guard_pages}")
-        if backend not in ("auto", "madvise", "mprotect", "none"):
-            raise ValueError(f"backend must be 'auto', 'madvise', 'mprotect' or 'none', not {backend!r}")
-        if align not in ("right", "left"):
-            raise ValueError(f"align must be 'right' or 'left', not {align!r}")
-        if alignment < 1 or alignment > PAGE or alignment & (alignment - 1):
-            raise ValueError(f"alignment must be a power of two from 1 to {PAGE}, not {alignment}")
-        if on_fault not in ("abort", "continue"):
-            raise ValueError(f"on_fault must be 'abort' or 'continue', not {on_fault!r}")
+        check_guard_options(guard_pages, backend, align, alignment, on_fault, uaf, tracebacks)
         if quarantine is not None and not 0 <= quarantine <= slots:
             raise ValueError(f"quarantine must be between 0 and slots ({slots}), not {quarantine}")
-        if uaf and backend == "none":
-            raise ValueError("uaf=True needs guards: use backend 'auto', 'madvise' or 'mprotect'")
-        if tracebacks is not None and not isinstance(tracebacks, bool):
-            raise TypeError("tracebacks must be True, False or None")
         guard_bytes = (slots + 1) * guard_pages * PAGE
         total = guard_bytes + slots * -(-slot_size // PAGE) * PAGE
         if total > MAX_ARENA_BYTES:

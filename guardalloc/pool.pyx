@@ -41,7 +41,8 @@ from guardalloc._kernel cimport (
 from guardalloc._layout cimport *
 from guardalloc.arena cimport (
     GA_ERR_CORRUPT, GA_ERR_FOREIGN, GA_ERR_FULL, GA_ERR_INVALID,
-    GA_ERR_SYSCALL, GA_OK, Arena, Buffer, anonymous_mapping_size, ga_corruption_t,
+    GA_ERR_SYSCALL, GA_OK, Arena, Buffer, anonymous_mapping_size, check_guard_options,
+    ga_corruption_t,
 )
 
 from guardalloc.arena import _choose_backend
@@ -232,22 +233,9 @@ cdef class Pool:
         cdef int i
         if self.lock_ready:
             raise RuntimeError("Pool.__init__ called twice")
-        if guard_pages < 0:
-            raise ValueError(f"guard_pages must be 0 or more, not {guard_pages}")
-        if backend not in ("auto", "madvise", "mprotect", "none"):
-            raise ValueError(f"backend must be 'auto', 'madvise', 'mprotect' or 'none', not {backend!r}")
-        if align not in ("right", "left"):
-            raise ValueError(f"align must be 'right' or 'left', not {align!r}")
-        if alignment < 1 or alignment > PAGE or alignment & (alignment - 1):
-            raise ValueError(f"alignment must be a power of two from 1 to {PAGE}, not {alignment}")
-        if on_fault not in ("abort", "continue"):
-            raise ValueError(f"on_fault must be 'abort' or 'continue', not {on_fault!r}")
+        check_guard_options(guard_pages, backend, align, alignment, on_fault, uaf, tracebacks)
         if quarantine is not None and (not isinstance(quarantine, int) or quarantine < 0):
             raise ValueError(f"quarantine must be None or a count of 0 or more, not {quarantine!r}")
-        if uaf and backend == "none":
-            raise ValueError("uaf=True needs guards: use backend 'auto', 'madvise' or 'mprotect'")
-        if tracebacks is not None and not isinstance(tracebacks, bool):
-            raise TypeError("tracebacks must be True, False or None")
         if grow not in _GROW_MODES:
             raise ValueError(f"grow must be 'sync', 'pending' or 'never', not {grow!r}")
         max_bytes = int(max_bytes)
