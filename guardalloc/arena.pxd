@@ -98,7 +98,7 @@ cdef class Arena:
     cdef bint _wants_traces(self)
     cdef int _record_trace(self, uint32_t slot, bint at_free) except -1
     cdef int _start_alloc(self, Py_ssize_t nbytes, bint zero, bint raw, slot) except -1
-    cdef _free_buffer(self, Buffer buf, bint raising)
+    cdef _free_buffer(self, Buffer buf)
     cdef object _raise_free_error(self, int code, size_t address, ga_corruption_t *damage, object what)
     cdef object _slot_of(self, size_t address)
 

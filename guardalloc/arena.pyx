@@ -877,7 +877,7 @@ cdef class Arena:
             buf = <Buffer>buffer
             if buf.owner is not self:
                 raise ForeignBufferError(f"{buf!r} belongs to another arena", buf.address_or_none(), None)
-            self._free_buffer(buf, True)
+            self._free_buffer(buf)
             return
         if not isinstance(buffer, int):
             raise TypeError(f"free() takes a guardalloc.Buffer or an address, not {type(buffer).__name__}")
@@ -897,7 +897,7 @@ cdef class Arena:
         if code != GA_OK:
             self._raise_free_error(code, address, &damage, f"address {address:#x}")
 
-    cdef _free_buffer(self, Buffer buf, bint raising):
+    cdef _free_buffer(self, Buffer buf):
         cdef ga_corruption_t damage
         cdef int code
         if buf.is_freed:
@@ -912,7 +912,7 @@ cdef class Arena:
             self._record_trace(buf.slot_, True)
         buf.is_freed = True
         code = self._free_through_owner(buf.ptr, &damage)
-        if code != GA_OK and raising:
+        if code != GA_OK:
             self._raise_free_error(code, <uintptr_t>buf.ptr, &damage, repr(buf))
 
     cdef object _raise_free_error(self, int code, size_t address, ga_corruption_t *damage, object what):
@@ -1251,7 +1251,7 @@ cdef class Buffer:
 
     def free(self):
         """Return the slot to the arena (see :meth:`Arena.free`)."""
-        self.owner._free_buffer(self, True)
+        self.owner._free_buffer(self)
 
     def __enter__(self):
         self._check()
@@ -1259,7 +1259,7 @@ cdef class Buffer:
 
     def __exit__(self, *exc_info):
         if not self.is_freed:
-            self.owner._free_buffer(self, True)
+            self.owner._free_buffer(self)
 
     def __dealloc__(self):
         cdef ga_corruption_t damage

@@ -835,7 +835,7 @@ cdef class Pool:
             if buf.owner is None or buf.owner.free_hook_ctx != <void *>self:
                 raise ForeignBufferError(f"{buf!r} belongs to another arena or pool",
                                          buf.address_or_none(), None)
-            buf.owner._free_buffer(buf, True)
+            buf.owner._free_buffer(buf)
             return
         if not isinstance(buffer, int):
             raise TypeError(f"free() takes a guardalloc.Buffer or an address, not {type(buffer).__name__}")
