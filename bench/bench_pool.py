@@ -11,10 +11,16 @@ The VMAs a pool adds for 10,000 live buffers of the size are stored in
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
 import guardalloc
 from guardalloc import pool as pool_module
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from helpers import pool_stress  # noqa: E402
 
 SIZES = {"64B": 64, "4KiB": 4096, "64KiB": 65536, "1MiB": 1 << 20}
 
@@ -59,7 +65,7 @@ def test_c_interface_mixed_sizes(benchmark):
     GIL, through the pool's C interface."""
     benchmark.group = "pool C interface"
     with guardalloc.Pool() as pool:
-        assert pool_module._c_stress(pool, 10_000, 1) == 0
-        benchmark(pool_module._c_stress, pool, 10_000, 1)
+        assert pool_stress(pool, 10_000, 1) == 0
+        benchmark(pool_stress, pool, 10_000, 1)
         benchmark.extra_info["calls_per_round"] = 10_000
         benchmark.extra_info["arenas"] = pool.stats()["arenas"]

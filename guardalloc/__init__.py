@@ -8,7 +8,7 @@
 See the README for the tour.
 """
 
-from guardalloc.arena import Arena, Buffer, batching_refused, get_tracebacks, set_tracebacks
+from guardalloc.arena import Arena, Buffer
 from guardalloc.errors import (
     BackingFileError,
     CorruptionError,
@@ -21,10 +21,18 @@ from guardalloc.errors import (
     InvalidFreeError,
 )
 from guardalloc.faults import disable_reports, enable_reports, reports_enabled
+from guardalloc.options import GuardOptions
 from guardalloc.maps import vma_count
 from guardalloc.shared import SharedArena
 from guardalloc.pool import Pool, alloc, default_pool
 from guardalloc.support import Support, support
+from guardalloc.tracebacks import (
+    disable_tracebacks,
+    enable_tracebacks,
+    get_tracebacks,
+    set_tracebacks,
+    tracebacks_enabled,
+)
 
 __version__ = "0.1.0"
 
@@ -38,19 +46,20 @@ __all__ = [
     "FreeError",
     "GuardError",
     "GuardInstallError",
+    "GuardOptions",
     "GuardUnsupportedError",
     "InvalidFreeError",
     "Pool",
     "SharedArena",
     "Support",
     "alloc",
-    "batching_refused",
     "default_pool",
     "disable_reports",
+    "disable_tracebacks",
     "enable_reports",
-    "get_tracebacks",
+    "enable_tracebacks",
     "reports_enabled",
-    "set_tracebacks",
     "support",
+    "tracebacks_enabled",
     "vma_count",
 ]

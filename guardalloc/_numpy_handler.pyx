@@ -26,10 +26,10 @@ from cpython.ref cimport Py_INCREF, PyObject
 from libc.stdint cimport uint8_t, uint64_t, uintptr_t
 from libc.string cimport memcpy, memset, strncpy
 
-from guardalloc._kernel cimport _SC_PAGESIZE, sysconf
-from guardalloc._layout cimport GA_SLACK_BYTE
+from guardalloc._core cimport GA_ERR_CORRUPT, GA_ERR_SYSCALL, GA_OK, ga_damage_t, ga_page_size
 from guardalloc.pool cimport Pool
 
+from guardalloc.arena import _address
 from guardalloc.errors import CorruptionError, ForeignBufferError, InvalidFreeError
 
 
@@ -68,7 +68,7 @@ HANDLER_NAME = "guardalloc"
 # 0x01000009 (numpy 1.x) and 0x02000000 (numpy 2.x).
 SUPPORTED_ABI_MAJORS = (1, 2)
 
-cdef size_t PAGE = <size_t>sysconf(_SC_PAGESIZE)
+cdef size_t PAGE = ga_page_size()
 
 # numpy's functions, filled by load_numpy_api().
 cdef void *_set_handler_ptr = NULL
@@ -174,7 +174,6 @@ cdef class Handler:
     cdef Pool pool
     cdef readonly dict options
     cdef size_t alignment_
-    cdef bint check_slack
     cdef ga_np_handler_t *fallback_handler
     cdef object fallback_capsule
     cdef uint64_t counters[N_COUNTERS]
@@ -182,30 +181,50 @@ cdef class Handler:
     def __init__(self):
         raise TypeError("guardalloc.numpy handlers are made by guardalloc.numpy.handler()")
 
+    cdef int _check(self) except -1:
+        if self.c == NULL:
+            raise ValueError("this guardalloc.numpy Handler was not made by guardalloc.numpy.handler() "
+                             "(Handler.__new__ alone)")
+        return 0
+
     @property
     def alignment(self) -> int:
         """Alignment of every array's data (1: byte-exact)."""
+        self._check()
         return self.alignment_
 
     @property
     def fallback(self) -> bool:
         """Whether requests the pool refuses go to numpy's default allocator."""
+        self._check()
         return self.fallback_handler != NULL
 
     @property
     def name(self) -> str:
+        self._check()
         return self.c.name.decode()
 
-    def owns(self, size_t address) -> bool:
-        """Whether address lies in this handler's pool (guards included)."""
-        return self.pool.owns(<void *>address)
+    def owns(self, address) -> bool:
+        """Whether address lies in this handler's pool (guards included).
 
-    def block_size(self, size_t address) -> int:
-        """Requested size of the live block starting at address, 0 if none."""
-        return self.pool.block_size(<void *>address)
+        Raises:
+            TypeError: address is not an integer.
+        """
+        self._check()
+        return self.pool.owns(address)
+
+    def block_size(self, address) -> int:
+        """Requested size of the live block starting at address, 0 if none.
+
+        Raises:
+            TypeError: address is not an integer.
+        """
+        self._check()
+        return self.pool.block_size(address)
 
     def pool_stats(self) -> dict:
         """:meth:`guardalloc.Pool.stats` of the pool behind the handler."""
+        self._check()
         return self.pool.stats()
 
     def stats(self) -> dict:
@@ -213,10 +232,13 @@ cdef class Handler:
         fallback (served by numpy's allocator), failed (NULL returned),
         bad_free (free or realloc of a pointer that is no live block),
         corrupt (damaged slack found on free or realloc)."""
+        self._check()
         names = ("malloc", "calloc", "realloc", "free", "fallback", "failed", "bad_free", "corrupt")
         return {name: ga_np_read(&self.counters[i]) for i, name in enumerate(names)}
 
     def __repr__(self):
+        if self.c == NULL:
+            return "<guardalloc.numpy handler (not made by guardalloc.numpy.handler())>"
         return (f"<guardalloc.numpy handler {self.c.name.decode()!r}, alignment {self.alignment_}, "
                 f"fallback {self.fallback_handler != NULL}, options {self.options!r}>")
 
@@ -255,9 +277,6 @@ def make_handler(Pool pool, fallback_capsule, dict options):
     h.fallback_capsule = fallback_capsule
     h.fallback_handler = fallback
     h.alignment_ = pool.alignment
-    # The pool's arenas fill the bytes between a block's end and the next
-    # alignment boundary with GA_SLACK_BYTE (Arena._alloc_slot).
-    h.check_slack = h.alignment_ > 1
     # No destructor: the struct must outlive every array made through it.
     h.capsule = PyCapsule_New(<void *>c, GA_NP_CAPSULE_NAME, NULL)
     Py_INCREF(h)   # never deallocated, even if the registry were cleared
@@ -267,34 +286,6 @@ def make_handler(Pool pool, fallback_capsule, dict options):
 
 # ---------------------------------------------------------------------------
 # The allocator functions numpy calls (any thread, GIL or not)
-
-cdef inline size_t _round_up(size_t n, size_t multiple) noexcept nogil:
-    return (n + multiple - 1) // multiple * multiple
-
-
-cdef inline bint _slack_intact(Handler h, void *ptr, size_t nbytes) noexcept nogil:
-    """Check the pattern between the block's end and the next alignment
-    boundary; report and return False when it was overwritten."""
-    cdef const uint8_t *p = <const uint8_t *>ptr
-    cdef size_t i, first = 0, damaged = 0
-    cdef size_t padded
-    if not h.check_slack:
-        return True
-    padded = _round_up(nbytes, h.alignment_)
-    for i in range(nbytes, padded):
-        if p[i] != GA_SLACK_BYTE:
-            if damaged == 0:
-                first = i
-            damaged += 1
-    if damaged == 0:
-        return True
-    ga_np_count(&h.counters[C_CORRUPT])
-    _report(h, BAD_SLACK, ptr, nbytes, first, damaged)
-    # Reported once, here, as a CorruptionError: put the pattern back so that
-    # the pool's own check (a line on stderr) does not report it a second time.
-    memset(<void *>(p + nbytes), GA_SLACK_BYTE, padded - nbytes)
-    return False
-
 
 # numpy calls these four through the struct; ctx is the Handler (borrowed:
 # handlers are immortal).
@@ -355,63 +346,67 @@ cdef inline void *_fallback_malloc(Handler h, size_t size) noexcept nogil:
 cdef void *_realloc(Handler h, void *ptr, size_t new_size) noexcept nogil:
     cdef size_t old_size
     cdef void *p
+    cdef ga_damage_t damage
+    damage.damaged = 0
     ga_np_count(&h.counters[C_REALLOC])
     if ptr == NULL:
         return _malloc(h, new_size)
     if new_size == 0:
         new_size = 1
-    if not h.pool.owns(ptr):
+    if not h.pool.owns_ptr(ptr):
         if h.fallback_handler != NULL:
             # A block numpy's allocator served while the pool was at its limit.
             return h.fallback_handler.allocator.realloc(h.fallback_handler.allocator.ctx, ptr, new_size)
         ga_np_count(&h.counters[C_BAD_FREE])
         _report(h, BAD_FOREIGN, ptr, 0, 0, 0)
         return NULL   # numpy raises MemoryError; the block is left alone
-    old_size = h.pool.block_size(ptr)
+    old_size = h.pool.size_of(ptr)
     if old_size == 0:
         ga_np_count(&h.counters[C_BAD_FREE])
         _report(h, BAD_NOT_LIVE, ptr, 0, 0, 0)
         return NULL
-    _slack_intact(h, ptr, old_size)
-    p = h.pool.realloc(ptr, new_size)
+    p = h.pool.realloc(ptr, new_size, &damage)
     if p == NULL and h.fallback_handler != NULL:
         p = _fallback_malloc(h, new_size)
         if p != NULL:
             memcpy(p, ptr, old_size if old_size < new_size else new_size)
-            h.pool.free_ptr(ptr)
-        return p
-    if p == NULL:
+            h.pool.free_ptr(ptr, &damage)
+    elif p == NULL:
         ga_np_count(&h.counters[C_FAILED])
+    if p != NULL and damage.damaged:
+        _corrupt(h, ptr, &damage)
     return p
 
 
 cdef void _free(Handler h, void *ptr, size_t size) noexcept nogil:
     # ``size`` is numpy's idea of the block's size; the pool knows the size it
     # handed out, so that is what the slack check uses.
-    cdef size_t nbytes
+    cdef ga_damage_t damage
+    cdef int code
     if ptr == NULL:
         return
     ga_np_count(&h.counters[C_FREE])
-    if not h.pool.owns(ptr):
+    if not h.pool.owns_ptr(ptr):
         if h.fallback_handler != NULL:
             h.fallback_handler.allocator.free(h.fallback_handler.allocator.ctx, ptr, size)
             return
         ga_np_count(&h.counters[C_BAD_FREE])
         _report(h, BAD_FOREIGN, ptr, 0, 0, 0)
         return
-    if h.check_slack:
-        # One more pass through the pool's lock, for the block's size; the
-        # byte-exact mode has no slack and skips it.
-        nbytes = h.pool.block_size(ptr)
-        if nbytes != 0:
-            _slack_intact(h, ptr, nbytes)
-    else:
-        nbytes = 1
-    if nbytes == 0 or h.pool.free_ptr(ptr) != 0:
+    code = h.pool.free_ptr(ptr, &damage)
+    if code == GA_ERR_CORRUPT:
+        _corrupt(h, ptr, &damage)
+    elif code != GA_OK and code != GA_ERR_SYSCALL:
         # Not a live block: freed already, or not the start of one. Leaking
         # it is the only safe thing left to do.
         ga_np_count(&h.counters[C_BAD_FREE])
         _report(h, BAD_NOT_LIVE, ptr, 0, 0, 0)
+
+
+cdef inline void _corrupt(Handler h, void *ptr, ga_damage_t *damage) noexcept nogil:
+    """The pool found the slack after a freed block overwritten."""
+    ga_np_count(&h.counters[C_CORRUPT])
+    _report(h, BAD_SLACK, ptr, damage.nbytes, damage.first_offset, damage.damaged)
 
 
 cdef void _report(Handler h, int kind, void *ptr, size_t nbytes, size_t first,

@@ -1,106 +1,59 @@
 # cython: language_level=3
-"""C-level interface of the arena, for other Cython modules to cimport.
+"""The C-level contract of Arena and Buffer, for the pool to cimport.
 
-    from guardalloc.arena cimport Arena, GA_OK
+    from guardalloc.arena cimport Arena, Buffer, new_pooled_arena, make_buffer
 
-The ``Arena._alloc_slot`` / ``Arena._free_address`` pair is the allocation
-core: typed C data only, no Python objects, callable without the GIL. They are
-not locked: callers serialize (the GIL for Python users, a lock for pools and
-allocator hooks).
+An Arena is a Python object over one ``ga_arena_t`` (``arena.a``), which the
+C core (``_c/core.h``) allocates from and frees into. The pool builds its
+arenas with :func:`new_pooled_arena`, calls the core on ``arena.a`` under its
+own lock, and routes frees of its Buffers through its hook.
 """
 
-from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.stdint cimport uint32_t
 
-from guardalloc._layout cimport *
+from guardalloc._core cimport ga_arena_t, ga_damage_t
 
-
-# Result codes of the C-level core (negative: failure).
-cdef enum:
-    GA_OK = 0
-    GA_ERR_FULL = -1        # no free slot
-    GA_ERR_SYSCALL = -2     # a guard syscall failed; errno says why
-    GA_ERR_FOREIGN = -3     # address outside this arena
-    GA_ERR_INVALID = -4     # not the start of a live buffer
-    GA_ERR_DOUBLE = -5      # the buffer was already freed
-    GA_ERR_CORRUPT = -6     # freed, but the slack pattern was damaged
-    GA_ERR_NOT_FREE = -7    # the requested slot is not free
-
-
-cdef struct ga_corruption_t:
-    size_t first_offset     # from the buffer's start
-    size_t damaged          # bytes that differ from the pattern
-
-
-cdef int install_guards(char *first, size_t stride, size_t count,
-                        size_t guard_size, int backend, bint batched,
-                        uint64_t *syscalls) noexcept nogil
-
-
-cdef int check_guard_options(int guard_pages, str backend, str align, size_t alignment,
-                             str on_fault, bint uaf, object tracebacks) except -1
-
-cdef size_t anonymous_mapping_size(size_t slot_size, uint32_t nslots, size_t guard_size,
-                                   bint uaf) noexcept nogil
+# A pooled arena's frees go through its pool (its lock, its bookkeeping).
+ctypedef int (*ga_free_hook_t)(void *ctx, char *address, int raw_only,
+                               ga_damage_t *damage) noexcept nogil
 
 
 cdef class Buffer
 
 
-# Set by a Pool on the arenas it owns: frees of their Buffers go through the
-# pool (its lock, its bookkeeping) instead of straight to _free_address.
-ctypedef int (*ga_free_hook_t)(void *ctx, char *address, ga_corruption_t *damage) noexcept nogil
-
-
 cdef class Arena:
     cdef ga_arena_t a
-    cdef uint32_t *free_stack
-    cdef size_t mapped_size   # a.size, plus the bookkeeping of anonymous arenas
-    cdef uint32_t free_top
-    cdef uint32_t *quarantine_ring
-    cdef uint32_t quarantine_head
-    cdef uint32_t quarantine_len
-    cdef uint32_t quarantine_limit
-    cdef uint64_t guard_syscalls
-    cdef uint64_t uaf_syscalls
-    cdef uint64_t allocations
+    cdef size_t mapped_size   # bytes mapped at a.base (bookkeeping included)
+    cdef void *heap_tables    # a file-backed arena's bookkeeping (calloc)
     cdef Py_ssize_t exports
     cdef bint is_closed
     cdef bint registered
-    cdef bint batched
     cdef int fd_
-    cdef bint backing_fixed    # the backing file cannot shrink (sealed memfd)
-    cdef object tracebacks
+    cdef bint backing_fixed   # the backing file cannot shrink (sealed memfd)
+    cdef readonly object options      # GuardOptions
+    cdef readonly object tracebacks   # True, False or None (the default)
     cdef readonly object file
     cdef readonly str backend
     cdef readonly int guard_pages
     cdef readonly str align
     cdef readonly str on_fault
-    # Pool ownership (NULL/False for a standalone arena): a pooled arena is
-    # mapped at `placement` inside the pool's reservation, gives the range
-    # back to it (PROT_NONE) when released and refuses alloc()/close().
+    # Pool ownership (NULL for a standalone arena): a pooled arena is mapped
+    # at `placement` inside its pool's reservation and hands the range back
+    # (PROT_NONE) when released.
     cdef char *placement
     cdef ga_free_hook_t free_hook
     cdef void *free_hook_ctx
-    cdef bint pooled
 
-    cdef _map(self, file, bint shared)
-    cdef _allocate_bookkeeping(self)
-    cdef _install_all_guards(self)
-    cdef void _release(self) noexcept
-    cdef int _guard_data(self, uint32_t slot, bint install) noexcept nogil
-    cdef void _push_free(self, uint32_t slot) noexcept nogil
-    cdef long _take_slot(self) noexcept nogil
-    cdef int _alloc_slot(self, size_t nbytes, bint zero, bint raw, long want) noexcept nogil
-    cdef int _free_address(self, char *address, ga_corruption_t *damage) noexcept nogil
-    cdef int _free_through_owner(self, char *address, ga_corruption_t *damage) noexcept nogil
+    cdef void release(self) noexcept
+    cdef int check_backing(self) except -1
+    cdef int free_block(self, char *address, bint raw_only, object what) except -1
+    cdef _configure(self, size_t slot_size, uint32_t slots, object options, bint batch)
+    cdef int _build(self, file, bint shared, str requested) except -1
+    cdef int _map(self, file, bint shared) except -1
+    cdef int _install_guards(self) except -1
     cdef int _check_open(self) except -1
-    cdef int _check_backing(self) except -1
-    cdef bint _wants_traces(self)
-    cdef int _record_trace(self, uint32_t slot, bint at_free) except -1
-    cdef int _start_alloc(self, Py_ssize_t nbytes, bint zero, bint raw, slot) except -1
-    cdef _free_buffer(self, Buffer buf)
-    cdef object _raise_free_error(self, int code, size_t address, ga_corruption_t *damage, object what)
-    cdef object _slot_of(self, size_t address)
+    cdef long _start_alloc(self, nbytes, bint zero, bint raw, slot) except -1
+    cdef int _free_buffer(self, Buffer buf) except -1
 
 
 cdef class Buffer:
@@ -109,11 +62,24 @@ cdef class Buffer:
     cdef Py_ssize_t nbytes_
     cdef Py_ssize_t shape[1]
     cdef Py_ssize_t exports
-    cdef uint32_t slot_
+    cdef long slot_
     cdef bint is_freed
     # The pool of a pooled buffer: kept alive as long as the buffer (the
     # pool owns the arena; nothing points back, so no reference cycle).
-    cdef object pool
+    cdef readonly object pool
 
     cdef int _check(self) except -1
     cdef object address_or_none(self)
+
+
+# A pooled arena at `placement`, its frees routed through hook(ctx, ...).
+cdef Arena new_pooled_arena(char *placement, size_t slot_size, unsigned int slots,
+                            object options, ga_free_hook_t hook, void *ctx)
+
+# The Buffer object over a live slot of arena (pool: the pool that owns it).
+cdef Buffer make_buffer(Arena arena, long slot, object pool)
+
+# Raise the exception for a core result code of freeing `address`, described
+# as `what` in the message (the one mapping from codes to exceptions).
+cdef int raise_free_error(Arena arena, int code, size_t address, ga_damage_t *damage,
+                          object what) except -1

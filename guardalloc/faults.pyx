@@ -13,16 +13,10 @@ import os
 from libc.errno cimport errno
 from libc.string cimport strerror
 
-from guardalloc._layout cimport ga_arena_t
-
-cdef extern from "_c/faults.h":
-    int ga_register_arena(ga_arena_t *arena)
-    void ga_unregister_arena(ga_arena_t *arena)
-    size_t ga_registered_arenas()
-    int ga_reports_enable()
-    void ga_reports_disable()
-    int ga_reports_active()
-    int ga_reports_handler_on_top()
+from guardalloc._core cimport (
+    ga_arena_t, ga_register_arena, ga_registered_arenas, ga_reports_active, ga_reports_disable,
+    ga_reports_enable, ga_reports_handler_on_top, ga_unregister_arena,
+)
 
 
 # Environment variable that opts out of the automatic installation.

@@ -63,7 +63,7 @@ def _enable_guarding(args: argparse.Namespace) -> int | None:
 
     guardalloc.enable_reports()
     if args.traceback:
-        guardalloc.set_tracebacks(True)
+        guardalloc.enable_tracebacks()
     if args.numpy:
         try:
             guarded_numpy = importlib.import_module("guardalloc.numpy")

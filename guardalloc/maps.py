@@ -19,8 +19,8 @@ import stat
 from typing import NamedTuple, Union
 
 from guardalloc.errors import GuardUnsupportedError
-from guardalloc.pagemap import PAGE_SIZE, GuardRun, GuardRuns, Range, Ranges, pagemap_scan_supported, scan, subtract
-from guardalloc.support import support
+from guardalloc.pagemap import PAGE_SIZE, GuardRun, GuardRuns, Range, Ranges, scan, subtract
+from guardalloc.support import max_map_count, support
 
 __all__ = [
     "GuardRun",
@@ -108,15 +108,6 @@ def vma_count(pid: Pid = "self") -> int:
     return _read_maps(pid).count(b"\n")
 
 
-def max_map_count() -> int | None:
-    """``vm.max_map_count``, or None when it cannot be read."""
-    try:
-        with open("/proc/sys/vm/max_map_count") as f:
-            return int(f.read())
-    except (OSError, ValueError):
-        return None
-
-
 def vmas_in_range(start: int, end: int, pid: int | str = "self") -> int:
     """Number of VMAs of a process that overlap ``[start, end)``.
 
@@ -166,7 +157,7 @@ def vmas(pid: Pid = "self") -> list[Vma]:
 def scan_method() -> str:
     """How :func:`guard_pages` finds guards here: "scan" (the PAGEMAP_SCAN
     ioctl with PAGE_IS_GUARD) or "pagemap" (bit 58 of each pagemap entry)."""
-    return "scan" if pagemap_scan_supported() else "pagemap"
+    return "scan" if support().pagemap_scan else "pagemap"
 
 
 def _page_range(start: int, end: int) -> tuple[int, int]:
@@ -195,7 +186,7 @@ def _method(method: str) -> str:
     if method == "auto":
         return scan_method()
     if method == "scan":
-        if not pagemap_scan_supported():
+        if not support().pagemap_scan:
             raise GuardUnsupportedError(
                 "PAGEMAP_SCAN with PAGE_IS_GUARD is unavailable on this kernel "
                 f"({os.uname().release}); use method='pagemap' or 'auto'")

@@ -22,15 +22,17 @@ from libc.stdint cimport uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcmp
 
-from guardalloc._kernel cimport (
-    EINTR, GA_PAGE_IS_GUARD, GA_PAGEMAP_SCAN, GA_PM_GUARD_BIT,
-    MADV_GUARD_INSTALL, MAP_ANONYMOUS, MAP_FAILED, MAP_NORESERVE, MAP_PRIVATE,
-    PROT_READ, PROT_WRITE, _SC_PAGESIZE, close, ga_page_region, ga_pm_scan_arg,
-    ioctl, madvise, mmap, munlock, munmap, pread, ssize_t, sysconf,
+from libc.errno cimport EINTR
+from posix.ioctl cimport ioctl
+from posix.unistd cimport close, pread
+
+from guardalloc._core cimport (
+    GA_PAGE_IS_GUARD, GA_PAGEMAP_SCAN, GA_PM_GUARD_BIT, ga_page_region, ga_page_size,
+    ga_pm_scan_arg,
 )
 
-PAGE_SIZE = sysconf(_SC_PAGESIZE)
-cdef uint64_t PAGE = <uint64_t>sysconf(_SC_PAGESIZE)
+PAGE_SIZE = ga_page_size()
+cdef uint64_t PAGE = <uint64_t>ga_page_size()
 # Regions per PAGEMAP_SCAN call and pagemap entries per pread(): big enough
 # that a million guards take a few hundred system calls, small enough to sit
 # in the cache (96 KiB and 512 KiB).
@@ -340,60 +342,6 @@ def subtract(pieces, GuardRuns guards) -> Ranges:
 
 # ---------------------------------------------------------------------------
 # Scanning
-
-cdef object _scan_method_supported = None
-
-
-def pagemap_scan_supported() -> bool:
-    """Whether PAGEMAP_SCAN accepts the PAGE_IS_GUARD category here.
-
-    Probed once (an ioctl on a scratch 3-page mapping whose middle page is a
-    guard): kernels before 6.7 answer ENOTTY, those that do not know the
-    guard category EINVAL. When guards themselves are refused (old kernel,
-    seccomp), an accepted ioctl is enough.
-    """
-    global _scan_method_supported
-    cdef char *region
-    cdef ga_page_region vec[4]
-    cdef ga_pm_scan_arg arg
-    cdef long n
-    cdef bint guarded
-    if _scan_method_supported is not None:
-        return _scan_method_supported
-    try:
-        fd = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        _scan_method_supported = False
-        return False
-    region = <char *>mmap(NULL, 3 * PAGE, PROT_READ | PROT_WRITE,
-                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
-    if region == <char *>MAP_FAILED:
-        os.close(fd)
-        return False   # not cached: a transient failure
-    munlock(region, 3 * PAGE)   # mlockall(MCL_FUTURE) would refuse the guard
-    guarded = madvise(region + PAGE, PAGE, MADV_GUARD_INSTALL) == 0
-    arg.size = sizeof(ga_pm_scan_arg)
-    arg.flags = 0
-    arg.start = <uint64_t>region
-    arg.end = <uint64_t>region + 3 * PAGE
-    arg.walk_end = 0
-    arg.vec = <uint64_t>vec
-    arg.vec_len = 4
-    arg.max_pages = 0
-    arg.category_inverted = 0
-    arg.category_mask = GA_PAGE_IS_GUARD
-    arg.category_anyof_mask = 0
-    arg.return_mask = GA_PAGE_IS_GUARD
-    n = ioctl(fd, GA_PAGEMAP_SCAN, &arg)
-    if guarded:
-        _scan_method_supported = (n == 1 and vec[0].start == <uint64_t>region + PAGE
-                                  and vec[0].end == <uint64_t>region + 2 * PAGE)
-    else:
-        _scan_method_supported = n >= 0
-    munmap(region, 3 * PAGE)
-    os.close(fd)
-    return _scan_method_supported
-
 
 def scan(pid, ranges, str method) -> GuardRuns:
     """Guard runs of process ``pid`` inside ``ranges`` (sorted, disjoint,

@@ -11,7 +11,16 @@ The state and internals below the contract are pool.pyx's own.
 
 from libc.stdint cimport uint32_t, uint64_t
 
-from guardalloc.arena cimport Arena, ga_corruption_t
+from guardalloc._core cimport ga_damage_t
+from guardalloc.arena cimport Arena
+
+cdef extern from "_c/classes.h" nogil:
+    enum:
+        GA_EXACT_CLASSES
+        GA_NCLASSES
+    const size_t GA_MAX_CLASS_PAGES
+    int ga_class_of(size_t nbytes, size_t page)
+    size_t ga_class_pages(int cls)
 
 cdef extern from "<pthread.h>" nogil:
     ctypedef struct pthread_mutex_t:
@@ -21,13 +30,6 @@ cdef extern from "<pthread.h>" nogil:
     int pthread_mutex_lock(pthread_mutex_t *mutex)
     int pthread_mutex_unlock(pthread_mutex_t *mutex)
 
-# Size classes, in pages: 1..8 exactly, then four per doubling (10, 12, 14,
-# 16, 20, 24, 28, 32, ...) up to 3.5 GiB: at most a quarter of a block's
-# slot is slack.
-cdef enum:
-    EXACT_CLASSES = 8
-    NCLASSES = 76
-
 # How the C methods grow a full size class (Pool(grow=...)).
 cdef enum:
     GROW_SYNC = 0       # take the GIL and add an arena now
@@ -35,8 +37,9 @@ cdef enum:
     GROW_NEVER = 2      # only what prepare() made
 
 
-# One arena of the pool, in address order (arenas are placed by a bump
-# pointer, so appending keeps the table sorted and indices stable).
+# One arena of the pool, in address order: arenas are placed by a bump
+# pointer, but concurrent growers may finish out of order, so insertion keeps
+# the table sorted and shifts the indices of later arenas.
 cdef struct pool_arena_t:
     char *start
     char *end
@@ -70,15 +73,19 @@ cdef class Pool:
     # (limit reached, out of memory): the caller then fails or forwards.
     cdef void *malloc(self, size_t nbytes) noexcept nogil
     cdef void *calloc(self, size_t count, size_t size) noexcept nogil
-    # realloc semantics for a pointer this pool owns (NULL ptr: malloc).
-    cdef void *realloc(self, void *ptr, size_t nbytes) noexcept nogil
-    # 0 when freed; -1 when ptr is not a live block of this pool (the caller
-    # decides: forward it to another allocator, or report an invalid free).
-    cdef int free_ptr(self, void *ptr) noexcept nogil
+    # realloc semantics for a pointer this pool owns (NULL ptr: malloc); the
+    # old block's free is reported in *damage / the result as by free_ptr
+    # (damage.damaged > 0: its slack was overwritten).
+    cdef void *realloc(self, void *ptr, size_t nbytes, ga_damage_t *damage) noexcept nogil
+    # A core result code: GA_OK, or GA_ERR_CORRUPT (freed; *damage says what
+    # was overwritten) or GA_ERR_SYSCALL (freed; its UAF guard failed); any
+    # other code: ptr is not a live C block of this pool and nothing changed
+    # (the caller decides: forward it to another allocator, or report).
+    cdef int free_ptr(self, void *ptr, ga_damage_t *damage) noexcept nogil
     # Whether ptr lies in one of this pool's mappings (cheap, lock-free).
-    cdef bint owns(self, const void *ptr) noexcept nogil
+    cdef bint owns_ptr(self, const void *ptr) noexcept nogil
     # Requested size of the live block at ptr, 0 if not a live block.
-    cdef size_t block_size(self, const void *ptr) noexcept nogil
+    cdef size_t size_of(self, const void *ptr) noexcept nogil
 
     # -- state (pool.pyx) -------------------------------------------------
     cdef pthread_mutex_t lock
@@ -90,7 +97,7 @@ cdef class Pool:
     cdef pool_arena_t *table
     cdef uint32_t narenas
     cdef uint32_t cap_table
-    cdef pool_class_t classes[NCLASSES]
+    cdef pool_class_t classes[GA_NCLASSES]
     cdef size_t mapped_bytes       # slot bytes of all arenas
     cdef size_t max_bytes_
     cdef uint32_t max_arenas_
@@ -107,22 +114,20 @@ cdef class Pool:
     cdef uint64_t corruptions
     cdef uint64_t refused           # C requests that returned NULL
     cdef list arenas                # owns the Arena objects
-    cdef dict arena_options
     cdef readonly str backend
     cdef readonly int guard_pages
     cdef readonly str align
     cdef readonly size_t alignment
     cdef readonly bint uaf
     cdef readonly str on_fault
-    cdef object quarantine
-    cdef object tracebacks
+    cdef readonly object options      # GuardOptions of every arena
     cdef object __weakref__
 
     # -- internals (pool.pyx) ---------------------------------------------
     cdef long _find(self, const char *address) noexcept nogil
     cdef long _take(self, int cls, size_t nbytes, bint zero, bint raw,
                     void **where) noexcept nogil
-    cdef int _free_locked(self, char *address, ga_corruption_t *damage, bint raw_only) noexcept nogil
+    cdef int _free_locked(self, char *address, int raw_only, ga_damage_t *damage) noexcept nogil
     cdef void *_c_alloc(self, size_t nbytes, bint zero) noexcept nogil
     cdef void _schedule_growth(self, int cls) noexcept nogil
     cdef long _grow_sync(self, int cls, size_t nbytes, bint zero, void **where) noexcept nogil
@@ -134,5 +139,5 @@ cdef class Pool:
     cdef void _insert_sorted(self, Arena arena, int cls) noexcept nogil
     cdef int _grow_wanted(self) except -1
     cdef int _class_for(self, nbytes) except -1
-    cdef int _check_raw(self, size_t address) except -1
+    cdef Arena _arena_at(self, size_t address)
     cdef long _py_take(self, object nbytes, bint zero, bint raw, void **where) except? -1

@@ -15,8 +15,8 @@ dedicated one-slot arena, guarded on both sides, whose pages are given back
 to the kernel (``MADV_DONTNEED``) when the block is freed and which is reused
 by the next request of the same class.
 
-The C methods (``malloc``, ``calloc``, ``realloc``, ``free_ptr``, ``owns``,
-``block_size``; see pool.pxd) take the pool's own pthread mutex, never the
+The C methods (``malloc``, ``calloc``, ``realloc``, ``free_ptr``,
+``owns_ptr``, ``size_of``; see pool.pxd) take the pool's own pthread mutex, never the
 GIL. They grow the pool in one of three ways (``grow`` option): "sync" takes
 the GIL and creates the arena right away (numpy's handler, Python callers);
 "pending" never runs Python inside the call: it asks the main thread to
@@ -26,33 +26,24 @@ this one request (the interpreter's allocator hooks, which forward it);
 """
 
 import threading
+import warnings
 
 cimport cython
 from libc.errno cimport errno
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, uintptr_t
-from libc.stdio cimport snprintf
 from libc.stdlib cimport calloc, free, realloc
 from libc.string cimport memcpy, memset, strerror
 
-from guardalloc._kernel cimport (
-    MADV_DONTNEED, MAP_ANONYMOUS, MAP_FAILED, MAP_NORESERVE, MAP_PRIVATE,
-    PROT_NONE, _SC_PAGESIZE, madvise, mmap, munmap, sysconf,
-)
-from guardalloc._layout cimport *
-from guardalloc.arena cimport (
-    GA_ERR_CORRUPT, GA_ERR_FOREIGN, GA_ERR_FULL, GA_ERR_INVALID,
-    GA_ERR_SYSCALL, GA_OK, Arena, Buffer, anonymous_mapping_size, check_guard_options,
-    ga_corruption_t,
-)
+from guardalloc._core cimport *
+from guardalloc.arena cimport Arena, Buffer, make_buffer, new_pooled_arena, raise_free_error
+from guardalloc.tracebacks cimport record_trace, wants_traces
 
-from guardalloc.arena import _choose_backend
+from guardalloc.arena import _address, _choose_backend
 from guardalloc.errors import ForeignBufferError, GuardInstallError, InvalidFreeError
+from guardalloc.options import GuardOptions, check_bool, check_choice, check_int
 
 cdef extern from "Python.h":
     int Py_AddPendingCall(int (*func)(void *) noexcept, void *arg) nogil
-
-cdef extern from "<unistd.h>" nogil:
-    ssize_t write(int fd, const void *buf, size_t count)
 
 # fork() while another thread holds a pool's mutex would leave it locked for
 # ever in the child: every pool mutex is taken around fork() and released (or
@@ -114,59 +105,24 @@ cdef extern from *:
     void ga_pool_unregister_lock(pthread_mutex_t *m) nogil
 
 
-cdef size_t PAGE = <size_t>sysconf(_SC_PAGESIZE)
+cdef size_t PAGE = ga_page_size()
+cdef size_t MAX_BLOCK = GA_MAX_CLASS_PAGES * PAGE
 
-# The largest class whose slot still fits the arena's 32-bit slot offsets.
-cdef size_t MAX_CLASS_PAGES = (<size_t>1 << 19) + 3 * (<size_t>1 << 17)
 # From this slot size on, one dedicated one-slot arena per block.
 cdef size_t LARGE_SLOT = <size_t>1 << 20
 # Slot counts of a class's arenas: the first arena holds about FIRST_ARENA
 # bytes of slots (between MIN_SLOTS and MAX_FIRST_SLOTS slots), each next
-# one twice as many, up to MAX_ARENA_SLOTS slots or MAX_ARENA_BYTES.
+# one twice as many, up to MAX_ARENA_SLOTS slots or MAX_POOLED_ARENA_BYTES.
 cdef size_t FIRST_ARENA = <size_t>1 << 20
 cdef uint32_t MIN_SLOTS = 4
 cdef uint32_t MAX_FIRST_SLOTS = 256
 cdef uint32_t MAX_ARENA_SLOTS = 65536
-cdef size_t MAX_ARENA_BYTES = <size_t>1 << 30
+cdef size_t MAX_POOLED_ARENA_BYTES = <size_t>1 << 30
 
 DEFAULT_MAX_BYTES = 16 << 30
 DEFAULT_MAX_ARENAS = 16384
 
 _GROW_MODES = {"sync": GROW_SYNC, "pending": GROW_PENDING, "never": GROW_NEVER}
-
-
-cdef inline size_t round_up(size_t n, size_t multiple) noexcept nogil:
-    return (n + multiple - 1) // multiple * multiple
-
-
-cdef inline int floor_log2(size_t n) noexcept nogil:
-    return 63 - __builtin_clzl(n)
-
-
-cdef extern from *:
-    int __builtin_clzl(unsigned long) nogil
-
-
-cdef inline int class_of(size_t nbytes) noexcept nogil:
-    """Size class of a request of nbytes (1 <= nbytes <= MAX_BLOCK)."""
-    cdef size_t pages = (nbytes + PAGE - 1) // PAGE
-    cdef int k
-    cdef size_t step, q
-    if pages <= EXACT_CLASSES:
-        return <int>pages - 1
-    k = floor_log2(pages - 1)            # pages in (2**k, 2**(k+1)]
-    step = (<size_t>1) << (k - 2)
-    q = (pages - ((<size_t>1) << k) + step - 1) // step   # 1..4
-    return EXACT_CLASSES + (k - 3) * 4 + <int>q - 1
-
-
-cdef inline size_t class_pages(int cls) noexcept nogil:
-    cdef int k, q
-    if cls < EXACT_CLASSES:
-        return <size_t>cls + 1
-    k = (cls - EXACT_CLASSES) // 4 + 3
-    q = (cls - EXACT_CLASSES) % 4 + 1
-    return ((<size_t>1) << k) + <size_t>q * ((<size_t>1) << (k - 2))
 
 
 cdef int _pending_grow(void *arg) noexcept with gil:
@@ -184,9 +140,9 @@ cdef int _pending_grow(void *arg) noexcept with gil:
     return 0
 
 
-cdef int _buffer_free_hook(void *ctx, char *address, ga_corruption_t *damage) noexcept nogil:
-    """Arena free hook: a pooled Buffer freed (free(), GC) goes through the pool."""
-    return (<Pool>ctx)._free_locked(address, damage, False)
+cdef int _free_hook(void *ctx, char *address, int raw_only, ga_damage_t *damage) noexcept nogil:
+    """Arena free hook: every free of a pooled arena's block goes through the pool."""
+    return (<Pool>ctx)._free_locked(address, raw_only, damage)
 
 
 @cython.auto_pickle(False)
@@ -224,52 +180,43 @@ cdef class Pool:
         self.is_closed = True
         self.arenas = []
 
-    def __init__(self, *, int guard_pages=1, str backend="auto", str align="right",
-                 size_t alignment=16, bint uaf=False, quarantine=None, tracebacks=None,
-                 str on_fault="abort", max_bytes=DEFAULT_MAX_BYTES,
-                 max_arenas=DEFAULT_MAX_ARENAS, str grow="sync"):
+    def __init__(self, *, guard_pages=1, backend="auto", align="right", alignment=16,
+                 uaf=False, quarantine=None, tracebacks=None, on_fault="abort",
+                 max_bytes=DEFAULT_MAX_BYTES, max_arenas=DEFAULT_MAX_ARENAS, grow="sync"):
         cdef size_t reserve
         cdef void *base
         cdef int i
         if self.lock_ready:
             raise RuntimeError("Pool.__init__ called twice")
-        check_guard_options(guard_pages, backend, align, alignment, on_fault, uaf, tracebacks)
-        if quarantine is not None and (not isinstance(quarantine, int) or quarantine < 0):
-            raise ValueError(f"quarantine must be None or a count of 0 or more, not {quarantine!r}")
-        if grow not in _GROW_MODES:
-            raise ValueError(f"grow must be 'sync', 'pending' or 'never', not {grow!r}")
-        max_bytes = int(max_bytes)
-        max_arenas = int(max_arenas)
-        if not PAGE <= max_bytes <= (1 << 44):
-            raise ValueError(f"max_bytes must be between {PAGE} and {1 << 44}, not {max_bytes}")
-        if not 1 <= max_arenas <= 262144:
-            raise ValueError(f"max_arenas must be between 1 and 262144, not {max_arenas}")
+        options = GuardOptions(guard_pages=guard_pages, backend=backend, align=align,
+                               alignment=alignment, uaf=uaf, quarantine=quarantine,
+                               tracebacks=tracebacks, on_fault=on_fault)
+        grow = check_choice("grow", grow, tuple(_GROW_MODES))
+        max_bytes = check_int("max_bytes", max_bytes, PAGE, 1 << 44)
+        max_arenas = check_int("max_arenas", max_arenas, 1, 262144)
 
-        self.backend = _choose_backend(backend, False)
-        self.guard_pages = guard_pages
-        self.align = align
-        self.alignment = alignment
-        self.uaf = uaf
-        self.on_fault = on_fault
-        self.quarantine = quarantine
-        self.tracebacks = tracebacks
+        self.backend = _choose_backend(options.backend, False)
+        # Every arena gets the backend chosen once, here.
+        self.options = options.replace(backend=self.backend)
+        self.guard_pages = options.guard_pages
+        self.align = options.align
+        self.alignment = options.alignment
+        self.uaf = options.uaf
+        self.on_fault = options.on_fault
         self.grow_mode = _GROW_MODES[grow]
         self.max_bytes_ = max_bytes
         self.max_arenas_ = max_arenas
-        self.guard_size = <size_t>guard_pages * PAGE
-        self.arena_options = dict(guard_pages=guard_pages, backend=self.backend, align=align,
-                                  alignment=alignment, uaf=uaf, tracebacks=tracebacks,
-                                  on_fault=on_fault)
-        for i in range(NCLASSES):
-            self.classes[i].slot_size = class_pages(i) * PAGE
+        self.guard_size = <size_t>options.guard_pages * PAGE
+        for i in range(GA_NCLASSES):
+            self.classes[i].slot_size = ga_class_pages(i) * PAGE
             self.classes[i].next_slots = _first_slots(self.classes[i].slot_size)
 
         # Every slot costs at most guard_pages guard pages on top (1-page
         # slots), every arena one more guard at its start.
-        reserve = round_up(<size_t>max_bytes, PAGE) * (1 + <size_t>guard_pages) \
+        reserve = ga_round_up(<size_t>max_bytes, PAGE) * (1 + <size_t>options.guard_pages) \
             + <size_t>max_arenas * self.guard_size
-        base = mmap(NULL, reserve, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
-        if base == MAP_FAILED:
+        base = ga_reserve(NULL, reserve)
+        if base == NULL:
             raise MemoryError(
                 f"cannot reserve {reserve} bytes of address space for the pool "
                 f"({strerror(errno).decode()}; RLIMIT_AS?): pass a smaller max_bytes")
@@ -278,7 +225,7 @@ cdef class Pool:
         self.reservation_mapped = True
         self.bump = self.reserve_start
         if pthread_mutex_init(&self.lock, NULL) != 0:
-            munmap(base, reserve)
+            ga_unmap(base, reserve)
             self.reserve_start = self.reserve_end = self.bump = NULL
             raise MemoryError("cannot initialise the pool's mutex")
         self.lock_ready = True
@@ -307,12 +254,12 @@ cdef class Pool:
             arena = <Arena>self.table[i].arena
             arena.free_hook = NULL
             arena.free_hook_ctx = NULL
-            arena._release()
+            arena.release()
         self.narenas = 0
         free(self.table)
         self.table = NULL
         self.cap_table = 0
-        for k in range(NCLASSES):
+        for k in range(GA_NCLASSES):
             free(self.classes[k].avail)
             self.classes[k].avail = NULL
             self.classes[k].navail = self.classes[k].cap_avail = 0
@@ -328,7 +275,7 @@ cdef class Pool:
 
     cdef void _unmap_reservation(self) noexcept nogil:
         if self.reservation_mapped:
-            munmap(self.reserve_start, <size_t>(self.reserve_end - self.reserve_start))
+            ga_unmap(self.reserve_start, <size_t>(self.reserve_end - self.reserve_start))
             self.reservation_mapped = False
             # reserve_start/end stay set: owns() is False once closed.
 
@@ -403,7 +350,7 @@ cdef class Pool:
             return GA_ERR_FULL
         while c.navail > 0:
             e = &self.table[c.avail[c.navail - 1]]
-            result = (<Arena>e.arena)._alloc_slot(nbytes, zero, raw, -1)
+            result = ga_alloc(&(<Arena>e.arena).a, nbytes, zero, raw, -1)
             if result >= 0:
                 self.live += 1
                 self.live_bytes += nbytes
@@ -416,17 +363,16 @@ cdef class Pool:
             c.navail -= 1
         return GA_ERR_FULL
 
-    cdef int _free_locked(self, char *address, ga_corruption_t *damage, bint raw_only) noexcept nogil:
-        """Free the block at address through its arena: an Arena result code.
+    cdef int _free_locked(self, char *address, int raw_only, ga_damage_t *damage) noexcept nogil:
+        """Free the block at address through the core: its result code.
 
-        ``raw_only`` refuses (GA_ERR_INVALID) blocks that a Python Buffer
+        ``raw_only`` refuses (GA_ERR_OWNED) blocks that a Python Buffer
         owns: C callers must not free those behind the Buffer's back.
         """
-        cdef long index
+        cdef long index, slot
         cdef pool_arena_t *e
         cdef pool_class_t *c
         cdef ga_arena_t *a
-        cdef size_t offset, slot, nbytes
         cdef int code
         pthread_mutex_lock(&self.lock)
         index = self._find(address) if not self.is_closed else -1
@@ -435,26 +381,20 @@ cdef class Pool:
             return GA_ERR_FOREIGN
         e = &self.table[index]
         a = &(<Arena>e.arena).a
-        offset = <size_t>(address - a.base)
-        slot = (offset - a.guard_size) // a.stride if offset >= a.guard_size else 0
-        if raw_only and slot < a.nslots and a.slots[slot].state == GA_SLOT_LIVE \
-                and not a.slots[slot].flags & GA_FLAG_RAW:
-            pthread_mutex_unlock(&self.lock)
-            return GA_ERR_INVALID
-        nbytes = a.slots[slot].nbytes if slot < a.nslots else 0
-        code = (<Arena>e.arena)._free_address(address, damage)
+        code = ga_free(a, address, raw_only, damage)
         if code == GA_OK or code == GA_ERR_CORRUPT or code == GA_ERR_SYSCALL:
             self.live -= 1
-            self.live_bytes -= nbytes
+            self.live_bytes -= damage.nbytes
             self.frees += 1
             if code == GA_ERR_CORRUPT:
                 self.corruptions += 1
             c = &self.classes[e.cls]
+            slot = ga_slot_of(a, address)
             if c.slot_size >= LARGE_SLOT and not a.uaf and a.slots[slot].state == GA_SLOT_FREE:
                 # A dedicated arena keeps its address range for the next
                 # block of its class, not its memory.
-                if madvise(GA_SLOT_START(a, slot), a.slot_size, MADV_DONTNEED) == 0:
-                    a.slots[slot].flags &= ~GA_FLAG_USED
+                if ga_discard(ga_slot_start(a, slot), a.slot_size) == 0:
+                    a.slots[slot].flags &= ~GA_FLAG_DIRTY
             if not e.in_avail and c.navail < c.cap_avail:
                 e.in_avail = True
                 c.avail[c.navail] = <uint32_t>index
@@ -479,9 +419,9 @@ cdef class Pool:
         cdef ga_arena_t *a
         if nbytes == 0:
             nbytes = 1    # a unique pointer, like malloc(0)
-        if nbytes > MAX_CLASS_PAGES * PAGE:
+        if nbytes > MAX_BLOCK:
             return NULL
-        cls = class_of(nbytes)
+        cls = ga_class_of(nbytes, PAGE)
         pthread_mutex_lock(&self.lock)
         slot = self._take(cls, nbytes, zero, True, &arena)
         if slot == GA_ERR_FULL and self.grow_mode == GROW_PENDING:
@@ -492,8 +432,7 @@ cdef class Pool:
         if slot < 0:
             self.refused += 1   # a statistic: a lost update is harmless
             return NULL
-        a = &(<Arena>arena).a
-        return GA_SLOT_START(a, slot) + a.slots[slot].offset
+        return ga_block_start(&(<Arena>arena).a, slot)
 
     cdef void _schedule_growth(self, int cls) noexcept nogil:
         """Pending mode, lock held: have the main thread add an arena."""
@@ -522,12 +461,15 @@ cdef class Pool:
                 except BaseException:
                     return GA_ERR_FULL
 
-    cdef void *realloc(self, void *ptr, size_t nbytes) noexcept nogil:
+    cdef void *realloc(self, void *ptr, size_t nbytes, ga_damage_t *damage) noexcept nogil:
         cdef size_t old
         cdef void *moved
+        cdef ga_damage_t undo
+        cdef int code
+        damage.damaged = 0
         if ptr == NULL:
             return self.malloc(nbytes)
-        old = self.block_size(ptr)
+        old = self.size_of(ptr)
         if old == 0:
             return NULL
         # Always move: a block that shrank or grew in place would no longer
@@ -536,49 +478,38 @@ cdef class Pool:
         if moved == NULL:
             return NULL
         memcpy(moved, ptr, old if old < nbytes else nbytes)
-        if self.free_ptr(ptr) != 0:
+        code = self.free_ptr(ptr, damage)
+        if code != GA_OK and code != GA_ERR_CORRUPT and code != GA_ERR_SYSCALL:
             # Not the C interface's block (a Python Buffer owns it): undo.
-            self.free_ptr(moved)
+            self.free_ptr(moved, &undo)
             return NULL
         return moved
 
-    cdef int free_ptr(self, void *ptr) noexcept nogil:
-        cdef ga_corruption_t damage
-        cdef int code
-        if not self.owns(ptr):
-            return -1
-        code = self._free_locked(<char *>ptr, &damage, True)
-        if code == GA_ERR_CORRUPT:
-            _report_corruption(ptr, &damage)
-        elif code != GA_OK and code != GA_ERR_SYSCALL:
-            return -1
-        return 0
+    cdef int free_ptr(self, void *ptr, ga_damage_t *damage) noexcept nogil:
+        damage.damaged = 0
+        if not self.owns_ptr(ptr):
+            return GA_ERR_FOREIGN
+        return self._free_locked(<char *>ptr, True, damage)
 
-    cdef bint owns(self, const void *ptr) noexcept nogil:
+    cdef bint owns_ptr(self, const void *ptr) noexcept nogil:
         return (not self.is_closed and <const char *>ptr >= self.reserve_start
                 and <const char *>ptr < self.reserve_end)
 
-    cdef size_t block_size(self, const void *ptr) noexcept nogil:
-        cdef long index
+    cdef size_t size_of(self, const void *ptr) noexcept nogil:
+        cdef long index, slot
         cdef ga_arena_t *a
-        cdef size_t offset, slot, within
-        cdef size_t result = 0
-        if not self.owns(ptr):
+        cdef size_t nbytes = 0
+        if not self.owns_ptr(ptr):
             return 0
         pthread_mutex_lock(&self.lock)
         index = self._find(<const char *>ptr) if not self.is_closed else -1
         if index >= 0:
             a = &(<Arena>self.table[index].arena).a
-            offset = <size_t>(<const char *>ptr - a.base)
-            if offset >= a.guard_size:
-                offset -= a.guard_size
-                slot = offset // a.stride
-                within = offset % a.stride
-                if slot < a.nslots and a.slots[slot].state == GA_SLOT_LIVE \
-                        and within == a.slots[slot].offset:
-                    result = a.slots[slot].nbytes
+            slot = ga_live_slot_at(a, ptr)
+            if slot >= 0:
+                nbytes = a.slots[slot].nbytes
         pthread_mutex_unlock(&self.lock)
-        return result
+        return nbytes
 
     # -- growth (GIL held, lock not held) -------------------------------------
 
@@ -609,7 +540,7 @@ cdef class Pool:
             budget = (self.max_bytes_ - self.mapped_bytes) // slot_size \
                 if self.mapped_bytes < self.max_bytes_ else 0
             slots = c.next_slots if c.next_slots <= budget else <uint32_t>budget
-            footprint = anonymous_mapping_size(slot_size, slots, self.guard_size, self.uaf)
+            footprint = ga_anonymous_mapping_size(slot_size, slots, self.guard_size, self.uaf, PAGE)
             if slots == 0:
                 problem = 2
             elif footprint > <size_t>(self.reserve_end - self.bump):
@@ -633,18 +564,17 @@ cdef class Pool:
         if problem == 3:
             raise MemoryError("the pool's address space reservation is used up")
 
-        arena = Arena.__new__(Arena)
-        arena.placement = place
-        arena.pooled = True
-        quarantine = None if self.quarantine is None else min(self.quarantine, slots)
+        arena = None
+        options = self.options
+        if options.quarantine is not None and options.quarantine > slots:
+            options = options.replace(quarantine=slots)   # the quarantine is per arena
         try:
-            arena.__init__(slot_size, slots, quarantine=quarantine, **self.arena_options)
-            arena.free_hook = _buffer_free_hook
-            arena.free_hook_ctx = <void *>self
+            arena = new_pooled_arena(place, slot_size, slots, options, _free_hook, <void *>self)
             self._add_arena(arena, cls, slots)
         except BaseException:
-            arena.free_hook = NULL
-            arena._release()    # the range goes back to PROT_NONE
+            if arena is not None:
+                arena.free_hook = NULL
+                arena.release()    # the range goes back to PROT_NONE
             pthread_mutex_lock(&self.lock)
             self.mapped_bytes -= <size_t>slots * slot_size
             if self.bump == place + footprint:
@@ -714,7 +644,7 @@ cdef class Pool:
             while i > at:
                 self.table[i] = self.table[i - 1]
                 i -= 1
-            for k in range(NCLASSES):
+            for k in range(GA_NCLASSES):
                 c = &self.classes[k]
                 for i in range(c.navail):
                     if c.avail[i] >= at:
@@ -732,10 +662,10 @@ cdef class Pool:
     cdef int _grow_wanted(self) except -1:
         """Pending mode: add an arena to every class that asked for one."""
         cdef int i, n = 0
-        cdef int wanted[NCLASSES]
+        cdef int wanted[GA_NCLASSES]
         pthread_mutex_lock(&self.lock)
         self.grow_token.queued = False
-        for i in range(NCLASSES):
+        for i in range(GA_NCLASSES):
             if self.classes[i].grow_wanted:
                 self.classes[i].grow_wanted = False
                 wanted[n] = i
@@ -754,14 +684,11 @@ cdef class Pool:
 
     cdef int _class_for(self, nbytes) except -1:
         self._check_open()
-        if not isinstance(nbytes, int):
-            raise TypeError(f"nbytes must be an int, not {type(nbytes).__name__}")
-        if not 1 <= nbytes <= MAX_CLASS_PAGES * PAGE:
-            raise ValueError(f"nbytes must be between 1 and {MAX_CLASS_PAGES * PAGE}, not {nbytes}")
-        return class_of(<size_t>nbytes)
+        return ga_class_of(<size_t>check_int("nbytes", nbytes, 1, MAX_BLOCK), PAGE)
 
     cdef long _py_take(self, object nbytes, bint zero, bint raw, void **where) except? -1:
-        """Allocate from Python: grows the class as needed (GIL held)."""
+        """Allocate from Python: grows the class as needed (GIL held), records
+        the allocation traceback when the pool's arenas want one."""
         cdef int cls = self._class_for(nbytes)
         cdef size_t n = nbytes
         cdef long slot
@@ -770,13 +697,15 @@ cdef class Pool:
             slot = self._take(cls, n, zero, raw, where)
             pthread_mutex_unlock(&self.lock)
             if slot >= 0:
+                if wants_traces(self.options.tracebacks):
+                    record_trace(&(<Arena>where[0]).a, <uint32_t>slot, False)
                 return slot
             if slot == GA_ERR_SYSCALL:
                 raise GuardInstallError(errno, f"removing a use-after-free guard failed: "
                                                f"{strerror(errno).decode()}")
             self._grow(cls)
 
-    def alloc(self, nbytes, *, bint zero=True):
+    def alloc(self, nbytes, *, zero=True):
         """Return a :class:`guardalloc.Buffer` of nbytes, ending right before a
         guard page (``align="right"``, to ``alignment``).
 
@@ -789,34 +718,33 @@ cdef class Pool:
             MemoryError: max_bytes or max_arenas reached, or no memory.
         """
         cdef void *where = NULL
-        cdef long slot = self._py_take(nbytes, zero, False, &where)
-        cdef Arena arena = <Arena>where
-        cdef Buffer buf = Buffer.__new__(Buffer)
-        buf.owner = arena
-        buf.pool = self
-        buf.slot_ = <uint32_t>slot
-        buf.nbytes_ = nbytes
-        buf.shape[0] = nbytes
-        buf.ptr = GA_SLOT_START(&arena.a, slot) + arena.a.slots[slot].offset
-        if arena._wants_traces():
-            arena._record_trace(<uint32_t>slot, False)
-        return buf
+        cdef long slot = self._py_take(nbytes, check_bool("zero", zero), False, &where)
+        return make_buffer(<Arena>where, slot, self)
 
-    def alloc_raw(self, nbytes, *, bint zero=True) -> int:
+    def alloc_raw(self, nbytes, *, zero=True) -> int:
         """Like :meth:`alloc`, but return the block's address (for ctypes or C
-        code); free it with :meth:`free` or :meth:`realloc` it."""
+        code); free it with :meth:`free` or :meth:`realloc_raw` it."""
         cdef void *where = NULL
-        cdef long slot = self._py_take(nbytes, zero, True, &where)
-        cdef Arena arena = <Arena>where
-        if arena._wants_traces():
-            arena._record_trace(<uint32_t>slot, False)
-        return <uintptr_t>(GA_SLOT_START(&arena.a, slot) + arena.a.slots[slot].offset)
+        cdef long slot = self._py_take(nbytes, check_bool("zero", zero), True, &where)
+        return <uintptr_t>ga_block_start(&(<Arena>where).a, slot)
+
+    cdef Arena _arena_at(self, size_t address):
+        """The arena whose mapping holds address, or None."""
+        cdef long index
+        cdef Arena arena = None
+        pthread_mutex_lock(&self.lock)
+        index = self._find(<char *>address) if not self.is_closed else -1
+        if index >= 0:
+            arena = <Arena>self.table[index].arena
+        pthread_mutex_unlock(&self.lock)
+        return arena
 
     def free(self, buffer):
         """Free a :class:`Buffer` of this pool or an address from
         :meth:`alloc_raw`.
 
         Raises:
+            TypeError: neither a Buffer nor an integer address.
             BufferError: the buffer is still exported.
             DoubleFreeError, InvalidFreeError, CorruptionError: as
                 :meth:`Arena.free`.
@@ -824,43 +752,25 @@ cdef class Pool:
             ValueError: the pool is closed.
         """
         cdef Buffer buf
-        cdef ga_corruption_t damage
-        cdef size_t address
-        cdef int code
-        cdef long index
         cdef Arena arena
         self._check_open()
         if isinstance(buffer, Buffer):
             buf = <Buffer>buffer
-            if buf.owner is None or buf.owner.free_hook_ctx != <void *>self:
+            if buf.pool is not self:
                 raise ForeignBufferError(f"{buf!r} belongs to another arena or pool",
                                          buf.address_or_none(), None)
             buf.owner._free_buffer(buf)
             return
-        if not isinstance(buffer, int):
+        if isinstance(buffer, bool) or not isinstance(buffer, int):
             raise TypeError(f"free() takes a guardalloc.Buffer or an address, not {type(buffer).__name__}")
-        if not 0 <= buffer < 2 ** 64 or not self.owns(<const void *><uintptr_t>buffer):
+        address = _address(buffer)
+        if address is None or not self.owns_ptr(<const void *><uintptr_t>address):
             raise ForeignBufferError(f"address {buffer:#x} is not in this pool", buffer, None)
-        address = buffer
-        pthread_mutex_lock(&self.lock)
-        index = self._find(<char *>address)
-        if index >= 0:
-            arena = <Arena>self.table[index].arena
-        pthread_mutex_unlock(&self.lock)
-        if index < 0:
+        arena = self._arena_at(address)
+        if arena is None:
             raise InvalidFreeError(f"invalid free of address {address:#x}: not in any of the "
                                    "pool's arenas", address, None)
-        slot = arena._slot_of(address)
-        if slot is not None and arena.a.slots[slot].state == GA_SLOT_LIVE \
-                and not arena.a.slots[slot].flags & GA_FLAG_RAW:
-            raise InvalidFreeError(
-                f"address {address:#x} is a Buffer object's: free the Buffer, not its address",
-                address, slot)
-        if arena._wants_traces() and slot is not None and arena.a.slots[slot].state == GA_SLOT_LIVE:
-            arena._record_trace(slot, True)
-        code = self._free_locked(<char *>address, &damage, True)
-        if code != GA_OK:
-            arena._raise_free_error(code, address, &damage, f"address {address:#x}")
+        arena.free_block(<char *><uintptr_t>address, True, f"address {address:#x}")
 
     def realloc_raw(self, address, nbytes) -> int:
         """Move the raw block at address to a new block of nbytes (its first
@@ -868,63 +778,73 @@ cdef class Pool:
         address. ``address=0`` allocates.
 
         Raises:
+            TypeError: address or nbytes is not an integer.
             InvalidFreeError: address is not a live raw block of this pool
                 (nothing changes).
             ValueError, MemoryError: as :meth:`alloc_raw` (nothing changes).
         """
         cdef size_t old, moved
+        cdef long slot
+        cdef Arena arena
         self._check_open()
         if address == 0:
             return self.alloc_raw(nbytes, zero=False)
-        if not isinstance(address, int) or not 0 < address < 2 ** 64:
-            raise TypeError(f"address must be an address from alloc_raw(), not {address!r}")
-        old = self.block_size(<const void *><uintptr_t>address)
-        if old == 0:
+        address = _address(address)
+        arena = None if address is None else self._arena_at(address)
+        if arena is None:
             raise InvalidFreeError(f"realloc of {address:#x}: not a live block of this pool", address, None)
-        self._check_raw(address)
+        slot = ga_live_slot_at(&arena.a, <void *><uintptr_t>address)
+        if slot < 0:
+            raise_free_error(arena, GA_ERR_INVALID, address, NULL, f"realloc of address {address:#x}")
+        if not arena.a.slots[slot].flags & GA_FLAG_RAW:
+            raise_free_error(arena, GA_ERR_OWNED, address, NULL, f"address {address:#x}")
+        old = arena.a.slots[slot].nbytes
         moved = self.alloc_raw(nbytes, zero=False)
         memcpy(<void *><uintptr_t>moved, <void *><uintptr_t>address, old if old < <size_t>nbytes else <size_t>nbytes)
         self.free(address)
         return moved
 
-    cdef int _check_raw(self, size_t address) except -1:
-        """InvalidFreeError unless address is a live raw block (alloc_raw)."""
-        cdef long index
-        cdef Arena arena = None
-        pthread_mutex_lock(&self.lock)
-        index = self._find(<char *>address)
-        if index >= 0:
-            arena = <Arena>self.table[index].arena
-        pthread_mutex_unlock(&self.lock)
-        if arena is None:
-            raise InvalidFreeError(f"address {address:#x} is not in any of the pool's arenas", address, None)
-        slot = arena._slot_of(address)
-        if slot is None or arena.a.slots[slot].state != GA_SLOT_LIVE:
-            raise InvalidFreeError(f"address {address:#x} is not a live block", address, slot)
-        if not arena.a.slots[slot].flags & GA_FLAG_RAW:
-            raise InvalidFreeError(
-                f"address {address:#x} is a Buffer object's: free the Buffer, not its address",
-                address, slot)
-        return 0
-
-    def owns_address(self, size_t address) -> bool:
+    def owns(self, address) -> bool:
         """Whether address lies in the pool's reserved range (any arena,
-        guard pages included); False once the pool is closed."""
-        return self.owns(<const void *><uintptr_t>address)
+        guard pages included); False once the pool is closed.
 
-    def block_nbytes(self, size_t address) -> int:
-        """Requested size of the live block that starts at address, else 0."""
-        return self.block_size(<const void *><uintptr_t>address)
+        Raises:
+            TypeError: address is not an integer.
+        """
+        address = _address(address)
+        return address is not None and self.owns_ptr(<const void *><uintptr_t>address)
+
+    def block_size(self, address) -> int:
+        """Requested size of the live block that starts at address, else 0.
+
+        Raises:
+            TypeError: address is not an integer.
+        """
+        address = _address(address)
+        return 0 if address is None else self.size_of(<const void *><uintptr_t>address)
+
+    def owns_address(self, address) -> bool:
+        """Deprecated alias of :meth:`owns`."""
+        warnings.warn("Pool.owns_address() is deprecated: use Pool.owns()", DeprecationWarning, stacklevel=2)
+        return self.owns(address)
+
+    def block_nbytes(self, address) -> int:
+        """Deprecated alias of :meth:`block_size`."""
+        warnings.warn("Pool.block_nbytes() is deprecated: use Pool.block_size()", DeprecationWarning,
+                      stacklevel=2)
+        return self.block_size(address)
 
     def prepare(self, nbytes, arenas=1) -> None:
         """Create ``arenas`` more arenas for the size class of nbytes now (for
         callers that must not grow later, ``grow="never"``/``"pending"``).
 
         Raises:
-            ValueError, MemoryError: as :meth:`alloc`.
+            TypeError, ValueError: nbytes as for :meth:`alloc`; arenas not an
+                integer of 1 or more.
+            MemoryError: as :meth:`alloc`.
         """
         cdef int cls = self._class_for(nbytes)
-        for _ in range(int(arenas)):
+        for _ in range(check_int("arenas", arenas, 1)):
             self._grow(cls)
 
     @staticmethod
@@ -934,9 +854,7 @@ cdef class Pool:
         Raises:
             ValueError: nbytes out of 1..3.5 GiB.
         """
-        if not 1 <= nbytes <= MAX_CLASS_PAGES * PAGE:
-            raise ValueError(f"nbytes must be between 1 and {MAX_CLASS_PAGES * PAGE}, not {nbytes}")
-        return class_pages(class_of(<size_t>nbytes)) * PAGE
+        return ga_class_pages(ga_class_of(<size_t>check_int("nbytes", nbytes, 1, MAX_BLOCK), PAGE)) * PAGE
 
     def stats(self) -> dict:
         """Counts: arenas, live (blocks), live_bytes (requested), allocations,
@@ -947,7 +865,7 @@ cdef class Pool:
         arenas, slots, exhausted)."""
         cdef int i
         cdef uint64_t counts[12]
-        cdef uint64_t per_class[NCLASSES][3]
+        cdef uint64_t per_class[GA_NCLASSES][3]
         self._check_open()
         # Copied under the lock, turned into Python objects after it.
         pthread_mutex_lock(&self.lock)
@@ -956,7 +874,7 @@ cdef class Pool:
                      <size_t>(self.bump - self.reserve_start),
                      <size_t>(self.reserve_end - self.reserve_start),
                      self.max_bytes_, self.max_arenas_]
-        for i in range(NCLASSES):
+        for i in range(GA_NCLASSES):
             per_class[i][0] = self.classes[i].narenas
             per_class[i][1] = self.classes[i].slots
             per_class[i][2] = self.classes[i].exhausted
@@ -967,7 +885,7 @@ cdef class Pool:
         result["classes"] = {
             self.classes[i].slot_size: {"arenas": per_class[i][0], "slots": per_class[i][1],
                                         "exhausted": bool(per_class[i][2])}
-            for i in range(NCLASSES) if per_class[i][0]
+            for i in range(GA_NCLASSES) if per_class[i][0]
         }
         return result
 
@@ -1020,24 +938,11 @@ cdef uint32_t _next_slots(uint32_t slots, size_t slot_size) noexcept nogil:
     cdef size_t n = <size_t>slots * 2
     if n > MAX_ARENA_SLOTS:
         n = MAX_ARENA_SLOTS
-    if n * slot_size > MAX_ARENA_BYTES:
-        n = MAX_ARENA_BYTES // slot_size
+    if n * slot_size > MAX_POOLED_ARENA_BYTES:
+        n = MAX_POOLED_ARENA_BYTES // slot_size
     if n < slots:
         n = slots
     return <uint32_t>n
-
-
-cdef void _report_corruption(void *ptr, ga_corruption_t *damage) noexcept nogil:
-    """A C-level free found the slack after a block overwritten: say so on
-    stderr (the block is freed; nothing else was hurt: the guard held)."""
-    cdef char message[256]
-    cdef int n = snprintf(
-        message, sizeof(message),
-        b"guardalloc: heap corruption: %zu slack byte(s) after the block at %p were "
-        b"overwritten, the first at offset %zu (found when it was freed)\n",
-        damage.damaged, ptr, damage.first_offset)
-    if n > 0:
-        write(2, message, <size_t>n if n < <int>sizeof(message) else sizeof(message) - 1)
 
 
 # ---------------------------------------------------------------------------
@@ -1067,80 +972,3 @@ def alloc(nbytes, *, bint zero=True):
     return default_pool().alloc(nbytes, zero=zero)
 
 
-# ---------------------------------------------------------------------------
-# Exercising the C interface (tests and benchmarks)
-
-cdef inline uint64_t _xorshift(uint64_t *state) noexcept nogil:
-    cdef uint64_t x = state[0]
-    x ^= x << 13
-    x ^= x >> 7
-    x ^= x << 17
-    state[0] = x
-    return x
-
-
-def _c_stress(Pool pool, Py_ssize_t iterations, uint64_t seed, size_t max_nbytes=65536) -> int:
-    """Run the pool's C interface without the GIL: ``iterations`` random
-    malloc / calloc / realloc / free_ptr calls over 64 live blocks, each block
-    filled with a pattern that is checked when it is reallocated or freed.
-
-    Returns how many checks failed (a pattern changed, calloc memory was not
-    zero, free_ptr refused a live block): 0 unless the pool is broken.
-    Requests the pool refuses (NULL) are skipped.
-    """
-    cdef void *blocks[64]
-    cdef size_t sizes[64]
-    cdef uint8_t tags[64]
-    cdef uint64_t state = seed * 2654435761 + 1
-    cdef Py_ssize_t it
-    cdef size_t i, k, n, limit
-    cdef uint64_t r
-    cdef long failures = 0
-    cdef uint8_t *p
-    cdef void *q
-    if max_nbytes < 1:
-        raise ValueError("max_nbytes must be at least 1")
-    memset(blocks, 0, sizeof(blocks))
-    with nogil:
-        for it in range(iterations):
-            r = _xorshift(&state)
-            i = r % 64
-            n = (_xorshift(&state) % max_nbytes) + 1
-            p = <uint8_t *>blocks[i]
-            if p != NULL:
-                # Check the pattern: first and last byte, and a middle one.
-                if p[0] != tags[i] or p[sizes[i] - 1] != tags[i] or p[sizes[i] // 2] != tags[i]:
-                    failures += 1
-                if pool.block_size(p) != sizes[i]:
-                    failures += 1
-            if p != NULL and (r >> 8) % 3 == 0:
-                q = pool.realloc(p, n)
-                if q == NULL:
-                    continue
-                p = <uint8_t *>q
-                limit = sizes[i] if sizes[i] < n else n
-                if p[0] != tags[i] or p[limit - 1] != tags[i]:
-                    failures += 1
-            else:
-                if p != NULL and pool.free_ptr(p) != 0:
-                    failures += 1
-                blocks[i] = NULL
-                if (r >> 8) % 3 == 1:
-                    p = <uint8_t *>pool.calloc(n, 1)
-                    if p != NULL:
-                        for k in range(0, n, 509):
-                            if p[k] != 0:
-                                failures += 1
-                                break
-                else:
-                    p = <uint8_t *>pool.malloc(n)
-                if p == NULL:
-                    continue
-            tags[i] = <uint8_t>(r >> 32)
-            memset(p, tags[i], n)
-            blocks[i] = p
-            sizes[i] = n
-        for i in range(64):
-            if blocks[i] != NULL and pool.free_ptr(blocks[i]) != 0:
-                failures += 1
-    return failures

@@ -27,12 +27,14 @@ import os
 import threading
 
 from libc.stdint cimport int64_t, uint64_t, uintptr_t
-from libc.stdio cimport snprintf
 from libc.stdlib cimport abort
 from libc.string cimport memcpy
 
 from cpython.ref cimport Py_INCREF
 
+from guardalloc._core cimport (
+    GA_ERR_CORRUPT, GA_ERR_SYSCALL, GA_OK, ga_damage_t, ga_report_bad_free, ga_report_corruption,
+)
 from guardalloc.pool cimport GROW_NEVER, GROW_PENDING, Pool
 
 from guardalloc.pool import Pool as _PoolClass
@@ -51,9 +53,6 @@ cdef extern from "Python.h":
     void PyMem_GetAllocator(PyMemAllocatorDomain domain, PyMemAllocatorEx *allocator)
     void PyMem_SetAllocator(PyMemAllocatorDomain domain, PyMemAllocatorEx *allocator)
     int Py_AddPendingCall(int (*func)(void *) noexcept, void *arg) nogil
-
-cdef extern from "<unistd.h>" nogil:
-    ssize_t write(int fd, const void *buf, size_t count)
 
 cdef extern from *:
     """
@@ -183,19 +182,22 @@ cdef void *_hook_realloc(void *ctx, void *ptr, size_t new_size) noexcept nogil:
     cdef domain_t *d = <domain_t *>ctx
     cdef size_t old
     cdef void *moved
+    cdef ga_damage_t damage
     if ptr == NULL:
         return _hook_malloc(ctx, new_size)
     if not _in_pool(ptr):
         # A foreign block stays foreign: its size is unknown, so it cannot
         # be copied into a guarded slot.
         return d.saved.realloc(d.saved.ctx, ptr, new_size)
-    old = (<Pool>_pool_ptr).block_size(ptr)
+    old = (<Pool>_pool_ptr).size_of(ptr)
     if old == 0:
         _bad_pointer(b"realloc", ptr)
     if d.sampling:
         # A guarded block stays guarded while sampling is on.
-        moved = (<Pool>_pool_ptr).realloc(ptr, new_size)
+        moved = (<Pool>_pool_ptr).realloc(ptr, new_size, &damage)
         if moved != NULL:
+            if damage.damaged:
+                ga_report_corruption(ptr, &damage)
             return moved
     # Copy out to the saved allocator (pool full, or uninstalled).
     moved = d.saved.malloc(d.saved.ctx, new_size)
@@ -216,7 +218,11 @@ cdef void _hook_free(void *ctx, void *ptr) noexcept nogil:
 
 cdef inline void _free_guarded(void *ptr) noexcept nogil:
     global _finish_scheduled
-    if (<Pool>_pool_ptr).free_ptr(ptr) != 0:
+    cdef ga_damage_t damage
+    cdef int code = (<Pool>_pool_ptr).free_ptr(ptr, &damage)
+    if code == GA_ERR_CORRUPT:
+        ga_report_corruption(ptr, &damage)
+    elif code != GA_OK and code != GA_ERR_SYSCALL:
         _bad_pointer(b"free", ptr)
     if _draining and not _finish_scheduled and ga_atomic_load(&(<Pool>_pool_ptr).live) == 0:
         # The last guarded block is gone: restore the saved allocators at
@@ -230,13 +236,7 @@ cdef void _bad_pointer(const char *what, void *ptr) noexcept nogil:
     """An invalid or double free (or realloc) of a pointer inside the guarded
     pool: no other allocator owns it, so report it and abort, as GWP-ASan
     does."""
-    cdef char message[256]
-    cdef int n = snprintf(
-        message, sizeof(message),
-        b"guardalloc: pymem: invalid %s of %p: inside the guarded pool but not the "
-        b"start of a live block (double free, or a pointer into a block)\n", what, ptr)
-    if n > 0:
-        write(2, message, <size_t>n if n < <int>sizeof(message) else sizeof(message) - 1)
+    ga_report_bad_free(b"pymem", what, ptr)
     abort()
 
 

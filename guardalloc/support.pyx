@@ -6,23 +6,34 @@ read off the kernel version: a backported kernel or a sandbox that refuses
 the advice differs from what the version number promises.
 """
 
+import errno as errno_module
 import os
 from dataclasses import dataclass
 
 from libc.errno cimport errno
+from libc.stdint cimport uint64_t
 from libc.string cimport strerror
+from posix.ioctl cimport ioctl
+from posix.unistd cimport close, ftruncate
 
-from guardalloc._kernel cimport (
-    MADV_GUARD_INSTALL, MAP_ANONYMOUS, MAP_FAILED, MAP_NORESERVE, MAP_PRIVATE,
-    MAP_SHARED, PROT_READ, PROT_WRITE, _SC_PAGESIZE, close, ftruncate,
-    ga_memfd_create, ga_pidfd_open, ga_process_madvise, getpid, iovec, madvise,
-    mmap, munlock, munmap, sysconf,
+from guardalloc._core cimport (
+    GA_BACKEND_MADVISE, GA_PAGE_IS_GUARD, GA_PAGEMAP_SCAN, GA_PM_GUARD_BIT,
+    ga_guard_batch, ga_guard_range, ga_map_anonymous, ga_map_file, ga_memfd,
+    ga_page_region, ga_page_size, ga_pm_scan_arg, ga_unlock, ga_unmap, iovec,
 )
 
-from guardalloc.pagemap import pagemap_scan_supported
+PAGE_SIZE = ga_page_size()
+cdef size_t PAGE = ga_page_size()
+PAGEMAP_GUARD_BIT = GA_PM_GUARD_BIT
 
-PAGE_SIZE = sysconf(_SC_PAGESIZE)
-PAGEMAP_GUARD_BIT = 58
+
+def max_map_count() -> int | None:
+    """``vm.max_map_count``, or None when it cannot be read."""
+    try:
+        with open("/proc/sys/vm/max_map_count") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -69,32 +80,41 @@ cdef str _errno_text(int err):
     return f"errno {err}: {strerror(err).decode()}"
 
 
+cdef char *_scratch(size_t size) noexcept:
+    """A scratch anonymous mapping, unlocked: under mlockall(MCL_FUTURE) its
+    pages arrive locked, and locked memory refuses guards, so that a probe
+    answers for the kernel and the sandbox, not for this mapping's lock
+    state (the arena reports locked memory itself)."""
+    cdef char *region = <char *>ga_map_anonymous(NULL, size)
+    if region != NULL:
+        ga_unlock(region, size)
+    return region
+
+
+cdef int _guard_one(char *page_address) noexcept:
+    return ga_guard_range(page_address, PAGE, GA_BACKEND_MADVISE, 1)
+
+
 cdef tuple _probe_anonymous():
     """Guard the middle page of a 3-page scratch mapping; check pagemap."""
-    cdef size_t page = PAGE_SIZE
-    cdef char *region = <char *>mmap(NULL, 3 * page, PROT_READ | PROT_WRITE,
-                                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+    cdef size_t page = PAGE
+    cdef char *region = _scratch(3 * page)
     cdef int err
-    if region == <char *>MAP_FAILED:
+    if region == NULL:
         _cannot_tell()
         return False, False, "mmap failed: " + _errno_text(errno)
-    # Under mlockall(MCL_FUTURE) the scratch pages arrive locked, and locked
-    # memory refuses guards: unlock them so that the probe answers for the
-    # kernel and the sandbox, not for this mapping's lock state (the arena
-    # reports locked memory itself).
-    munlock(region, 3 * page)
     try:
-        if madvise(region + page, page, MADV_GUARD_INSTALL) != 0:
+        if _guard_one(region + page) != 0:
             err = errno
             return False, False, f"madvise(MADV_GUARD_INSTALL) refused: {_errno_text(err)}"
         return True, _pagemap_guard(<size_t>(region + page)), ""
     finally:
-        munmap(region, 3 * page)
+        ga_unmap(region, 3 * page)
 
 
 cdef bint _probe_file_shared():
-    cdef size_t page = PAGE_SIZE
-    cdef int fd = ga_memfd_create(b"guardalloc-probe")
+    cdef size_t page = PAGE
+    cdef int fd = ga_memfd(b"guardalloc-probe")
     cdef char *region
     cdef bint ok = False
     if fd < 0:
@@ -102,39 +122,86 @@ cdef bint _probe_file_shared():
     try:
         if ftruncate(fd, 3 * page) != 0:
             return _cannot_tell()
-        region = <char *>mmap(NULL, 3 * page, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
-        if region == <char *>MAP_FAILED:
+        region = <char *>ga_map_file(fd, 3 * page, True)
+        if region == NULL:
             return _cannot_tell()
-        munlock(region, 3 * page)
-        ok = madvise(region + page, page, MADV_GUARD_INSTALL) == 0
-        munmap(region, 3 * page)
+        ga_unlock(region, 3 * page)
+        ok = _guard_one(region + page) == 0
+        ga_unmap(region, 3 * page)
         return ok
     finally:
         close(fd)
 
 
 cdef bint _probe_process_madvise():
-    cdef size_t page = PAGE_SIZE
+    cdef size_t page = PAGE
     cdef iovec iov[2]
-    cdef char *region
-    cdef int pidfd = ga_pidfd_open(getpid())
+    cdef char *region = _scratch(4 * page)
     cdef long done
-    if pidfd < 0:
+    cdef int err
+    if region == NULL:
         return _cannot_tell()
-    region = <char *>mmap(NULL, 4 * page, PROT_READ | PROT_WRITE,
-                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
-    if region == <char *>MAP_FAILED:
-        close(pidfd)
-        return _cannot_tell()
-    munlock(region, 4 * page)
     iov[0].iov_base = region + page
     iov[0].iov_len = page
     iov[1].iov_base = region + 3 * page
     iov[1].iov_len = page
-    done = ga_process_madvise(pidfd, iov, 2, MADV_GUARD_INSTALL)
-    munmap(region, 4 * page)
-    close(pidfd)
+    done = ga_guard_batch(iov, 2, 1)
+    err = errno
+    ga_unmap(region, 4 * page)
+    if done < 0 and err in (errno_module.EMFILE, errno_module.ENFILE, errno_module.ENOMEM):
+        return _cannot_tell()   # no pidfd to be had: says nothing about the kernel
     return done == <long>(2 * page)
+
+
+cdef object _scan_supported = None
+
+
+cdef bint _probe_pagemap_scan():
+    """Whether PAGEMAP_SCAN accepts the PAGE_IS_GUARD category here.
+
+    An ioctl on a scratch 3-page mapping whose middle page is a guard:
+    kernels before 6.7 answer ENOTTY, those that do not know the guard
+    category EINVAL. When guards themselves are refused (old kernel,
+    seccomp), an accepted ioctl is enough.
+    """
+    global _scan_supported
+    cdef char *region
+    cdef ga_page_region vec[4]
+    cdef ga_pm_scan_arg arg
+    cdef long n
+    cdef bint guarded
+    if _scan_supported is not None:
+        return _scan_supported
+    try:
+        fd = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return _cannot_tell()
+    region = _scratch(3 * PAGE)
+    if region == NULL:
+        os.close(fd)
+        return _cannot_tell()
+    guarded = _guard_one(region + PAGE) == 0
+    arg.size = sizeof(ga_pm_scan_arg)
+    arg.flags = 0
+    arg.start = <uint64_t>region
+    arg.end = <uint64_t>region + 3 * PAGE
+    arg.walk_end = 0
+    arg.vec = <uint64_t>vec
+    arg.vec_len = 4
+    arg.max_pages = 0
+    arg.category_inverted = 0
+    arg.category_mask = GA_PAGE_IS_GUARD
+    arg.category_anyof_mask = 0
+    arg.return_mask = GA_PAGE_IS_GUARD
+    n = ioctl(fd, GA_PAGEMAP_SCAN, &arg)
+    if guarded:
+        _scan_supported = (n == 1 and vec[0].start == <uint64_t>region + PAGE
+                           and vec[0].end == <uint64_t>region + 2 * PAGE)
+    else:
+        _scan_supported = n >= 0
+    ga_unmap(region, 3 * PAGE)
+    os.close(fd)
+    return _scan_supported
 
 
 def _pagemap_guard(address: int) -> bool:
@@ -144,7 +211,7 @@ def _pagemap_guard(address: int) -> bool:
     except OSError:
         return _cannot_tell()
     try:
-        raw = os.pread(fd, 8, (address // PAGE_SIZE) * 8)
+        raw = os.pread(fd, 8, (address // PAGE) * 8)
     except OSError:
         return False
     finally:
@@ -165,10 +232,11 @@ def support(refresh: bool = False) -> Support:
     or descriptor (RLIMIT_NOFILE reached, no memory) also reads ``False``,
     but then the result is not cached: the next call probes again.
     """
-    global _cached, _inconclusive
+    global _cached, _inconclusive, _scan_supported
     if _cached is not None and not refresh:
         return _cached
     _inconclusive = False
+    _scan_supported = None
     anonymous, pagemap_bit, reason = _probe_anonymous()
     found = Support(
         kernel=os.uname().release,
@@ -178,7 +246,7 @@ def support(refresh: bool = False) -> Support:
         pagemap_guard_bit=pagemap_bit,
         auto_backend="madvise" if anonymous else "mprotect",
         reason=reason,
-        pagemap_scan=pagemap_scan_supported(),
+        pagemap_scan=_probe_pagemap_scan(),
     )
     _cached = None if _inconclusive else found
     return found

@@ -145,14 +145,14 @@ buf = arena.alloc(8)
 write(buf.address + 8)
 """, alignment=1)
     assert result.returncode == -signal.SIGSEGV
-    assert "  allocated at: (not recorded: Arena(tracebacks=True) or guardalloc.set_tracebacks(True))\n" \
+    assert "  allocated at: (not recorded: Arena(tracebacks=True) or guardalloc.enable_tracebacks())\n" \
         in result.stderr
 
 
 def test_global_traceback_setting_applies_to_arenas_that_do_not_choose(child):
     result = child("""
 import ctypes, guardalloc
-guardalloc.set_tracebacks(True)
+guardalloc.enable_tracebacks()
 arena = guardalloc.Arena(4096, 2, alignment=1)
 def allocate_here():
     return arena.alloc(8)

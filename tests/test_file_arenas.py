@@ -287,7 +287,7 @@ def test_mlockall_process(child):
                 warnings.simplefilter("always")
                 arena = guardalloc.Arena(4096, 4, file=file)
             print("auto", arena.backend, len(caught), "mlocked memory" in str(caught[0].message), flush=True)
-        print("batching refused", guardalloc.batching_refused(), flush=True)
+        print("batching refused", guardalloc.arena.batching_refused(), flush=True)
         libc.munlockall()
         batched = guardalloc.Arena(4096, 4, backend="madvise")
         print("after munlockall", batched.stats()["guard_syscalls"], flush=True)

@@ -7,6 +7,7 @@ its exit status: 0 for success, -SIGSEGV when a guard fired as expected.
 
 from __future__ import annotations
 
+import os
 import signal
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 import guardalloc
 
 from conftest import run_child
+from helpers import load_helper
 
 if not guardalloc.support().anonymous:   # pragma: no cover - depends on the kernel
     pytest.skip("needs MADV_GUARD_INSTALL (Linux 6.13+)", allow_module_level=True)
@@ -224,16 +226,18 @@ def test_fork_while_other_threads_hold_the_pool_lock():
     without the GIL) while the main thread forks again and again: each child
     must find the mutex usable (reset by the pool's atfork handlers), not
     deadlock."""
-    result = run_child(PAGEMAP + """
-import threading, time, signal
-from guardalloc import pool as pool_module
+    helper_dir = os.path.dirname(load_helper("pool_stress").__file__)
+    result = run_child(f"HELPER_DIR = {helper_dir!r}\n" + PAGEMAP + """
+import threading, time, signal, sys
 from guardalloc.pool import Pool
+sys.path.insert(0, HELPER_DIR)
+from pool_stress import pool_stress
 
 pool = Pool()
 stop = threading.Event()
 def hammer(seed):
     while not stop.is_set():
-        assert pool_module._c_stress(pool, 2000, seed, 50_000) == 0
+        assert pool_stress(pool, 2000, seed, 50_000) == 0
 threads = [threading.Thread(target=hammer, args=(s,)) for s in range(3)]
 for t in threads:
     t.start()
@@ -244,7 +248,7 @@ try:
             try:
                 buf = pool.alloc(5000)
                 buf.free()
-                ok = pool_module._c_stress(pool, 500, round, 50_000) == 0
+                ok = pool_stress(pool, 500, round, 50_000) == 0
                 os._exit(0 if ok else 1)
             finally:
                 os._exit(2)

@@ -19,7 +19,7 @@ import guardalloc, guardalloc.pymem
 print(json.dumps({
     "name": __name__, "argv": sys.argv, "path0": sys.path[0],
     "pymem": guardalloc.pymem.stats()["state"], "rate": guardalloc.pymem.stats()["sample_rate"],
-    "tracebacks": guardalloc.get_tracebacks(),
+    "tracebacks": guardalloc.tracebacks_enabled(),
 }))
 """
 
@@ -112,9 +112,9 @@ def test_overflow_in_the_program_dies_of_sigsegv(tmp_path):
         for _ in range(100_000):
             data = bytearray(200)
             address = ctypes.addressof((ctypes.c_char * 200).from_buffer(data))
-            if pool.owns_address(address):
+            if pool.owns(address):
                 break
-        print("guarded", pool.owns_address(address), flush=True)
+        print("guarded", pool.owns(address), flush=True)
         ctypes.memset(address, 0, 200 + 4096)
     """)
     proc = launch("--pymem", "1", script, cwd=str(tmp_path))

@@ -21,7 +21,7 @@ import guardalloc
 import guardalloc.maps as maps
 from guardalloc import GuardUnsupportedError
 from guardalloc.maps import GuardRun, GuardRuns, Range, Ranges, guard_pages, readable_ranges, vma_count, vmas
-from guardalloc.pagemap import pagemap_scan_supported
+from guardalloc.support import support
 
 from conftest import PACKAGE_PARENT
 
@@ -38,8 +38,8 @@ def _arena_guards(arena, **kwargs):
 
 
 def test_support_reports_pagemap_scan():
-    assert guardalloc.support().pagemap_scan is pagemap_scan_supported()
-    assert maps.scan_method() == ("scan" if pagemap_scan_supported() else "pagemap")
+    assert guardalloc.support().pagemap_scan is support().pagemap_scan
+    assert maps.scan_method() == ("scan" if support().pagemap_scan else "pagemap")
 
 
 # ---------------------------------------------------------------------------
@@ -231,7 +231,8 @@ def test_guard_pages_bad_arguments():
 
 
 def test_kernel_without_pagemap_scan_uses_pagemap(monkeypatch):
-    monkeypatch.setattr(maps, "pagemap_scan_supported", lambda: False)
+    fake = dataclasses.replace(guardalloc.support(), pagemap_scan=False)
+    monkeypatch.setattr(maps, "support", lambda refresh=False: fake)
     with guardalloc.Arena(4096, 10) as arena:
         runs = _arena_guards(arena)
         assert runs.method == "pagemap"

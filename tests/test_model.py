@@ -456,7 +456,7 @@ class PoolMachine(RuleBasedStateMachine):
         return entry.generation == self.generation
 
     def _add(self, handle, address, nbytes, zero):
-        assert self.pool.block_nbytes(address) == nbytes
+        assert self.pool.block_size(address) == nbytes
         if zero:
             assert ctypes.string_at(address, nbytes) == bytes(nbytes)
         self.tags += 1
@@ -514,7 +514,7 @@ class PoolMachine(RuleBasedStateMachine):
         self.tracked.discard(entry)
         self.frees += 1
         self.freed_addresses.add(entry.address)
-        assert self.pool.block_nbytes(entry.address) == 0
+        assert self.pool.block_size(entry.address) == 0
         return entry if entry.handle != "collected" else multiple()
 
     @rule(entry=dead)
@@ -574,7 +574,7 @@ class PoolMachine(RuleBasedStateMachine):
         for (_, end), (start, _) in zip(spans, spans[1:]):
             assert end <= start, "two live blocks overlap"
         for entry in self.tracked:
-            assert self.pool.block_nbytes(entry.address) == entry.nbytes
+            assert self.pool.block_size(entry.address) == entry.nbytes
             expected = _pattern(entry.tag, entry.nbytes)[: entry.nbytes]
             assert ctypes.string_at(entry.address, entry.nbytes) == expected, entry
 

@@ -13,6 +13,7 @@ import pytest
 import guardalloc
 from guardalloc import pool as pool_module
 from guardalloc.pool import Pool
+from helpers import pool_stress
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 MiB = 1 << 20
@@ -43,8 +44,8 @@ def test_every_size_from_one_byte_to_64_mib(pool):
         view.release()
         # Right-aligned: the padded end touches the next page, the guard.
         assert (buf.address + round_up(n, 16)) % PAGE == 0
-        assert pool.owns_address(buf.address)
-        assert pool.block_nbytes(buf.address) == n
+        assert pool.owns(buf.address)
+        assert pool.block_size(buf.address) == n
         bufs.append(buf)
     addresses = [b.address for b in bufs]
     assert len(set(addresses)) == len(addresses)
@@ -76,7 +77,7 @@ def test_module_level_alloc_uses_the_default_pool():
     buf = guardalloc.alloc(1000)
     assert isinstance(buf, guardalloc.Buffer)
     assert guardalloc.default_pool() is guardalloc.default_pool()
-    assert guardalloc.default_pool().owns_address(buf.address)
+    assert guardalloc.default_pool().owns(buf.address)
     with buf:
         memoryview(buf)[:3] = b"abc"
         assert bytes(buf)[:3] == b"abc"
@@ -111,14 +112,14 @@ def test_raw_blocks_and_realloc(pool):
     import ctypes
     ctypes.memmove(address, b"0123456789" * 10, 100)
     bigger = pool.realloc_raw(address, 9000)
-    assert pool.block_nbytes(bigger) == 9000
-    assert pool.block_nbytes(address) == 0
+    assert pool.block_size(bigger) == 9000
+    assert pool.block_size(address) == 0
     assert ctypes.string_at(bigger, 100) == b"0123456789" * 10
     smaller = pool.realloc_raw(bigger, 5)
     assert ctypes.string_at(smaller, 5) == b"01234"
     pool.free(smaller)
     fresh = pool.realloc_raw(0, 64)
-    assert pool.block_nbytes(fresh) == 64
+    assert pool.block_size(fresh) == 64
     pool.free(fresh)
     with pytest.raises(guardalloc.InvalidFreeError):
         pool.realloc_raw(smaller, 10)
@@ -199,7 +200,7 @@ def test_python_threads_share_a_pool(pool):
 def test_c_interface_from_eight_threads_without_the_gil(pool):
     results = []
     threads = [threading.Thread(target=lambda s=s: results.append(
-        pool_module._c_stress(pool, 40_000, s, 300_000))) for s in range(8)]
+        pool_stress(pool, 40_000, s, 300_000))) for s in range(8)]
     for t in threads:
         t.start()
     for t in threads:
@@ -212,11 +213,11 @@ def test_c_interface_from_eight_threads_without_the_gil(pool):
 
 def test_grow_never_serves_only_prepared_classes():
     with Pool(grow="never") as p:
-        assert pool_module._c_stress(p, 200, 1, 100) == 0
+        assert pool_stress(p, 200, 1, 100) == 0
         assert p.stats()["arenas"] == 0 and p.stats()["refused"] > 0
         p.prepare(100)
         refused = p.stats()["refused"]
-        assert pool_module._c_stress(p, 200, 1, 100) == 0
+        assert pool_stress(p, 200, 1, 100) == 0
         assert p.stats()["refused"] == refused
         assert p.stats()["allocations"] > 0
         # Python callers still grow.
@@ -225,14 +226,14 @@ def test_grow_never_serves_only_prepared_classes():
 
 def test_grow_pending_adds_arenas_at_the_next_safe_point():
     with Pool(grow="pending") as p:
-        assert pool_module._c_stress(p, 50, 1, 100) == 0
+        assert pool_stress(p, 50, 1, 100) == 0
         assert p.stats()["refused"] > 0
         for _ in range(100_000):    # the eval loop runs pending calls
             if p.stats()["arenas"]:
                 break
         assert p.stats()["arenas"] >= 1
         refused = p.stats()["refused"]
-        assert pool_module._c_stress(p, 50, 2, 100) == 0
+        assert pool_stress(p, 50, 2, 100) == 0
         assert p.stats()["refused"] == refused
 
 
@@ -243,7 +244,7 @@ def test_limits_raise_memory_error():
             p.alloc(2 * MiB)
         big.free()
         # The C interface answers NULL instead.
-        assert pool_module._c_stress(p, 100, 3, 3 * MiB) == 0
+        assert pool_stress(p, 100, 3, 3 * MiB) == 0
         assert p.stats()["refused"] > 0
     with Pool(max_arenas=1) as p:
         p.alloc(10)
@@ -305,7 +306,7 @@ def test_slack_corruption_is_reported_on_free(pool):
     with pytest.raises(guardalloc.CorruptionError) as info:
         pool.free(address)
     assert info.value.offset == 100 and info.value.damaged == 3
-    assert pool.block_nbytes(address) == 0     # freed all the same
+    assert pool.block_size(address) == 0     # freed all the same
 
 
 def test_pooled_arenas_refuse_direct_use(pool):
@@ -327,7 +328,7 @@ def test_close(pool):
     view.release()
     pool.close()
     pool.close()
-    assert pool.closed and not pool.owns_address(address)
+    assert pool.closed and not pool.owns(address)
     with pytest.raises(ValueError):
         memoryview(buf)
     with pytest.raises(ValueError):
@@ -335,7 +336,7 @@ def test_close(pool):
     with pytest.raises(ValueError):
         pool.stats()
     del buf           # a buffer of a closed pool is just dropped
-    assert pool_module._c_stress(pool, 10, 1) == 0   # C callers get NULL
+    assert pool_stress(pool, 10, 1) == 0   # C callers get NULL
 
 
 def test_fork_child_can_use_the_pool(pool):
@@ -344,7 +345,7 @@ def test_fork_child_can_use_the_pool(pool):
     pid = os.fork()
     if pid == 0:   # pragma: no cover - child
         try:
-            ok = bytes(memoryview(keep)[:2]) == b"ok" and pool_module._c_stress(pool, 2000, 9) == 0
+            ok = bytes(memoryview(keep)[:2]) == b"ok" and pool_stress(pool, 2000, 9) == 0
             os._exit(0 if ok else 1)
         finally:
             os._exit(2)
@@ -431,7 +432,7 @@ def test_uaf_pool_recycles_quarantined_slots():
 
 def test_pending_growth_outlived_by_nothing():
     pool = Pool(grow="pending")
-    assert pool_module._c_stress(pool, 20, 1, 100) == 0     # queues a pending call
+    assert pool_stress(pool, 20, 1, 100) == 0     # queues a pending call
     assert pool.stats()["refused"] > 0
     del pool
     gc.collect()

@@ -63,7 +63,7 @@ class PoolMachine(RuleBasedStateMachine):
         moved = self.pool.realloc_raw(address, nbytes)
         kept = min(old, nbytes)
         assert ctypes.string_at(moved, kept) == bytes([value]) * kept
-        assert self.pool.block_nbytes(moved) == nbytes
+        assert self.pool.block_size(moved) == nbytes
         new_key = ("raw", moved)
         self.model[new_key] = (moved, nbytes, self.fill(moved, nbytes))
         return new_key

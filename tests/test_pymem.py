@@ -86,7 +86,7 @@ def test_uninstall_restores_the_allocators_once_the_last_block_is_freed(child):
         import guardalloc.pymem as pymem
         pymem.install(sample_rate=1, domains=("raw",))
         p = api.PyMem_RawMalloc(100)
-        assert pymem.pool().block_nbytes(p) == 100
+        assert pymem.pool().block_size(p) == 100
         assert pymem.uninstall() is False and pymem.state() == "draining"
         ctypes.memset(p, 7, 100)                 # still usable
         api.PyMem_RawFree(p)
@@ -95,7 +95,7 @@ def test_uninstall_restores_the_allocators_once_the_last_block_is_freed(child):
                 break
         assert pymem.state() == "off", pymem.stats()
         q = api.PyMem_RawMalloc(100)
-        assert not pymem.pool().owns_address(q)  # the saved allocator again
+        assert not pymem.pool().owns(q)  # the saved allocator again
         api.PyMem_RawFree(q)
         pymem.install(sample_rate=10 ** 9)        # nothing sampled: restored at once
         assert pymem.uninstall() is True and pymem.state() == "off"
@@ -111,20 +111,20 @@ def test_realloc_copies_guarded_blocks_in_and_out(child):
         pymem.install(sample_rate=1, domains=("mem",))
         pool = pymem.pool()
         p = api.PyMem_Malloc(100)
-        assert pool.block_nbytes(p) == 100
+        assert pool.block_size(p) == 100
         ctypes.memmove(p, bytes(range(100)), 100)
         q = api.PyMem_Realloc(p, 5000)               # stays guarded, moved
-        assert pool.block_nbytes(q) == 5000 and pool.block_nbytes(p) == 0
+        assert pool.block_size(q) == 5000 and pool.block_size(p) == 0
         assert ctypes.string_at(q, 100) == bytes(range(100))
         r = api.PyMem_Realloc(None, 64)              # realloc(NULL) is sampled too
-        assert pool.block_nbytes(r) == 64
+        assert pool.block_size(r) == 64
         api.PyMem_Free(r)
         pymem.uninstall()
         s = api.PyMem_Realloc(q, 10_000)             # copied out to the saved allocator
-        assert not pool.owns_address(s) and pool.block_nbytes(q) == 0
+        assert not pool.owns(s) and pool.block_size(q) == 0
         assert ctypes.string_at(s, 100) == bytes(range(100))
         t = api.PyMem_Realloc(s, 20)                 # foreign stays foreign
-        assert not pool.owns_address(t) and ctypes.string_at(t, 20) == bytes(range(20))
+        assert not pool.owns(t) and ctypes.string_at(t, 20) == bytes(range(20))
         api.PyMem_Free(t)
         print("ok")
     """))
@@ -138,7 +138,7 @@ def test_a_full_pool_forwards(child):
         pymem.install(sample_rate=1, domains=("mem",), max_bytes=1 << 20)
         pool = pymem.pool()
         blocks = [api.PyMem_Malloc(3000) for _ in range(2000)]
-        guarded = sum(pool.owns_address(b) for b in blocks)
+        guarded = sum(pool.owns(b) for b in blocks)
         assert 0 < guarded < 2000, guarded            # the rest were forwarded
         for b in blocks:
             ctypes.memset(b, 1, 3000)
@@ -157,11 +157,11 @@ def test_bytearray_overflow_by_c_code_faults(child):
         for _ in range(100_000):
             data = bytearray(100)
             address = ctypes.addressof((ctypes.c_char * 100).from_buffer(data))
-            if pool.owns_address(address):
+            if pool.owns(address):
                 break
-        assert pool.block_nbytes(address) == 101      # bytearray keeps a NUL after
+        assert pool.block_size(address) == 101      # bytearray keeps a NUL after
         guard = (address + 4095) // 4096 * 4096        # the page after the block
-        print("guarded", pool.owns_address(guard), pool.block_nbytes(guard), flush=True)
+        print("guarded", pool.owns(guard), pool.block_size(guard), flush=True)
         ctypes.memset(address, 0x41, 100 + 4096)       # C code writes past the end
         print("not reached", flush=True)
     """)
@@ -179,7 +179,7 @@ def test_double_free_of_a_guarded_block_aborts_with_a_report(child, free):
         import guardalloc.pymem as pymem
         pymem.install(sample_rate=1, domains=("{domain}",))
         p = api.{malloc}(64)
-        assert pymem.pool().owns_address(p)
+        assert pymem.pool().owns(p)
         api.{free}(p)
         print("freed once", flush=True)
         api.{free}(p)
@@ -231,7 +231,7 @@ SAMPLING_PATTERN = """
     pymem.install(sample_rate=4, domains=("raw",), random=sys.argv[1] == "random", seed=11)
     pool = pymem.pool()
     blocks = [api.PyMem_RawMalloc(16) for _ in range(400)]
-    owned = [pool.owns_address(b) for b in blocks]
+    owned = [pool.owns(b) for b in blocks]
     for b in blocks:
         api.PyMem_RawFree(b)
     print("".join("x" if o else "." for o in owned))
@@ -297,7 +297,7 @@ def test_raw_domain_from_threads_without_the_gil(child):
                 n = (seed * 7919 + i * 104729) % 9000 + 1
                 p = malloc(n)
                 memset(p, seed, n)
-                count += pool.owns_address(p)
+                count += pool.owns(p)
                 q = malloc(17)
                 free(p)
                 free(q)
@@ -343,7 +343,7 @@ def test_slack_overwrite_is_reported_when_the_block_is_freed(child):
         import guardalloc.pymem as pymem
         pymem.install(sample_rate=1, domains=("mem",))
         p = api.PyMem_Malloc(100)           # padded to 112: 12 slack bytes, no guard yet
-        assert pymem.pool().owns_address(p)
+        assert pymem.pool().owns(p)
         ctypes.memset(p + 100, 0, 3)
         api.PyMem_Free(p)
         print("still running", pymem.pool().stats()["corruptions"], flush=True)

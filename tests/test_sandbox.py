@@ -130,7 +130,7 @@ assert found.anonymous and not found.process_madvise and found.auto_backend == "
 before = guardalloc.vma_count()
 arena = guardalloc.Arena(4096, 3000, backend="madvise", uaf=True)
 stats = arena.stats()
-assert not stats["batched"] and guardalloc.batching_refused(), stats
+assert not stats["batched"] and guardalloc.arena.batching_refused(), stats
 # One madvise() per guard (plus the process_madvise() call that was refused).
 assert stats["guard_syscalls"] in (3001, 3002), stats
 assert guardalloc.vma_count() <= before + 1

@@ -19,6 +19,7 @@ from guardalloc import pool as pool_module
 from guardalloc.pool import Pool
 
 from conftest import run_child
+from helpers import pool_stress
 
 THREADS = 8
 
@@ -192,7 +193,7 @@ def test_eight_threads_share_one_pool():
     with Pool() as pool:
         results = _run_threads(_PoolAsArena(pool), 100_000, sizes=POOL_SIZES)
         held = [entry for result in results for entry in result]
-        spans = sorted((address, address + pool.block_nbytes(address)) for _, address, _ in held)
+        spans = sorted((address, address + pool.block_size(address)) for _, address, _ in held)
         assert all(end <= start for (_, end), (start, _) in zip(spans, spans[1:]))
         for _, address, tag in held:
             assert ctypes.string_at(address, 8) == tag
@@ -212,7 +213,7 @@ def test_python_and_c_callers_share_one_pool():
     with Pool() as pool:
         c_results = []
         c_threads = [threading.Thread(target=lambda s=s: c_results.append(
-            pool_module._c_stress(pool, 100_000, s, 20_000))) for s in range(4)]
+            pool_stress(pool, 100_000, s, 20_000))) for s in range(4)]
         for t in c_threads:
             t.start()
         results = _run_threads(_PoolAsArena(pool), 20_000, sizes=POOL_SIZES)

@@ -10,7 +10,7 @@
  *
  * Handler. Everything it does is async-signal-safe: it reads the arena
  * descriptors, formats into a buffer on its own stack, and calls write(2),
- * sigaction(2), madvise(2)/mprotect(2) and raise(3) -- no malloc, no stdio,
+ * sigaction(2), guards.c's ga_guard_range() and raise(3) -- no malloc, no stdio,
  * no locks, no Python. A fault it cannot attribute to an arena goes to the
  * disposition that was installed before it, unchanged.
  */
@@ -20,15 +20,11 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <ucontext.h>
 #include <unistd.h>
 #include "faults.h"
-
-#ifndef MADV_GUARD_REMOVE
-#define MADV_GUARD_REMOVE 103   /* Linux 6.13; see _kernel.pxd */
-#endif
+#include "guards.h"
 
 #define GA_CHUNK 1024
 #define GA_CHUNKS 256
@@ -172,8 +168,38 @@ static void ga_put_ptr(ga_line_t *line, const void *p)
 }
 
 
+void ga_report_corruption(const void *ptr, const ga_damage_t *damage)
+{
+    ga_line_t line;
+    line.len = 0;
+    ga_put(&line, "guardalloc: heap corruption: ");
+    ga_put_dec(&line, damage->damaged);
+    ga_put(&line, " slack byte(s) after the block at ");
+    ga_put_ptr(&line, ptr);
+    ga_put(&line, " were overwritten, the first at offset ");
+    ga_put_dec(&line, damage->first_offset);
+    ga_put(&line, " (found when it was freed)\n");
+    ga_flush(&line);
+}
+
+void ga_report_bad_free(const char *who, const char *what, const void *ptr)
+{
+    ga_line_t line;
+    line.len = 0;
+    ga_put(&line, "guardalloc: ");
+    ga_put(&line, who);
+    ga_put(&line, ": invalid ");
+    ga_put(&line, what);
+    ga_put(&line, " of ");
+    ga_put_ptr(&line, ptr);
+    ga_put(&line, ": inside the guarded pool but not the start of a live block "
+                  "(double free, or a pointer into a block)\n");
+    ga_flush(&line);
+}
+
+
 /* ------------------------------------------------------------------------
- * What a fault address means, worked out from the arena layout (arena.h). */
+ * What a fault address means, worked out from the arena layout (layout.h). */
 
 enum {
     GA_KIND_OVERFLOW,    /* guard after a live buffer          */
@@ -204,6 +230,18 @@ static int ga_slot_state(const ga_arena_t *a, long i)
     return a->slots[i].state & 3;
 }
 
+/* Where random placement put a live slot's buffer. */
+static int ga_ends_at_guard(const ga_arena_t *a, long i)
+{
+    const ga_slot_t *s = &a->slots[i];
+    return s->offset + ga_round_up(s->nbytes, a->alignment) == a->slot_size;
+}
+
+static int ga_starts_at_guard(const ga_arena_t *a, long i)
+{
+    return a->slots[i].offset == 0;
+}
+
 static void ga_classify(const ga_arena_t *a, const char *addr, ga_fault_t *f)
 {
     size_t off = (size_t)(addr - a->base), within;
@@ -228,7 +266,7 @@ static void ga_classify(const ga_arena_t *a, const char *addr, ga_fault_t *f)
             const ga_slot_t *s = &a->slots[k];
             f->left = f->right = k;
             f->left_state = f->right_state = ga_slot_state(a, k);
-            f->guard_start = GA_SLOT_START(a, k);
+            f->guard_start = ga_slot_start(a, (size_t)k);
             f->guard_len = a->slot_size;
             if (s->flags & GA_FLAG_DATA_GUARDED) {
                 f->guarded = 1;
@@ -244,7 +282,7 @@ static void ga_classify(const ga_arena_t *a, const char *addr, ga_fault_t *f)
             f->in_guard = 1;
             f->left = k;
             f->right = k + 1;
-            f->guard_start = GA_SLOT_START(a, k) + a->slot_size;
+            f->guard_start = ga_slot_start(a, (size_t)k) + a->slot_size;
         }
     }
     f->left_state = f->left >= 0 ? ga_slot_state(a, f->left) : GA_SLOT_FREE;
@@ -259,7 +297,13 @@ static void ga_classify(const ga_arena_t *a, const char *addr, ga_fault_t *f)
         int right_live = f->right < n && ga_slot_state(a, f->right) == GA_SLOT_LIVE;
         /* The buffer the alignment puts against this guard first; the other
          * live neighbour next (a far overflow or underflow). */
-        if (a->align_right ? left_live : !right_live && left_live) {
+        int blame_left;
+        if (a->align == GA_ALIGN_RANDOM)
+            blame_left = left_live && (!right_live || ga_ends_at_guard(a, f->left)
+                                       || !ga_starts_at_guard(a, f->right));
+        else
+            blame_left = a->align == GA_ALIGN_RIGHT ? left_live : !right_live && left_live;
+        if (blame_left) {
             f->kind = GA_KIND_OVERFLOW;
             f->slot = f->left;
         } else if (right_live) {
@@ -273,14 +317,13 @@ static void ga_classify(const ga_arena_t *a, const char *addr, ga_fault_t *f)
 /* ------------------------------------------------------------------------
  * The report. */
 
-static size_t ga_page_size = 4096;
 
 static void ga_put_trace(ga_line_t *line, const char *title, char **table, long slot)
 {
     const char *trace = table != NULL ? table[slot] : NULL;
     ga_put(line, title);
     if (trace == NULL) {
-        ga_put(line, " (not recorded: Arena(tracebacks=True) or guardalloc.set_tracebacks(True))\n");
+        ga_put(line, " (not recorded: Arena(tracebacks=True) or guardalloc.enable_tracebacks())\n");
         return;
     }
     ga_put(line, "\n");
@@ -305,7 +348,7 @@ static void ga_report(int sig, int si_code, const ga_arena_t *a, const char *add
                       const char *access, const ga_fault_t *f, int continuing)
 {
     ga_line_t line;
-    size_t guard_pages = a->guard_size / ga_page_size;
+    size_t guard_pages = a->guard_size / ga_page_size();
     line.len = 0;
 
     ga_put(&line, "==");
@@ -320,7 +363,7 @@ static void ga_report(int sig, int si_code, const ga_arena_t *a, const char *add
 
     if (f->slot >= 0) {
         const ga_slot_t *s = &a->slots[f->slot];
-        const char *start = GA_SLOT_START(a, f->slot) + s->offset;
+        const char *start = ga_slot_start(a, (size_t)f->slot) + s->offset;
         const char *end = start + s->nbytes;
         const char *freed = f->kind == GA_KIND_UAF ? "freed " : "";
         ga_put(&line, "  ");
@@ -425,12 +468,7 @@ static void ga_retire(ga_arena_t *a, long i, uint8_t extra_flags)
 
 static int ga_lift_and_retire(ga_arena_t *a, const ga_fault_t *f)
 {
-    int rc;
-    if (a->backend == GA_BACKEND_MADVISE)
-        rc = madvise(f->guard_start, f->guard_len, MADV_GUARD_REMOVE);
-    else
-        rc = mprotect(f->guard_start, f->guard_len, PROT_READ | PROT_WRITE);
-    if (rc != 0)
+    if (ga_guard_range(f->guard_start, f->guard_len, a->backend, 0) != 0)
         return -1;
     if (f->in_guard) {
         ga_retire(a, f->left, GA_FLAG_GUARD_AFTER_LIFTED);
@@ -642,10 +680,8 @@ int ga_reports_enable(void)
 {
     struct sigaction act, now;
     stack_t current;
-    long page = sysconf(_SC_PAGESIZE);
     int i;
-    if (page > 0)
-        ga_page_size = (size_t)page;
+    ga_page_size();   /* cached now: the handler must not call sysconf() */
     /* SA_ONSTACK runs the handler on the thread's alternate stack when it
      * has one; give one to this thread if it has none. */
     if (!ga_altstack_given && sigaltstack(NULL, &current) == 0 && (current.ss_flags & SS_DISABLE)) {

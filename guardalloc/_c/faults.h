@@ -5,7 +5,7 @@
 #ifndef GUARDALLOC_FAULTS_H
 #define GUARDALLOC_FAULTS_H
 
-#include "arena.h"
+#include "layout.h"
 
 /* Make an arena visible to the fault handler. Returns 0, or -1 when the
  * registry is full (GA_MAX_ARENAS) or out of memory. Not async-signal-safe;
@@ -37,5 +37,14 @@ int ga_reports_active(void);
 
 /* 1 when guardalloc's handler is the current SIGSEGV disposition. */
 int ga_reports_handler_on_top(void);
+
+/* One line on stderr: a free by a C caller (the PyMem hooks) found the slack after the block at ptr overwritten; the block was freed.
+ * Async-signal-safe. */
+void ga_report_corruption(const void *ptr, const ga_damage_t *damage);
+
+/* One line on stderr: `who` was asked to `what` ("free", "realloc") ptr,
+ * which lies in a guarded pool but is not the start of a live block.
+ * Async-signal-safe. */
+void ga_report_bad_free(const char *who, const char *what, const void *ptr);
 
 #endif

@@ -1,0 +1,143 @@
+"""Guard options: their defaults and their validation, in one place.
+
+Every front end (Arena, Pool, SharedArena, the numpy handler, the PyMem hooks
+and the command line) takes the same options with the same meaning, and
+checks them here, so a bad value gets the same exception and message
+wherever it is passed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import mmap
+import operator
+from typing import Any, Optional
+
+__all__ = ["GuardOptions", "check_int", "check_choice", "check_bool"]
+
+PAGE_SIZE = mmap.PAGESIZE
+
+BACKENDS = ("auto", "madvise", "mprotect", "none")
+ALIGNS = ("right", "left", "random")
+ON_FAULT = ("abort", "continue")
+# Guard pages per guard: kept in a C int; an arena's guards in all are
+# bounded by MAX_GUARD_BYTES (arena.pyx).
+MAX_GUARD_PAGES = (1 << 31) - 1
+
+
+def check_int(name: str, value: Any, low: int, high: Optional[int] = None,
+              accepted: Optional[str] = None) -> int:
+    """``value`` as an int in [low, high] (``accepted``: how the message
+    describes the range, when the numbers alone would not say it).
+
+    Raises:
+        TypeError: not an integer (bool, float and str are refused).
+        ValueError: out of range; the message names the parameter and the range.
+    """
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, not bool")
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, not {type(value).__name__}") from None
+    if number < low or (high is not None and number > high):
+        if accepted is None:
+            accepted = f"between {low} and {high}" if high is not None else f"{low} or more"
+        raise ValueError(f"{name} must be {accepted}, not {number}")
+    return number
+
+
+def check_choice(name: str, value: Any, choices: tuple) -> str:
+    """``value`` if it is one of the string ``choices``.
+
+    Raises:
+        TypeError: not a str.
+        ValueError: not one of the choices.
+    """
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, one of {', '.join(map(repr, choices))}; "
+                        f"not {type(value).__name__}")
+    if value not in choices:
+        raise ValueError(f"{name} must be {', '.join(map(repr, choices[:-1]))} or {choices[-1]!r}, "
+                         f"not {value!r}")
+    return value
+
+
+def check_bool(name: str, value: Any, none_ok: bool = False) -> Optional[bool]:
+    """``value`` if it is True or False (or None when ``none_ok``).
+
+    Raises:
+        TypeError: anything else (1, "yes", ...).
+    """
+    if value is None and none_ok:
+        return None
+    if not isinstance(value, bool):
+        allowed = "True, False or None" if none_ok else "True or False"
+        raise TypeError(f"{name} must be {allowed}, not {value!r}")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class GuardOptions:
+    """The options every guarded allocator shares, validated.
+
+    Attributes:
+        guard_pages: guard pages before the first slot, between every two
+            slots and after the last (1 or more).
+        backend: "madvise" (MADV_GUARD_INSTALL, no VMA per guard),
+            "mprotect" (PROT_NONE, two VMAs per guard), "none" (no guards, a
+            baseline) or "auto" (madvise when the kernel has it, otherwise
+            mprotect with a RuntimeWarning).
+        align: "right" (a buffer ends at the guard after it: catches
+            overflows), "left" (starts right after the guard before it:
+            underflows) or "random" (either, per allocation, as GWP-ASan does).
+        alignment: buffer alignment, a power of two from 1 (byte-exact) to
+            the page size. Slack bytes between a buffer's end and the guard
+            are filled with a pattern and checked on free.
+        uaf: guard freed slots' data pages (use-after-free faults).
+        quarantine: how many freed slots wait (FIFO) before reuse with
+            ``uaf``; None: as many as the arena holds.
+        tracebacks: record allocation and free tracebacks for fault reports;
+            None follows :func:`guardalloc.enable_tracebacks`.
+        on_fault: "abort" (report and die) or "continue" (report once, lift
+            the guard that was hit, retire the slot, go on).
+
+    Raises:
+        TypeError, ValueError: a value of the wrong type or out of range
+            (the message names the option).
+    """
+
+    guard_pages: int = 1
+    backend: str = "auto"
+    align: str = "right"
+    alignment: int = 16
+    uaf: bool = False
+    quarantine: Optional[int] = None
+    tracebacks: Optional[bool] = None
+    on_fault: str = "abort"
+
+    def __post_init__(self) -> None:
+        setter = object.__setattr__
+        setter(self, "guard_pages", check_int("guard_pages", self.guard_pages, 1, MAX_GUARD_PAGES))
+        setter(self, "backend", check_choice("backend", self.backend, BACKENDS))
+        setter(self, "align", check_choice("align", self.align, ALIGNS))
+        power_of_two = f"a power of two from 1 to {PAGE_SIZE}"
+        alignment = check_int("alignment", self.alignment, 1, PAGE_SIZE, power_of_two)
+        if alignment & (alignment - 1):
+            raise ValueError(f"alignment must be {power_of_two}, not {alignment}")
+        setter(self, "alignment", alignment)
+        setter(self, "uaf", check_bool("uaf", self.uaf))
+        if self.quarantine is not None:
+            setter(self, "quarantine", check_int("quarantine", self.quarantine, 0))
+        setter(self, "tracebacks", check_bool("tracebacks", self.tracebacks, none_ok=True))
+        setter(self, "on_fault", check_choice("on_fault", self.on_fault, ON_FAULT))
+        if self.uaf and self.backend == "none":
+            raise ValueError("uaf=True needs guards: use backend 'auto', 'madvise' or 'mprotect'")
+
+    def replace(self, **changes: Any) -> "GuardOptions":
+        """A copy with some options changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def as_kwargs(self) -> dict:
+        """The options as keyword arguments of Arena and Pool."""
+        return dataclasses.asdict(self)

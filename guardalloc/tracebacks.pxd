@@ -1,0 +1,16 @@
+# cython: language_level=3
+"""Allocation and free tracebacks, rendered when recorded and kept per slot
+for the fault handler (``ga_arena_t.alloc_trace`` / ``free_trace``)."""
+
+from libc.stdint cimport uint32_t
+
+from guardalloc._core cimport ga_arena_t
+
+# Whether an allocator whose own choice is `choice` (True, False or None:
+# the process default) records tracebacks.
+cdef bint wants_traces(object choice)
+# Render the caller's Python stack into the slot's allocation (or free)
+# entry; recording an allocation drops the slot's stale free traceback.
+cdef int record_trace(ga_arena_t *a, uint32_t slot, bint at_free) except -1
+# Free every rendered traceback of the arena (not the tables themselves).
+cdef void release_traces(ga_arena_t *a) noexcept
