@@ -65,6 +65,7 @@ cdef extern from "_c/layout.h" nogil:
         ga_slot_t *slots
         char **alloc_trace
         char **free_trace
+        const char *untraced_hint
         uint64_t faults_continued
         uint32_t quarantine_limit
         uint32_t quarantine_len

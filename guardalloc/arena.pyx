@@ -33,7 +33,7 @@ from guardalloc.errors import (
     GuardInstallError, GuardUnsupportedError, InvalidFreeError,
 )
 from guardalloc.options import GuardOptions, check_bool, check_int
-from guardalloc.support import support
+from guardalloc.support import max_map_count, support
 
 cdef size_t PAGE = ga_page_size()
 cdef char *_FORMAT_B = "B"
@@ -298,7 +298,7 @@ cdef class Arena:
         if self.a.backend == GA_BACKEND_MPROTECT and err == ENOMEM:
             raise MemoryError(
                 f"mprotect guards for {self.a.nslots} slots need about {2 * (self.a.nslots + 1)} "
-                f"VMAs and the process reached vm.max_map_count ({_max_map_count()}); "
+                f"VMAs and the process reached vm.max_map_count ({max_map_count()}); "
                 "use backend='madvise' (no VMA per guard) or raise the limit "
                 "(nothing is left mapped)")
         raise GuardInstallError(err, f"installing {self.backend} guards failed: "
@@ -635,10 +635,18 @@ cdef class Arena:
                 f"{self.a.slot_size} B slots, {self.guard_pages} guard page(s), {self.backend}>")
 
 
+# Where a pooled block has no traceback: blocks of the pool's C callers (the
+# numpy handler, the PyMem hooks) never have one; Pool.alloc() records them.
+cdef const char *POOLED_UNTRACED = (
+    b"C callers of a Pool -- the numpy handler, the PyMem hooks -- record no Python "
+    b"traceback; Pool.alloc() does with Pool(tracebacks=True) or guardalloc.enable_tracebacks()")
+
+
 cdef Arena new_pooled_arena(char *placement, size_t slot_size, unsigned int slots,
                             object options, ga_free_hook_t hook, void *ctx):
     cdef Arena arena = Arena.__new__(Arena)
     arena.placement = placement
+    arena.a.untraced_hint = POOLED_UNTRACED
     arena._configure(slot_size, slots, options, True)
     arena._build(None, False, options.backend)
     arena.free_hook = hook
@@ -685,11 +693,6 @@ cdef int raise_free_error(Arena arena, int code, size_t address, ga_damage_t *da
             address, slot, nbytes, damage.first_offset, damage.damaged)
     raise GuardInstallError(err, f"{what} was freed, but installing its use-after-free guard failed: "
                                  f"{strerror(err).decode()}{_einval_hint(err, arena.fd_ >= 0)}")
-
-
-def _max_map_count() -> int:
-    from guardalloc.maps import max_map_count   # only for this one message
-    return max_map_count()
 
 
 def _einval_hint(int err, bint file_backed) -> str:

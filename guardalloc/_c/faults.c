@@ -318,12 +318,16 @@ static void ga_classify(const ga_arena_t *a, const char *addr, ga_fault_t *f)
  * The report. */
 
 
-static void ga_put_trace(ga_line_t *line, const char *title, char **table, long slot)
+static void ga_put_trace(ga_line_t *line, const ga_arena_t *a, const char *title, char **table,
+                         long slot)
 {
     const char *trace = table != NULL ? table[slot] : NULL;
     ga_put(line, title);
     if (trace == NULL) {
-        ga_put(line, " (not recorded: Arena(tracebacks=True) or guardalloc.enable_tracebacks())\n");
+        ga_put(line, " (not recorded: ");
+        ga_put(line, a->untraced_hint != NULL ? a->untraced_hint
+                     : "Arena(tracebacks=True) or guardalloc.enable_tracebacks()");
+        ga_put(line, ")\n");
         return;
     }
     ga_put(line, "\n");
@@ -428,9 +432,9 @@ static void ga_report(int sig, int si_code, const ga_arena_t *a, const char *add
     ga_put(&line, "\n");
 
     if (f->slot >= 0) {
-        ga_put_trace(&line, "  allocated at:", a->alloc_trace, f->slot);
+        ga_put_trace(&line, a, "  allocated at:", a->alloc_trace, f->slot);
         if (f->kind == GA_KIND_UAF)
-            ga_put_trace(&line, "  freed at:", a->free_trace, f->slot);
+            ga_put_trace(&line, a, "  freed at:", a->free_trace, f->slot);
     }
     if (continuing) {
         ga_put(&line, "  on_fault=\"continue\": guard lifted, slot(s) ");

@@ -111,6 +111,9 @@ typedef struct ga_arena {
      * per slot or NULL; each table is NULL until a traceback is recorded. */
     char **alloc_trace;
     char **free_trace;
+    /* What the report says where a slot has no traceback: how to get one
+     * for this kind of block (the front end that made the arena knows). */
+    const char *untraced_hint;
     /* Updated by the fault handler in continue mode. */
     volatile uint64_t faults_continued;
 
