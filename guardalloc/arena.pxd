@@ -9,6 +9,7 @@ arenas with :func:`new_pooled_arena`, calls the core on ``arena.a`` under its
 own lock, and routes frees of its Buffers through its hook.
 """
 
+from cpython.long cimport PyLong_AsLongAndOverflow
 from libc.stdint cimport uint32_t
 
 from guardalloc._core cimport ga_arena_t, ga_damage_t
@@ -46,6 +47,7 @@ cdef class Arena:
 
     cdef void release(self) noexcept
     cdef int check_backing(self) except -1
+    cdef int _stat_backing(self) except -1
     cdef int free_block(self, char *address, bint raw_only, object what) except -1
     cdef _configure(self, size_t slot_size, uint32_t slots, object options, bint batch)
     cdef int _build(self, file, bint shared, str requested) except -1
@@ -71,6 +73,20 @@ cdef class Buffer:
     cdef int _check(self) except -1
     cdef object address_or_none(self)
 
+
+# A size argument in 1..largest: C comparisons for the common case (an int
+# in range), size_arg_error's TypeError/ValueError naming it for the rest
+# (accepted: how the message describes the range, or None).
+cdef size_t size_arg_error(str name, value, size_t largest, str accepted) except 0
+
+cdef inline size_t size_arg(str name, value, size_t largest, str accepted) except 0:
+    cdef int overflow = 0
+    cdef long n
+    if type(value) is int:
+        n = PyLong_AsLongAndOverflow(value, &overflow)
+        if not overflow and n >= 1 and <size_t>n <= largest:
+            return <size_t>n
+    return size_arg_error(name, value, largest, accepted)
 
 # A pooled arena at `placement`, its frees routed through hook(ctx, ...).
 cdef Arena new_pooled_arena(char *placement, size_t slot_size, unsigned int slots,

@@ -68,6 +68,19 @@ def _require_gil():
             "run with the GIL enabled (the default once guardalloc is imported)")
 
 
+cdef size_t size_arg_error(str name, value, size_t largest, str accepted) except 0:
+    return check_int(name, value, 1, largest, None if accepted is None else f"{accepted} ({largest})")
+
+
+cdef inline bint _flag(str name, value) except -1:
+    """A True/False argument (TypeError for 1, "yes", None...)."""
+    if value is True:
+        return True
+    if value is False:
+        return False
+    return check_bool(name, value)
+
+
 def batching_refused() -> bool:
     """True once process_madvise() refused guard advice in this process."""
     return bool(ga_batching_refused())
@@ -338,13 +351,16 @@ cdef class Arena:
             raise ValueError("operation on a closed guardalloc.Arena")
         return 0
 
-    cdef int check_backing(self) except -1:
+    cdef inline int check_backing(self) except -1:
         """Refuse to touch slots whose file was truncated under the arena:
         its pages past the end of the file raise SIGBUS. One fstat(); none
         for anonymous arenas and sealed memfds, which cannot shrink."""
-        cdef struct_stat st
         if self.fd_ < 0 or self.backing_fixed:
             return 0
+        return self._stat_backing()
+
+    cdef int _stat_backing(self) except -1:
+        cdef struct_stat st
         if fstat(self.fd_, &st) != 0:
             raise OSError(errno, f"fstat of the arena's backing file failed: {strerror(errno).decode()}")
         if <size_t>st.st_size < self.a.size:
@@ -358,15 +374,15 @@ cdef class Arena:
     cdef long _start_alloc(self, nbytes, bint zero, bint raw, slot) except -1:
         cdef long want = -1
         cdef long result
+        cdef size_t n
         self._check_open()
         if self.free_hook != NULL:
             raise ValueError("this arena belongs to a guardalloc.Pool: allocate with the pool")
-        nbytes = check_int("nbytes", nbytes, 1, self.a.slot_size,
-                           f"between 1 and the slot size ({self.a.slot_size})")
+        n = size_arg("nbytes", nbytes, self.a.slot_size, "between 1 and the slot size")
         if slot is not None:
             want = check_int("slot", slot, 0, self.a.nslots - 1)
         self.check_backing()
-        result = ga_alloc(&self.a, <size_t>nbytes, zero, raw, want)
+        result = ga_alloc(&self.a, n, zero, raw, want)
         if result >= 0:
             if wants_traces(self.tracebacks):
                 record_trace(&self.a, <uint32_t>result, False)
@@ -391,12 +407,12 @@ cdef class Arena:
             BackingFileError: the backing file was truncated below the
                 arena (its pages would raise SIGBUS).
         """
-        return make_buffer(self, self._start_alloc(nbytes, check_bool("zero", zero), False, slot), None)
+        return _new_buffer(self, self._start_alloc(nbytes, _flag("zero", zero), False, slot), None)
 
     def alloc_raw(self, nbytes, *, zero=True) -> int:
         """Like :meth:`alloc`, but return the buffer's address (an int, for
         ctypes or C code). Free it with ``free(address)``."""
-        cdef long slot = self._start_alloc(nbytes, check_bool("zero", zero), True, None)
+        cdef long slot = self._start_alloc(nbytes, _flag("zero", zero), True, None)
         return <uintptr_t>ga_block_start(&self.a, slot)
 
     def free(self, buffer):
@@ -430,15 +446,18 @@ cdef class Arena:
         address = _address(buffer)
         if address is None:
             raise ForeignBufferError(f"address {buffer} is not in this arena", buffer, None)
-        self.free_block(<char *><uintptr_t>address, True, f"address {address:#x}")
+        self.check_backing()
+        self.free_block(<char *><uintptr_t>address, True, None)
 
     cdef int free_block(self, char *address, bint raw_only, object what) except -1:
         """The one free path: record the free traceback, free through the
-        pool's hook or the core, raise what the core found."""
+        pool's hook or the core, raise what the core found. ``what`` names
+        the block in an error message: a str, the Buffer, or None for "address
+        0x..." (made only when there is an error to raise). The caller has
+        checked the backing file (check_backing)."""
         cdef ga_damage_t damage
         cdef int code
         cdef long slot
-        self.check_backing()
         if wants_traces(self.tracebacks):
             slot = ga_live_slot_at(&self.a, address)
             if slot >= 0 and (not raw_only or self.a.slots[slot].flags & GA_FLAG_RAW):
@@ -461,7 +480,7 @@ cdef class Arena:
                 f"cannot free {buf!r} while {buf.exports} memoryview(s) or arrays export it; "
                 "release them first")
         buf.is_freed = True
-        self.free_block(buf.ptr, False, repr(buf))
+        self.free_block(buf.ptr, False, buf)
         return 0
 
     # -- introspection ----------------------------------------------------
@@ -655,6 +674,10 @@ cdef Arena new_pooled_arena(char *placement, size_t slot_size, unsigned int slot
 
 
 cdef Buffer make_buffer(Arena arena, long slot, object pool):
+    return _new_buffer(arena, slot, pool)
+
+
+cdef inline Buffer _new_buffer(Arena arena, long slot, object pool):
     cdef Buffer buf = Buffer.__new__(Buffer)
     buf.owner = arena
     buf.pool = pool
@@ -671,6 +694,10 @@ cdef int raise_free_error(Arena arena, int code, size_t address, ga_damage_t *da
     cdef ga_arena_t *a = &arena.a
     cdef long index = ga_slot_of(a, <void *><uintptr_t>address)
     slot = None if index < 0 else index
+    if what is None:
+        what = f"address {address:#x}"
+    elif not isinstance(what, str):
+        what = repr(what)
     if code == GA_ERR_FOREIGN:
         raise ForeignBufferError(f"{what} is not in this arena ({arena!r})", address, None)
     if code == GA_ERR_DOUBLE:
@@ -891,6 +918,7 @@ cdef class Buffer:
             return
         self.is_freed = True
         try:
+            self.owner.check_backing()
             self.owner.free_block(self.ptr, False, f"a garbage-collected {self.nbytes_}-byte buffer")
         except BackingFileError as exc:
             # Checking the slack would raise SIGBUS: the slot stays taken.

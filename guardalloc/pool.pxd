@@ -121,6 +121,7 @@ cdef class Pool:
     cdef readonly bint uaf
     cdef readonly str on_fault
     cdef readonly object options      # GuardOptions of every arena
+    cdef object tracebacks            # options.tracebacks, read on every alloc
     cdef object __weakref__
 
     # -- internals (pool.pyx) ---------------------------------------------

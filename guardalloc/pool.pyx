@@ -35,7 +35,7 @@ from libc.stdlib cimport calloc, free, realloc
 from libc.string cimport memcpy, memset, strerror
 
 from guardalloc._core cimport *
-from guardalloc.arena cimport Arena, Buffer, make_buffer, new_pooled_arena, raise_free_error
+from guardalloc.arena cimport Arena, Buffer, make_buffer, size_arg, new_pooled_arena, raise_free_error
 from guardalloc.tracebacks cimport record_trace, wants_traces
 
 from guardalloc.arena import _address, _choose_backend
@@ -198,6 +198,7 @@ cdef class Pool:
         self.backend = _choose_backend(options.backend, False)
         # Every arena gets the backend chosen once, here.
         self.options = options.replace(backend=self.backend)
+        self.tracebacks = options.tracebacks
         self.guard_pages = options.guard_pages
         self.align = options.align
         self.alignment = options.alignment
@@ -684,7 +685,7 @@ cdef class Pool:
 
     cdef int _class_for(self, nbytes) except -1:
         self._check_open()
-        return ga_class_of(<size_t>check_int("nbytes", nbytes, 1, MAX_BLOCK), PAGE)
+        return ga_class_of(size_arg("nbytes", nbytes, MAX_BLOCK, None), PAGE)
 
     cdef long _py_take(self, object nbytes, bint zero, bint raw, void **where) except? -1:
         """Allocate from Python: grows the class as needed (GIL held), records
@@ -697,7 +698,7 @@ cdef class Pool:
             slot = self._take(cls, n, zero, raw, where)
             pthread_mutex_unlock(&self.lock)
             if slot >= 0:
-                if wants_traces(self.options.tracebacks):
+                if wants_traces(self.tracebacks):
                     record_trace(&(<Arena>where[0]).a, <uint32_t>slot, False)
                 return slot
             if slot == GA_ERR_SYSCALL:
@@ -718,14 +719,14 @@ cdef class Pool:
             MemoryError: max_bytes or max_arenas reached, or no memory.
         """
         cdef void *where = NULL
-        cdef long slot = self._py_take(nbytes, check_bool("zero", zero), False, &where)
+        cdef long slot = self._py_take(nbytes, zero is True or (zero is not False and check_bool("zero", zero)), False, &where)
         return make_buffer(<Arena>where, slot, self)
 
     def alloc_raw(self, nbytes, *, zero=True) -> int:
         """Like :meth:`alloc`, but return the block's address (for ctypes or C
         code); free it with :meth:`free` or :meth:`realloc_raw` it."""
         cdef void *where = NULL
-        cdef long slot = self._py_take(nbytes, check_bool("zero", zero), True, &where)
+        cdef long slot = self._py_take(nbytes, zero is True or (zero is not False and check_bool("zero", zero)), True, &where)
         return <uintptr_t>ga_block_start(&(<Arena>where).a, slot)
 
     cdef Arena _arena_at(self, size_t address):
@@ -770,7 +771,7 @@ cdef class Pool:
         if arena is None:
             raise InvalidFreeError(f"invalid free of address {address:#x}: not in any of the "
                                    "pool's arenas", address, None)
-        arena.free_block(<char *><uintptr_t>address, True, f"address {address:#x}")
+        arena.free_block(<char *><uintptr_t>address, True, None)
 
     def realloc_raw(self, address, nbytes) -> int:
         """Move the raw block at address to a new block of nbytes (its first
