@@ -14,6 +14,7 @@ matplotlib, the ``[plot]`` extra) four PNG plots that the report embeds.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -176,7 +177,7 @@ def measure_teardown(results: Results, settings: Settings, progress: Progress) -
     usable = [s for s in CREATE_SIDES if s != "mprotect" or _mprotect_fits(slots)]
     comparison = interleaved({s: (lambda arena: arena.close()) for s in usable},
                              settings.create_rounds,
-                             setup={s: (lambda s=s: make_arena(s, slots)) for s in usable})
+                             setup={s: functools.partial(make_arena, s, slots) for s in usable})
     results.teardown = {s: comparison.median(s) for s in usable}
 
 
@@ -219,9 +220,9 @@ def measure_alloc_free(results: Results, settings: Settings, progress: Progress)
             "guardalloc-uaf": alloc_free_loop(uaf["madvise"]),
             "mprotect-uaf": alloc_free_loop(uaf["mprotect"]),
         }
-        loops = {name: fn for name, fn in loops.items() if fn is not None}
-        comparison = interleaved(loops, settings.alloc_rounds, settings.alloc_inner)
-        results.alloc_free = {name: comparison.median(name) for name in loops}
+        present = {name: fn for name, fn in loops.items() if fn is not None}
+        comparison = interleaved(present, settings.alloc_rounds, settings.alloc_inner)
+        results.alloc_free = {name: comparison.median(name) for name in present}
     finally:
         for buf in live:
             buf.free()

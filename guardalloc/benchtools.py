@@ -27,7 +27,7 @@ import statistics
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Any, Callable, Hashable, Mapping
 
 from guardalloc.arena import Arena
 from guardalloc.maps import vma_count, vmas_in_range
@@ -92,19 +92,19 @@ def measure_create(side: str, slots: int, slot_size: int = 4096) -> CreateCounts
 class Comparison:
     """Per-side samples (seconds per operation) of an interleaved run."""
 
-    samples: dict[str, list[float]] = field(default_factory=dict)
+    samples: dict[Hashable, list[float]] = field(default_factory=dict)
 
-    def median(self, side: str) -> float:
+    def median(self, side: Hashable) -> float:
         return statistics.median(self.samples[side])
 
-    def ratio(self, numerator: str, denominator: str) -> float:
+    def ratio(self, numerator: Hashable, denominator: Hashable) -> float:
         """median(numerator) / median(denominator)."""
         return self.median(numerator) / self.median(denominator)
 
 
-def interleaved(sides: Mapping[str, Callable], rounds: int, inner: int = 1,
-                setup: Mapping[str, Callable[[], object]] | None = None,
-                teardown: Mapping[str, Callable[[object], object]] | None = None) -> Comparison:
+def interleaved(sides: Mapping[Any, Callable], rounds: int, inner: int = 1,
+                setup: Mapping[Any, Callable[[], object]] | None = None,
+                teardown: Mapping[Any, Callable[[Any], object]] | None = None) -> Comparison:
     """Time each side ``rounds`` times, alternating sides (A B A B ...).
 
     Each sample runs ``sides[name]()`` ``inner`` times and records seconds
@@ -193,7 +193,7 @@ def cymem_loop(nbytes: int = 64) -> Callable[[], None] | None:
     """One ``cymem.Address(1, nbytes)`` (calloc) + deletion (free) per call:
     cymem's Python-level allocation (None without cymem)."""
     try:
-        from cymem.cymem import Address
+        from cymem.cymem import Address  # type: ignore[import-not-found]  # optional, untyped
     except ImportError:
         return None
 

@@ -15,6 +15,7 @@ import sys
 import textwrap
 import time
 import warnings
+from typing import Literal
 
 from guardalloc.arena import Arena
 from guardalloc.maps import max_map_count, vma_count
@@ -41,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slots", type=int, default=30_000, help="slots per arena (default 30000)")
 
 
-def measure(backend: str, slots: int) -> tuple[int, float, int]:
+def measure(backend: Literal["madvise", "mprotect"], slots: int) -> tuple[int, float, int]:
     """VMAs added, seconds to build, guard syscalls for one arena."""
     before = vma_count()
     start = time.perf_counter()
@@ -50,7 +51,7 @@ def measure(backend: str, slots: int) -> tuple[int, float, int]:
         arena = Arena(4096, slots, backend=backend)
     seconds = time.perf_counter() - start
     added = vma_count() - before
-    syscalls = arena.stats()["guard_syscalls"]
+    syscalls = int(arena.stats()["guard_syscalls"])
     arena.close()
     return added, seconds, syscalls
 
@@ -63,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nOne arena of {args.slots:,} slots of 4 KiB, a guard page between every two:\n")
     print(f"  {'backend':<10} {'VMAs added':>10} {'build time':>12} {'guard syscalls':>15}")
     rows = {}
-    for backend in ("madvise", "mprotect"):
+    backends: tuple[Literal["madvise", "mprotect"], ...] = ("madvise", "mprotect")
+    for backend in backends:
         if backend == "madvise" and not found.anonymous:
             continue
         try:

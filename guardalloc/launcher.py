@@ -132,9 +132,11 @@ def run(args: argparse.Namespace) -> int:
         sys.argv = [module, *program_args]
         runner = lambda: runpy.run_module(module, run_name="__main__", alter_sys=True)  # noqa: E731
     else:
-        sys.argv = [args.script, *program_args]
-        sys.path[0] = os.path.dirname(os.path.abspath(args.script))
-        runner = lambda: runpy.run_path(args.script, run_name="__main__")  # noqa: E731
+        script = args.script
+        assert script is not None   # run() returned above when neither was given
+        sys.argv = [script, *program_args]
+        sys.path[0] = os.path.dirname(os.path.abspath(script))
+        runner = lambda: runpy.run_path(script, run_name="__main__")  # noqa: E731
     try:
         runner()
     except SystemExit as exc:

@@ -7,6 +7,19 @@ from guardalloc.pagemap import GuardRuns as GuardRuns
 from guardalloc.pagemap import Range as Range
 from guardalloc.pagemap import Ranges as Ranges
 
+__all__ = [
+    "GuardRun",
+    "GuardRuns",
+    "Range",
+    "Ranges",
+    "Vma",
+    "guard_pages",
+    "readable_ranges",
+    "scan_method",
+    "vma_count",
+    "vmas",
+]
+
 Pid = Union[int, str]
 
 class Vma(NamedTuple):
@@ -29,7 +42,7 @@ class Vma(NamedTuple):
 def vma_count(pid: Pid = "self") -> int: ...
 def vmas(pid: Pid = "self") -> list[Vma]: ...
 def vmas_in_range(start: int, end: int, pid: Pid = "self") -> int: ...
-def max_map_count() -> int | None: ...
+from guardalloc.support import max_map_count as max_map_count
 def scan_method() -> str: ...
 def guard_pages(start: int, end: int, pid: Pid = "self", *, method: str = "auto") -> GuardRuns: ...
 def readable_ranges(pid: Pid = "self", *, method: str = "auto") -> Ranges: ...

@@ -1,16 +1,33 @@
+"""numpy arrays in guarded memory: a PyDataMem_Handler over a Pool (see numpy.py)."""
+
 from collections.abc import Callable
 from contextlib import ContextDecorator
-from types import TracebackType
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, final
 
 import numpy
+
+__all__ = [
+    "HANDLER_NAME",
+    "Handler",
+    "get_handler_name",
+    "guarded",
+    "handler",
+    "install",
+    "installed",
+    "is_guarded",
+    "uninstall",
+]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 HANDLER_NAME: Final[str]
 
+@final
 class Handler:
     """A PyDataMem_Handler named "guardalloc" over one guardalloc.Pool; immortal."""
+
+    # Made only by handler(): Handler() raises TypeError.
+    def __init__(self) -> None: ...
 
     @property
     def capsule(self) -> object: ...
@@ -33,12 +50,7 @@ class guarded(ContextDecorator):
     handler: Handler
     def __init__(self, **options: Any) -> None: ...
     def __enter__(self) -> Handler: ...
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None: ...
+    def __exit__(self, *exc_info: object) -> None: ...
     def __call__(self, func: _F) -> _F: ...
 
 def install(**options: Any) -> Handler: ...

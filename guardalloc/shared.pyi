@@ -5,6 +5,8 @@ from typing import Any
 
 from guardalloc.arena import Arena, Buffer
 
+__all__ = ["SharedArena"]
+
 class SharedArena:
     """An arena on a shared file or memfd that other processes can map;
     picklable (multiprocessing hands the path or the memfd to workers)."""

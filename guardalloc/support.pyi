@@ -1,8 +1,12 @@
+"""What the running kernel offers for guard pages (see support.pyx)."""
+
 from dataclasses import dataclass
 from typing import Literal
 
 PAGE_SIZE: int
 PAGEMAP_GUARD_BIT: int
+
+def max_map_count() -> int | None: ...
 
 @dataclass(frozen=True)
 class Support:
@@ -13,5 +17,6 @@ class Support:
     pagemap_guard_bit: bool
     auto_backend: Literal["madvise", "mprotect"]
     reason: str
+    pagemap_scan: bool = False
 
 def support(refresh: bool = False) -> Support: ...

@@ -1,4 +1,9 @@
-"""Shared test helpers: running code in a child process that may crash."""
+"""Shared test helpers: the page size, a guard-page reader, and running code
+in a child process that may crash.
+
+Children started with :func:`run_child` have this directory on their path,
+so child code imports the same helpers: ``from conftest import is_guard_page``.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +16,26 @@ from pathlib import Path
 import pytest
 
 import guardalloc
+from guardalloc.maps import guard_pages
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+TESTS_DIR = str(Path(__file__).resolve().parent)
 
 # The directory that holds the imported guardalloc package (an in-place build
 # or site-packages), so that children import the very same build.
 PACKAGE_PARENT = str(Path(guardalloc.__file__).resolve().parent.parent)
+
+
+def guard_flags(start: int, pages: int, pid: int | str = "self") -> list[bool]:
+    """For each of ``pages`` pages from ``start``: whether it is a guard page
+    (MADV_GUARD_INSTALL), as :func:`guardalloc.maps.guard_pages` finds them."""
+    runs = guard_pages(start, start + pages * PAGE, pid)
+    return [start + i * PAGE in runs for i in range(pages)]
+
+
+def is_guard_page(address: int, pid: int | str = "self") -> bool:
+    """Whether the page holding ``address`` is a guard page."""
+    return address in guard_pages(address, address + 1, pid)
 
 
 def run_child(code: str, *args: str, env: dict | None = None, timeout: float = 120,
@@ -25,7 +46,7 @@ def run_child(code: str, *args: str, env: dict | None = None, timeout: float = 1
     """
     child_env = {**os.environ, **(env or {})}
     child_env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (PACKAGE_PARENT, child_env.get("PYTHONPATH", "")) if p)
+        p for p in (PACKAGE_PARENT, TESTS_DIR, child_env.get("PYTHONPATH", "")) if p)
     child_env.pop("PYTHONFAULTHANDLER", None)
     child_env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
     return subprocess.run(

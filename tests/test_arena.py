@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ctypes
 import gc
-import os
 import sys
 import signal
 import warnings
@@ -15,21 +14,11 @@ import guardalloc
 from guardalloc import Arena
 from guardalloc.maps import vmas_in_range
 
-PAGE = os.sysconf("SC_PAGESIZE")
+from conftest import PAGE, guard_flags
 HAVE_GUARDS = guardalloc.support().anonymous
 needs_guards = pytest.mark.skipif(not HAVE_GUARDS, reason="kernel without MADV_GUARD_INSTALL")
 
 BACKENDS = ["madvise", "mprotect", "none"] if HAVE_GUARDS else ["mprotect", "none"]
-
-
-def pagemap_guard_flags(start: int, pages: int) -> list[bool]:
-    """Bit 58 of /proc/self/pagemap for each page from start."""
-    fd = os.open("/proc/self/pagemap", os.O_RDONLY)
-    try:
-        raw = os.pread(fd, 8 * pages, (start // PAGE) * 8)
-    finally:
-        os.close(fd)
-    return [bool(int.from_bytes(raw[i:i + 8], "little") >> 58 & 1) for i in range(0, len(raw), 8)]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -43,7 +32,7 @@ def backend(request):
 @pytest.mark.parametrize("guard_pages", [1, 2])
 def test_guard_pages_sit_between_every_slot(guard_pages):
     with Arena(2 * PAGE, 50, guard_pages=guard_pages, backend="madvise") as arena:
-        flags = pagemap_guard_flags(arena.address, arena.size // PAGE)
+        flags = guard_flags(arena.address, arena.size // PAGE)
         expected = ([True] * guard_pages + [False] * 2) * 50 + [True] * guard_pages
         assert flags == expected
         assert arena.size == (50 * (2 + guard_pages) + guard_pages) * PAGE
@@ -54,7 +43,7 @@ def test_mprotect_guards_are_vmas_not_pagemap_markers():
         warnings.simplefilter("ignore", RuntimeWarning)
         arena = Arena(PAGE, 10, backend="mprotect")
     with arena:
-        assert not any(pagemap_guard_flags(arena.address, arena.size // PAGE))
+        assert not any(guard_flags(arena.address, arena.size // PAGE))
         assert vmas_in_range(arena.address, arena.address + arena.size) == 21
 
 
@@ -123,7 +112,7 @@ def test_a_million_guarded_slots_are_one_vma():
         if guardalloc.support().process_madvise:
             assert arena.stats()["guard_syscalls"] == -(-1_000_001 // 1024)
         last = arena.slot_address(999_999)
-        assert pagemap_guard_flags(last - PAGE, 3) == [True, False, True]
+        assert guard_flags(last - PAGE, 3) == [True, False, True]
 
 
 def test_traceback_tables_live_in_the_mapping_too():

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 import guardalloc
 from guardalloc.benchtools import PyArena, interleaved, make_arena, measure_create
 from guardalloc.maps import vmas_in_range
 
-PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def is_guard_page(address: int) -> bool:
-    """Bit 58 of the page's /proc/self/pagemap entry."""
-    with open("/proc/self/pagemap", "rb") as f:
-        f.seek(address // PAGE * 8)
-        entry = int.from_bytes(f.read(8), "little")
-    return bool(entry >> 58 & 1)
+from conftest import PAGE, is_guard_page
 
 
 @pytest.mark.parametrize("backend, expected", [("madvise", 1), ("none", 1), ("mprotect", 2 * 100 + 1)])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import socket
 import struct
 
@@ -11,7 +10,7 @@ import pytest
 
 import guardalloc
 
-PAGE = os.sysconf("SC_PAGESIZE")
+from conftest import PAGE
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import guardalloc.arena as arena_module
 from guardalloc import BackingFileError, CorruptionError, GuardUnsupportedError, SharedArena
 from guardalloc.maps import guard_pages, readable_ranges
 
-PAGE = os.sysconf("SC_PAGE_SIZE")
+from conftest import PAGE
 
 # Worker functions for multiprocessing "spawn" children: they must live in
 # an importable module, so each test writes this one into its tmp_path.

@@ -20,18 +20,11 @@ from helpers import load_helper
 if not guardalloc.support().anonymous:   # pragma: no cover - depends on the kernel
     pytest.skip("needs MADV_GUARD_INSTALL (Linux 6.13+)", allow_module_level=True)
 
-# Shared by the children: read bit 58 of a page's /proc/PID/pagemap entry.
+# Shared by the children: guarded(address, pid="self") is conftest's
+# guard-page reader (this directory is on a child's path).
 PAGEMAP = """
 import os
-PAGE = os.sysconf("SC_PAGE_SIZE")
-
-def guarded(address, pid="self"):
-    fd = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY)
-    try:
-        entry = os.pread(fd, 8, address // PAGE * 8)
-    finally:
-        os.close(fd)
-    return bool(int.from_bytes(entry, "little") >> 58 & 1)
+from conftest import PAGE, is_guard_page as guarded
 
 def wait(pid):
     _, status = os.waitpid(pid, 0)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ctypes
 import gc
-import os
 import sys
 import warnings
 from collections import deque
@@ -18,7 +17,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 import guardalloc
 from guardalloc import Arena
 
-PAGE = os.sysconf("SC_PAGESIZE")
+from conftest import PAGE, guard_flags
 HAVE_GUARDS = guardalloc.support().anonymous
 HAVE_PAGEMAP_BIT = guardalloc.support().pagemap_guard_bit
 UAF_BACKENDS = ["madvise", "mprotect"] if HAVE_GUARDS else ["mprotect"]
@@ -37,14 +36,8 @@ def make_arena(*args, **kwargs) -> Arena:
 
 
 def data_guarded(arena: Arena, slot: int) -> bool:
-    """Whether every data page of a slot is a guard (pagemap bit 58)."""
-    pages = arena.slot_size // PAGE
-    fd = os.open("/proc/self/pagemap", os.O_RDONLY)
-    try:
-        raw = os.pread(fd, 8 * pages, arena.slot_address(slot) // PAGE * 8)
-    finally:
-        os.close(fd)
-    return all(int.from_bytes(raw[i:i + 8], "little") >> 58 & 1 for i in range(0, len(raw), 8))
+    """Whether every data page of a slot is a guard page."""
+    return all(guard_flags(arena.slot_address(slot), arena.slot_size // PAGE))
 
 
 def rss_bytes() -> int:

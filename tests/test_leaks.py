@@ -27,8 +27,7 @@ def _ok(result):
 def test_million_cycles_rss_and_tracemalloc_flat():
     result = _ok(run_child("""
 import gc, os, tracemalloc, guardalloc
-
-PAGE = os.sysconf("SC_PAGE_SIZE")
+from conftest import PAGE   # this directory is on the child's path
 def rss():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * PAGE

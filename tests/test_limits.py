@@ -124,6 +124,8 @@ def test_file_descriptors_exhausted():
     _ok(run_child("""
 import errno, os, resource, guardalloc
 maps_before = open("/proc/self/maps").read().count("\\n")
+# Not conftest's is_guard_page: guardalloc.maps needs descriptors of its own,
+# and there will be none. Read bit 58 through one opened beforehand.
 pagemap = os.open("/proc/self/pagemap", os.O_RDONLY)
 open_fds = len(os.listdir("/proc/self/fd")) - 1   # less the one listdir used
 hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]

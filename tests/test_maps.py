@@ -23,9 +23,8 @@ from guardalloc import GuardUnsupportedError
 from guardalloc.maps import GuardRun, GuardRuns, Range, Ranges, guard_pages, readable_ranges, vma_count, vmas
 from guardalloc.support import support
 
-from conftest import PACKAGE_PARENT
+from conftest import PACKAGE_PARENT, PAGE
 
-PAGE = os.sysconf("SC_PAGE_SIZE")
 METHODS = ["scan", "pagemap"]
 
 

@@ -1,4 +1,5 @@
-"""Model-based tests: hypothesis drives an Arena and a Pool against pure-Python models.
+"""Model-based tests: hypothesis drives an Arena and a Pool against pure-Python models
+(the only state machines over them; test_hardening has one for the quarantine).
 
 The model is an exact replica of the slot bookkeeping documented in
 arena.pyx (a LIFO free stack, a FIFO use-after-free quarantine), so it
@@ -12,7 +13,6 @@ freed use-after-free slot is guarded in /proc/self/pagemap.
 from __future__ import annotations
 
 import ctypes
-import os
 from collections import deque
 
 import hypothesis.strategies as st
@@ -29,10 +29,9 @@ from guardalloc.pool import Pool
 if not guardalloc.support().anonymous:   # pragma: no cover - depends on the kernel
     pytest.skip("the madvise backend needs MADV_GUARD_INSTALL (Linux 6.13+)", allow_module_level=True)
 
-PAGE = os.sysconf("SC_PAGE_SIZE")
+from conftest import PAGE, is_guard_page
 SLOTS = 6
 SLOT_SIZE = 2 * PAGE
-PM_GUARD_BIT = 58
 
 FREE, LIVE, QUARANTINED = "free", "live", "quarantined"
 
@@ -44,15 +43,6 @@ def _round_up(n: int, multiple: int) -> int:
 def _pattern(tag: int, nbytes: int) -> bytes:
     """The bytes a buffer is filled with: distinct per buffer, not constant."""
     return bytes((tag * 31 + i) & 0xFF for i in range(min(nbytes, 256))) * (nbytes // 256 + 1)
-
-
-def _page_guarded(address: int) -> bool:
-    fd = os.open("/proc/self/pagemap", os.O_RDONLY)
-    try:
-        entry = os.pread(fd, 8, address // PAGE * 8)
-    finally:
-        os.close(fd)
-    return bool(int.from_bytes(entry, "little") >> PM_GUARD_BIT & 1)
 
 
 class ArenaModel:
@@ -390,7 +380,7 @@ class ArenaMachine(RuleBasedStateMachine):
             return
         for slot in range(SLOTS):
             start = self.arena.slot_address(slot)
-            assert _page_guarded(start) == (slot in self.model.guarded), slot
+            assert is_guard_page(start) == (slot in self.model.guarded), slot
 
 
 ArenaMachine.TestCase.settings = settings(
@@ -408,16 +398,18 @@ MiB = 1 << 20
 POOL_SIZES = st.one_of(
     st.integers(1, 3 * PAGE),            # the exact classes
     st.integers(3 * PAGE, 200_000),      # the doubling classes
-    st.sampled_from([MiB, 2 * MiB + 5]),  # dedicated one-slot arenas
+    st.sampled_from([4096, 8192]),       # whole pages: no slack at all
+    st.sampled_from([MiB, MiB + 5, 2 * MiB + 5]),  # dedicated one-slot arenas
 )
 
 
 class PoolMachine(RuleBasedStateMachine):
-    """A Pool against a model of its live blocks.
+    """A Pool against a model of its live blocks (the one Pool state machine).
 
     The pool picks arenas and slots itself, so the model does not predict
     addresses; it checks that live blocks never overlap, keep their bytes
-    and sizes, and that the counts in stats() match.
+    and sizes (Buffers and raw blocks of mixed size classes, freed three
+    ways and reallocated), and that the counts in stats() match.
     """
 
     live = Bundle("pool_live")
@@ -434,10 +426,13 @@ class PoolMachine(RuleBasedStateMachine):
         self.freed_addresses: set[int] = set()
 
     @initialize(uaf=st.booleans(), alignment=st.sampled_from([1, 16]),
-                backend=st.sampled_from(["madvise", "mprotect"]))
-    def build(self, uaf, alignment, backend):
+                backend=st.sampled_from(["madvise", "mprotect"]),
+                max_bytes=st.sampled_from([None, 1 << 30]))
+    def build(self, uaf, alignment, backend, max_bytes):
         self.config = dict(uaf=uaf, alignment=alignment, backend=backend,
                            quarantine=2 if uaf else None)
+        if max_bytes is not None:
+            self.config["max_bytes"] = max_bytes
         self._open()
 
     def _open(self):
@@ -472,6 +467,8 @@ class PoolMachine(RuleBasedStateMachine):
     def alloc_buffer(self, nbytes, zero):
         buf = self.pool.alloc(nbytes, zero=zero)
         assert len(buf) == nbytes
+        if zero:     # through the buffer protocol too, not only by address
+            assert bytes(memoryview(buf)[-1:]) == b"\0"
         return self._add(buf, buf.address, nbytes, zero)
 
     @rule(target=live, nbytes=POOL_SIZES, zero=st.booleans())
@@ -503,12 +500,16 @@ class PoolMachine(RuleBasedStateMachine):
     def free(self, entry, how):
         if not self._current(entry):
             return multiple()
+        if not entry.raw:    # its bytes read through the buffer protocol, too
+            assert bytes(entry.handle) == _pattern(entry.tag, entry.nbytes)[: entry.nbytes]
         if entry.raw:
             self.pool.free(entry.address)
         elif how == "method":
             entry.handle.free()
+            assert entry.handle.freed
         elif how == "pool":
             self.pool.free(entry.handle)
+            assert entry.handle.freed
         else:
             entry.handle = "collected"     # the last reference: garbage collection frees it
         self.tracked.discard(entry)

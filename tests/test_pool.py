@@ -15,7 +15,7 @@ from guardalloc import pool as pool_module
 from guardalloc.pool import Pool
 from helpers import pool_stress
 
-PAGE = os.sysconf("SC_PAGE_SIZE")
+from conftest import PAGE
 MiB = 1 << 20
 
 SIZES = [1, 2, 15, 16, 17, 100, 4095, 4096, 4097, 8191, 32768, 32769, 100_000,

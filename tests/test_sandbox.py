@@ -134,9 +134,7 @@ assert not stats["batched"] and guardalloc.arena.batching_refused(), stats
 # One madvise() per guard (plus the process_madvise() call that was refused).
 assert stats["guard_syscalls"] in (3001, 3002), stats
 assert guardalloc.vma_count() <= before + 1
-fd = os.open("/proc/self/pagemap", os.O_RDONLY)
-def guarded(address):
-    return bool(int.from_bytes(os.pread(fd, 8, address // 4096 * 8), "little") >> 58 & 1)
+from conftest import is_guard_page as guarded
 assert all(guarded(arena.address + i * arena.stride) for i in range(0, 3001, 100))
 buf = arena.alloc(10)
 address = buf.address
