@@ -38,9 +38,19 @@ typedef struct {
     void *pc[GA_STACK_DEPTH];   /* zero-terminated when shorter */
 } ga_stack_t;
 
+/* What the heap keeps per slot besides the core's ga_slot_t. */
+typedef struct {
+    ga_stack_t alloc, free;
+    /* Bytes between the end of the block's padding and the guard: an
+     * aligned block (posix_memalign...) whose size is not a multiple of
+     * its alignment cannot end at the guard; these bytes hold the slack
+     * pattern and are checked at free like the core's slack. */
+    uint32_t tail;
+} ga_slot_meta_t;
+
 typedef struct {
     ga_arena_t a;
-    ga_stack_t *stacks;         /* 2 per slot: allocation, free */
+    ga_slot_meta_t *meta;       /* one per slot */
     int cls;
     int next_avail;             /* next arena of the class with free slots, -1 */
     int in_avail;
@@ -133,7 +143,7 @@ static int ga_write_slot_stack(const ga_arena_t *a, long slot, int freed)
     const ga_stack_t *s;
     if (e == NULL || slot < 0 || (uint32_t)slot >= a->nslots)
         return 0;
-    s = &e->stacks[2 * slot + (freed ? 1 : 0)];
+    s = freed ? &e->meta[slot].free : &e->meta[slot].alloc;
     ga_write_frames(freed ? "  freed at:" : "  allocated at:", s->pc, ga_stack_len(s));
     return 1;
 }
@@ -166,7 +176,7 @@ int ga_heap_init(const ga_options_t *options)
     }
     /* Worst case one page slots: a guard page and the bookkeeping per slot. */
     per_slot = ga_page + sizeof(ga_slot_t) + 3 * sizeof(uint32_t) + 2 * sizeof(char *)
-        + 2 * sizeof(ga_stack_t);
+        + sizeof(ga_slot_meta_t);
     reserve = ga_round_up(options->max_bytes, ga_page) / ga_page * (ga_page + per_slot)
         + (size_t)GA_HEAP_MAX_ARENAS * 3 * ga_page;
     reserve = ga_round_up(reserve, ga_page);
@@ -198,7 +208,7 @@ static int ga_grow(int cls)
         n = (uint32_t)budget;
     slots_size = ga_slots_size(c->slot_size, n, guard);
     tables = ga_round_up(ga_bookkeeping_size(n, ga_opts.uaf), sizeof(void *));
-    stacks = 2 * (size_t)n * sizeof(ga_stack_t);
+    stacks = (size_t)n * sizeof(ga_slot_meta_t);
     total = slots_size + ga_round_up(tables + stacks, ga_page);
     if (total > (size_t)(ga_heap_end - ga_bump))
         return -1;
@@ -221,7 +231,7 @@ static int ga_grow(int cls)
     a->batched = ga_backend == GA_BACKEND_MADVISE;
     a->quarantine_limit = ga_opts.quarantine > n ? n : (uint32_t)ga_opts.quarantine;
     ga_arena_attach(a, a->base + slots_size);
-    e->stacks = (ga_stack_t *)(a->base + slots_size + tables);
+    e->meta = (ga_slot_meta_t *)(a->base + slots_size + tables);
     e->cls = cls;
     if (ga_arena_guard_all(a) != 0 || ga_register_arena(a) != 0) {
         ga_reserve(ga_bump, total);   /* back to the reservation */
@@ -280,13 +290,17 @@ void *ga_heap_alloc(size_t nbytes, size_t alignment, int zero)
          * malloc_usable_size() and the reports tell the truth and the bytes
          * past it are checked at free like any slack. */
         ga_slot_t *s = &e->a.slots[slot];
-        size_t asked = nbytes ? nbytes : 1;
+        size_t asked = nbytes ? nbytes : 1, padded = ga_round_up(asked, e->a.alignment);
         s->nbytes = (uint32_t)asked;
+        /* A right-placed block: the bytes up to the guard are its tail. */
+        e->meta[slot].tail = s->offset ? (uint32_t)(e->a.slot_size - s->offset - padded) : 0;
         memset(ga_block_start(&e->a, slot) + asked, GA_SLACK_BYTE,
-               ga_round_up(asked, e->a.alignment) - asked);
+               padded - asked + e->meta[slot].tail);
+    } else {
+        e->meta[slot].tail = 0;
     }
-    e->stacks[2 * slot] = stack;
-    memset(&e->stacks[2 * slot + 1], 0, sizeof(ga_stack_t));
+    e->meta[slot].alloc = stack;
+    memset(&e->meta[slot].free, 0, sizeof(ga_stack_t));
     ga_counts.allocations++;
     ga_counts.live++;
     p = ga_block_start(&e->a, slot);
@@ -314,6 +328,22 @@ static ga_heap_arena_t *ga_find(const char *p)
     return NULL;
 }
 
+/* Damaged bytes in a live block's tail (see ga_slot_meta_t); *first: the
+ * first one's offset from the block's start. */
+static size_t ga_check_tail(const ga_heap_arena_t *e, long slot, size_t *first)
+{
+    const ga_slot_t *s = &e->a.slots[slot];
+    size_t from = ga_round_up(s->nbytes, e->a.alignment), i, bad = 0;
+    const uint8_t *p = (const uint8_t *)ga_block_start(&e->a, slot);
+    for (i = from; i < from + e->meta[slot].tail; i++) {
+        if (p[i] != GA_SLACK_BYTE) {
+            if (bad++ == 0)
+                *first = i;
+        }
+    }
+    return bad;
+}
+
 static void ga_fatal(void)
 {
     if (ga_opts.on_fault != GA_ON_FAULT_CONTINUE)
@@ -328,16 +358,25 @@ void ga_heap_free(void *ptr)
     ga_heap_class_t *c;
     long slot;
     int code;
+    size_t tail_damage, tail_first = 0;
     char *p = ptr;
     ga_capture(&stack);
     pthread_mutex_lock(&ga_lock);
     e = ga_find(p);
+    slot = e != NULL ? ga_live_slot_at(&e->a, p) : -1;
+    tail_damage = slot >= 0 ? ga_check_tail(e, slot, &tail_first) : 0;
     code = e != NULL ? ga_free(&e->a, p, 0, &damage) : GA_ERR_INVALID;
     slot = e != NULL ? ga_slot_of(&e->a, p) : -1;
+    if (tail_damage && (code == GA_OK || code == GA_ERR_CORRUPT)) {
+        if (code == GA_OK)
+            damage.first_offset = tail_first;
+        damage.damaged += tail_damage;
+        code = GA_ERR_CORRUPT;
+    }
     if (code == GA_OK || code == GA_ERR_CORRUPT || code == GA_ERR_SYSCALL) {
         ga_counts.frees++;
         ga_counts.live--;
-        e->stacks[2 * slot + 1] = stack;
+        e->meta[slot].free = stack;
         c = &ga_classes[e->cls];
         if (c->slot_size >= GA_LARGE_SLOT && !e->a.uaf && e->a.slots[slot].state == GA_SLOT_FREE
                 && ga_discard(ga_slot_start(&e->a, (size_t)slot), e->a.slot_size) == 0)
@@ -365,7 +404,7 @@ void ga_heap_free(void *ptr)
     if (e != NULL && slot >= 0) {
         ga_write_slot_stack(&e->a, slot, 0);
         if (code == GA_ERR_DOUBLE) {
-            const ga_stack_t *s = &e->stacks[2 * slot + 1];
+            const ga_stack_t *s = &e->meta[slot].free;
             ga_write_frames("  first freed at:", s->pc, ga_stack_len(s));
         }
     }
