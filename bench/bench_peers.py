@@ -71,6 +71,6 @@ def test_guardalloc_scale_adds_no_vma(benchmark, record, programs):
                                                      env=tool.env("scale"), capture_output=True,
                                                      text=True, check=True), rounds=1, iterations=1)
     done = proc.stdout.split()
-    live, added = int(done[-5]), int(done[-3])
-    assert live == 100000 and added <= 4
-    record(benchmark, side="guardalloc", live=live, vmas_added=added)
+    live, added, heap = int(done[-5]), int(done[-3]), int(done[done.index("heap_vmas") + 1])
+    assert live == 100000 and added <= 4 and heap <= 4
+    record(benchmark, side="guardalloc", live=live, vmas_added=added, heap_vmas=heap)

@@ -153,8 +153,10 @@ def scale(all_tools: list, out_dir: str, blocks: int) -> dict:
                               text=True, timeout=1800)
         done = re.search(r"done (\d+) vmas_added (-?\d+) vmas_total (\d+)", proc.stdout)
         if done:
+            heap = re.search(r"heap_vmas (-?\d+)", proc.stdout)
             results[tool.name] = {"live": int(done.group(1)), "vmas_added": int(done.group(2)),
                                   "vmas_total": int(done.group(3)),
+                                  "heap_vmas": int(heap.group(1)) if heap else -1,
                                   "finished": int(done.group(1)) == blocks}
         else:
             counts = re.findall(r"live (\d+)", proc.stdout)
@@ -226,7 +228,8 @@ def _fmt(value) -> str:
             return f"{value['ratio']:.2f}x ({value['seconds']:.2f} s)"
         live = f"{value['live']:,}"
         if value.get("finished"):
-            return (f"{live} (all), {value['vmas_added']} VMAs added after main, "
+            heap = f", {value['heap_vmas']} in the heap" if value.get("heap_vmas", -1) >= 0 else ""
+            return (f"{live} (all), {value['vmas_added']} VMAs added after main{heap}, "
                     f"{value['vmas_total']} in all")
         return f"{live} then died (status {value.get('died')})"
     if isinstance(value, float):

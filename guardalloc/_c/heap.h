@@ -39,10 +39,12 @@ int ga_heap_init(const ga_options_t *options);
  * cannot take it -- the caller asks the next allocator. */
 void *ga_heap_alloc(size_t nbytes, size_t alignment, int zero);
 
+/* The heap's reservation (NULL before ga_heap_init). */
+extern char *ga_heap_start, *ga_heap_end;
+
 /* 1 when p lies in the heap's reservation. No lock: two comparisons. */
 static inline int ga_heap_owns(const void *p)
 {
-    extern char *ga_heap_start, *ga_heap_end;
     return (const char *)p >= ga_heap_start && (const char *)p < ga_heap_end;
 }
 

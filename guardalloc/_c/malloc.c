@@ -401,3 +401,11 @@ GA_EXPORT int guardalloc_native_owns(const void *p)
 {
     return ga_heap_owns(p);
 }
+
+/* The heap's reservation [*start, *end) (both NULL when not guarding): the
+ * benchmarks count the VMAs inside it. */
+GA_EXPORT void guardalloc_native_range(void **start, void **end)
+{
+    *start = ga_guarding ? ga_heap_start : NULL;
+    *end = ga_guarding ? ga_heap_end : NULL;
+}
