@@ -73,3 +73,13 @@ def test_cpython_suite_slice_under_native_library():
     assert result.returncode == 0, result.stdout + result.stderr
     assert "same outcomes" in result.stdout
     assert "guardalloc_native = {'allocations'" in result.stdout
+
+
+@pytest.mark.skipif(importlib.util.find_spec("numpy") is None, reason="numpy is not installed")
+def test_numpy_suite_slice_under_native_library():
+    """numpy's slice under run --native 1: every malloc, numpy's data
+    buffers included, in a guarded slot."""
+    result = _run_script("numpy_suite.py", "--native", "1", "--fast")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "same outcomes" in result.stdout
+    assert "guardalloc_native_at_start = {'allocations'" in result.stdout
