@@ -139,13 +139,9 @@ def stats() -> Optional[dict]:
 # -- command line -----------------------------------------------------------
 
 def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
-    return value
+    """A count of 0 or more, for argparse (the launcher's RATE parser)."""
+    from guardalloc.launcher import _rate
+    return _rate(text)
 
 
 def _size(text: str) -> int:
