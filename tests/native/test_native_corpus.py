@@ -10,7 +10,7 @@ import signal
 
 import pytest
 
-from conftest import CORPUS, run_preloaded
+from native_support import CORPUS, build, run_preloaded  # noqa: F401 (build: a fixture)
 
 SOURCES = sorted(glob.glob(os.path.join(CORPUS, "*.c")) + glob.glob(os.path.join(CORPUS, "*.cc")))
 

@@ -13,7 +13,7 @@ import textwrap
 import pytest
 
 from guardalloc import native
-from conftest import CORPUS, run_preloaded
+from native_support import CORPUS, build, run_preloaded  # noqa: F401 (build: a fixture)
 
 
 def test_library_path_is_in_the_package():

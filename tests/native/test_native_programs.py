@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from conftest import PROGRAMS, run_preloaded
+from native_support import PROGRAMS, build, run_preloaded  # noqa: F401 (build: a fixture)
 
 
 def program(build, name, *flags):

@@ -1,5 +1,7 @@
-"""Shared fixtures of the native library's tests: C/C++ programs compiled
-on first use (gcc, g++), and a runner that preloads the library."""
+"""Shared by the native library's tests: C/C++ programs compiled on first
+use (gcc, g++; the ``build`` fixture) and a runner that preloads the
+library. A plain module the tests import, not a conftest.py: the tests
+import tests/conftest.py as ``conftest`` and a second one would shadow it."""
 
 from __future__ import annotations
 
