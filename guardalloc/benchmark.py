@@ -112,6 +112,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer rounds and points (under a minute)")
     parser.add_argument("--out", default="bench-out", metavar="DIR",
                         help="directory for results.json, report.md and the plots (default: bench-out)")
+    parser.add_argument("--peers", action="store_true",
+                        help="compare the malloc library with Electric Fence, DUMA and GWP-ASan instead "
+                             "(guardalloc.peers; peers.json and peers.md in DIR)")
 
 
 def _mprotect_fits(slots: int) -> bool:
@@ -409,6 +412,9 @@ def write_plots(results: Results, out: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "peers", False):
+        from guardalloc.peers import run_peers
+        return run_peers(args.quick, args.out)
     found = support()
     if not found.anonymous:
         print(f"guard pages are unavailable here ({found.reason}): nothing to compare", file=sys.stderr)

@@ -16,6 +16,7 @@ COMMANDS = {
     "bench": ("guardalloc.benchmark", "compare guardalloc with mprotect guards and no guards: table, plots, report"),
     "maps": ("guardalloc.maps_cli", "a process's VMAs with the guard pages inside them, which /proc/PID/maps hides"),
     "run": ("guardalloc.launcher", "run a script or module (-m) with guarding on; exits with its status"),
+    "exec": ("guardalloc.native", "run any program under the preloadable malloc library; exits with its status"),
 }
 
 

@@ -2,6 +2,7 @@
 
     python -m guardalloc run [--pymem RATE] [--numpy] [--traceback] script.py [args...]
     python -m guardalloc run [options] -m module [args...]
+    python -m guardalloc run --native [RATE] [--uaf ...] script.py [args...]
 
 Turns guarding on in this interpreter, then runs the program the way
 ``python script.py`` / ``python -m module`` would (``__name__ ==
@@ -9,12 +10,22 @@ Turns guarding on in this interpreter, then runs the program the way
 the code it passes to ``sys.exit()``, 1 after an uncaught exception (its
 traceback printed without the launcher's frames), or death by the signal of
 a guard page that fired.
+
+``--native`` re-executes the interpreter, with the same command line, under
+the preloadable malloc library (guardalloc.native), which then guards one
+in RATE of every ``malloc`` in the process (C extensions and the libraries
+under them); in the re-executed process ``LD_PRELOAD`` and
+``GUARDALLOC_OPTIONS`` are put back as they were, so the program sees the
+environment it was given. It composes with ``--numpy`` and ``--pymem``:
+their blocks come from their own pools, never from ``malloc``, so no block
+is guarded twice.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import importlib.util
 import os
 import runpy
@@ -22,6 +33,10 @@ import sys
 import traceback
 
 DEFAULT_PYMEM_RATE = 5000
+# Set in the re-executed interpreter of --native: the LD_PRELOAD and
+# GUARDALLOC_OPTIONS to put back (JSON; null: unset).
+_REEXEC_ENV = "_GUARDALLOC_NATIVE_REEXEC"
+_NATIVE_DEFAULT = "default"
 
 
 def _rate(text: str) -> int:
@@ -43,12 +58,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="allocate every numpy array's data in guarded slots")
     parser.add_argument("--traceback", action="store_true",
                         help="record allocation and free tracebacks for fault reports")
+    parser.add_argument("--native", nargs="?", const=_NATIVE_DEFAULT, metavar="RATE",
+                        help="re-run under the preloadable malloc library, guarding one in RATE "
+                             "of the process's malloc calls (1: all; default: the library's)")
+    from guardalloc.native import add_guard_arguments
+    add_guard_arguments(parser, native_only=True)
     parser.add_argument("-m", dest="module", nargs=argparse.REMAINDER, metavar="MODULE ...",
                         help="run a library module as a script, like python -m")
     parser.add_argument("script", nargs="?", help="the script to run")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="its arguments")
     parser.usage = ("python -m guardalloc run [--pymem RATE] [--numpy] [--traceback] "
-                    "(script.py | -m module) [args ...]")
+                    "[--native [RATE] [--uaf] [--quarantine N] [--alignment N] [--align A] "
+                    "[--on-fault F] [--max-bytes SIZE] [--random]] (script.py | -m module) [args ...]")
     parser.epilog = "Exits with the program's exit status."
 
 
@@ -101,7 +122,66 @@ def _print_program_traceback(exc: BaseException) -> None:
     traceback.print_exception(type(exc), exc, tb)
 
 
+def _native_rate(args: argparse.Namespace) -> int | None | str:
+    """--native's RATE (None: the library's default), or an error message.
+    ``--native script.py`` parses the script as RATE: give it back."""
+    value = args.native
+    if value == _NATIVE_DEFAULT:
+        return None
+    if value.isdigit():
+        return int(value)
+    if args.module is not None:
+        return f"--native RATE must be a whole number, not {value!r}"
+    if args.script is not None:
+        args.args = [args.script, *args.args]
+    args.script = value
+    return None
+
+
+def _reexec_native(args: argparse.Namespace) -> int:
+    """Re-execute this interpreter's command line under the library; returns
+    only on failure (an exit status)."""
+    from guardalloc import native
+
+    rate = _native_rate(args)
+    if isinstance(rate, str):
+        return _fail(rate)
+    if args.module is None and args.script is not None and not os.path.exists(args.script):
+        return _fail(f"can't open file {args.script!r}: no such file")
+    try:
+        env = native.environment(None, **native.guard_options(args, rate))
+    except (TypeError, ValueError, FileNotFoundError) as exc:
+        return _fail(f"--native: {exc}")
+    env[_REEXEC_ENV] = json.dumps({name: os.environ.get(name)
+                                   for name in ("LD_PRELOAD", native.OPTIONS_ENV)})
+    argv = list(getattr(sys, "orig_argv", [])) or [sys.executable, "-m", "guardalloc", *sys.argv[1:]]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execve(sys.executable, [sys.executable, *argv[1:]], env)
+    except OSError as exc:
+        return _fail(f"--native: cannot re-execute {sys.executable}: {exc.strerror}")
+    return 0  # not reached
+
+
+def _restore_environment() -> None:
+    """In the re-executed interpreter: the environment the program was given."""
+    saved = json.loads(os.environ.pop(_REEXEC_ENV))
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.native is not None:
+        if _REEXEC_ENV not in os.environ:
+            return _reexec_native(args)
+        _restore_environment()
+        rate = _native_rate(args)
+        if isinstance(rate, str):
+            return _fail(rate)
     if args.module is not None:
         if args.script is not None or args.args:
             return _fail("give either a script or -m module, not both")

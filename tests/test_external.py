@@ -62,3 +62,24 @@ def test_cpython_suite_slice():
     result = _run_script("cpython_suite.py", "--fast")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "same outcomes" in result.stdout
+
+
+@pytest.mark.skipif(importlib.util.find_spec("test.test_zlib") is None,
+                    reason="CPython's test package is not installed")
+def test_cpython_suite_slice_under_native_library():
+    """test_bytes, test_json, test_re and test_zlib under run --native 1
+    (every malloc guarded): about 10 s here."""
+    result = _run_script("cpython_suite.py", "--native", "1", "--native-full")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "same outcomes" in result.stdout
+    assert "guardalloc_native = {'allocations'" in result.stdout
+
+
+@pytest.mark.skipif(importlib.util.find_spec("numpy") is None, reason="numpy is not installed")
+def test_numpy_suite_slice_under_native_library():
+    """numpy's slice under run --native 1: every malloc, numpy's data
+    buffers included, in a guarded slot."""
+    result = _run_script("numpy_suite.py", "--native", "1", "--fast")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "same outcomes" in result.stdout
+    assert "guardalloc_native_at_start = {'allocations'" in result.stdout

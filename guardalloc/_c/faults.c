@@ -15,6 +15,7 @@
  * disposition that was installed before it, unchanged.
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -318,10 +319,107 @@ static void ga_classify(const ga_arena_t *a, const char *addr, ga_fault_t *f)
  * The report. */
 
 
+static ga_stack_writer_t ga_stack_writer;
+
+void ga_set_stack_writer(ga_stack_writer_t writer)
+{
+    ga_stack_writer = writer;
+}
+
+/* "0x7f..: function+0x1c (/lib/libfoo.so)" for one code address. */
+static void ga_put_frame(ga_line_t *line, const void *pc)
+{
+    Dl_info info;
+    ga_put_ptr(line, pc);
+    if (dladdr(pc, &info) == 0 || info.dli_fname == NULL) {
+        ga_put(line, " (no symbol)");
+        return;
+    }
+    ga_put(line, ": ");
+    if (info.dli_sname != NULL) {
+        ga_put(line, info.dli_sname);
+        ga_put(line, "+");
+        ga_put_hex(line, (unsigned long long)((const char *)pc - (const char *)info.dli_saddr));
+    } else {
+        ga_put(line, "?+");
+        ga_put_hex(line, (unsigned long long)((const char *)pc - (const char *)info.dli_fbase));
+    }
+    ga_put(line, " (");
+    ga_put(line, info.dli_fname[0] ? info.dli_fname : "the program");
+    ga_put(line, ")");
+}
+
+void ga_write_frames(const char *title, void *const *pcs, size_t n)
+{
+    ga_line_t line;
+    size_t i;
+    line.len = 0;
+    ga_put(&line, title);
+    ga_put(&line, n == 0 ? " (no stack recorded)\n" : "\n");
+    for (i = 0; i < n; i++) {
+        ga_put(&line, "    #");
+        ga_put_dec(&line, i);
+        ga_put(&line, " ");
+        /* A return address points after the call: look up the call. */
+        ga_put_frame(&line, (const char *)pcs[i] - 1);
+        ga_put(&line, "\n");
+    }
+    ga_flush(&line);
+}
+
+void ga_report_slot_error(const char *what, const void *ptr, const ga_arena_t *a, long slot)
+{
+    ga_line_t line;
+    line.len = 0;
+    ga_put(&line, "==");
+    ga_put_dec(&line, (unsigned long long)getpid());
+    ga_put(&line, "== guardalloc: ");
+    ga_put(&line, what);
+    ga_put(&line, " of ");
+    ga_put_ptr(&line, ptr);
+    if (a != NULL && slot >= 0) {
+        const ga_slot_t *s = &a->slots[slot];
+        const char *start = ga_slot_start(a, (size_t)slot) + s->offset;
+        ga_put(&line, "\n  slot ");
+        ga_put_dec(&line, (unsigned long long)slot);
+        ga_put(&line, " (");
+        ga_put(&line, ga_state_names[s->state & 3]);
+        ga_put(&line, ") of arena ");
+        ga_put_ptr(&line, a->base);
+        ga_put(&line, ": ");
+        ga_put(&line, s->state == GA_SLOT_LIVE ? "its " : "its last ");
+        ga_put_dec(&line, s->nbytes);
+        ga_put(&line, "-byte buffer [");
+        ga_put_ptr(&line, start);
+        ga_put(&line, ", ");
+        ga_put_ptr(&line, start + s->nbytes);
+        ga_put(&line, ")");
+        if ((const char *)ptr != start) {
+            ga_put(&line, ", the pointer ");
+            ga_put_dec(&line, (unsigned long long)((const char *)ptr > start
+                                                   ? (const char *)ptr - start : start - (const char *)ptr));
+            ga_put(&line, (const char *)ptr > start ? " bytes inside it" : " bytes before it");
+        } else if (s->state != GA_SLOT_LIVE) {
+            ga_put(&line, " was freed already");
+        }
+    } else {
+        ga_put(&line, "\n  inside the guarded heap but in no slot (a guard page or unused space)");
+    }
+    ga_put(&line, "\n  in thread ");
+    ga_put_dec(&line, (unsigned long long)syscall(SYS_gettid));
+    ga_put(&line, "\n");
+    ga_flush(&line);
+}
+
 static void ga_put_trace(ga_line_t *line, const ga_arena_t *a, const char *title, char **table,
-                         long slot)
+                         long slot, int freed)
 {
     const char *trace = table != NULL ? table[slot] : NULL;
+    if (trace == NULL && ga_stack_writer != NULL) {
+        ga_flush(line);
+        if (ga_stack_writer(a, slot, freed))
+            return;
+    }
     ga_put(line, title);
     if (trace == NULL) {
         ga_put(line, " (not recorded: ");
@@ -349,7 +447,7 @@ static void ga_put_neighbour(ga_line_t *line, const ga_arena_t *a, long i, int s
 }
 
 static void ga_report(int sig, int si_code, const ga_arena_t *a, const char *addr,
-                      const char *access, const ga_fault_t *f, int continuing)
+                      const char *access, const ga_fault_t *f, int continuing, const void *pc)
 {
     ga_line_t line;
     size_t guard_pages = a->guard_size / ga_page_size();
@@ -430,11 +528,16 @@ static void ga_report(int sig, int si_code, const ga_arena_t *a, const char *add
     ga_put(&line, ") in thread ");
     ga_put_dec(&line, (unsigned long long)syscall(SYS_gettid));
     ga_put(&line, "\n");
+    if (pc != NULL) {
+        ga_put(&line, "  faulting instruction: ");
+        ga_put_frame(&line, pc);
+        ga_put(&line, "\n");
+    }
 
     if (f->slot >= 0) {
-        ga_put_trace(&line, a, "  allocated at:", a->alloc_trace, f->slot);
+        ga_put_trace(&line, a, "  allocated at:", a->alloc_trace, f->slot, 0);
         if (f->kind == GA_KIND_UAF)
-            ga_put_trace(&line, a, "  freed at:", a->free_trace, f->slot);
+            ga_put_trace(&line, a, "  freed at:", a->free_trace, f->slot, 1);
     }
     if (continuing) {
         ga_put(&line, "  on_fault=\"continue\": guard lifted, slot(s) ");
@@ -612,6 +715,18 @@ static const char *ga_passed_on_fault(const siginfo_t *info, const void *ucontex
     return NULL;
 }
 
+/* The instruction that faulted, from the signal context. */
+static const void *ga_fault_pc(const void *ucontext)
+{
+#if defined(__x86_64__)
+    const ucontext_t *uc = ucontext;
+    return uc != NULL ? (const void *)(uintptr_t)uc->uc_mcontext.gregs[REG_RIP] : NULL;
+#else
+    (void)ucontext;
+    return NULL;
+#endif
+}
+
 static void ga_handler(int sig, siginfo_t *info, void *ucontext)
 {
     int saved_errno = errno;
@@ -645,12 +760,14 @@ static void ga_handler(int sig, siginfo_t *info, void *ucontext)
     if (a->on_fault_continue && f.guarded && ga_lift_and_retire(a, &f) == 0) {
         if (first) {
             ga_mark_reported(a, &f);
-            ga_report(sig, info->si_code, a, addr, ga_access(ucontext), &f, 1);
+            ga_report(sig, info->si_code, a, addr, ga_access(ucontext), &f, 1,
+                      from_kernel ? ga_fault_pc(ucontext) : NULL);
         }
         errno = saved_errno;
         return;
     }
-    ga_report(sig, info->si_code, a, addr, ga_access(ucontext), &f, 0);
+    ga_report(sig, info->si_code, a, addr, ga_access(ucontext), &f, 0,
+              from_kernel ? ga_fault_pc(ucontext) : NULL);
     /* Die as without us: the previous disposition (faulthandler, a host's
      * handler, or SIG_DFL) meets the fault again when the access re-executes
      * (or the signal, raised again: it stays pending until we return). It

@@ -47,4 +47,28 @@ void ga_report_corruption(const void *ptr, const ga_damage_t *damage);
  * Async-signal-safe. */
 void ga_report_bad_free(const char *who, const char *what, const void *ptr);
 
+/* Native stacks (the malloc library's per-slot stacks; symbolized here, at
+ * report time, with dladdr(3)). */
+
+/* Writes a slot's recorded allocation (freed = 0) or free (1) stack under
+ * its title and returns 1, or returns 0 when the arena is not its own. */
+typedef int (*ga_stack_writer_t)(const ga_arena_t *a, long slot, int freed);
+
+/* The fault report asks this writer for the stacks of arenas that record no
+ * Python tracebacks. One writer per process (the native heap's). */
+void ga_set_stack_writer(ga_stack_writer_t writer);
+
+/* `title` then one line per return address on stderr:
+ *     #0 0x7f...: function+0x1c (/lib/libfoo.so)
+ * dladdr() is not on POSIX's async-signal-safe list: glibc's reads the
+ * loader's tables under its recursive loader lock, without malloc, so it is
+ * only unsafe in a fault that hits while that thread holds the lock (inside
+ * dlopen); the trade-off is made for readable reports. */
+void ga_write_frames(const char *title, void *const *pcs, size_t n);
+
+/* One line on stderr: `what` ("double-free", "invalid-free") of ptr, the
+ * slot and buffer it falls in (a may be NULL: outside every arena).
+ * Async-signal-safe. */
+void ga_report_slot_error(const char *what, const void *ptr, const ga_arena_t *a, long slot);
+
 #endif

@@ -4,6 +4,7 @@
     python tests/external/numpy_suite.py --fast     # a slice that runs in seconds (CI)
     python tests/external/numpy_suite.py --pyargs numpy._core.tests.test_numeric -k Clip
     python tests/external/numpy_suite.py --option fallback=True --option uaf=True
+    python tests/external/numpy_suite.py --native 1 --fast   # under run --native 1, no numpy handler
 
 Runs the selection twice in fresh interpreters, once plainly and once with
 every numpy data buffer allocated by guardalloc, and compares the
@@ -44,6 +45,9 @@ def child(mode: str, pytest_args: list[str], result_file: str) -> int:
         handler = guardalloc.numpy.install(**json.loads(os.environ.get(OPTIONS_VARIABLE, "{}")))
         extra["install_options"] = handler.options
     extra["handler"] = multiarray.get_handler_name()
+    if mode == "native":
+        from guardalloc import native
+        extra["guardalloc_native_at_start"] = native.stats()
 
     class Counter:
         def __init__(self):
@@ -88,6 +92,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--fast", action="store_true", help="a slice that runs in seconds")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="an option for guardalloc.numpy.install(), e.g. fallback=True")
+    parser.add_argument("--native", metavar="RATE",
+                        help="compare with guardalloc run --native RATE (the malloc library guards "
+                             "numpy's buffers through malloc) instead of the numpy handler")
     parser.add_argument("--timeout", type=float, default=3600)
     args, pytest_args = parser.parse_known_args(argv)
     options = {}
@@ -96,6 +103,14 @@ def main(argv: list[str]) -> int:
         options[key] = ast.literal_eval(value)
     os.environ[OPTIONS_VARIABLE] = json.dumps(options)
     selection = pytest_args or (FAST if args.fast else FULL)
+    if args.native is not None:
+        import_guardalloc()
+        runs = [run_counted("plain", [sys.executable, __file__, "--child", "plain", *selection],
+                            args.timeout),
+                run_counted(f"native {args.native}",
+                            [sys.executable, "-m", "guardalloc", "run", "--pymem", "0", "--native",
+                             args.native, __file__, "--child", "native", *selection], args.timeout)]
+        return report(f"numpy tests: {' '.join(selection)}", *runs)
     runs = [run_counted(label, [sys.executable, __file__, "--child", label, *selection], args.timeout)
             for label in ("plain", "guarded")]
     return report(f"numpy tests: {' '.join(selection)}", *runs)

@@ -1,0 +1,432 @@
+/*
+ * The native heap (see heap.h).
+ *
+ * Layout: one PROT_NONE reservation; each arena is mapped read-write at the
+ * next free address inside it ("bump"), so arenas sit in address order and
+ * the table of arenas is sorted (free() finds its arena by binary search).
+ * An arena's mapping is [guards and slots][core tables][stack table]; its
+ * descriptor lives in a static table (no malloc anywhere in here except the
+ * fault registry's, which the library routes to the next allocator).
+ *
+ * Classes and growth follow the Pool (pool.pyx): whole-page size classes
+ * (classes.h), arenas of a class doubling from about 1 MiB of slots up to
+ * 65,536 slots; blocks of 1 MiB and more get one-slot arenas whose pages are
+ * handed back to the kernel when they are freed.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <link.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unwind.h>
+#include <unistd.h>
+#include "classes.h"
+#include "core.h"
+#include "faults.h"
+#include "guards.h"
+#include "heap.h"
+
+#define GA_HEAP_MAX_ARENAS 16384
+#define GA_FIRST_ARENA ((size_t)1 << 20)
+#define GA_MAX_FIRST_SLOTS 256u
+#define GA_MAX_ARENA_SLOTS 65536u
+#define GA_MAX_ARENA_BYTES ((size_t)1 << 30)
+#define GA_LARGE_SLOT ((size_t)1 << 20)
+
+typedef struct {
+    void *pc[GA_STACK_DEPTH];   /* zero-terminated when shorter */
+} ga_stack_t;
+
+/* What the heap keeps per slot besides the core's ga_slot_t. */
+typedef struct {
+    ga_stack_t alloc, free;
+    /* Bytes between the end of the block's padding and the guard: an
+     * aligned block (posix_memalign...) whose size is not a multiple of
+     * its alignment cannot end at the guard; these bytes hold the slack
+     * pattern and are checked at free like the core's slack. */
+    uint32_t tail;
+} ga_slot_meta_t;
+
+typedef struct {
+    ga_arena_t a;
+    ga_slot_meta_t *meta;       /* one per slot */
+    int cls;
+    int next_avail;             /* next arena of the class with free slots, -1 */
+    int in_avail;
+} ga_heap_arena_t;
+
+typedef struct {
+    size_t slot_size;
+    uint32_t next_slots;
+    int avail;                  /* top of the class's list of arenas, -1 */
+} ga_heap_class_t;
+
+char *ga_heap_start, *ga_heap_end;
+static char *ga_bump;
+static size_t ga_page;
+static pthread_mutex_t ga_lock = PTHREAD_MUTEX_INITIALIZER;
+static ga_options_t ga_opts;
+static int ga_backend;
+static ga_heap_arena_t ga_arenas[GA_HEAP_MAX_ARENAS];
+static uint32_t ga_narenas;
+static ga_heap_class_t ga_classes[GA_NCLASSES];
+static ga_heap_stats_t ga_counts;
+/* The library's own code: leading frames inside it are not captured. */
+static uintptr_t ga_text_lo, ga_text_hi;
+
+/* -- stacks --------------------------------------------------------------- */
+
+typedef struct {
+    ga_stack_t *out;
+    int n;
+} ga_unwind_t;
+
+static _Unwind_Reason_Code ga_unwind_one(struct _Unwind_Context *ctx, void *arg)
+{
+    ga_unwind_t *u = arg;
+    uintptr_t ip = (uintptr_t)_Unwind_GetIP(ctx);
+    if (ip == 0)
+        return _URC_END_OF_STACK;
+    if (u->n == 0 && ip >= ga_text_lo && ip < ga_text_hi)
+        return _URC_NO_REASON;   /* malloc itself and the heap */
+    u->out->pc[u->n++] = (void *)ip;
+    return u->n == GA_STACK_DEPTH ? _URC_END_OF_STACK : _URC_NO_REASON;
+}
+
+/* The caller's native stack (outside this library). Called without the
+ * heap's lock: unwinding is the slow part. */
+static void ga_capture(ga_stack_t *out)
+{
+    ga_unwind_t u = {out, 0};
+    memset(out, 0, sizeof(*out));
+    _Unwind_Backtrace(ga_unwind_one, &u);
+}
+
+static int ga_find_text(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    uintptr_t self = (uintptr_t)arg;
+    int i;
+    (void)size;
+    for (i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+        if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X) && self >= lo && self < lo + ph->p_memsz) {
+            ga_text_lo = lo;
+            ga_text_hi = lo + ph->p_memsz;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static size_t ga_stack_len(const ga_stack_t *s)
+{
+    size_t n = 0;
+    while (n < GA_STACK_DEPTH && s->pc[n] != NULL)
+        n++;
+    return n;
+}
+
+static ga_heap_arena_t *ga_heap_arena_of(const ga_arena_t *a)
+{
+    const char *p = (const char *)a;
+    if (p < (const char *)ga_arenas || p >= (const char *)(ga_arenas + GA_HEAP_MAX_ARENAS))
+        return NULL;
+    return (ga_heap_arena_t *)a;
+}
+
+/* faults.c's stack writer for heap arenas: the slot's recorded stack. */
+static int ga_write_slot_stack(const ga_arena_t *a, long slot, int freed)
+{
+    ga_heap_arena_t *e = ga_heap_arena_of(a);
+    const ga_stack_t *s;
+    if (e == NULL || slot < 0 || (uint32_t)slot >= a->nslots)
+        return 0;
+    s = freed ? &e->meta[slot].free : &e->meta[slot].alloc;
+    ga_write_frames(freed ? "  freed at:" : "  allocated at:", s->pc, ga_stack_len(s));
+    return 1;
+}
+
+/* -- fork ------------------------------------------------------------------ */
+
+static void ga_prefork(void) { pthread_mutex_lock(&ga_lock); }
+static void ga_postfork_parent(void) { pthread_mutex_unlock(&ga_lock); }
+static void ga_postfork_child(void) { pthread_mutex_init(&ga_lock, NULL); }
+
+/* -- set-up ---------------------------------------------------------------- */
+
+int ga_heap_init(const ga_options_t *options)
+{
+    size_t reserve, per_slot;
+    int i;
+    void *base;
+    ga_opts = *options;
+    ga_page = ga_page_size();
+    errno = 0;
+    /* The kernel probe: guard advice on an empty range (0, or EINVAL before
+     * Linux 6.13: then PROT_NONE guards, one VMA each, as the peers do). */
+    ga_backend = ga_guard_range(NULL, 0, GA_BACKEND_MADVISE, 1) == 0 ? GA_BACKEND_MADVISE
+                                                                    : GA_BACKEND_MPROTECT;
+    for (i = 0; i < GA_NCLASSES; i++) {
+        size_t slot = ga_class_pages(i) * ga_page, first = GA_FIRST_ARENA / slot;
+        ga_classes[i].slot_size = slot;
+        ga_classes[i].next_slots = first < 1 ? 1 : first > GA_MAX_FIRST_SLOTS ? GA_MAX_FIRST_SLOTS : (uint32_t)first;
+        ga_classes[i].avail = -1;
+    }
+    /* Worst case one page slots: a guard page and the bookkeeping per slot. */
+    per_slot = ga_page + sizeof(ga_slot_t) + 3 * sizeof(uint32_t) + 2 * sizeof(char *)
+        + sizeof(ga_slot_meta_t);
+    reserve = ga_round_up(options->max_bytes, ga_page) / ga_page * (ga_page + per_slot)
+        + (size_t)GA_HEAP_MAX_ARENAS * 3 * ga_page;
+    reserve = ga_round_up(reserve, ga_page);
+    base = ga_reserve(NULL, reserve);
+    if (base == NULL)
+        return -1;
+    ga_heap_start = ga_bump = base;
+    ga_heap_end = ga_heap_start + reserve;
+    dl_iterate_phdr(ga_find_text, (void *)(uintptr_t)&ga_capture);
+    ga_set_stack_writer(ga_write_slot_stack);
+    pthread_atfork(ga_prefork, ga_postfork_parent, ga_postfork_child);
+    return 0;
+}
+
+/* A new arena for class cls at the bump pointer (lock held), or -1. */
+static int ga_grow(int cls)
+{
+    ga_heap_class_t *c = &ga_classes[cls];
+    ga_heap_arena_t *e;
+    ga_arena_t *a;
+    size_t guard = ga_page, slots_size, tables, stacks, total, budget;
+    uint32_t n = c->next_slots;
+    if (ga_narenas == GA_HEAP_MAX_ARENAS || ga_counts.mapped_bytes >= ga_opts.max_bytes)
+        return -1;
+    budget = (ga_opts.max_bytes - ga_counts.mapped_bytes) / c->slot_size;
+    if (budget == 0)
+        return -1;
+    if (n > budget)
+        n = (uint32_t)budget;
+    slots_size = ga_slots_size(c->slot_size, n, guard);
+    tables = ga_round_up(ga_bookkeeping_size(n, ga_opts.uaf), sizeof(void *));
+    stacks = (size_t)n * sizeof(ga_slot_meta_t);
+    total = slots_size + ga_round_up(tables + stacks, ga_page);
+    if (total > (size_t)(ga_heap_end - ga_bump))
+        return -1;
+    if (ga_map_anonymous(ga_bump, total) == NULL)
+        return -1;
+    e = &ga_arenas[ga_narenas];
+    memset(e, 0, sizeof(*e));
+    a = &e->a;
+    a->base = ga_bump;
+    a->size = slots_size;
+    a->slot_size = c->slot_size;
+    a->guard_size = guard;
+    a->stride = c->slot_size + guard;
+    a->alignment = ga_opts.alignment;
+    a->nslots = n;
+    a->backend = ga_backend;
+    a->align = ga_opts.align;
+    a->on_fault_continue = ga_opts.on_fault == GA_ON_FAULT_CONTINUE;
+    a->uaf = ga_opts.uaf;
+    a->batched = ga_backend == GA_BACKEND_MADVISE;
+    a->quarantine_limit = ga_opts.quarantine > n ? n : (uint32_t)ga_opts.quarantine;
+    ga_arena_attach(a, a->base + slots_size);
+    e->meta = (ga_slot_meta_t *)(a->base + slots_size + tables);
+    e->cls = cls;
+    if (ga_arena_guard_all(a) != 0 || ga_register_arena(a) != 0) {
+        ga_reserve(ga_bump, total);   /* back to the reservation */
+        return -1;
+    }
+    ga_bump += total;
+    ga_counts.mapped_bytes += (size_t)n * c->slot_size;
+    ga_counts.arenas++;
+    if (c->next_slots < GA_MAX_ARENA_SLOTS && (size_t)c->next_slots * 2 * c->slot_size <= GA_MAX_ARENA_BYTES
+            && c->slot_size < GA_LARGE_SLOT)
+        c->next_slots *= 2;
+    e->next_avail = c->avail;
+    e->in_avail = 1;
+    c->avail = (int)ga_narenas;
+    return (int)ga_narenas++;
+}
+
+/* -- alloc and free ------------------------------------------------------- */
+
+void *ga_heap_alloc(size_t nbytes, size_t alignment, int zero)
+{
+    ga_stack_t stack;
+    ga_heap_class_t *c;
+    size_t want = nbytes ? nbytes : 1;   /* malloc(0): a unique 1-byte block */
+    int cls;
+    long slot = GA_ERR_FULL;
+    ga_heap_arena_t *e = NULL;
+    char *p;
+    if (alignment > ga_opts.alignment) {
+        if (alignment > ga_page)
+            goto refused;
+        want = ga_round_up(want, alignment);   /* a right-aligned block starts aligned */
+    }
+    if (want > GA_MAX_CLASS_PAGES * ga_page || want > UINT32_MAX)
+        goto refused;
+    cls = ga_class_of(want, ga_page);
+    c = &ga_classes[cls];
+    ga_capture(&stack);
+    pthread_mutex_lock(&ga_lock);
+    for (;;) {
+        if (c->avail < 0 && ga_grow(cls) < 0)
+            break;
+        e = &ga_arenas[c->avail];
+        slot = ga_alloc(&e->a, want, zero, 1, -1);
+        if (slot != GA_ERR_FULL)
+            break;
+        e->in_avail = 0;
+        c->avail = e->next_avail;
+    }
+    if (slot < 0) {
+        pthread_mutex_unlock(&ga_lock);
+        goto refused;
+    }
+    if (want != (nbytes ? nbytes : 1)) {
+        /* Rounded up for the alignment: record the size asked for, so that
+         * malloc_usable_size() and the reports tell the truth and the bytes
+         * past it are checked at free like any slack. */
+        ga_slot_t *s = &e->a.slots[slot];
+        size_t asked = nbytes ? nbytes : 1, padded = ga_round_up(asked, e->a.alignment);
+        s->nbytes = (uint32_t)asked;
+        /* A right-placed block: the bytes up to the guard are its tail. */
+        e->meta[slot].tail = s->offset ? (uint32_t)(e->a.slot_size - s->offset - padded) : 0;
+        memset(ga_block_start(&e->a, slot) + asked, GA_SLACK_BYTE,
+               padded - asked + e->meta[slot].tail);
+    } else {
+        e->meta[slot].tail = 0;
+    }
+    e->meta[slot].alloc = stack;
+    memset(&e->meta[slot].free, 0, sizeof(ga_stack_t));
+    ga_counts.allocations++;
+    ga_counts.live++;
+    p = ga_block_start(&e->a, slot);
+    pthread_mutex_unlock(&ga_lock);
+    return p;
+refused:
+    __atomic_fetch_add(&ga_counts.refused, 1, __ATOMIC_RELAXED);
+    return NULL;
+}
+
+/* The arena whose mapping holds p (lock held), or NULL. */
+static ga_heap_arena_t *ga_find(const char *p)
+{
+    long lo = 0, hi = (long)ga_narenas - 1;
+    while (lo <= hi) {
+        long mid = (lo + hi) >> 1;
+        ga_arena_t *a = &ga_arenas[mid].a;
+        if (p < a->base)
+            hi = mid - 1;
+        else if (p >= a->base + a->size)
+            lo = mid + 1;
+        else
+            return &ga_arenas[mid];
+    }
+    return NULL;
+}
+
+/* Damaged bytes in a live block's tail (see ga_slot_meta_t); *first: the
+ * first one's offset from the block's start. */
+static size_t ga_check_tail(const ga_heap_arena_t *e, long slot, size_t *first)
+{
+    const ga_slot_t *s = &e->a.slots[slot];
+    size_t from = ga_round_up(s->nbytes, e->a.alignment), i, bad = 0;
+    const uint8_t *p = (const uint8_t *)ga_block_start(&e->a, slot);
+    for (i = from; i < from + e->meta[slot].tail; i++) {
+        if (p[i] != GA_SLACK_BYTE) {
+            if (bad++ == 0)
+                *first = i;
+        }
+    }
+    return bad;
+}
+
+static void ga_fatal(void)
+{
+    if (ga_opts.on_fault != GA_ON_FAULT_CONTINUE)
+        abort();
+}
+
+void ga_heap_free(void *ptr)
+{
+    ga_stack_t stack;
+    ga_damage_t damage;
+    ga_heap_arena_t *e;
+    ga_heap_class_t *c;
+    long slot;
+    int code;
+    size_t tail_damage, tail_first = 0;
+    char *p = ptr;
+    ga_capture(&stack);
+    pthread_mutex_lock(&ga_lock);
+    e = ga_find(p);
+    slot = e != NULL ? ga_live_slot_at(&e->a, p) : -1;
+    tail_damage = slot >= 0 ? ga_check_tail(e, slot, &tail_first) : 0;
+    code = e != NULL ? ga_free(&e->a, p, 0, &damage) : GA_ERR_INVALID;
+    slot = e != NULL ? ga_slot_of(&e->a, p) : -1;
+    if (tail_damage && (code == GA_OK || code == GA_ERR_CORRUPT)) {
+        if (code == GA_OK)
+            damage.first_offset = tail_first;
+        damage.damaged += tail_damage;
+        code = GA_ERR_CORRUPT;
+    }
+    if (code == GA_OK || code == GA_ERR_CORRUPT || code == GA_ERR_SYSCALL) {
+        ga_counts.frees++;
+        ga_counts.live--;
+        e->meta[slot].free = stack;
+        c = &ga_classes[e->cls];
+        if (c->slot_size >= GA_LARGE_SLOT && !e->a.uaf && e->a.slots[slot].state == GA_SLOT_FREE
+                && ga_discard(ga_slot_start(&e->a, (size_t)slot), e->a.slot_size) == 0)
+            e->a.slots[slot].flags &= ~GA_FLAG_DIRTY;
+        if (!e->in_avail) {
+            e->in_avail = 1;
+            e->next_avail = c->avail;
+            c->avail = (int)(e - ga_arenas);
+        }
+    }
+    pthread_mutex_unlock(&ga_lock);
+    if (code == GA_OK || code == GA_ERR_SYSCALL)
+        return;
+    if (code == GA_ERR_CORRUPT) {
+        ga_report_corruption(p, &damage);
+        ga_write_slot_stack(&e->a, slot, 0);
+        ga_write_frames("  freed at:", stack.pc, ga_stack_len(&stack));
+        ga_fatal();
+        return;
+    }
+    /* Double or invalid free: name the slot, show every stack we have. */
+    ga_report_slot_error(code == GA_ERR_DOUBLE ? "double-free" : "invalid-free", p,
+                         e != NULL ? &e->a : NULL, slot);
+    ga_write_frames("  this free:", stack.pc, ga_stack_len(&stack));
+    if (e != NULL && slot >= 0) {
+        ga_write_slot_stack(&e->a, slot, 0);
+        if (code == GA_ERR_DOUBLE) {
+            const ga_stack_t *s = &e->meta[slot].free;
+            ga_write_frames("  first freed at:", s->pc, ga_stack_len(s));
+        }
+    }
+    ga_fatal();
+}
+
+size_t ga_heap_usable_size(const void *p)
+{
+    ga_heap_arena_t *e;
+    long slot;
+    size_t n = 0;
+    pthread_mutex_lock(&ga_lock);
+    e = ga_find(p);
+    if (e != NULL && (slot = ga_live_slot_at(&e->a, p)) >= 0)
+        n = e->a.slots[slot].nbytes;
+    pthread_mutex_unlock(&ga_lock);
+    return n;
+}
+
+void ga_heap_stats(ga_heap_stats_t *out)
+{
+    pthread_mutex_lock(&ga_lock);
+    *out = ga_counts;
+    pthread_mutex_unlock(&ga_lock);
+}

@@ -1,0 +1,63 @@
+/*
+ * The native heap: guarded malloc blocks in size-classed arenas, all mapped
+ * one after the other inside one reservation (so ownership is a range check
+ * and the arenas merge into a couple of VMAs), over the slot core (core.c).
+ * Pure C, no Python; one pthread mutex serialises the core. Used by the
+ * preloadable library (malloc.c), which decides what is sampled.
+ *
+ * Every slot keeps the native stacks of its last allocation and free (a few
+ * return addresses each, captured with libgcc's unwinder) in the arena's own
+ * mapping; they are symbolized only when a report is written.
+ */
+#ifndef GUARDALLOC_HEAP_H
+#define GUARDALLOC_HEAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "options.h"
+
+/* Return addresses kept per stack (allocation, free). */
+#define GA_STACK_DEPTH 8
+
+typedef struct ga_heap_stats {
+    uint64_t allocations;   /* guarded blocks handed out                     */
+    uint64_t frees;
+    uint64_t live;          /* guarded blocks live now                       */
+    uint64_t refused;       /* sampled but sent to the next allocator:
+                               max_bytes reached, alignment > page, too big  */
+    uint64_t arenas;
+    uint64_t mapped_bytes;  /* bytes of slots mapped (what max_bytes limits) */
+} ga_heap_stats_t;
+
+/* Reserve the address space and install the fork handlers. Not thread-safe
+ * (the library calls it once, from its initialiser). Returns 0, or -1 with
+ * errno set (the library then guards nothing). */
+int ga_heap_init(const ga_options_t *options);
+
+/* A guarded block of nbytes, its start a multiple of `alignment` (0: the
+ * heap's own), zero-filled when `zero`; NULL (errno untouched) when the heap
+ * cannot take it -- the caller asks the next allocator. */
+void *ga_heap_alloc(size_t nbytes, size_t alignment, int zero);
+
+/* The heap's reservation (NULL before ga_heap_init). */
+extern char *ga_heap_start, *ga_heap_end;
+
+/* 1 when p lies in the heap's reservation. No lock: two comparisons. */
+static inline int ga_heap_owns(const void *p)
+{
+    return (const char *)p >= ga_heap_start && (const char *)p < ga_heap_end;
+}
+
+/* Free a block the heap owns. A double or invalid free, or a damaged slack
+ * (an overflow that stayed inside the block's alignment padding), is
+ * reported on stderr with the slot's stacks; then abort() unless
+ * on_fault=continue. */
+void ga_heap_free(void *p);
+
+/* Bytes of the block at p that may be touched (its requested size), or 0
+ * when p is not the start of a live block. */
+size_t ga_heap_usable_size(const void *p);
+
+void ga_heap_stats(ga_heap_stats_t *out);
+
+#endif

@@ -1,0 +1,411 @@
+/*
+ * libguardalloc_malloc: the preloadable allocator (LD_PRELOAD). It defines
+ * malloc and its family, guards the sampled requests in the native heap
+ * (heap.c) and hands everything else to the next allocator in the lookup
+ * order (dlsym(RTLD_NEXT), normally glibc's). free() and realloc() route by
+ * ownership -- a range check against the heap's one reservation -- so blocks
+ * made before the library took over, or not sampled, keep working.
+ *
+ * Start-up: the first call (often from the dynamic loader or another
+ * library's constructor, before our own constructor) initialises: resolve
+ * the next allocator (dlsym allocates: those requests are served from a
+ * small static bootstrap buffer), parse GUARDALLOC_OPTIONS (a bad option:
+ * message, exit status 2), reserve the heap, install the fault handler.
+ *
+ * No recursion: a thread-local depth counter sends every allocation made
+ * while the library is inside itself (the fault registry's calloc,
+ * pthread_atfork, the unwinder) to the next allocator.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "faults.h"
+#include "guards.h"
+#include "heap.h"
+#include "options.h"
+
+#define GA_EXPORT __attribute__((visibility("default")))
+#define GA_TLS __thread __attribute__((tls_model("initial-exec")))
+
+/* -- the next allocator --------------------------------------------------- */
+
+static void *(*next_malloc)(size_t);
+static void (*next_free)(void *);
+static void *(*next_calloc)(size_t, size_t);
+static void *(*next_realloc)(void *, size_t);
+static int (*next_posix_memalign)(void **, size_t, size_t);
+static void *(*next_aligned_alloc)(size_t, size_t);
+static void *(*next_memalign)(size_t, size_t);
+static void *(*next_valloc)(size_t);
+static void *(*next_pvalloc)(size_t);
+static size_t (*next_usable_size)(void *);
+
+/* -- bootstrap: what dlsym allocates before the next allocator is known --- */
+
+#define GA_BOOT_SIZE (64 * 1024)
+static char ga_boot[GA_BOOT_SIZE] __attribute__((aligned(64)));
+static size_t ga_boot_used;
+
+static int ga_is_boot(const void *p)
+{
+    return (const char *)p >= ga_boot && (const char *)p < ga_boot + GA_BOOT_SIZE;
+}
+
+/* 16-byte header holding the size, then the (zero-filled, never reused)
+ * block. Freed bootstrap blocks are simply dropped. */
+static void *ga_boot_alloc(size_t n, size_t align)
+{
+    size_t start, used;
+    if (align < 16)
+        align = 16;
+    do {
+        used = __atomic_load_n(&ga_boot_used, __ATOMIC_RELAXED);
+        start = ga_round_up(used + 16, align);
+        if (start + n > GA_BOOT_SIZE || start + n < start) {
+            errno = ENOMEM;
+            return NULL;
+        }
+    } while (!__atomic_compare_exchange_n(&ga_boot_used, &used, start + n, 0,
+                                          __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+    *(size_t *)(ga_boot + start - sizeof(size_t)) = n;
+    return ga_boot + start;
+}
+
+static size_t ga_boot_size(const void *p)
+{
+    return *(const size_t *)((const char *)p - sizeof(size_t));
+}
+
+/* -- state ------------------------------------------------------------------ */
+
+enum { GA_UNINIT = 0, GA_INITIALISING = 1, GA_READY = 2 };
+static int ga_state;
+static int ga_guarding;            /* 1 when the heap is up                  */
+static ga_options_t ga_opts;
+static GA_TLS int ga_depth;        /* >0: inside the library                 */
+static GA_TLS uint64_t ga_counter; /* deterministic sampling, per thread      */
+static GA_TLS uint64_t ga_rng;     /* random=1 sampling, per thread           */
+
+static void ga_die_bad_options(const char *message)
+{
+    static const char tail[] = "\nguardalloc: fix GUARDALLOC_OPTIONS (name=value pairs separated by ':')\n";
+    (void)!write(STDERR_FILENO, "guardalloc: ", 12);
+    (void)!write(STDERR_FILENO, message, strlen(message));
+    (void)!write(STDERR_FILENO, tail, sizeof(tail) - 1);
+    _exit(2);
+}
+
+static void *ga_sym(const char *name)
+{
+    return dlsym(RTLD_NEXT, name);
+}
+
+static void ga_initialise(void)
+{
+    char err[512];
+    const char *text;
+    ga_depth++;
+    next_malloc = ga_sym("malloc");
+    next_free = ga_sym("free");
+    next_calloc = ga_sym("calloc");
+    next_realloc = ga_sym("realloc");
+    next_posix_memalign = ga_sym("posix_memalign");
+    next_aligned_alloc = ga_sym("aligned_alloc");
+    next_memalign = ga_sym("memalign");
+    next_valloc = ga_sym("valloc");
+    next_pvalloc = ga_sym("pvalloc");
+    next_usable_size = ga_sym("malloc_usable_size");
+    if (next_malloc == NULL || next_free == NULL || next_calloc == NULL || next_realloc == NULL
+            || next_memalign == NULL) {
+        static const char msg[] = "guardalloc: no next allocator (dlsym(RTLD_NEXT, \"malloc\") failed)\n";
+        (void)!write(STDERR_FILENO, msg, sizeof(msg) - 1);
+        _exit(2);
+    }
+    ga_options_defaults(&ga_opts);
+    text = getenv(GA_OPTIONS_ENV);
+    if (ga_options_parse(text, &ga_opts, err, sizeof(err)) != 0)
+        ga_die_bad_options(err);
+    if (ga_opts.sample_rate > 0 && ga_heap_init(&ga_opts) == 0) {
+        ga_reports_enable();
+        ga_guarding = 1;
+    }
+    ga_depth--;
+}
+
+/* Make sure the library is initialised: 1 when the caller may use the next
+ * allocator (or the heap), 0 when it must use the bootstrap buffer (this
+ * thread is initialising). */
+static int ga_ready(void)
+{
+    int state = __atomic_load_n(&ga_state, __ATOMIC_ACQUIRE);
+    if (__builtin_expect(state == GA_READY, 1))
+        return 1;
+    if (state == GA_UNINIT && __atomic_compare_exchange_n(&ga_state, &state, GA_INITIALISING, 0,
+                                                          __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        ga_initialise();
+        __atomic_store_n(&ga_state, GA_READY, __ATOMIC_RELEASE);
+        return 1;
+    }
+    if (ga_depth > 0)
+        return 0;            /* our own initialisation (dlsym) is asking */
+    while (__atomic_load_n(&ga_state, __ATOMIC_ACQUIRE) != GA_READY)
+        sched_yield();       /* another thread is initialising */
+    return 1;
+}
+
+__attribute__((constructor)) static void ga_constructor(void)
+{
+    /* Options are checked before main even if nothing allocates. */
+    (void)ga_ready();
+}
+
+/* Should this request be guarded? */
+static inline int ga_sampled(void)
+{
+    uint64_t rate = ga_opts.sample_rate;
+    if (!ga_guarding || ga_depth > 0)
+        return 0;
+    if (rate == 1)
+        return 1;
+    if (ga_opts.random) {
+        uint64_t x = ga_rng;
+        if (x == 0)
+            x = ((uint64_t)(uintptr_t)&ga_rng * 0x9E3779B97F4A7C15ull) ^ (uint64_t)getpid() ^ 1;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        ga_rng = x;
+        return x % rate == 0;
+    }
+    if (++ga_counter >= rate) {
+        ga_counter = 0;
+        return 1;
+    }
+    return 0;
+}
+
+static void *ga_guarded(size_t n, size_t alignment, int zero)
+{
+    void *p;
+    ga_depth++;
+    p = ga_heap_alloc(n, alignment, zero);
+    ga_depth--;
+    return p;
+}
+
+/* -- the interposed functions --------------------------------------------- */
+
+GA_EXPORT void *malloc(size_t n)
+{
+    void *p;
+    if (!ga_ready())
+        return ga_boot_alloc(n, 16);
+    if (ga_sampled() && (p = ga_guarded(n, 0, 0)) != NULL)
+        return p;
+    return next_malloc(n);
+}
+
+GA_EXPORT void free(void *p)
+{
+    if (p == NULL || ga_is_boot(p))
+        return;
+    if (ga_heap_owns(p)) {
+        ga_depth++;
+        ga_heap_free(p);
+        ga_depth--;
+        return;
+    }
+    if (ga_ready())
+        next_free(p);
+}
+
+GA_EXPORT void *calloc(size_t n, size_t size)
+{
+    size_t total;
+    void *p;
+    if (__builtin_mul_overflow(n, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (!ga_ready())
+        return ga_boot_alloc(total, 16);   /* static: already zero */
+    if (ga_sampled() && (p = ga_guarded(total, 0, 1)) != NULL)
+        return p;
+    return next_calloc(n, size);
+}
+
+static size_t ga_old_size(void *p)
+{
+    if (ga_is_boot(p))
+        return ga_boot_size(p);
+    return ga_heap_usable_size(p);
+}
+
+GA_EXPORT void *realloc(void *p, size_t n)
+{
+    void *q = NULL;
+    size_t old;
+    if (p == NULL)
+        return malloc(n);
+    if (!ga_is_boot(p) && !ga_heap_owns(p)) {
+        if (!ga_ready())
+            return NULL;
+        return next_realloc(p, n);
+    }
+    if (n == 0) {            /* glibc's realloc(p, 0): free, NULL */
+        free(p);
+        return NULL;
+    }
+    /* A guarded block stays guarded (so a shrinking realloc gets a block of
+     * exactly the new size); a bootstrap block moves to the next allocator. */
+    old = ga_old_size(p);
+    if (ga_heap_owns(p) && ga_depth == 0)
+        q = ga_guarded(n, 0, 0);
+    if (q == NULL) {
+        if (!ga_ready())
+            q = ga_boot_alloc(n, 16);
+        else
+            q = next_malloc(n);
+    }
+    if (q == NULL)
+        return NULL;         /* errno from the allocator; p untouched */
+    memcpy(q, p, old < n ? old : n);
+    free(p);
+    return q;
+}
+
+GA_EXPORT void *reallocarray(void *p, size_t n, size_t size)
+{
+    size_t total;
+    if (__builtin_mul_overflow(n, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return realloc(p, total);
+}
+
+static int ga_pow2(size_t x)
+{
+    return x != 0 && (x & (x - 1)) == 0;
+}
+
+/* The aligned allocators; alignment already valid (a power of two). */
+static void *ga_aligned(size_t alignment, size_t n)
+{
+    void *p;
+    if (!ga_ready())
+        return ga_boot_alloc(n, alignment);
+    if (ga_sampled() && (p = ga_guarded(n, alignment, 0)) != NULL)
+        return p;
+    return next_memalign(alignment, n);
+}
+
+GA_EXPORT int posix_memalign(void **out, size_t alignment, size_t n)
+{
+    int saved = errno;
+    void *p;
+    if (!ga_pow2(alignment) || alignment % sizeof(void *) != 0)
+        return EINVAL;
+    p = ga_aligned(alignment, n);
+    if (p == NULL) {
+        int e = errno ? errno : ENOMEM;
+        errno = saved;
+        return e;
+    }
+    errno = saved;
+    *out = p;
+    return 0;
+}
+
+GA_EXPORT void *aligned_alloc(size_t alignment, size_t n)
+{
+    if (!ga_pow2(alignment)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return ga_aligned(alignment, n);
+}
+
+GA_EXPORT void *memalign(size_t alignment, size_t n)
+{
+    size_t a = 1;
+    if (alignment > ((size_t)1 << 62)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    while (a < alignment)    /* glibc rounds a bad alignment up */
+        a <<= 1;
+    return ga_aligned(a, n);
+}
+
+GA_EXPORT void *valloc(size_t n)
+{
+    return memalign(ga_page_size(), n);
+}
+
+GA_EXPORT void *pvalloc(size_t n)
+{
+    size_t page = ga_page_size();
+    if (n > SIZE_MAX - page) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return memalign(page, ga_round_up(n ? n : 1, page));
+}
+
+GA_EXPORT size_t malloc_usable_size(void *p)
+{
+    if (p == NULL)
+        return 0;
+    if (ga_is_boot(p))
+        return ga_boot_size(p);
+    if (ga_heap_owns(p))
+        return ga_heap_usable_size(p);
+    if (!ga_ready() || next_usable_size == NULL)
+        return 0;
+    return next_usable_size(p);
+}
+
+/* -- for guardalloc.native and the tests (ctypes) ------------------------- */
+
+/* 1 when this process guards allocations. */
+GA_EXPORT int guardalloc_native_active(void)
+{
+    (void)ga_ready();
+    return ga_guarding;
+}
+
+/* The heap's counters: allocations, frees, live, refused, arenas,
+ * mapped_bytes (heap.h's ga_heap_stats_t, as six uint64_t). */
+GA_EXPORT void guardalloc_native_stats(uint64_t out[6])
+{
+    ga_heap_stats_t s;
+    memset(&s, 0, sizeof(s));
+    if (ga_guarding)
+        ga_heap_stats(&s);
+    out[0] = s.allocations;
+    out[1] = s.frees;
+    out[2] = s.live;
+    out[3] = s.refused;
+    out[4] = s.arenas;
+    out[5] = s.mapped_bytes;
+}
+
+/* 1 when p lies in the guarded heap. */
+GA_EXPORT int guardalloc_native_owns(const void *p)
+{
+    return ga_heap_owns(p);
+}
+
+/* The heap's reservation [*start, *end) (both NULL when not guarding): the
+ * benchmarks count the VMAs inside it. */
+GA_EXPORT void guardalloc_native_range(void **start, void **end)
+{
+    *start = ga_guarding ? ga_heap_start : NULL;
+    *end = ga_guarding ? ga_heap_end : NULL;
+}

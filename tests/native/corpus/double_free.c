@@ -1,0 +1,11 @@
+/* expect: SIGABRT "double-free of" "was freed already" "first freed at:"
+ * options:
+ * Freeing a block twice. */
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+/* The bug lives in trigger() (noinline, exported with -rdynamic) so that
+ * the report can name the faulting function. */
+#define BUG __attribute__((noinline)) 
+BUG void trigger(char *p) { free(p); }
+int main(void) { char *p = malloc(24); free(p); trigger(p); return 0; }

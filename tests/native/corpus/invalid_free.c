@@ -1,0 +1,11 @@
+/* expect: SIGABRT "invalid-free of" "8 bytes inside it"
+ * options:
+ * Freeing a pointer into the middle of a block. */
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+/* The bug lives in trigger() (noinline, exported with -rdynamic) so that
+ * the report can name the faulting function. */
+#define BUG __attribute__((noinline)) 
+BUG void trigger(char *p) { free(p + 8); }
+int main(void) { char *p = malloc(24); trigger(p); return 0; }

@@ -1,0 +1,11 @@
+/* expect: SIGSEGV "heap-buffer-overflow WRITE" "0 bytes past the end of a 13-byte buffer"
+ * options: alignment=1
+ * A one-byte overflow write. */
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+/* The bug lives in trigger() (noinline, exported with -rdynamic) so that
+ * the report can name the faulting function. */
+#define BUG __attribute__((noinline)) 
+BUG void trigger(char *p, int i) { p[i] = 'x'; }
+int main(void) { char *p = malloc(13); trigger(p, 13); free(p); return 0; }

@@ -1,0 +1,12 @@
+/* expect: SIGABRT "heap corruption: 3 slack byte(s) after the block" "allocated at:" "main"
+ * options:
+ * With the default 16-byte alignment a 13-byte block has 3 bytes of padding
+ * before the guard: an overflow that stays in them is found at free. */
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+/* The bug lives in trigger() (noinline, exported with -rdynamic) so that
+ * the report can name the faulting function. */
+#define BUG __attribute__((noinline)) 
+BUG void trigger(char *p, int n) { memset(p, 'x', n); }
+int main(void) { char *p = malloc(13); trigger(p, 16); free(p); return 0; }

@@ -1,0 +1,11 @@
+/* expect: SIGSEGV "heap-buffer-overflow WRITE" "0 bytes past the end of a 11-byte buffer"
+ * options: alignment=1
+ * strcpy into malloc(strlen(s)): the terminating NUL lands past the end. */
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+/* The bug lives in trigger() (noinline, exported with -rdynamic) so that
+ * the report can name the faulting function. */
+#define BUG __attribute__((noinline)) 
+BUG char *trigger(const char *s) { char *d = malloc(strlen(s)); strcpy(d, s); return d; }
+int main(int argc, char **argv) { (void)argv; char *d = trigger(argc > 5 ? "x" : "hello world"); puts(d); free(d); return 0; }

@@ -1,0 +1,11 @@
+/* expect: SIGSEGV "use-after-free READ" "freed 40-byte buffer" "freed at:"
+ * options: uaf=1
+ * Reading a freed block. */
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+/* The bug lives in trigger() (noinline, exported with -rdynamic) so that
+ * the report can name the faulting function. */
+#define BUG __attribute__((noinline)) 
+BUG int trigger(const volatile char *p) { return p[8]; }
+int main(void) { char *p = calloc(40, 1); free(p); return trigger(p); }

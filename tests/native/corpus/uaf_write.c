@@ -1,0 +1,11 @@
+/* expect: SIGSEGV "use-after-free WRITE" "freed 40-byte buffer" "freed at:"
+ * options: uaf=1
+ * Writing a freed block. */
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+/* The bug lives in trigger() (noinline, exported with -rdynamic) so that
+ * the report can name the faulting function. */
+#define BUG __attribute__((noinline)) 
+BUG void trigger(char *p) { p[0] = 1; }
+int main(void) { char *p = malloc(40); free(p); trigger(p); return 0; }

@@ -1,0 +1,11 @@
+/* expect: SIGSEGV "heap-buffer-underflow WRITE" "1 bytes before the start of a 32-byte buffer"
+ * options: align=left
+ * Writing the byte before a block. */
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+/* The bug lives in trigger() (noinline, exported with -rdynamic) so that
+ * the report can name the faulting function. */
+#define BUG __attribute__((noinline)) 
+BUG void trigger(char *p, int i) { p[i] = 'x'; }
+int main(void) { char *p = malloc(32); trigger(p, -1); free(p); return 0; }

@@ -1,0 +1,70 @@
+"""Shared by the native library's tests: C/C++ programs compiled on first
+use (gcc, g++; the ``build`` fixture) and a runner that preloads the
+library. A plain module the tests import, not a conftest.py: the tests
+import tests/conftest.py as ``conftest`` and a second one would shadow it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from guardalloc import native
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CORPUS = os.path.join(HERE, "corpus")
+PROGRAMS = os.path.join(HERE, "programs")
+# -rdynamic: the programs' own functions are dynamic symbols, which is what
+# dladdr() (the report's symbolizer) sees.
+CFLAGS = ["-g", "-O0", "-rdynamic", "-fno-omit-frame-pointer", "-pthread"]
+
+
+def _compiler(source: str) -> str:
+    name = "g++" if source.endswith(".cc") else "gcc"
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} is not installed")
+    return path
+
+
+@pytest.fixture(scope="session")
+def build(tmp_path_factory):
+    """build(path_to_source, *extra_flags) -> path of the compiled program
+    (cached per session)."""
+    out_dir = tmp_path_factory.mktemp("native-programs")
+    cache: dict = {}
+
+    def compile_one(source: str, *extra: str) -> str:
+        key = (source, extra)
+        if key not in cache:
+            base = os.path.splitext(os.path.basename(source))[0]
+            suffix = ".so" if "-shared" in extra else ""
+            target = str(out_dir / f"{base}{len(cache)}{suffix}")
+            subprocess.run([_compiler(source), *CFLAGS, *extra, "-o", target, source, "-ldl"],
+                           check=True, capture_output=True, text=True)
+            cache[key] = target
+        return cache[key]
+
+    return compile_one
+
+
+@pytest.fixture(scope="session")
+def library():
+    return native.library_path()
+
+
+def run_preloaded(argv, options: str = "sample_rate=1", timeout: float = 120, env=None,
+                  **kwargs) -> subprocess.CompletedProcess:
+    """Run argv with the library preloaded and GUARDALLOC_OPTIONS=options."""
+    full = dict(os.environ if env is None else env)
+    full.pop("PYTHONFAULTHANDLER", None)
+    full["LD_PRELOAD"] = native.library_path()
+    full["GUARDALLOC_OPTIONS"] = options
+    return subprocess.run(argv, env=full, capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def python_argv(*args: str) -> list:
+    return [sys.executable, *args]
