@@ -2,8 +2,8 @@
  * The fault reporter: the registry of live arenas and the SIGSEGV/SIGBUS
  * handler that explains a fault inside one of them.
  *
- * Registry. Arenas sit in fixed-size chunks that are allocated on demand and
- * never freed, so a signal handler running in any thread can walk the table
+ * Registry. Arenas sit in fixed-size chunks that are mapped on demand and
+ * never unmapped, so a signal handler running in any thread can walk the table
  * while another thread registers an arena: it sees each entry either empty or
  * pointing to a complete descriptor (pointers are published with release
  * stores and read with acquire loads).
@@ -35,7 +35,23 @@ static ga_arena_t **ga_chunks[GA_CHUNKS];
 static size_t ga_high_water;   /* entries ever used: the handler scans [0, this) */
 static size_t ga_live;
 
-int ga_register_arena(ga_arena_t *arena)
+/* Writers are serialized here: Python arenas register under the GIL, the
+ * native heap's under its own mutex, both at once. Held around fork() (and
+ * re-made in the child) so that a child never inherits it locked. Chunks
+ * come from mmap, not malloc, which may be the native heap itself. */
+static pthread_mutex_t ga_registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t ga_registry_once = PTHREAD_ONCE_INIT;
+
+static void ga_registry_prefork(void) { pthread_mutex_lock(&ga_registry_lock); }
+static void ga_registry_postfork_parent(void) { pthread_mutex_unlock(&ga_registry_lock); }
+static void ga_registry_postfork_child(void) { pthread_mutex_init(&ga_registry_lock, NULL); }
+
+static void ga_registry_init(void)
+{
+    pthread_atfork(ga_registry_prefork, ga_registry_postfork_parent, ga_registry_postfork_child);
+}
+
+static int ga_register_locked(ga_arena_t *arena)
 {
     size_t i;
     /* Reuse an empty entry below the high-water mark first. */
@@ -50,7 +66,7 @@ int ga_register_arena(ga_arena_t *arena)
     if (ga_high_water >= GA_MAX_ARENAS)
         return -1;
     if (ga_chunks[i / GA_CHUNK] == NULL) {
-        ga_arena_t **chunk = calloc(GA_CHUNK, sizeof(*chunk));
+        ga_arena_t **chunk = ga_map_anonymous(NULL, GA_CHUNK * sizeof(*chunk));
         if (chunk == NULL)
             return -1;
         __atomic_store_n(&ga_chunks[i / GA_CHUNK], chunk, __ATOMIC_RELEASE);
@@ -61,17 +77,29 @@ int ga_register_arena(ga_arena_t *arena)
     return 0;
 }
 
+int ga_register_arena(ga_arena_t *arena)
+{
+    int rc;
+    pthread_once(&ga_registry_once, ga_registry_init);
+    pthread_mutex_lock(&ga_registry_lock);
+    rc = ga_register_locked(arena);
+    pthread_mutex_unlock(&ga_registry_lock);
+    return rc;
+}
+
 void ga_unregister_arena(ga_arena_t *arena)
 {
     size_t i;
+    pthread_mutex_lock(&ga_registry_lock);
     for (i = 0; i < ga_high_water; i++) {
         ga_arena_t **chunk = ga_chunks[i / GA_CHUNK];
         if (chunk[i % GA_CHUNK] == arena) {
             __atomic_store_n(&chunk[i % GA_CHUNK], NULL, __ATOMIC_RELEASE);
             ga_live--;
-            return;
+            break;
         }
     }
+    pthread_mutex_unlock(&ga_registry_lock);
 }
 
 ga_arena_t *ga_find_arena(const void *addr)
