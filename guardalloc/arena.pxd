@@ -70,6 +70,9 @@ cdef class Buffer:
 
     cdef int _check(self) except -1
     cdef object address_or_none(self)
+    cdef Py_ssize_t _index(self, index) except? -1
+    cdef Py_ssize_t _search(self, sub, start, end, bint counting, str what) except -2
+    cdef object _equals(self, other)
 
 
 # A pooled arena at `placement`, its frees routed through hook(ctx, ...).
