@@ -739,11 +739,13 @@ def _choose_backend(str backend, bint file_backed) -> str:
         return backend
     found = support()
     usable = found.file_shared if file_backed else found.anonymous
+    if usable or usable is None:
+        # None: the probe could not run (no descriptor or memory left), which
+        # says nothing about the kernel; the arena's own calls will tell.
+        return "madvise"
     what = "file-backed mappings" if file_backed else "anonymous memory"
     why = found.reason or (f"kernel {found.kernel} cannot guard {what} (Linux 6.15+ needed)"
                            if file_backed else f"kernel {found.kernel} has no guard pages")
-    if usable:
-        return "madvise"
     if backend == "madvise":
         raise GuardUnsupportedError(
             f"backend='madvise' is unavailable: {why}; use backend='auto' to fall back to mprotect")
@@ -944,7 +946,11 @@ cdef class Buffer:
             return
         PySlice_GetIndicesEx(index, self.nbytes_, &start, &stop, &step, &length)
         data = _bytes_like(value)
-        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        try:
+            PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        except BufferError:   # not contiguous (a strided memoryview): copy it
+            data = memoryview(data).tobytes()
+            PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
         try:
             self._check()
             if view.len != length:
