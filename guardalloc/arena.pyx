@@ -202,7 +202,8 @@ cdef class Arena:
             raise ValueError(f"an arena of {slots} slots of {slot_size} bytes needs {total:,} bytes "
                              f"of address space, more than the {MAX_ARENA_BYTES:,} guardalloc allows")
         if guard_bytes > MAX_GUARD_BYTES:
-            raise ValueError(f"{slots + 1} guards of {options.guard_pages} page(s) cover {guard_bytes:,} "
+            raise ValueError(f"guard_pages={options.guard_pages} is too many: {slots + 1} guards of "
+                             f"{options.guard_pages} page(s) cover {guard_bytes:,} "
                              f"bytes, more than the {MAX_GUARD_BYTES:,} guardalloc allows "
                              "(their page-table markers would cost up to 2 GiB)")
         self.options = options

@@ -131,7 +131,7 @@ def vmas_in_range(start: int, end: int, pid: int | str = "self") -> int:
     start = _check_address("start", start)
     end = _check_address("end", end)
     if end <= start:
-        raise ValueError(f"empty range [{start:#x}, {end:#x})")
+        raise ValueError(f"end ({end:#x}) must be above start ({start:#x})")
     count = 0
     for line in _read_maps(pid).splitlines():
         dash = line.index(b"-")

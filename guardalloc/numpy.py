@@ -113,9 +113,9 @@ def handler(**options: Any) -> Handler:
     """
     check_option_names(options, _HANDLER_OPTIONS + POOL_OPTIONS,
                        "guardalloc.numpy (handler(), guarded(), install())")
-    alignment = options.setdefault("alignment", _DEFAULT_ALIGNMENT)
     accepted = "1 (byte-exact) or a power of two of at least 16 (numpy expects 16-byte aligned data)"
-    check_int("alignment", alignment, 1, None, accepted)
+    alignment = options["alignment"] = check_int(
+        "alignment", options.get("alignment", _DEFAULT_ALIGNMENT), 1, None, accepted)
     if not (alignment == 1 or (alignment >= 16 and alignment & (alignment - 1) == 0)):
         raise ValueError(f"alignment must be {accepted}, not {alignment!r}")
     if options.get("tracebacks") is True:
@@ -125,11 +125,12 @@ def handler(**options: Any) -> Handler:
             "the block, its size and the arena")
     fallback = check_bool("fallback", options.setdefault("fallback", False))
     strict = check_bool("strict", options.setdefault("strict", False))
-    try:
-        key = tuple(sorted(options.items()))
-        hash(key)
-    except TypeError as exc:
-        raise TypeError(f"handler options must be hashable: {exc}") from None
+    for name, value in options.items():
+        try:
+            hash(value)
+        except TypeError:
+            raise TypeError(f"{name} must be a hashable option value, not {type(value).__name__}") from None
+    key = tuple(sorted(options.items()))
     with _handlers_lock:
         found = _handlers.get(key)
         if found is not None:

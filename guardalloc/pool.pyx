@@ -30,6 +30,7 @@ import threading
 import warnings
 
 cimport cython
+from cpython.ref cimport Py_DECREF, Py_INCREF
 from libc.errno cimport errno
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, uintptr_t
 from libc.stdlib cimport calloc, free, realloc
@@ -207,6 +208,7 @@ cdef class Pool:
         if max_bytes is None:
             max_bytes = default_max_bytes(options.guard_pages)
         max_bytes = check_int("max_bytes", max_bytes, PAGE, MAX_MAX_BYTES)
+        arenas_given = max_arenas is not None
         if max_arenas is None:
             max_arenas = _default_max_arenas(max_bytes)
         max_arenas = check_int("max_arenas", max_arenas, 1, MAX_MAX_ARENAS)
@@ -233,7 +235,7 @@ cdef class Pool:
         base = ga_reserve(NULL, reserve)
         if base == NULL:
             raise _reservation_error(reserve, strerror(errno).decode(), max_bytes,
-                                     options.guard_pages, max_arenas)
+                                     options.guard_pages, max_arenas if arenas_given else None)
         self.reserve_start = <char *>base
         self.reserve_end = self.reserve_start + reserve
         self.reservation_mapped = True
@@ -269,6 +271,7 @@ cdef class Pool:
             arena.free_hook = NULL
             arena.free_hook_ctx = NULL
             arena.release()
+            Py_DECREF(arena)    # the table's reference (see _add_arena)
         self.narenas = 0
         free(self.table)
         self.table = NULL
@@ -636,6 +639,9 @@ cdef class Pool:
             # Arenas claimed concurrently may finish out of order: insert
             # sorted (indices of later arenas shift: fix the avail stacks).
             self._insert_sorted(arena, cls)
+            # The table's own reference: the cycle collector may clear the
+            # `arenas` list before the pool's __dealloc__ walks the table.
+            Py_INCREF(arena)
             c.narenas += 1
             c.slots += slots
             if c.slot_size < LARGE_SLOT:
