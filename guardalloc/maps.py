@@ -84,14 +84,12 @@ def _check_pid(pid: Pid) -> Pid:
         TypeError: neither 'self' nor an integer.
         ValueError: not a positive process ID.
     """
-    if isinstance(pid, str):
-        if pid != "self":
-            raise ValueError(f"pid must be a process ID or 'self', not {pid!r}")
+    if pid == "self":
         return pid
     try:
         return check_int("pid", pid, 1, (1 << 31) - 1, "a process ID (1 or more) or 'self'")
     except TypeError:
-        raise TypeError(f"pid must be a process ID or 'self', not {type(pid).__name__}") from None
+        raise TypeError(f"pid must be a process ID or 'self', not {pid!r}") from None
 
 
 def _read_maps(pid: Pid) -> bytes:
