@@ -10,6 +10,7 @@ See the README for the tour.
 
 from guardalloc.arena import Arena, Buffer
 from guardalloc.errors import (
+    AddressSpaceError,
     BackingFileError,
     CorruptionError,
     DoubleFreeError,
@@ -24,7 +25,7 @@ from guardalloc.faults import disable_reports, enable_reports, reports_enabled
 from guardalloc.options import GuardOptions
 from guardalloc.maps import vma_count
 from guardalloc.shared import SharedArena
-from guardalloc.pool import Pool, alloc, default_pool
+from guardalloc.pool import Pool, alloc, configure, default_pool
 from guardalloc.support import Support, support
 from guardalloc.tracebacks import (
     disable_tracebacks,
@@ -37,6 +38,7 @@ from guardalloc.tracebacks import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AddressSpaceError",
     "Arena",
     "BackingFileError",
     "Buffer",
@@ -53,6 +55,7 @@ __all__ = [
     "SharedArena",
     "Support",
     "alloc",
+    "configure",
     "default_pool",
     "disable_reports",
     "disable_tracebacks",

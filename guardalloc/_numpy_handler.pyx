@@ -24,10 +24,14 @@ from cpython.pycapsule cimport (
 )
 from cpython.ref cimport Py_INCREF, PyObject
 from libc.stdint cimport uint8_t, uint64_t, uintptr_t
+from libc.stdlib cimport realloc as c_realloc
 from libc.string cimport memcpy, memset, strncpy
 
 from guardalloc._core cimport GA_ERR_CORRUPT, GA_ERR_SYSCALL, GA_OK, ga_damage_t, ga_page_size
-from guardalloc.pool cimport Pool
+from guardalloc.pool cimport (
+    GA_MAX_CLASS_PAGES, Pool, pthread_mutex_init, pthread_mutex_lock, pthread_mutex_t,
+    pthread_mutex_unlock,
+)
 
 from guardalloc.arena import _address
 from guardalloc.errors import CorruptionError, ForeignBufferError, InvalidFreeError
@@ -69,6 +73,9 @@ HANDLER_NAME = "guardalloc"
 SUPPORTED_ABI_MAJORS = (1, 2)
 
 cdef size_t PAGE = ga_page_size()
+# The largest block a pool size class holds; larger arrays go to numpy's own
+# allocator unless the handler is strict.
+cdef size_t MAX_BLOCK = GA_MAX_CLASS_PAGES * PAGE
 
 # numpy's functions, filled by load_numpy_api().
 cdef void *_set_handler_ptr = NULL
@@ -91,6 +98,7 @@ cdef enum:
     C_FAILED        # NULL returned to numpy (it raises MemoryError)
     C_BAD_FREE      # free/realloc of a pointer that is not a live block
     C_CORRUPT       # slack pattern damaged when the block was freed
+    C_OVERSIZE      # larger than the largest class: served by numpy's allocator
     N_COUNTERS
 
 # Kinds of trouble reported through sys.unraisablehook.
@@ -174,9 +182,19 @@ cdef class Handler:
     cdef Pool pool
     cdef readonly dict options
     cdef size_t alignment_
-    cdef ga_np_handler_t *fallback_handler
-    cdef object fallback_capsule
+    # numpy's default handler: serves oversize requests (unless strict) and,
+    # with fallback, what the pool refuses; NULL when neither applies.
+    cdef ga_np_handler_t *numpy_handler
+    cdef object numpy_capsule
+    cdef bint fallback_
+    cdef bint strict_
     cdef uint64_t counters[N_COUNTERS]
+    cdef size_t largest_oversize   # a statistic: a lost update is harmless
+    # The live oversize blocks (numpy's), so that a free of any other
+    # foreign pointer is still reported rather than handed to numpy's free.
+    cdef pthread_mutex_t big_lock
+    cdef void **big
+    cdef size_t nbig, capbig
 
     def __init__(self):
         raise TypeError("guardalloc.numpy handlers are made by guardalloc.numpy.handler()")
@@ -197,7 +215,14 @@ cdef class Handler:
     def fallback(self) -> bool:
         """Whether requests the pool refuses go to numpy's default allocator."""
         self._check()
-        return self.fallback_handler != NULL
+        return self.fallback_
+
+    @property
+    def strict(self) -> bool:
+        """Whether requests larger than the pool's largest block fail
+        (MemoryError in numpy) instead of going to numpy's allocator."""
+        self._check()
+        return self.strict_
 
     @property
     def name(self) -> str:
@@ -231,39 +256,59 @@ cdef class Handler:
         """Counts since the handler was made: malloc, calloc, realloc, free,
         fallback (served by numpy's allocator), failed (NULL returned),
         bad_free (free or realloc of a pointer that is no live block),
-        corrupt (damaged slack found on free or realloc)."""
+        corrupt (damaged slack found on free or realloc), oversize
+        (requests larger than the pool's largest block, served unguarded by
+        numpy's allocator), largest_oversize (bytes of the largest of
+        those), oversize_live (those still allocated)."""
         self._check()
-        names = ("malloc", "calloc", "realloc", "free", "fallback", "failed", "bad_free", "corrupt")
-        return {name: ga_np_read(&self.counters[i]) for i, name in enumerate(names)}
+        names = ("malloc", "calloc", "realloc", "free", "fallback", "failed", "bad_free", "corrupt",
+                 "oversize")
+        result = {name: ga_np_read(&self.counters[i]) for i, name in enumerate(names)}
+        result["largest_oversize"] = self.largest_oversize
+        result["oversize_live"] = self.nbig
+        return result
 
     def __repr__(self):
         if self.c == NULL:
             return "<guardalloc.numpy handler (not made by guardalloc.numpy.handler())>"
         return (f"<guardalloc.numpy handler {self.c.name.decode()!r}, alignment {self.alignment_}, "
-                f"fallback {self.fallback_handler != NULL}, options {self.options!r}>")
+                f"fallback {self.fallback_}, strict {self.strict_}, options {self.options!r}>")
 
 
-def make_handler(Pool pool, fallback_capsule, dict options):
+def max_block() -> int:
+    """Bytes of the largest block a handler's pool serves; larger arrays
+    go to numpy's allocator (or fail, for a strict handler)."""
+    return MAX_BLOCK
+
+
+def make_handler(Pool pool, numpy_capsule, dict options, bint fallback=False, bint strict=False):
     """A new Handler over pool, registered for life.
 
-    ``fallback_capsule``: numpy's default handler capsule, to serve what the
-    pool refuses, or None.
+    ``numpy_capsule``: numpy's default handler capsule, or None (then
+    ``fallback`` must be False and ``strict`` True). With ``fallback``, it
+    serves what the pool refuses; unless ``strict``, requests larger than
+    the pool's largest block.
 
     Raises:
-        TypeError: fallback_capsule is not a version-1 handler capsule.
+        TypeError: numpy_capsule is not a version-1 handler capsule.
+        ValueError: numpy_capsule is None while a request may need it.
     """
     cdef Handler h = Handler.__new__(Handler)
-    cdef ga_np_handler_t *fallback = NULL
+    cdef ga_np_handler_t *default = NULL
     cdef ga_np_handler_t *c
-    if fallback_capsule is not None:
-        if not PyCapsule_IsValid(fallback_capsule, GA_NP_CAPSULE_NAME):
-            raise TypeError(f"fallback must be a 'mem_handler' capsule, not {fallback_capsule!r}")
-        fallback = <ga_np_handler_t *>PyCapsule_GetPointer(fallback_capsule, GA_NP_CAPSULE_NAME)
-        if fallback.version != GA_NP_HANDLER_VERSION:
-            raise TypeError(f"the fallback handler has version {fallback.version}, not {GA_NP_HANDLER_VERSION}")
+    if numpy_capsule is not None:
+        if not PyCapsule_IsValid(numpy_capsule, GA_NP_CAPSULE_NAME):
+            raise TypeError(f"numpy_capsule must be a 'mem_handler' capsule, not {numpy_capsule!r}")
+        default = <ga_np_handler_t *>PyCapsule_GetPointer(numpy_capsule, GA_NP_CAPSULE_NAME)
+        if default.version != GA_NP_HANDLER_VERSION:
+            raise TypeError(f"numpy's handler has version {default.version}, not {GA_NP_HANDLER_VERSION}")
+    elif fallback or not strict:
+        raise ValueError("numpy_capsule is needed unless fallback=False and strict=True")
     c = <ga_np_handler_t *>PyMem_RawCalloc(1, sizeof(ga_np_handler_t))
     if c == NULL:
         raise MemoryError("no memory for a numpy handler")
+    if pthread_mutex_init(&h.big_lock, NULL) != 0:
+        raise MemoryError("cannot initialise a numpy handler's mutex")
     strncpy(c.name, HANDLER_NAME.encode(), 126)
     c.version = GA_NP_HANDLER_VERSION
     c.allocator.ctx = <void *>h
@@ -274,8 +319,10 @@ def make_handler(Pool pool, fallback_capsule, dict options):
     h.c = c
     h.pool = pool
     h.options = options
-    h.fallback_capsule = fallback_capsule
-    h.fallback_handler = fallback
+    h.numpy_capsule = numpy_capsule
+    h.numpy_handler = default
+    h.fallback_ = fallback
+    h.strict_ = strict
     h.alignment_ = pool.alignment
     # No destructor: the struct must outlive every array made through it.
     h.capsule = PyCapsule_New(<void *>c, GA_NP_CAPSULE_NAME, NULL)
@@ -306,9 +353,72 @@ cdef void _np_free(void *ctx, void *ptr, size_t size) noexcept nogil:
     _free(<Handler>ctx, ptr, size)
 
 
+cdef inline bint _oversize(Handler h, size_t size) noexcept nogil:
+    """Whether a request is larger than any block the pool serves and goes
+    to numpy's allocator (counted); False for a strict handler."""
+    if size <= MAX_BLOCK or h.strict_:
+        return False
+    ga_np_count(&h.counters[C_OVERSIZE])
+    if size > h.largest_oversize:
+        h.largest_oversize = size
+    return True
+
+
+cdef bint _track_big(Handler h, void *p) noexcept nogil:
+    """Record a live oversize block; False (nothing recorded) without memory."""
+    cdef void **grown
+    cdef size_t cap
+    pthread_mutex_lock(&h.big_lock)
+    if h.nbig == h.capbig:
+        cap = 2 * h.capbig if h.capbig else 16
+        grown = <void **>c_realloc(h.big, cap * sizeof(void *))
+        if grown == NULL:
+            pthread_mutex_unlock(&h.big_lock)
+            return False
+        h.big = grown
+        h.capbig = cap
+    h.big[h.nbig] = p
+    h.nbig += 1
+    pthread_mutex_unlock(&h.big_lock)
+    return True
+
+
+cdef bint _untrack_big(Handler h, void *p, void *replacement) noexcept nogil:
+    """Whether p is a live oversize block; if so it is replaced by
+    replacement in the record (NULL: forgotten)."""
+    cdef size_t i
+    cdef bint found = False
+    pthread_mutex_lock(&h.big_lock)
+    for i in range(h.nbig):
+        if h.big[i] == p:
+            found = True
+            if replacement != NULL:
+                h.big[i] = replacement
+            else:
+                h.nbig -= 1
+                h.big[i] = h.big[h.nbig]
+            break
+    pthread_mutex_unlock(&h.big_lock)
+    return found
+
+
+cdef void *_big_malloc(Handler h, size_t size, bint zero) noexcept nogil:
+    """An oversize block from numpy's allocator, recorded."""
+    cdef ga_np_allocator_t *numpy = &h.numpy_handler.allocator
+    cdef void *p = numpy.calloc(numpy.ctx, 1, size) if zero else numpy.malloc(numpy.ctx, size)
+    if p != NULL and not _track_big(h, p):
+        numpy.free(numpy.ctx, p, size)
+        p = NULL
+    if p == NULL:
+        ga_np_count(&h.counters[C_FAILED])
+    return p
+
+
 cdef void *_malloc(Handler h, size_t size) noexcept nogil:
     cdef void *p
     ga_np_count(&h.counters[C_MALLOC])
+    if _oversize(h, size):
+        return _big_malloc(h, size, False)
     p = h.pool.malloc(size if size else 1)
     if p == NULL:
         p = _fallback_malloc(h, size)
@@ -323,11 +433,13 @@ cdef void *_calloc(Handler h, size_t nelem, size_t elsize) noexcept nogil:
         return NULL
     if nelem == 0 or elsize == 0:
         nelem = elsize = 1
+    if _oversize(h, nelem * elsize):
+        return _big_malloc(h, nelem * elsize, True)
     p = h.pool.calloc(nelem, elsize)
     if p == NULL:
-        if h.fallback_handler != NULL:
+        if h.fallback_:
             ga_np_count(&h.counters[C_FALLBACK])
-            p = h.fallback_handler.allocator.calloc(h.fallback_handler.allocator.ctx, nelem, elsize)
+            p = h.numpy_handler.allocator.calloc(h.numpy_handler.allocator.ctx, nelem, elsize)
         if p == NULL:
             ga_np_count(&h.counters[C_FAILED])
     return p
@@ -335,9 +447,9 @@ cdef void *_calloc(Handler h, size_t nelem, size_t elsize) noexcept nogil:
 
 cdef inline void *_fallback_malloc(Handler h, size_t size) noexcept nogil:
     cdef void *p = NULL
-    if h.fallback_handler != NULL:
+    if h.fallback_:
         ga_np_count(&h.counters[C_FALLBACK])
-        p = h.fallback_handler.allocator.malloc(h.fallback_handler.allocator.ctx, size)
+        p = h.numpy_handler.allocator.malloc(h.numpy_handler.allocator.ctx, size)
     if p == NULL:
         ga_np_count(&h.counters[C_FAILED])
     return p
@@ -354,9 +466,15 @@ cdef void *_realloc(Handler h, void *ptr, size_t new_size) noexcept nogil:
     if new_size == 0:
         new_size = 1
     if not h.pool.owns_ptr(ptr):
-        if h.fallback_handler != NULL:
+        if h.numpy_handler != NULL and _untrack_big(h, ptr, ptr):
+            # An oversize block stays with numpy's allocator, whatever its new size.
+            p = h.numpy_handler.allocator.realloc(h.numpy_handler.allocator.ctx, ptr, new_size)
+            if p != NULL:
+                _untrack_big(h, ptr, p)
+            return p
+        if h.fallback_:
             # A block numpy's allocator served while the pool was at its limit.
-            return h.fallback_handler.allocator.realloc(h.fallback_handler.allocator.ctx, ptr, new_size)
+            return h.numpy_handler.allocator.realloc(h.numpy_handler.allocator.ctx, ptr, new_size)
         ga_np_count(&h.counters[C_BAD_FREE])
         _report(h, BAD_FOREIGN, ptr, 0, 0, 0)
         return NULL   # numpy raises MemoryError; the block is left alone
@@ -365,8 +483,15 @@ cdef void *_realloc(Handler h, void *ptr, size_t new_size) noexcept nogil:
         ga_np_count(&h.counters[C_BAD_FREE])
         _report(h, BAD_NOT_LIVE, ptr, 0, 0, 0)
         return NULL
-    p = h.pool.realloc(ptr, new_size, &damage)
-    if p == NULL and h.fallback_handler != NULL:
+    if _oversize(h, new_size):
+        p = _big_malloc(h, new_size, False)
+        if p == NULL:
+            return NULL
+        memcpy(p, ptr, old_size)
+        h.pool.free_ptr(ptr, &damage)
+    else:
+        p = h.pool.realloc(ptr, new_size, &damage)
+    if p == NULL and h.fallback_:
         p = _fallback_malloc(h, new_size)
         if p != NULL:
             memcpy(p, ptr, old_size if old_size < new_size else new_size)
@@ -387,8 +512,8 @@ cdef void _free(Handler h, void *ptr, size_t size) noexcept nogil:
         return
     ga_np_count(&h.counters[C_FREE])
     if not h.pool.owns_ptr(ptr):
-        if h.fallback_handler != NULL:
-            h.fallback_handler.allocator.free(h.fallback_handler.allocator.ctx, ptr, size)
+        if h.numpy_handler != NULL and (_untrack_big(h, ptr, NULL) or h.fallback_):
+            h.numpy_handler.allocator.free(h.numpy_handler.allocator.ctx, ptr, size)
             return
         ga_np_count(&h.counters[C_BAD_FREE])
         _report(h, BAD_FOREIGN, ptr, 0, 0, 0)

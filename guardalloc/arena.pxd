@@ -72,6 +72,9 @@ cdef class Buffer:
 
     cdef int _check(self) except -1
     cdef object address_or_none(self)
+    cdef Py_ssize_t _index(self, index) except? -1
+    cdef Py_ssize_t _search(self, sub, start, end, bint counting, str what) except -2
+    cdef object _equals(self, other)
 
 
 # A size argument in 1..largest: C comparisons for the common case (an int

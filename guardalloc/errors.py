@@ -72,3 +72,31 @@ class BackingFileError(GuardError, OSError):
         super().__init__(message)
         self.needed = needed
         self.size = size
+
+
+class AddressSpaceError(GuardError, MemoryError):
+    """A pool could not reserve its address space (``RLIMIT_AS``, or the
+    process's address space is full).
+
+    ``needed`` is the reservation it asked for; ``fits`` the largest
+    ``max_bytes`` that would fit now, or ``None`` when not even a small pool
+    would. The message ends with what to change, phrased for where the
+    pool was asked for (``Pool(max_bytes=...)``,
+    ``guardalloc.configure(max_bytes=...)``, ``install(max_bytes=...)``).
+    """
+
+    def __init__(self, reason: str, needed: int, fits: int | None, where: str = "Pool()") -> None:
+        self.reason = reason
+        self.needed = needed
+        self.fits = fits
+        self.where = where
+        if fits is None:
+            action = "raise the address-space limit (ulimit -v, RLIMIT_AS) or free address space"
+        else:
+            action = f"pass max_bytes={fits} or less to {where}"
+        super().__init__(f"{reason}: {action}")
+
+    def instead(self, where: str) -> "AddressSpaceError":
+        """The same error, its advice for a caller who set ``max_bytes``
+        through ``where`` (a call such as ``"guardalloc.configure()"``)."""
+        return AddressSpaceError(self.reason, self.needed, self.fits, where)

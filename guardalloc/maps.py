@@ -19,6 +19,7 @@ import stat
 from typing import NamedTuple, Union
 
 from guardalloc.errors import GuardUnsupportedError
+from guardalloc.options import check_choice, check_int
 from guardalloc.pagemap import PAGE_SIZE, GuardRun, GuardRuns, Range, Ranges, scan, subtract
 from guardalloc.support import max_map_count, support
 
@@ -77,13 +78,18 @@ def _proc(pid: Pid, name: str) -> str:
 
 
 def _check_pid(pid: Pid) -> Pid:
+    """pid as 'self' or a process ID (an int of 1 or more).
+
+    Raises:
+        TypeError: neither 'self' nor an integer.
+        ValueError: not a positive process ID.
+    """
     if pid == "self":
         return pid
-    if isinstance(pid, bool) or not isinstance(pid, int):
-        raise TypeError(f"pid must be a process ID or 'self', not {pid!r}")
-    if pid <= 0:
-        raise ValueError(f"pid must be positive, not {pid}")
-    return pid
+    try:
+        return check_int("pid", pid, 1, (1 << 31) - 1, "a process ID (1 or more) or 'self'")
+    except TypeError:
+        raise TypeError(f"pid must be a process ID or 'self', not {pid!r}") from None
 
 
 def _read_maps(pid: Pid) -> bytes:
@@ -120,8 +126,10 @@ def vmas_in_range(start: int, end: int, pid: int | str = "self") -> int:
         ValueError: ``end <= start``.
         ProcessLookupError: no such process.
     """
+    start = _check_address("start", start)
+    end = _check_address("end", end)
     if end <= start:
-        raise ValueError(f"empty range [{start:#x}, {end:#x})")
+        raise ValueError(f"end ({end:#x}) must be above start ({start:#x})")
     count = 0
     for line in _read_maps(pid).splitlines():
         dash = line.index(b"-")
@@ -160,12 +168,18 @@ def scan_method() -> str:
     return "scan" if support().pagemap_scan else "pagemap"
 
 
+def _check_address(name: str, value: object) -> int:
+    """An address bound: an int from 0 to 2**64 (an exclusive end may be 2**64).
+
+    Raises:
+        TypeError, ValueError: naming the parameter.
+    """
+    return check_int(name, value, 0, 2**64, "an address from 0 to 2**64")
+
+
 def _page_range(start: int, end: int) -> tuple[int, int]:
-    for name, value in (("start", start), ("end", end)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an int address, not {type(value).__name__}")
-        if not 0 <= value <= 2**64:
-            raise ValueError(f"{name} must be an address from 0 to 2**64, not {value}")
+    start = _check_address("start", start)
+    end = _check_address("end", end)
     if start > end:
         raise ValueError(f"start ({start:#x}) is above end ({end:#x})")
     return start // PAGE_SIZE * PAGE_SIZE, -(-end // PAGE_SIZE) * PAGE_SIZE
@@ -183,17 +197,23 @@ def _clip(areas: list[Vma], start: int, end: int) -> list[tuple[int, int]]:
 
 
 def _method(method: str) -> str:
+    check_choice("method", method, ("auto", "scan", "pagemap"))
     if method == "auto":
         return scan_method()
     if method == "scan":
-        if not support().pagemap_scan:
+        found = support()
+        if found.pagemap_scan is None:
+            raise GuardUnsupportedError(
+                f"cannot tell whether PAGEMAP_SCAN works here: its probe could not run "
+                f"({found.unknown}); use method='pagemap' or 'auto'")
+        if not found.pagemap_scan:
             raise GuardUnsupportedError(
                 "PAGEMAP_SCAN with PAGE_IS_GUARD is unavailable on this kernel "
                 f"({os.uname().release}); use method='pagemap' or 'auto'")
         return method
     if method == "pagemap":
         found = support()
-        if found.anonymous and not found.pagemap_guard_bit:
+        if found.anonymous and found.pagemap_guard_bit is False:
             # Guards exist but pagemap would report none: refuse rather
             # than answer "no guards" wrongly.
             raise GuardUnsupportedError(

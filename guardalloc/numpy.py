@@ -35,6 +35,7 @@ guardalloc`` does not import it.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import contextvars
 import sys
@@ -49,6 +50,8 @@ except ImportError as exc:  # pragma: no cover - exercised without numpy only
 
 from guardalloc import _numpy_handler
 from guardalloc._numpy_handler import HANDLER_NAME, Handler
+from guardalloc.errors import AddressSpaceError
+from guardalloc.options import POOL_OPTIONS, check_bool, check_int, check_option_names
 
 __all__ = [
     "HANDLER_NAME",
@@ -59,6 +62,7 @@ __all__ = [
     "install",
     "installed",
     "is_guarded",
+    "max_block",
     "uninstall",
 ]
 
@@ -72,7 +76,7 @@ else:  # numpy 1.22 to 1.26
 _ABI_VERSION, _FEATURE_VERSION = _numpy_handler.load_numpy_api(_umath._ARRAY_API)
 
 # Options that belong to the handler, not to the Pool.
-_HANDLER_OPTIONS = ("fallback",)
+_HANDLER_OPTIONS = ("fallback", "strict")
 _DEFAULT_ALIGNMENT = 16
 
 _handlers_lock = threading.Lock()
@@ -84,40 +88,49 @@ def handler(**options: Any) -> Handler:
     for the life of the process.
 
     Options are those of :class:`guardalloc.Pool` (``alignment``, ``align``,
-    ``guard_pages``, ``uaf``, ``max_bytes``, ...; not ``tracebacks=True``:
-    numpy's calls record no traceback) plus
-    ``fallback=False``: when True, a request the pool refuses (a limit is
-    reached) is served by numpy's default allocator instead of failing with
-    ``MemoryError``.
+    ``guard_pages``, ``uaf``, ``max_bytes``, ``max_arenas``, ``quarantine``,
+    ``on_fault``, ``backend``, ``grow``; not ``tracebacks=True``: numpy's
+    calls record no traceback) plus:
+
+    - ``strict=False``: arrays larger than the pool's largest block
+      (:func:`max_block`, 3.5 GiB with 4 KiB pages) are served, unguarded, by
+      numpy's own allocator, so that a program that works with numpy's
+      allocator keeps working; at exit one line on stderr says how many
+      there were and the largest size (also in :meth:`Handler.stats`).
+      ``strict=True`` refuses them (numpy raises ``MemoryError``).
+    - ``fallback=False``: when True, a request the pool refuses because a
+      limit is reached (``max_bytes``, ``max_arenas``) is served by numpy's
+      allocator instead of failing with ``MemoryError``.
 
     ``alignment`` defaults to 16 (what numpy expects); 1 is the byte-exact
     mode; other values must be powers of two of at least 16.
 
     Raises:
+        TypeError: an unknown option (the message names it and lists the
+            options), or a value of the wrong type.
         ValueError: an option is out of range (``alignment`` and
             ``tracebacks=True`` here, the rest from :class:`guardalloc.Pool`).
-        TypeError: an unknown option, or an unhashable value.
     """
-    options.setdefault("alignment", _DEFAULT_ALIGNMENT)
-    alignment = options["alignment"]
-    if (not isinstance(alignment, int) or isinstance(alignment, bool)
-            or not (alignment == 1 or (alignment >= 16 and alignment & (alignment - 1) == 0))):
-        raise ValueError(
-            f"alignment must be 1 (byte-exact) or a power of two of at least 16 (numpy "
-            f"expects 16-byte aligned data), not {alignment!r}")
+    check_option_names(options, _HANDLER_OPTIONS + POOL_OPTIONS,
+                       "guardalloc.numpy (handler(), guarded(), install())")
+    accepted = "1 (byte-exact) or a power of two of at least 16 (numpy expects 16-byte aligned data)"
+    alignment = options["alignment"] = check_int(
+        "alignment", options.get("alignment", _DEFAULT_ALIGNMENT), 1, None, accepted)
+    if not (alignment == 1 or (alignment >= 16 and alignment & (alignment - 1) == 0)):
+        raise ValueError(f"alignment must be {accepted}, not {alignment!r}")
     if options.get("tracebacks") is True:
         raise ValueError(
             "tracebacks=True is not supported for numpy arrays: the pool's C interface, "
             "which numpy calls, records no Python tracebacks; fault reports still name "
             "the block, its size and the arena")
-    fallback = options.setdefault("fallback", False)
-    if not isinstance(fallback, bool):
-        raise TypeError(f"fallback must be True or False, not {fallback!r}")
-    try:
-        key = tuple(sorted(options.items()))
-        hash(key)
-    except TypeError as exc:
-        raise TypeError(f"handler options must be hashable: {exc}") from None
+    fallback = check_bool("fallback", options.setdefault("fallback", False))
+    strict = check_bool("strict", options.setdefault("strict", False))
+    for name, value in options.items():
+        try:
+            hash(value)
+        except TypeError:
+            raise TypeError(f"{name} must be a hashable option value, not {type(value).__name__}") from None
+    key = tuple(sorted(options.items()))
     with _handlers_lock:
         found = _handlers.get(key)
         if found is not None:
@@ -125,11 +138,35 @@ def handler(**options: Any) -> Handler:
         from guardalloc.pool import Pool
 
         pool_options = {k: v for k, v in options.items() if k not in _HANDLER_OPTIONS}
-        pool = Pool(**pool_options)
-        default = _default_handler() if fallback else None
-        made = _numpy_handler.make_handler(pool, default, dict(options))
+        try:
+            pool = Pool(**pool_options)
+        except AddressSpaceError as exc:
+            raise exc.instead("guardalloc.numpy.install(), guarded() or handler()") from None
+        numpy_capsule = _default_handler() if fallback or not strict else None
+        made = _numpy_handler.make_handler(pool, numpy_capsule, dict(options), fallback, strict)
+        if not _handlers:
+            atexit.register(_say_oversize)
         _handlers[key] = made
         return made
+
+
+def max_block() -> int:
+    """Bytes of the largest array data a handler guards; larger arrays go to
+    numpy's allocator (``strict=False``, the default) or fail."""
+    return _numpy_handler.max_block()
+
+
+def _say_oversize() -> None:
+    """At exit: one line on stderr per handler that sent arrays larger than
+    its largest block to numpy's allocator."""
+    for made in list(_handlers.values()):
+        stats = made.stats()
+        if stats["oversize"]:
+            sys.stderr.write(
+                f"guardalloc.numpy: {stats['oversize']} array request(s) larger than the largest "
+                f"guarded block ({max_block():,} bytes; the largest asked for {stats['largest_oversize']:,}) "
+                "went to numpy's own allocator, unguarded (strict=True refuses them)\n")
+    sys.stderr.flush()
 
 
 def _default_handler():

@@ -13,7 +13,8 @@ import mmap
 import operator
 from typing import Any, Optional
 
-__all__ = ["GuardOptions", "check_int", "check_choice", "check_bool"]
+__all__ = ["GuardOptions", "POOL_OPTIONS", "check_int", "check_choice", "check_bool",
+           "check_option_names"]
 
 PAGE_SIZE = mmap.PAGESIZE
 
@@ -75,6 +76,19 @@ def check_bool(name: str, value: Any, none_ok: bool = False) -> Optional[bool]:
         allowed = "True, False or None" if none_ok else "True or False"
         raise TypeError(f"{name} must be {allowed}, not {value!r}")
     return value
+
+
+def check_option_names(options: dict, accepted: tuple, where: str) -> None:
+    """Refuse keyword arguments that are not among ``accepted``, naming
+    them and the accepted ones (``where``: the call, for the message).
+
+    Raises:
+        TypeError: an unknown option.
+    """
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise TypeError(f"{where} got unknown option(s) {', '.join(map(repr, unknown))}; "
+                        f"the options are {', '.join(accepted)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,3 +155,9 @@ class GuardOptions:
     def as_kwargs(self) -> dict:
         """The options as keyword arguments of Arena and Pool."""
         return dataclasses.asdict(self)
+
+
+#: The keyword arguments of :class:`guardalloc.Pool`: the guard options,
+#: then the pool's own limits and growth mode.
+POOL_OPTIONS = tuple(field.name for field in dataclasses.fields(GuardOptions)) + (
+    "max_bytes", "max_arenas", "grow")

@@ -16,7 +16,10 @@ Both merge neighbouring pages into runs and return a :class:`GuardRuns`.
 import os
 from collections import namedtuple
 
+from guardalloc.options import check_int
+
 cimport cython
+from cpython.number cimport PyIndex_Check, PyNumber_AsSsize_t
 from libc.errno cimport errno
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport free, malloc, realloc
@@ -215,7 +218,10 @@ cdef class Ranges:
         cdef Py_ssize_t i
         if isinstance(index, slice):
             return [self[j] for j in range(*index.indices(self.runs.count))]
-        i = index
+        if not PyIndex_Check(index):
+            raise TypeError(f"{type(self).__name__} indices must be integers or slices, not "
+                            f"{type(index).__name__}")
+        i = PyNumber_AsSsize_t(index, IndexError)
         if i < 0:
             i += self.runs.count
         if not 0 <= i < <Py_ssize_t>self.runs.count:
@@ -268,8 +274,10 @@ cdef class Ranges:
         cdef Ranges result = <Ranges>type(self).__new__(type(self))
         cdef uint64_t lo, hi, a, b
         cdef size_t i
-        if not 0 <= start <= end <= 2**64 - 1:
-            raise ValueError(f"need 0 <= start <= end < 2**64, not {start:#x}, {end:#x}")
+        start = check_int("start", start, 0, 2**64 - 1, "an address below 2**64")
+        end = check_int("end", end, 0, 2**64 - 1, "an address below 2**64")
+        if start > end:
+            raise ValueError(f"start ({start:#x}) is above end ({end:#x})")
         lo = start
         hi = end
         if isinstance(self, GuardRuns):

@@ -7,6 +7,8 @@ from guardalloc.options import GuardOptions
 
 DEFAULT_MAX_BYTES: int
 DEFAULT_MAX_ARENAS: int
+MAX_MAX_BYTES: int
+MAX_MAX_ARENAS: int
 
 _Grow = Literal["sync", "pending", "never"]
 
@@ -37,8 +39,8 @@ class Pool:
         quarantine: int | None = None,
         tracebacks: bool | None = None,
         on_fault: _OnFault = "abort",
-        max_bytes: int = ...,
-        max_arenas: int = ...,
+        max_bytes: int | None = None,
+        max_arenas: int | None = None,
         grow: _Grow = "sync",
     ) -> None: ...
     def alloc(self, nbytes: int, *, zero: bool = True) -> Buffer: ...
@@ -70,5 +72,7 @@ class Pool:
     @property
     def closed(self) -> bool: ...
 
+def default_max_bytes(guard_pages: int = 1) -> int: ...
+def configure(**options: Any) -> None: ...
 def default_pool() -> Pool: ...
 def alloc(nbytes: int, *, zero: bool = True) -> Buffer: ...

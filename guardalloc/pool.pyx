@@ -25,10 +25,12 @@ this one request (the interpreter's allocator hooks, which forward it);
 "never" only uses what :meth:`Pool.prepare` made.
 """
 
+import resource
 import threading
 import warnings
 
 cimport cython
+from cpython.ref cimport Py_DECREF, Py_INCREF
 from libc.errno cimport errno
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, uintptr_t
 from libc.stdlib cimport calloc, free, realloc
@@ -39,8 +41,10 @@ from guardalloc.arena cimport Arena, Buffer, make_buffer, size_arg, new_pooled_a
 from guardalloc.tracebacks cimport record_trace, wants_traces
 
 from guardalloc.arena import _address, _choose_backend
-from guardalloc.errors import ForeignBufferError, GuardInstallError, InvalidFreeError
-from guardalloc.options import GuardOptions, check_bool, check_choice, check_int
+from guardalloc.errors import AddressSpaceError, ForeignBufferError, GuardInstallError, InvalidFreeError
+from guardalloc.options import (
+    POOL_OPTIONS as _POOL_OPTIONS, GuardOptions, check_bool, check_choice, check_int, check_option_names,
+)
 
 cdef extern from "Python.h":
     int Py_AddPendingCall(int (*func)(void *) noexcept, void *arg) nogil
@@ -119,8 +123,12 @@ cdef uint32_t MAX_FIRST_SLOTS = 256
 cdef uint32_t MAX_ARENA_SLOTS = 65536
 cdef size_t MAX_POOLED_ARENA_BYTES = <size_t>1 << 30
 
+# The most a pool takes by default; less when RLIMIT_AS would not leave the
+# program room (default_max_bytes()).
 DEFAULT_MAX_BYTES = 16 << 30
 DEFAULT_MAX_ARENAS = 16384
+MAX_MAX_BYTES = 1 << 44
+MAX_MAX_ARENAS = 262144
 
 _GROW_MODES = {"sync": GROW_SYNC, "pending": GROW_PENDING, "never": GROW_NEVER}
 
@@ -153,7 +161,7 @@ cdef class Pool:
 
     Pool(*, guard_pages=1, backend="auto", align="right", alignment=16,
          uaf=False, quarantine=None, tracebacks=None, on_fault="abort",
-         max_bytes=16 GiB, max_arenas=16384, grow="sync")
+         max_bytes=None, max_arenas=None, grow="sync")
 
     The arena options mean what they mean for :class:`guardalloc.Arena` and
     apply to every arena of the pool (``quarantine`` is per arena). Limits:
@@ -162,8 +170,10 @@ cdef class Pool:
         max_bytes: bytes of slots (the memory buffers may occupy, guard
             pages not counted) the pool may map in all. The pool reserves
             ``max_bytes * (1 + guard_pages)`` bytes of address space for
-            it up front (no memory).
-        max_arenas: arenas the pool may create.
+            it up front (no memory). None: :func:`default_max_bytes`, 16 GiB
+            or less when ``RLIMIT_AS`` limits what the process may map.
+        max_arenas: arenas the pool may create; None: 16384, or fewer for a
+            small ``max_bytes`` (one per page of it).
         grow: "sync", "pending" or "never" (see the module docstring); only
             the C methods look at it, Python methods always grow.
 
@@ -171,9 +181,12 @@ cdef class Pool:
     with or without the GIL.
 
     Raises:
+        TypeError: an option has the wrong type, or is unknown.
         ValueError: an option is out of range.
         GuardUnsupportedError: ``backend="madvise"`` without guard pages.
-        MemoryError: the address space reservation failed (``RLIMIT_AS``?).
+        AddressSpaceError: (a MemoryError) the address space reservation
+            failed (``RLIMIT_AS``); the message says which ``max_bytes``
+            would fit.
     """
 
     def __cinit__(self):
@@ -182,7 +195,7 @@ cdef class Pool:
 
     def __init__(self, *, guard_pages=1, backend="auto", align="right", alignment=16,
                  uaf=False, quarantine=None, tracebacks=None, on_fault="abort",
-                 max_bytes=DEFAULT_MAX_BYTES, max_arenas=DEFAULT_MAX_ARENAS, grow="sync"):
+                 max_bytes=None, max_arenas=None, grow="sync"):
         cdef size_t reserve
         cdef void *base
         cdef int i
@@ -192,8 +205,13 @@ cdef class Pool:
                                alignment=alignment, uaf=uaf, quarantine=quarantine,
                                tracebacks=tracebacks, on_fault=on_fault)
         grow = check_choice("grow", grow, tuple(_GROW_MODES))
-        max_bytes = check_int("max_bytes", max_bytes, PAGE, 1 << 44)
-        max_arenas = check_int("max_arenas", max_arenas, 1, 262144)
+        if max_bytes is None:
+            max_bytes = default_max_bytes(options.guard_pages)
+        max_bytes = check_int("max_bytes", max_bytes, PAGE, MAX_MAX_BYTES)
+        arenas_given = max_arenas is not None
+        if max_arenas is None:
+            max_arenas = _default_max_arenas(max_bytes)
+        max_arenas = check_int("max_arenas", max_arenas, 1, MAX_MAX_ARENAS)
 
         self.backend = _choose_backend(options.backend, False)
         # Every arena gets the backend chosen once, here.
@@ -214,13 +232,11 @@ cdef class Pool:
 
         # Every slot costs at most guard_pages guard pages on top (1-page
         # slots), every arena one more guard at its start.
-        reserve = ga_round_up(<size_t>max_bytes, PAGE) * (1 + <size_t>options.guard_pages) \
-            + <size_t>max_arenas * self.guard_size
+        reserve = _reservation(max_bytes, options.guard_pages, max_arenas)
         base = ga_reserve(NULL, reserve)
         if base == NULL:
-            raise MemoryError(
-                f"cannot reserve {reserve} bytes of address space for the pool "
-                f"({strerror(errno).decode()}; RLIMIT_AS?): pass a smaller max_bytes")
+            raise _reservation_error(reserve, strerror(errno).decode(), max_bytes,
+                                     options.guard_pages, max_arenas if arenas_given else None)
         self.reserve_start = <char *>base
         self.reserve_end = self.reserve_start + reserve
         self.reservation_mapped = True
@@ -256,6 +272,7 @@ cdef class Pool:
             arena.free_hook = NULL
             arena.free_hook_ctx = NULL
             arena.release()
+            Py_DECREF(arena)    # the table's reference (see _add_arena)
         self.narenas = 0
         free(self.table)
         self.table = NULL
@@ -623,6 +640,9 @@ cdef class Pool:
             # Arenas claimed concurrently may finish out of order: insert
             # sorted (indices of later arenas shift: fix the avail stacks).
             self._insert_sorted(arena, cls)
+            # The table's own reference: the cycle collector may clear the
+            # `arenas` list before the pool's __dealloc__ walks the table.
+            Py_INCREF(arena)
             c.narenas += 1
             c.slots += slots
             if c.slot_size < LARGE_SLOT:
@@ -766,7 +786,7 @@ cdef class Pool:
             raise TypeError(f"free() takes a guardalloc.Buffer or an address, not {type(buffer).__name__}")
         address = _address(buffer)
         if address is None or not self.owns_ptr(<const void *><uintptr_t>address):
-            raise ForeignBufferError(f"address {buffer:#x} is not in this pool", buffer, None)
+            raise ForeignBufferError(f"address {_hex(address, buffer)} is not in this pool", address, None)
         arena = self._arena_at(address)
         if arena is None:
             raise InvalidFreeError(f"invalid free of address {address:#x}: not in any of the "
@@ -788,12 +808,14 @@ cdef class Pool:
         cdef long slot
         cdef Arena arena
         self._check_open()
+        original = address
+        address = _address(address)
         if address == 0:
             return self.alloc_raw(nbytes, zero=False)
-        address = _address(address)
         arena = None if address is None else self._arena_at(address)
         if arena is None:
-            raise InvalidFreeError(f"realloc of {address:#x}: not a live block of this pool", address, None)
+            raise InvalidFreeError(f"realloc of {_hex(address, original)}: not a live block of this pool",
+                                   address, None)
         slot = ga_live_slot_at(&arena.a, <void *><uintptr_t>address)
         if slot < 0:
             raise_free_error(arena, GA_ERR_INVALID, address, NULL, f"realloc of address {address:#x}")
@@ -946,30 +968,140 @@ cdef uint32_t _next_slots(uint32_t slots, size_t slot_size) noexcept nogil:
     return <uint32_t>n
 
 
+def _hex(address, original) -> str:
+    """An address for a message: hex when it is one, else as given."""
+    return f"{address:#x}" if address is not None else repr(original)
+
+
+# ---------------------------------------------------------------------------
+# Sizing the reservation
+
+def _reservation(max_bytes, guard_pages, max_arenas) -> int:
+    """Bytes of address space a pool reserves: every slot costs at most
+    guard_pages guard pages on top (1-page slots), every arena one more
+    guard at its start."""
+    return -(-max_bytes // PAGE) * PAGE * (1 + guard_pages) + max_arenas * guard_pages * PAGE
+
+
+def _default_max_arenas(max_bytes) -> int:
+    """16384, or one per page of max_bytes when fewer (each arena holds at
+    least one page of slots, so a pool can never use more)."""
+    return max(1, min(DEFAULT_MAX_ARENAS, max_bytes // PAGE))
+
+
+def _address_space_left():
+    """Bytes the process may still map under RLIMIT_AS (soft limit minus
+    VmSize), or None when it is unlimited."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    mapped = 0
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmSize:"):
+                    mapped = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    return max(0, soft - mapped)
+
+
+def _fitting_max_bytes(space, guard_pages, max_arenas=None) -> int:
+    """The largest max_bytes (whole pages, 0 if none) whose reservation
+    fits in space bytes (max_arenas None: the default for that size)."""
+    if max_arenas is None:
+        # With one arena per page, reserve <= max_bytes * (1 + 2 * guard_pages).
+        fit = space // (1 + 2 * guard_pages)
+    else:
+        fit = (space - max_arenas * guard_pages * PAGE) // (1 + guard_pages)
+    return max(0, fit // PAGE * PAGE)
+
+
+def default_max_bytes(guard_pages=1) -> int:
+    """The ``max_bytes`` a pool gets when none is given: 16 GiB
+    (``DEFAULT_MAX_BYTES``), or less so that its reservation takes at most
+    half of what ``RLIMIT_AS`` still lets the process map (at least a page).
+
+    Raises:
+        TypeError, ValueError: guard_pages is not an integer of 1 or more.
+    """
+    guard_pages = check_int("guard_pages", guard_pages, 1)
+    left = _address_space_left()
+    if left is None:
+        return DEFAULT_MAX_BYTES
+    return max(PAGE, min(DEFAULT_MAX_BYTES, _fitting_max_bytes(left // 2, guard_pages)))
+
+
+def _reservation_error(reserve, why, max_bytes, guard_pages, max_arenas):
+    left = _address_space_left()
+    limit = "" if left is None else f"; RLIMIT_AS lets this process map {left:,} more bytes"
+    fits = None
+    if left is not None:
+        fits = _fitting_max_bytes(left, guard_pages, max_arenas) or None
+    return AddressSpaceError(
+        f"cannot reserve {reserve:,} bytes of address space for a pool of max_bytes={max_bytes:,} "
+        f"with guard_pages={guard_pages} ({why}{limit})", reserve, fits)
+
+
 # ---------------------------------------------------------------------------
 # The default pool behind guardalloc.alloc()
 
 cdef Pool _default_pool = None
+_default_options = {}
 _default_lock = threading.Lock()
 
 
+def configure(**options) -> None:
+    """Set the options of the default pool behind :func:`alloc` (those of
+    :class:`Pool`: ``max_bytes``, ``guard_pages``, ``uaf``, ...), for
+    example ``guardalloc.configure(max_bytes=1 << 30)`` under a tight
+    ``RLIMIT_AS``. Takes effect at once: the next :func:`alloc` uses a new
+    default pool; buffers from the previous one keep working (each keeps
+    its pool alive). ``configure()`` with no options restores the defaults.
+
+    Raises:
+        TypeError, ValueError: an unknown option or a bad value (named).
+        AddressSpaceError: the new pool's reservation does not fit.
+        GuardUnsupportedError: as :class:`Pool`.
+    """
+    global _default_pool, _default_options
+    check_option_names(options, _POOL_OPTIONS, "guardalloc.configure()")
+    try:
+        pool = Pool(**options)
+    except AddressSpaceError as exc:
+        raise exc.instead("guardalloc.configure()") from None
+    with _default_lock:
+        _default_pool = pool
+        _default_options = dict(options)
+
+
 def default_pool() -> Pool:
-    """The pool behind :func:`alloc`, created with default options on first use."""
+    """The pool behind :func:`alloc`, created on first use with the options
+    of :func:`configure` (defaults: those of :class:`Pool`).
+
+    Raises:
+        AddressSpaceError: its reservation does not fit (the message names
+            the ``guardalloc.configure(max_bytes=...)`` that would).
+    """
     global _default_pool
     if _default_pool is None or _default_pool.is_closed:
         with _default_lock:
             if _default_pool is None or _default_pool.is_closed:
-                _default_pool = Pool()
+                try:
+                    _default_pool = Pool(**_default_options)
+                except AddressSpaceError as exc:
+                    raise exc.instead("guardalloc.configure() before guardalloc.alloc()") from None
     return _default_pool
 
 
-def alloc(nbytes, *, bint zero=True):
+def alloc(nbytes, *, zero=True):
     """A guarded :class:`guardalloc.Buffer` of any size (1 byte to 3.5 GiB)
-    from the default pool: ``default_pool().alloc(nbytes, zero=zero)``.
+    from the default pool: ``default_pool().alloc(nbytes, zero=zero)``;
+    :func:`configure` sets that pool's options.
 
     Raises:
         TypeError, ValueError, MemoryError: as :meth:`Pool.alloc`.
+        AddressSpaceError: as :func:`default_pool`.
     """
-    return default_pool().alloc(nbytes, zero=zero)
-
-
+    return default_pool().alloc(nbytes, zero=check_bool("zero", zero))

@@ -37,6 +37,8 @@ from guardalloc._core cimport (
 )
 from guardalloc.pool cimport GROW_NEVER, GROW_PENDING, Pool
 
+from guardalloc.errors import AddressSpaceError
+from guardalloc.options import check_bool, check_int
 from guardalloc.pool import Pool as _PoolClass
 
 cdef extern from "Python.h":
@@ -279,8 +281,7 @@ cdef _restore_all():
 
 
 def install(sample_rate=5000, *, domains=("raw", "mem", "obj"), max_bytes=1 << 30,
-            bint random=False, seed=None, size_t alignment=16, bint uaf=False,
-            int guard_pages=1) -> None:
+            random=False, seed=None, alignment=16, uaf=False, guard_pages=1) -> None:
     """Send one allocation in ``sample_rate`` of the given domains to guarded
     slots; everything else goes to the allocators installed before.
 
@@ -306,36 +307,47 @@ def install(sample_rate=5000, *, domains=("raw", "mem", "obj"), max_bytes=1 << 3
     the rate and domains.
 
     Raises:
-        ValueError: a bad rate, domain or option.
-        TypeError: domains is not a sequence of names.
+        ValueError: a bad rate, domain or option (named).
+        TypeError: an option of the wrong type (integers must be ints, not
+            bool, float or str), or domains not a sequence of names.
+        AddressSpaceError: the pool's reservation does not fit (RLIMIT_AS).
         RuntimeError: another hook (tracemalloc?) was installed on top of
             guardalloc's since: uninstall it first.
     """
     global _pool, _pool_options, _pool_ptr, _pool_low, _pool_high, _rate, _random, _seed, _draining, _generation
     cdef int i
     cdef PyMemAllocatorEx current
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int):
-        raise TypeError(f"sample_rate must be an int, not {type(sample_rate).__name__}")
-    if sample_rate < 1:
-        raise ValueError(f"sample_rate must be 1 or more, not {sample_rate}")
+    sample_rate = check_int("sample_rate", sample_rate, 1, (1 << 63) - 1)
     if isinstance(domains, str):
         raise TypeError("domains must be a sequence of names such as ('raw', 'mem', 'obj'), not a string")
-    wanted = set(domains)
+    try:
+        wanted = set(domains)
+    except TypeError:
+        raise TypeError(f"domains must be a sequence of names such as ('raw', 'mem', 'obj'), "
+                        f"not {type(domains).__name__}") from None
     if not wanted or not wanted <= set(DOMAIN_NAMES):
         raise ValueError(f"domains must be a non-empty subset of {DOMAIN_NAMES}, not {tuple(domains)!r}")
-    if seed is not None and not isinstance(seed, int):
-        raise TypeError("seed must be an int or None")
+    max_bytes = check_int("max_bytes", max_bytes, 1)
+    random = check_bool("random", random)
+    if seed is not None:
+        seed = check_int("seed", seed, -(1 << 63), (1 << 64) - 1)
+    alignment = check_int("alignment", alignment, 1)
+    uaf = check_bool("uaf", uaf)
+    guard_pages = check_int("guard_pages", guard_pages, 1)
     with _lock:
         for i in range(3):
             if _domains[i].hooked and not _is_ours(i):
                 raise RuntimeError(
                     f"another allocator hook was installed on top of guardalloc's in the "
                     f"{DOMAIN_NAMES[i]} domain (tracemalloc?): remove it first")
-        options = (int(max_bytes), alignment, uaf, guard_pages)
+        options = (max_bytes, alignment, uaf, guard_pages)
         if _pool is None or (_pool_options != options and _pool.live == 0
                              and not any(_domains[i].hooked for i in range(3))):
-            new_pool = _PoolClass(max_bytes=max_bytes, alignment=alignment, uaf=uaf,
-                                  guard_pages=guard_pages, grow="pending")
+            try:
+                new_pool = _PoolClass(max_bytes=max_bytes, alignment=alignment, uaf=uaf,
+                                      guard_pages=guard_pages, grow="pending")
+            except AddressSpaceError as exc:
+                raise exc.instead("guardalloc.pymem.install()") from None
             # Most objects fit in a page or two: have those classes ready.
             for nbytes in (4096, 8192, 16384, 32768):
                 try:

@@ -23,6 +23,7 @@ import os
 from typing import Any
 
 from guardalloc.arena import Arena, Buffer
+from guardalloc.options import check_int
 
 __all__ = ["SharedArena"]
 
@@ -50,6 +51,8 @@ class SharedArena:
     def __init__(self, slot_size: int, slots: int, *, file: Any = "memfd", guard_pages: int = 1,
                  backend: str = "auto", align: str = "right", alignment: int = 16, uaf: bool = False,
                  **arena_options: Any) -> None:
+        if getattr(self, "arena", None) is not None:
+            raise RuntimeError("SharedArena.__init__ called twice")
         if file is None:
             raise ValueError("a SharedArena needs a file: a path, a file descriptor or 'memfd'")
         if "shared" in arena_options:
@@ -161,11 +164,15 @@ class SharedArena:
 
 
 def _arena_size(slot_size: int, slots: int, guard_pages: int) -> int:
-    """Bytes an arena of this layout maps (as Arena computes it)."""
+    """Bytes an arena of this layout maps (as Arena computes it).
+
+    Raises:
+        TypeError, ValueError: an argument is not a positive integer (named).
+    """
     page = os.sysconf("SC_PAGE_SIZE")
-    slot = -(-int(slot_size) // page) * page
-    guard = int(guard_pages) * page
-    return guard + int(slots) * (slot + guard)
+    slot = -(-check_int("slot_size", slot_size, 1) // page) * page
+    guard = check_int("guard_pages", guard_pages, 1) * page
+    return guard + check_int("slots", slots, 1) * (slot + guard)
 
 
 def _open_path(path: str, layout: dict[str, Any]) -> SharedArena:

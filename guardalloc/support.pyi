@@ -11,12 +11,13 @@ def max_map_count() -> int | None: ...
 @dataclass(frozen=True)
 class Support:
     kernel: str
-    anonymous: bool
-    file_shared: bool
-    process_madvise: bool
-    pagemap_guard_bit: bool
+    anonymous: bool | None
+    file_shared: bool | None
+    process_madvise: bool | None
+    pagemap_guard_bit: bool | None
     auto_backend: Literal["madvise", "mprotect"]
     reason: str
-    pagemap_scan: bool = False
+    pagemap_scan: bool | None = False
+    unknown: str = ""
 
 def support(refresh: bool = False) -> Support: ...

@@ -10,6 +10,8 @@ import errno as errno_module
 import os
 from dataclasses import dataclass
 
+from guardalloc.options import check_bool
+
 from libc.errno cimport errno
 from libc.stdint cimport uint64_t
 from libc.string cimport strerror
@@ -40,6 +42,12 @@ def max_map_count() -> int | None:
 class Support:
     """Result of :func:`support`.
 
+    Each probe field is True (works), False (the kernel or a seccomp filter
+    refused it: ``reason`` says why for ``anonymous``) or None (unknown: the
+    probe could not run, for want of a file descriptor or memory, say;
+    ``unknown`` gives the errno). None is falsy, so ``if found.file_shared:``
+    still means "known to work".
+
     Attributes:
         kernel: ``os.uname().release``, for the record only.
         anonymous: MADV_GUARD_INSTALL works on private anonymous memory.
@@ -48,32 +56,37 @@ class Support:
             so guards can be installed 1024 per system call.
         pagemap_guard_bit: /proc/self/pagemap marks guard pages (bit 58).
         auto_backend: what ``backend="auto"`` picks: "madvise" or "mprotect".
-        reason: why guard pages are unavailable ("" when they work).
+        reason: why guard pages are unavailable ("" when they work or are
+            unknown).
         pagemap_scan: the PAGEMAP_SCAN ioctl reports guard pages
             (PAGE_IS_GUARD), so :func:`guardalloc.maps.guard_pages` need not
             read every page's pagemap entry.
+        unknown: why the fields that are None could not be probed, one
+            "field: what failed: errno N: text" per field, "; "-separated
+            ("" when every probe ran).
     """
 
     kernel: str
-    anonymous: bool
-    file_shared: bool
-    process_madvise: bool
-    pagemap_guard_bit: bool
+    anonymous: bool | None
+    file_shared: bool | None
+    process_madvise: bool | None
+    pagemap_guard_bit: bool | None
     auto_backend: str
     reason: str
-    pagemap_scan: bool = False
+    pagemap_scan: bool | None = False
+    unknown: str = ""
 
 
-# Set by a probe that could not make its scratch resources (no descriptor
-# left, no memory): its answer says nothing about the kernel, so support()
-# does not cache it.
-cdef bint _inconclusive = False
+# Why each probe that could not run (no descriptor, no memory) says
+# nothing: filled during one support() call. Such a result is not cached.
+_unknown = []
 
 
-cdef bint _cannot_tell() noexcept:
-    global _inconclusive
-    _inconclusive = True
-    return False
+cdef object _cannot_tell(str field, str what, int err):
+    """Record that a probe could not run (``what`` failed with err); its
+    answer is None, unknown."""
+    _unknown.append(f"{field}: {what} failed: {_errno_text(err)}")
+    return None
 
 
 cdef str _errno_text(int err):
@@ -96,13 +109,14 @@ cdef int _guard_one(char *page_address) noexcept:
 
 
 cdef tuple _probe_anonymous():
-    """Guard the middle page of a 3-page scratch mapping; check pagemap."""
+    """Guard the middle page of a 3-page scratch mapping; check pagemap.
+    (anonymous, pagemap_guard_bit, reason)."""
     cdef size_t page = PAGE
     cdef char *region = _scratch(3 * page)
     cdef int err
     if region == NULL:
-        _cannot_tell()
-        return False, False, "mmap failed: " + _errno_text(errno)
+        err = errno
+        return _cannot_tell("anonymous", "mmap of a scratch mapping", err), None, ""
     try:
         if _guard_one(region + page) != 0:
             err = errno
@@ -112,19 +126,19 @@ cdef tuple _probe_anonymous():
         ga_unmap(region, 3 * page)
 
 
-cdef bint _probe_file_shared():
+cdef object _probe_file_shared():
     cdef size_t page = PAGE
     cdef int fd = ga_memfd(b"guardalloc-probe")
     cdef char *region
     cdef bint ok = False
     if fd < 0:
-        return _cannot_tell()
+        return _cannot_tell("file_shared", "memfd_create", errno)
     try:
         if ftruncate(fd, 3 * page) != 0:
-            return _cannot_tell()
+            return _cannot_tell("file_shared", "ftruncate of a memfd", errno)
         region = <char *>ga_map_file(fd, 3 * page, True)
         if region == NULL:
-            return _cannot_tell()
+            return _cannot_tell("file_shared", "mmap of a memfd", errno)
         ga_unlock(region, 3 * page)
         ok = _guard_one(region + page) == 0
         ga_unmap(region, 3 * page)
@@ -133,14 +147,14 @@ cdef bint _probe_file_shared():
         close(fd)
 
 
-cdef bint _probe_process_madvise():
+cdef object _probe_process_madvise():
     cdef size_t page = PAGE
     cdef iovec iov[2]
     cdef char *region = _scratch(4 * page)
     cdef long done
     cdef int err
     if region == NULL:
-        return _cannot_tell()
+        return _cannot_tell("process_madvise", "mmap of a scratch mapping", errno)
     iov[0].iov_base = region + page
     iov[0].iov_len = page
     iov[1].iov_base = region + 3 * page
@@ -149,20 +163,22 @@ cdef bint _probe_process_madvise():
     err = errno
     ga_unmap(region, 4 * page)
     if done < 0 and err in (errno_module.EMFILE, errno_module.ENFILE, errno_module.ENOMEM):
-        return _cannot_tell()   # no pidfd to be had: says nothing about the kernel
+        # No pidfd to be had: says nothing about the kernel.
+        return _cannot_tell("process_madvise", "pidfd_open of this process", err)
     return done == <long>(2 * page)
 
 
 cdef object _scan_supported = None
 
 
-cdef bint _probe_pagemap_scan():
+cdef object _probe_pagemap_scan():
     """Whether PAGEMAP_SCAN accepts the PAGE_IS_GUARD category here.
 
     An ioctl on a scratch 3-page mapping whose middle page is a guard:
     kernels before 6.7 answer ENOTTY, those that do not know the guard
     category EINVAL. When guards themselves are refused (old kernel,
-    seccomp), an accepted ioctl is enough.
+    seccomp), an accepted ioctl is enough. Probed again by every
+    support() call that probes (support(refresh=True) included).
     """
     global _scan_supported
     cdef char *region
@@ -174,12 +190,12 @@ cdef bint _probe_pagemap_scan():
         return _scan_supported
     try:
         fd = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return _cannot_tell()
+    except OSError as exc:
+        return _cannot_tell("pagemap_scan", "opening /proc/self/pagemap", exc.errno or 0)
     region = _scratch(3 * PAGE)
     if region == NULL:
         os.close(fd)
-        return _cannot_tell()
+        return _cannot_tell("pagemap_scan", "mmap of a scratch mapping", errno)
     guarded = _guard_one(region + PAGE) == 0
     arg.size = sizeof(ga_pm_scan_arg)
     arg.flags = 0
@@ -204,16 +220,17 @@ cdef bint _probe_pagemap_scan():
     return _scan_supported
 
 
-def _pagemap_guard(address: int) -> bool:
-    """Whether /proc/self/pagemap marks the page at address as a guard."""
+def _pagemap_guard(address: int) -> bool | None:
+    """Whether /proc/self/pagemap marks the page at address as a guard
+    (None: pagemap could not be read)."""
     try:
-        fd = os.open("/proc/self/pagemap", os.O_RDONLY)
-    except OSError:
-        return _cannot_tell()
+        fd = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        return _cannot_tell("pagemap_guard_bit", "opening /proc/self/pagemap", exc.errno or 0)
     try:
         raw = os.pread(fd, 8, (address // PAGE) * 8)
-    except OSError:
-        return False
+    except OSError as exc:
+        return _cannot_tell("pagemap_guard_bit", "reading /proc/self/pagemap", exc.errno or 0)
     finally:
         os.close(fd)
     return len(raw) == 8 and bool(int.from_bytes(raw, "little") >> PAGEMAP_GUARD_BIT & 1)
@@ -222,20 +239,26 @@ def _pagemap_guard(address: int) -> bool:
 _cached = None
 
 
-def support(refresh: bool = False) -> Support:
+def support(refresh=False) -> Support:
     """Probe what guard-page features this process may use.
 
     The probe makes a few system calls on scratch mappings (about 50 us) and
     is cached; ``refresh=True`` probes again (after installing a seccomp
-    filter, say). Never raises: a refused call shows up as ``False`` fields
-    and a ``reason``. A probe that could not even make its scratch mapping
-    or descriptor (RLIMIT_NOFILE reached, no memory) also reads ``False``,
-    but then the result is not cached: the next call probes again.
+    filter, say). Never raises for what it finds: a refused call shows up as
+    ``False`` fields and a ``reason``. A probe that could not even run (no
+    file descriptor left under RLIMIT_NOFILE, no memory) reads ``None``,
+    with the errno in ``unknown``; such a result is not cached: the next
+    call probes again.
+
+    Raises:
+        TypeError: refresh is not True or False.
     """
-    global _cached, _inconclusive, _scan_supported
-    if _cached is not None and not refresh:
+    global _cached, _scan_supported
+    if check_bool("refresh", refresh):
+        _cached = None
+    if _cached is not None:
         return _cached
-    _inconclusive = False
+    del _unknown[:]
     _scan_supported = None
     anonymous, pagemap_bit, reason = _probe_anonymous()
     found = Support(
@@ -244,9 +267,12 @@ def support(refresh: bool = False) -> Support:
         file_shared=anonymous and _probe_file_shared(),
         process_madvise=anonymous and _probe_process_madvise(),
         pagemap_guard_bit=pagemap_bit,
-        auto_backend="madvise" if anonymous else "mprotect",
+        # Unknown (the probe could not run): try madvise, and let the
+        # arena's own calls say what is wrong.
+        auto_backend="mprotect" if anonymous is False else "madvise",
         reason=reason,
         pagemap_scan=_probe_pagemap_scan(),
+        unknown="; ".join(_unknown),
     )
-    _cached = None if _inconclusive else found
+    _cached = None if _unknown else found
     return found

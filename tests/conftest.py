@@ -70,3 +70,41 @@ def root_process():
         yield proc.pid
         proc.stdin.close()
         proc.wait(timeout=30)
+
+
+# ---------------------------------------------------------------------------
+# buffer_source: every kind of guardalloc.Buffer, for the Buffer tests
+# (kept in a block of its own: the helpers above are tidied elsewhere).
+
+BUFFER_KINDS = ("arena", "pool", "shared", "file")
+
+
+class BufferSource:
+    """Makes Buffers of one kind: from an Arena, a Pool, a SharedArena
+    (memfd) or a file-backed Arena; ``close()`` closes what made them."""
+
+    def __init__(self, kind: str, directory: Path) -> None:
+        page = os.sysconf("SC_PAGESIZE")
+        self.kind = kind
+        if kind == "arena":
+            self.maker = guardalloc.Arena(page, 8)
+        elif kind == "pool":
+            self.maker = guardalloc.Pool(max_bytes=1 << 22)
+        elif kind == "shared":
+            self.maker = guardalloc.SharedArena(page, 8)
+        else:
+            self.maker = guardalloc.Arena(page, 8, file=str(directory / "arena.bin"))
+
+    def alloc(self, nbytes: int) -> guardalloc.Buffer:
+        return self.maker.alloc(nbytes)
+
+    def close(self) -> None:
+        self.maker.close()
+
+
+@pytest.fixture(params=BUFFER_KINDS)
+def buffer_source(request, tmp_path):
+    """A :class:`BufferSource` of each kind in turn."""
+    source = BufferSource(request.param, tmp_path)
+    yield source
+    source.close()

@@ -64,9 +64,11 @@ def test_same_options_same_handler_for_life():
     assert gnp.handler().name == gnp.HANDLER_NAME == "guardalloc"
 
 
-@pytest.mark.parametrize("alignment", [0, 2, 4, 8, 24, -16, 16.0, True, "16"])
-def test_bad_alignment_is_refused(alignment):
-    with pytest.raises(ValueError, match="alignment"):
+@pytest.mark.parametrize("alignment, error", [
+    (0, ValueError), (2, ValueError), (4, ValueError), (8, ValueError), (24, ValueError), (-16, ValueError),
+    (16.0, TypeError), (True, TypeError), ("16", TypeError)])
+def test_bad_alignment_is_refused(alignment, error):
+    with pytest.raises(error, match="alignment"):
         gnp.guarded(alignment=alignment)
 
 
@@ -96,7 +98,7 @@ def test_handler_cannot_be_made_directly_and_hides_its_pool():
     with gnp.guarded():
         a = np.ones(10)
     assert h.pool_stats()["live"] >= 1 and a.sum() == 10
-    with pytest.raises(TypeError, match="fallback"):
+    with pytest.raises(TypeError, match="numpy_capsule"):
         _numpy_handler.make_handler(guardalloc.Pool(max_bytes=1 << 20), object(), {})
 
 

@@ -31,14 +31,16 @@
 #define GA_CHUNKS 256
 #define GA_MAX_ARENAS (GA_CHUNK * GA_CHUNKS)
 
-static ga_arena_t **ga_chunks[GA_CHUNKS];
+/* The first chunk is static (no mapping, no VMA for the common case); the
+ * others come from mmap, not malloc, which may be the native heap itself. */
+static ga_arena_t *ga_first_chunk[GA_CHUNK];
+static ga_arena_t **ga_chunks[GA_CHUNKS] = {ga_first_chunk};
 static size_t ga_high_water;   /* entries ever used: the handler scans [0, this) */
 static size_t ga_live;
 
 /* Writers are serialized here: Python arenas register under the GIL, the
  * native heap's under its own mutex, both at once. Held around fork() (and
- * re-made in the child) so that a child never inherits it locked. Chunks
- * come from mmap, not malloc, which may be the native heap itself. */
+ * re-made in the child) so that a child never inherits it locked. */
 static pthread_mutex_t ga_registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t ga_registry_once = PTHREAD_ONCE_INIT;
 
