@@ -153,8 +153,12 @@ def test_vma_count_grows_with_arenas_not_buffers():
         assert stats["live"] == 100_000
         # Neighbouring arenas in the reservation merge: the pool's VMAs are
         # the arenas' run plus the rest of the reservation, whatever the
-        # number of buffers (and at most one per arena).
-        assert pool_vmas <= min(stats["arenas"] + 1, 4), (pool_vmas, stats["arenas"])
+        # number of buffers (and at most one per arena); an arena of more
+        # than 1,024 slots that is not fully used yet adds two (its
+        # PROT_NONE tail and its bookkeeping: lazy guards), at most one such
+        # arena per class (a class grows only when its arenas are full).
+        lazy = sum(1 for c in stats["classes"].values() if c["slots"] > 2 * 1024)
+        assert pool_vmas <= min(stats["arenas"] + 1, 4) + 2 * lazy, (pool_vmas, stats["arenas"], lazy)
         assert stats["arenas"] < 200
         # The whole process: the pool's few plus whatever the interpreter
         # mapped for 100,000 Buffer objects (pymalloc arenas, mostly merged).
