@@ -91,7 +91,8 @@ def handler(**options: Any) -> Handler:
     ``MemoryError``.
 
     ``alignment`` defaults to 16 (what numpy expects); 1 is the byte-exact
-    mode; other values must be powers of two of at least 16.
+    mode; other values must be powers of two of at least 16. ``hugepages``
+    defaults to numpy's own huge page setting for large arrays.
 
     Raises:
         ValueError: an option is out of range (``alignment`` and
@@ -110,6 +111,9 @@ def handler(**options: Any) -> Handler:
             "tracebacks=True is not supported for numpy arrays: the pool's C interface, "
             "which numpy calls, records no Python tracebacks; fault reports still name "
             "the block, its size and the arena")
+    # numpy's own policy for large arrays: transparent huge pages when
+    # numpy asks for them (numpy._core.multiarray._set_madvise_hugepage).
+    options.setdefault("hugepages", _numpy_wants_hugepages())
     fallback = options.setdefault("fallback", False)
     if not isinstance(fallback, bool):
         raise TypeError(f"fallback must be True or False, not {fallback!r}")
@@ -130,6 +134,15 @@ def handler(**options: Any) -> Handler:
         made = _numpy_handler.make_handler(pool, default, dict(options))
         _handlers[key] = made
         return made
+
+
+def _numpy_wants_hugepages() -> bool:
+    """Whether numpy's allocator asks for huge pages on large arrays."""
+    import numpy
+
+    core = getattr(numpy, "_core", None) or numpy.core
+    getter = getattr(core.multiarray, "_get_madvise_hugepage", None)
+    return bool(getter()) if getter is not None else False
 
 
 def _default_handler():
