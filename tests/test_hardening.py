@@ -71,7 +71,8 @@ def test_quarantine_releases_slots_first_in_first_out(backend):
         # Slots leave the quarantine a batch at a time (min(1024, slots -
         # quarantine) = 5 here), so all four still wait.
         assert (stats["quarantined"], stats["free"]) == (4, 0)
-        # No fresh slot left: the quarantine is released, oldest first.
+        # No fresh slot left: the quarantine's older half is released (5, 2),
+        # then half of the rest (7), then 0: oldest first.
         again = [arena.alloc(16) for _ in range(4)]
         assert [b.slot for b in again] == [5, 2, 7, 0]
         assert all(bytes(b) == bytes(16) for b in again)          # zero-filled on reuse
@@ -272,8 +273,8 @@ def test_corruption_found_by_the_garbage_collector_goes_to_unraisablehook(monkey
 class QuarantineMachine(RuleBasedStateMachine):
     """Model: a LIFO stack of fresh/released slots, a FIFO quarantine that
     releases its oldest ``batch`` slots once it holds ``limit + batch``
-    (batch = min(1024, slots - limit), at least 1), and all of them (up to
-    1024) when alloc finds the stack empty; released slots go on the stack
+    (batch = min(1024, slots - limit), at least 1), and the older half of
+    them (at least 1, at most 1024) when alloc finds the stack empty; released slots go on the stack
     with the oldest on top. Every reused buffer reads as zeros."""
 
     SLOTS = 6
@@ -298,7 +299,7 @@ class QuarantineMachine(RuleBasedStateMachine):
     @rule(nbytes=st.integers(1, PAGE))
     def alloc(self, nbytes):
         if not self.stack and self.quarantine:
-            self._release(1024)
+            self._release(max(1, len(self.quarantine) // 2))
         if self.stack:
             expected = self.stack.pop()
         else:

@@ -83,7 +83,7 @@ class ArenaModel:
             slot = None
             while self.free_stack or (slot is None and self.quarantine):
                 if not self.free_stack:
-                    self.release(1024)
+                    self.release(max(1, len(self.quarantine) // 2))
                     continue
                 candidate = self.free_stack.pop()
                 self.stacked[candidate] = False

@@ -23,9 +23,9 @@
  *
  * Use-after-free quarantine. Freed slots are guarded one by one (the point),
  * but released in batches of up to GA_IOV_MAX with one process_madvise()
- * lifting all their guards: when no free or fresh slot is left, or when the
- * ring holds a batch more than `quarantine_limit` (so at least that many
- * freed slots always wait).
+ * lifting all their guards: the older half of the ring when no free or
+ * fresh slot is left, or a batch when the ring holds that many more than
+ * `quarantine_limit` (so at least that many freed slots wait).
  */
 #include <errno.h>
 #include <string.h>
@@ -198,10 +198,12 @@ static long ga_take_slot(ga_arena_t *a)
             if (a->slots[slot].state == GA_SLOT_FREE)
                 return slot;
         }
-        /* No fresh slot: recycle the ones that have waited longest. */
+        /* No fresh slot: recycle the ones that have waited longest, the
+         * older half of the ring (so the newer half stays guarded) in one
+         * batch of at most GA_IOV_MAX. */
         if (a->quarantine_len == 0)
             return GA_ERR_FULL;
-        released = ga_release_quarantine(a, GA_IOV_MAX);
+        released = ga_release_quarantine(a, a->quarantine_len > 1 ? a->quarantine_len / 2 : 1);
         if (released < 0)
             return GA_ERR_SYSCALL;
         if (released == 0 && a->quarantine_len == 0)
