@@ -29,10 +29,14 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# Workers run from here: ``python -c`` puts the current directory first on
+# sys.path, which would make both interpreters import a checkout found there.
+NEUTRAL_DIR = tempfile.gettempdir()
 
 COMMON = """
 import json, statistics, sys, time, warnings
@@ -122,9 +126,9 @@ def pymem_round(python: str, rate: int) -> float:
 
     import os
     import time
-    env = {**os.environ}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.Popen([python, "-c", WORKER, str(rate)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, text=True, env=env, cwd=NEUTRAL_DIR)
     assert proc.stdout.readline() == "ready\n"
     times, info = [], {}
     for _ in range(7):
@@ -140,7 +144,8 @@ def pymem_round(python: str, rate: int) -> float:
 
 def run_figure(python: str, name: str) -> dict:
     code = COMMON + textwrap.dedent(FIGURES[name]) + "\nprint(json.dumps(out))\n"
-    result = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=600)
+    result = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=600,
+                            cwd=NEUTRAL_DIR)
     if result.returncode != 0:
         raise RuntimeError(f"{python} {name}: {result.stderr}")
     return json.loads(result.stdout.splitlines()[-1])

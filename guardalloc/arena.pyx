@@ -461,7 +461,9 @@ cdef class Arena:
                 f"cannot free {buf!r} while {buf.exports} memoryview(s) or arrays export it; "
                 "release them first")
         buf.is_freed = True
-        self.free_block(buf.ptr, False, repr(buf))
+        # The Buffer itself, formatted only if an error is raised: repr()
+        # on every free cost more than the free.
+        self.free_block(buf.ptr, False, buf)
         return 0
 
     # -- introspection ----------------------------------------------------

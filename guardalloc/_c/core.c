@@ -171,10 +171,12 @@ static long ga_release_quarantine(ga_arena_t *a, uint32_t want)
     a->quarantine_head = head;
     a->quarantine_len -= scanned;
     for (i = n; i-- > 0;) {
-        /* GA_FLAG_DIRTY stays: it tells a double free from an invalid one
-         * until the slot is reused (which then clears pages that are zero
-         * already: a few bytes for the small slots uaf is for). */
-        a->slots[picked[i]].flags &= ~GA_FLAG_DATA_GUARDED;
+        ga_slot_t *s = &a->slots[picked[i]];
+        if (s->flags & GA_FLAG_DATA_GUARDED) {
+            s->flags &= ~GA_FLAG_DATA_GUARDED;
+            if (a->backend == GA_BACKEND_MADVISE && !a->file_backed)
+                s->flags &= ~GA_FLAG_DIRTY;   /* anonymous pages come back zero-filled */
+        }
         ga_push_free(a, picked[i]);
     }
     return n;
@@ -296,7 +298,9 @@ int ga_free(ga_arena_t *a, char *address, int raw_only, ga_damage_t *damage)
     s = &a->slots[slot];
     within = (size_t)(address - ga_slot_start(a, (size_t)slot));
     if (s->state != GA_SLOT_LIVE) {
-        if (s->flags & GA_FLAG_DIRTY && within == s->offset)
+        /* nbytes: the slot was handed out before (it stays set when the
+         * slot's pages are known to be zero again, unlike GA_FLAG_DIRTY). */
+        if (s->nbytes != 0 && within == s->offset)
             return GA_ERR_DOUBLE;
         return GA_ERR_INVALID;
     }

@@ -210,7 +210,8 @@ int ga_guard_list(const struct iovec *ranges, size_t n, int backend, int install
     int pidfd = -1;
     if (backend == GA_BACKEND_NONE)
         return 0;
-    if (backend == GA_BACKEND_MADVISE && !ga_batching_refused())
+    /* One range: madvise() itself (process_madvise() costs more per call). */
+    if (backend == GA_BACKEND_MADVISE && n > 1 && !ga_batching_refused())
         pidfd = ga_self_pidfd();
     while (pidfd >= 0 && i < n) {
         size_t k = n - i < GA_IOV_MAX ? n - i : GA_IOV_MAX, len = 0, j;
