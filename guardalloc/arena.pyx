@@ -361,8 +361,11 @@ cdef class Arena:
         self._check_open()
         if self.free_hook != NULL:
             raise ValueError("this arena belongs to a guardalloc.Pool: allocate with the pool")
-        nbytes = check_int("nbytes", nbytes, 1, self.a.slot_size,
-                           f"between 1 and the slot size ({self.a.slot_size})")
+        # Fast path for the common case (a plain int in range): the checks'
+        # Python calls and message cost more than the allocation.
+        if not (type(nbytes) is int and 1 <= nbytes <= <object>self.a.slot_size):
+            nbytes = check_int("nbytes", nbytes, 1, self.a.slot_size,
+                               f"between 1 and the slot size ({self.a.slot_size})")
         if slot is not None:
             want = check_int("slot", slot, 0, self.a.nslots - 1)
         self.check_backing()
@@ -391,7 +394,9 @@ cdef class Arena:
             BackingFileError: the backing file was truncated below the
                 arena (its pages would raise SIGBUS).
         """
-        return make_buffer(self, self._start_alloc(nbytes, check_bool("zero", zero), False, slot), None)
+        if zero is not True and zero is not False:
+            zero = check_bool("zero", zero)
+        return make_buffer(self, self._start_alloc(nbytes, zero, False, slot), None)
 
     def alloc_raw(self, nbytes, *, zero=True) -> int:
         """Like :meth:`alloc`, but return the buffer's address (an int, for
