@@ -3,10 +3,12 @@
 Three layers, from the most to the least deterministic; any failure exits 1
 with a message that shows the measured figure and the limit (or both sides):
 
-1. Exact invariants (counts, no timing): the madvise backend's arena is one
-   VMA at every slot count and adds at most one to the process; guard system
-   calls are exactly ceil((slots + 1) / 1024) batched (at most 1 per 1,000
-   slots) and slots + 1 unbatched; the mprotect comparison really makes its
+1. Exact invariants (counts, no timing): a madvise arena of up to 1,024
+   slots is one VMA and ceil((slots + 1) / 1024) guard system calls when
+   built; a larger one (lazy guards) is two VMAs over its slots and exactly
+   2 calls when built, and one VMA and exactly 3 + ceil(slots / 1024) calls
+   batched (3 + slots unbatched) once opened whole; 4,096 use-after-free
+   cycles take exactly 4,096 + 4 calls; the mprotect comparison really makes its
    2 * slots + 1 VMAs (so the checks cannot pass vacuously) and, at 1,000,000
    slots, fails with a MemoryError naming vm.max_map_count and leaves no
    mapping behind.
@@ -43,7 +45,7 @@ from guardalloc import Arena, vma_count
 from guardalloc.benchtools import (
     alloc_free_loop, bytearray_loop, fork_and_wait, interleaved, make_arena, measure_create,
 )
-from guardalloc.maps import max_map_count
+from guardalloc.maps import max_map_count, vmas_in_range
 
 HERE = Path(__file__).resolve().parent
 BASELINE = HERE / "baseline" / "baseline.json"
@@ -72,24 +74,71 @@ def check(ok: bool, message: str) -> None:
 
 # ---------------------------------------------------------------------------
 # 1. exact invariants
+def open_whole(side: str, slots: int) -> tuple[int, int]:
+    """Build an arena and allocate its last slot (which opens every lazy
+    chunk): its VMAs and guard system calls then."""
+    arena = make_arena(side, slots)
+    try:
+        arena.alloc(1, slot=slots - 1).free()
+        return vmas_in_range(arena.address, arena.address + arena.size), arena.stats()["guard_syscalls"]
+    finally:
+        arena.close()
+
+
+def uaf_syscalls_per_4096_cycles() -> int:
+    """uaf_syscalls of 4,096 alloc + free cycles in the steady state of a
+    use-after-free arena (quarantine 1, batches of 1,024)."""
+    arena = make_arena("madvise-batched", 1026, uaf=True, quarantine=1)
+    try:
+        for _ in range(3 * 1026):
+            arena.alloc(64).free()
+        before = arena.stats()["uaf_syscalls"]
+        for _ in range(4096):
+            arena.alloc(64).free()
+        return arena.stats()["uaf_syscalls"] - before
+    finally:
+        arena.close()
+
+
 
 def check_invariants() -> None:
     print("exact invariants")
+    # Up to GA_OPEN_CHUNK (1,024) slots an arena is guarded whole when built;
+    # beyond, lazily: built = the first guard + a PROT_NONE tail (2 system
+    # calls, 2 VMAs over the slots); each 1,024 slots opened = 1 mprotect +
+    # 1 process_madvise; opened whole it is one VMA again.
     for slots in (1_000, 30_000, 100_000, 1_000_000):
         counts = measure_create("madvise-batched", slots)
-        check(counts.vmas_in_arena == 1,
-              f"madvise arena of {slots:,} slots is {counts.vmas_in_arena} VMA(s) (must be 1)")
-        check(counts.vmas_added <= 1,
-              f"madvise arena of {slots:,} slots added {counts.vmas_added} VMA(s) to the process (at most 1)")
-        batched = math.ceil((slots + 1) / 1024)
-        check(counts.guard_syscalls == batched and counts.guard_syscalls <= max(1, slots // 1000),
-              f"batched guards for {slots:,} slots took {counts.guard_syscalls} syscalls "
-              f"(exactly {batched}: at most 1 per 1,000 slots)")
+        lazy = slots > 1024
+        check(counts.vmas_in_arena == (2 if lazy else 1),
+              f"madvise arena of {slots:,} slots is {counts.vmas_in_arena} VMA(s) when built "
+              f"(must be {2 if lazy else 1})")
+        check(counts.vmas_added <= (3 if lazy else 1),
+              f"madvise arena of {slots:,} slots added {counts.vmas_added} VMA(s) to the process "
+              f"(at most {3 if lazy else 1})")
+        built = 2 if lazy else math.ceil((slots + 1) / 1024)
+        check(counts.guard_syscalls == built,
+              f"building a madvise arena of {slots:,} slots took {counts.guard_syscalls} guard syscalls "
+              f"(exactly {built})")
+        vmas, syscalls = open_whole("madvise-batched", slots)
+        whole = 2 + 1 + math.ceil(slots / 1024) if lazy else built
+        check(vmas == 1, f"madvise arena of {slots:,} slots opened whole is {vmas} VMA(s) (must be 1)")
+        check(syscalls == whole and syscalls <= max(1, slots // 1000) + 3,
+              f"guarding all {slots:,} slots took {syscalls} syscalls "
+              f"(exactly {whole}: at most 1 per 1,000 slots, plus 3)")
     counts = measure_create("madvise-per-guard", CREATE_SLOTS)
-    check(counts.guard_syscalls == CREATE_SLOTS + 1,
-          f"unbatched guards for {CREATE_SLOTS:,} slots took {counts.guard_syscalls:,} syscalls "
-          f"(exactly one per guard: {CREATE_SLOTS + 1:,})")
-    check(counts.vmas_in_arena == 1, f"unbatched madvise arena is {counts.vmas_in_arena} VMA(s) (must be 1)")
+    check(counts.guard_syscalls == 2,
+          f"building an unbatched arena of {CREATE_SLOTS:,} slots took {counts.guard_syscalls} syscalls "
+          "(exactly 2: the first guard and the PROT_NONE tail)")
+    vmas, syscalls = open_whole("madvise-per-guard", CREATE_SLOTS)
+    check(syscalls == 2 + 1 + CREATE_SLOTS,
+          f"unbatched guards for {CREATE_SLOTS:,} slots took {syscalls:,} syscalls "
+          f"(exactly one per guard after the first, plus 3: {2 + 1 + CREATE_SLOTS:,})")
+    check(vmas == 1, f"unbatched madvise arena opened whole is {vmas} VMA(s) (must be 1)")
+    uaf = uaf_syscalls_per_4096_cycles()
+    check(uaf == 4096 + 4,
+          f"4,096 use-after-free cycles took {uaf:,} uaf syscalls (exactly 4,100: one guard per "
+          "free, one process_madvise per 1,024 slots released)")
     counts = measure_create("mprotect", 10_000)
     check(counts.vmas_in_arena == 2 * 10_000 + 1,
           f"mprotect arena of 10,000 slots is {counts.vmas_in_arena:,} VMAs (must be 20,001: "

@@ -73,6 +73,8 @@ cdef extern from "_c/layout.h" nogil:
         uint64_t guard_syscalls
         uint64_t uaf_syscalls
         uint64_t allocations
+        uint32_t opened
+        char *closed_from
 
     char *ga_slot_start(const ga_arena_t *a, size_t i)
     long ga_slot_of(const ga_arena_t *a, const void *p)
@@ -133,6 +135,7 @@ cdef extern from "_c/guards.h" nogil:
 cdef extern from "_c/core.h" nogil:
     void ga_arena_attach(ga_arena_t *a, void *tables)
     int ga_arena_guard_all(ga_arena_t *a)
+    int ga_arena_open(ga_arena_t *a, uint32_t upto)
     long ga_alloc(ga_arena_t *a, size_t nbytes, int zero, int raw, long want)
     int ga_free(ga_arena_t *a, char *address, int raw_only, ga_damage_t *damage)
     char *ga_block_start(const ga_arena_t *a, long slot)

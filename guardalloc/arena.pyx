@@ -407,7 +407,8 @@ cdef class Arena:
             raise MemoryError(f"arena is full: all {self.a.nslots} slots are live, quarantined or retired")
         if result == GA_ERR_NOT_FREE:
             raise ValueError(f"slot {slot} is not free ({_STATE_NAMES[self.a.slots[want].state]})")
-        raise GuardInstallError(errno, f"removing the use-after-free guard failed: {strerror(errno).decode()}")
+        raise GuardInstallError(errno, "opening the next slots (lazy guards) or removing a use-after-free "
+                                       f"guard failed: {strerror(errno).decode()}")
 
     def alloc(self, nbytes, *, zero=True, slot=None):
         """Return a :class:`Buffer` of nbytes placed in a free slot.

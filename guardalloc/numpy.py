@@ -103,7 +103,8 @@ def handler(**options: Any) -> Handler:
       allocator instead of failing with ``MemoryError``.
 
     ``alignment`` defaults to 16 (what numpy expects); 1 is the byte-exact
-    mode; other values must be powers of two of at least 16.
+    mode; other values must be powers of two of at least 16. ``hugepages``
+    defaults to numpy's own huge page setting for large arrays.
 
     Raises:
         TypeError: an unknown option (the message names it and lists the
@@ -123,6 +124,9 @@ def handler(**options: Any) -> Handler:
             "tracebacks=True is not supported for numpy arrays: the pool's C interface, "
             "which numpy calls, records no Python tracebacks; fault reports still name "
             "the block, its size and the arena")
+    # numpy's own policy for large arrays: transparent huge pages when
+    # numpy asks for them (numpy._core.multiarray._set_madvise_hugepage).
+    options.setdefault("hugepages", _numpy_wants_hugepages())
     fallback = check_bool("fallback", options.setdefault("fallback", False))
     strict = check_bool("strict", options.setdefault("strict", False))
     for name, value in options.items():
@@ -167,6 +171,15 @@ def _say_oversize() -> None:
                 f"guarded block ({max_block():,} bytes; the largest asked for {stats['largest_oversize']:,}) "
                 "went to numpy's own allocator, unguarded (strict=True refuses them)\n")
     sys.stderr.flush()
+
+
+def _numpy_wants_hugepages() -> bool:
+    """Whether numpy's allocator asks for huge pages on large arrays."""
+    import numpy
+
+    core = getattr(numpy, "_core", None) or numpy.core
+    getter = getattr(core.multiarray, "_get_madvise_hugepage", None)
+    return bool(getter()) if getter is not None else False
 
 
 def _default_handler():

@@ -46,6 +46,7 @@ cdef struct pool_arena_t:
     void *arena          # borrowed: Pool.arenas holds the reference
     int cls
     bint in_avail        # listed on its class's avail stack
+    bint kept            # large: its freed block's pages stay resident (keep_bytes)
 
 
 # What a queued Py_AddPendingCall holds instead of the Pool itself (whose
@@ -100,6 +101,9 @@ cdef class Pool:
     cdef pool_class_t classes[GA_NCLASSES]
     cdef size_t mapped_bytes       # slot bytes of all arenas
     cdef size_t max_bytes_
+    cdef size_t keep_bytes_        # budget of freed large blocks' resident pages
+    cdef size_t kept_bytes         # resident pages of freed large blocks now
+    cdef bint hugepages            # MADV_HUGEPAGE on large blocks (numpy's policy)
     cdef uint32_t max_arenas_
     cdef size_t guard_size
     cdef int grow_mode

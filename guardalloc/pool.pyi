@@ -6,6 +6,7 @@ from guardalloc.arena import _Align, _Backend, Buffer, _OnFault
 from guardalloc.options import GuardOptions
 
 DEFAULT_MAX_BYTES: int
+DEFAULT_KEEP_BYTES: int
 DEFAULT_MAX_ARENAS: int
 MAX_MAX_BYTES: int
 MAX_MAX_ARENAS: int
@@ -42,6 +43,8 @@ class Pool:
         max_bytes: int | None = None,
         max_arenas: int | None = None,
         grow: _Grow = "sync",
+        hugepages: bool = ...,
+        keep_bytes: int = ...,
     ) -> None: ...
     def alloc(self, nbytes: int, *, zero: bool = True) -> Buffer: ...
     def alloc_raw(self, nbytes: int, *, zero: bool = True) -> int: ...

@@ -11,9 +11,16 @@ per pool.
 Requests are rounded up to a size class (whole pages: 1..8 pages, then four
 classes per doubling). Each class has arenas created on demand, each with
 twice the slots of the one before; requests of 1 MiB and more get a
-dedicated one-slot arena, guarded on both sides, whose pages are given back
-to the kernel (``MADV_DONTNEED``) when the block is freed and which is reused
-by the next request of the same class.
+dedicated one-slot arena, guarded on both sides, which is reused by the next
+request of the same class. A freed large block keeps its pages for that reuse
+while the pool's freed large blocks hold at most ``keep_bytes`` (glibc's
+dynamic mmap threshold does the same for its heap); past that budget, and
+always with ``uaf=True``, its pages go back to the kernel (``MADV_DONTNEED``).
+With ``hugepages=True`` (numpy's handler follows numpy's own setting) a
+dedicated arena is placed so that its slot ends on a 2 MiB boundary (the
+block ends at the guard, so its interior is 2 MiB-aligned) and, from 4 MiB
+on (numpy's threshold), asks for transparent huge pages (``MADV_HUGEPAGE``:
+the aligned part becomes a VMA of its own).
 
 The C methods (``malloc``, ``calloc``, ``realloc``, ``free_ptr``,
 ``owns_ptr``, ``size_of``; see pool.pxd) take the pool's own pthread mutex, never the
@@ -126,6 +133,10 @@ cdef size_t MAX_POOLED_ARENA_BYTES = <size_t>1 << 30
 # The most a pool takes by default; less when RLIMIT_AS would not leave the
 # program room (default_max_bytes()).
 DEFAULT_MAX_BYTES = 16 << 30
+DEFAULT_KEEP_BYTES = 64 << 20
+# Transparent huge pages: the PMD size on x86-64, and numpy's threshold.
+cdef size_t HUGE_PAGE = <size_t>2 << 20
+cdef size_t HUGEPAGE_MIN_SLOT = <size_t>4 << 20
 DEFAULT_MAX_ARENAS = 16384
 MAX_MAX_BYTES = 1 << 44
 MAX_MAX_ARENAS = 262144
@@ -153,6 +164,16 @@ cdef int _free_hook(void *ctx, char *address, int raw_only, ga_damage_t *damage)
     return (<Pool>ctx)._free_locked(address, raw_only, damage)
 
 
+cdef void _ask_hugepages(ga_arena_t *a) noexcept nogil:
+    """MADV_HUGEPAGE on the 2 MiB-aligned part of a dedicated arena's slot
+    (best effort: THP may be off, the range too small)."""
+    cdef char *start = ga_slot_start(a, 0)
+    cdef char *end = start + a.slot_size
+    cdef char *aligned = <char *>ga_round_up(<uintptr_t>start, HUGE_PAGE)
+    if aligned < end:
+        ga_hugepage(aligned, <size_t>(end - aligned))
+
+
 @cython.auto_pickle(False)
 @cython.final
 @cython.no_gc_clear   # the C table borrows the arenas that `arenas` holds
@@ -161,7 +182,8 @@ cdef class Pool:
 
     Pool(*, guard_pages=1, backend="auto", align="right", alignment=16,
          uaf=False, quarantine=None, tracebacks=None, on_fault="abort",
-         max_bytes=None, max_arenas=None, grow="sync")
+         max_bytes=None, max_arenas=None, grow="sync",
+         hugepages=False, keep_bytes=64 MiB)
 
     The arena options mean what they mean for :class:`guardalloc.Arena` and
     apply to every arena of the pool (``quarantine`` is per arena). Limits:
@@ -176,6 +198,11 @@ cdef class Pool:
             small ``max_bytes`` (one per page of it).
         grow: "sync", "pending" or "never" (see the module docstring); only
             the C methods look at it, Python methods always grow.
+        hugepages: lay large (1 MiB and more) blocks out for transparent
+            huge pages and ask for them from 4 MiB on, as numpy does.
+        keep_bytes: freed large blocks keep their pages for reuse while
+            they hold at most this many bytes (0: always give them back;
+            ignored with ``uaf=True``, which always gives them back).
 
     Thread-safe: the pool's own mutex serialises every allocation and free,
     with or without the GIL.
@@ -195,7 +222,8 @@ cdef class Pool:
 
     def __init__(self, *, guard_pages=1, backend="auto", align="right", alignment=16,
                  uaf=False, quarantine=None, tracebacks=None, on_fault="abort",
-                 max_bytes=None, max_arenas=None, grow="sync"):
+                 max_bytes=None, max_arenas=None, grow="sync",
+                 hugepages=False, keep_bytes=DEFAULT_KEEP_BYTES):
         cdef size_t reserve
         cdef void *base
         cdef int i
@@ -212,6 +240,8 @@ cdef class Pool:
         if max_arenas is None:
             max_arenas = _default_max_arenas(max_bytes)
         max_arenas = check_int("max_arenas", max_arenas, 1, MAX_MAX_ARENAS)
+        self.hugepages = check_bool("hugepages", hugepages)
+        self.keep_bytes_ = 0 if options.uaf else check_int("keep_bytes", keep_bytes, 0, 1 << 44)
 
         self.backend = _choose_backend(options.backend, False)
         # Every arena gets the backend chosen once, here.
@@ -370,6 +400,9 @@ cdef class Pool:
             e = &self.table[c.avail[c.navail - 1]]
             result = ga_alloc(&(<Arena>e.arena).a, nbytes, zero, raw, -1)
             if result >= 0:
+                if e.kept:
+                    e.kept = False
+                    self.kept_bytes -= c.slot_size
                 self.live += 1
                 self.live_bytes += nbytes
                 self.allocations += 1
@@ -410,8 +443,11 @@ cdef class Pool:
             slot = ga_slot_of(a, address)
             if c.slot_size >= LARGE_SLOT and not a.uaf and a.slots[slot].state == GA_SLOT_FREE:
                 # A dedicated arena keeps its address range for the next
-                # block of its class, not its memory.
-                if ga_discard(ga_slot_start(a, slot), a.slot_size) == 0:
+                # block of its class, and its memory within the budget.
+                if self.kept_bytes + a.slot_size <= self.keep_bytes_:
+                    e.kept = True
+                    self.kept_bytes += a.slot_size
+                elif ga_discard(ga_slot_start(a, slot), a.slot_size) == 0:
                     a.slots[slot].flags &= ~GA_FLAG_DIRTY
             if not e.in_avail and c.navail < c.cap_avail:
                 e.in_avail = True
@@ -540,7 +576,7 @@ cdef class Pool:
         """
         cdef pool_class_t *c = &self.classes[cls]
         cdef size_t slot_size = c.slot_size
-        cdef size_t budget, footprint
+        cdef size_t budget, footprint, pad = 0
         cdef uint32_t slots
         cdef char *place
         cdef Arena arena
@@ -563,13 +599,20 @@ cdef class Pool:
                 problem = 2
             elif footprint > <size_t>(self.reserve_end - self.bump):
                 problem = 3
+            elif self.hugepages and slot_size >= LARGE_SLOT:
+                # The slot (and so the right-aligned block) ends on a huge
+                # page boundary; skipped when the reservation has no room.
+                pad = (HUGE_PAGE - <size_t>(<uintptr_t>(self.bump + self.guard_size + slot_size)
+                                            % HUGE_PAGE)) % HUGE_PAGE
+                if footprint + pad > <size_t>(self.reserve_end - self.bump):
+                    pad = 0
         if problem:
             c.exhausted = True
         else:
             # Claim the range now: another thread may grow while this one
             # builds its arena (guard installation releases the GIL).
-            place = self.bump
-            self.bump += footprint
+            place = self.bump + pad
+            self.bump += pad + footprint
             self.mapped_bytes += <size_t>slots * slot_size
             self.growing += 1
         pthread_mutex_unlock(&self.lock)
@@ -588,6 +631,8 @@ cdef class Pool:
             options = options.replace(quarantine=slots)   # the quarantine is per arena
         try:
             arena = new_pooled_arena(place, slot_size, slots, options, _free_hook, <void *>self)
+            if self.hugepages and slot_size >= HUGEPAGE_MIN_SLOT:
+                _ask_hugepages(&arena.a)
             self._add_arena(arena, cls, slots)
         except BaseException:
             if arena is not None:
@@ -596,7 +641,7 @@ cdef class Pool:
             pthread_mutex_lock(&self.lock)
             self.mapped_bytes -= <size_t>slots * slot_size
             if self.bump == place + footprint:
-                self.bump = place    # nobody claimed after us: give it back
+                self.bump = place - pad    # nobody claimed after us: give it back
             pthread_mutex_unlock(&self.lock)
             raise
         finally:
@@ -673,6 +718,7 @@ cdef class Pool:
         self.table[at].start = arena.a.base
         self.table[at].end = arena.a.base + arena.a.size
         self.table[at].arena = <void *>arena
+        self.table[at].kept = False
         self.table[at].cls = cls
         self.table[at].in_avail = True
         self.narenas += 1
@@ -884,10 +930,11 @@ cdef class Pool:
         frees, corruptions (slack damage found by C-level frees), refused (C
         requests answered with NULL), mapped_bytes (slot bytes of all
         arenas), address_space (bytes of the reservation in use),
-        reserved, max_bytes, max_arenas, classes (slot_size -> dict of
+        reserved, max_bytes, max_arenas, kept_bytes (pages of freed large
+        blocks kept resident, see keep_bytes), classes (slot_size -> dict of
         arenas, slots, exhausted)."""
         cdef int i
-        cdef uint64_t counts[12]
+        cdef uint64_t counts[13]
         cdef uint64_t per_class[GA_NCLASSES][3]
         self._check_open()
         # Copied under the lock, turned into Python objects after it.
@@ -896,14 +943,15 @@ cdef class Pool:
                      self.corruptions, self.refused, self.mapped_bytes,
                      <size_t>(self.bump - self.reserve_start),
                      <size_t>(self.reserve_end - self.reserve_start),
-                     self.max_bytes_, self.max_arenas_]
+                     self.max_bytes_, self.max_arenas_, self.kept_bytes]
         for i in range(GA_NCLASSES):
             per_class[i][0] = self.classes[i].narenas
             per_class[i][1] = self.classes[i].slots
             per_class[i][2] = self.classes[i].exhausted
         pthread_mutex_unlock(&self.lock)
         names = ("arenas", "live", "live_bytes", "allocations", "frees", "corruptions", "refused",
-                 "mapped_bytes", "address_space", "reserved", "max_bytes", "max_arenas")
+                 "mapped_bytes", "address_space", "reserved", "max_bytes", "max_arenas",
+                 "kept_bytes")
         result = {name: counts[i] for i, name in enumerate(names)}
         result["classes"] = {
             self.classes[i].slot_size: {"arenas": per_class[i][0], "slots": per_class[i][1],

@@ -280,7 +280,57 @@ cdef _restore_all():
     _draining = False
 
 
-def install(sample_rate=5000, *, domains=("raw", "mem", "obj"), max_bytes=1 << 30,
+# The default pool's share of the machine: of its RAM (every guarded block
+# keeps at least a page resident) and of the address space RLIMIT_AS allows
+# (the pool reserves max_bytes * (1 + guard_pages) up front).
+_RAM_FRACTION = 4
+_ADDRESS_SPACE_FRACTION = 4
+_MIN_DEFAULT_MAX_BYTES = 64 << 20
+_MAX_DEFAULT_MAX_BYTES = 1 << 40
+
+
+def default_max_bytes(guard_pages=1) -> int:
+    """The default ``max_bytes`` of :func:`install`, sized from the machine:
+    a quarter of its RAM, and at most a quarter of the address space
+    RLIMIT_AS leaves for the pool's reservation (between 64 MiB and 1 TiB).
+
+    Raises:
+        ValueError: guard_pages below 1.
+    """
+    import resource
+
+    guard_pages = check_int("guard_pages", guard_pages, 1, None)
+    try:
+        ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        ram = 4 << 30
+    size = ram // _RAM_FRACTION
+    soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if soft != resource.RLIM_INFINITY:
+        size = min(size, soft // _ADDRESS_SPACE_FRACTION // (1 + guard_pages))
+    return max(_MIN_DEFAULT_MAX_BYTES, min(size, _MAX_DEFAULT_MAX_BYTES)) // 4096 * 4096
+
+
+cdef bint _refusal_noted = False
+
+
+def _note_refusals() -> None:
+    """Say once on stderr how many requests the guarded pool refused
+    because a limit was reached (they went to the plain allocator)."""
+    global _refusal_noted
+    if _refusal_noted or _pool is None or _pool.closed:
+        return
+    pool_stats = _pool.stats()
+    if not pool_stats["refused"] or not any(c["exhausted"] for c in pool_stats["classes"].values()):
+        return
+    _refusal_noted = True
+    guarded = sum(_domains[i].sampled for i in range(3))
+    os.write(2, (f"guardalloc: {pool_stats['refused']:,} sampled allocation requests were not guarded "
+                 f"({guarded:,} were): the guarded pool reached max_bytes={pool_stats['max_bytes']:,}; "
+                 "raise it with guardalloc.pymem.install(max_bytes=...)\n").encode())
+
+
+def install(sample_rate=5000, *, domains=("raw", "mem", "obj"), max_bytes=None,
             random=False, seed=None, alignment=16, uaf=False, guard_pages=1) -> None:
     """Send one allocation in ``sample_rate`` of the given domains to guarded
     slots; everything else goes to the allocators installed before.
@@ -291,7 +341,10 @@ def install(sample_rate=5000, *, domains=("raw", "mem", "obj"), max_bytes=1 << 3
         domains: any of "raw" (PyMem_RawMalloc, no GIL), "mem" (PyMem_Malloc)
             and "obj" (PyObject_Malloc, objects).
         max_bytes: slot memory the guarded pool may map; once it is used up,
-            requests are forwarded. Each guarded block takes at least a page.
+            requests are forwarded (and said so once on stderr, with the
+            count, at exit). Each guarded block takes at least a page.
+            None: :func:`default_max_bytes` (a fraction of RAM and of the
+            address space).
         random: random instead of deterministic sampling; ``seed`` (an int)
             makes it repeatable.
         alignment: alignment of guarded blocks (16, what CPython promises;
@@ -327,7 +380,8 @@ def install(sample_rate=5000, *, domains=("raw", "mem", "obj"), max_bytes=1 << 3
                         f"not {type(domains).__name__}") from None
     if not wanted or not wanted <= set(DOMAIN_NAMES):
         raise ValueError(f"domains must be a non-empty subset of {DOMAIN_NAMES}, not {tuple(domains)!r}")
-    max_bytes = check_int("max_bytes", max_bytes, 1)
+    if max_bytes is not None:
+        max_bytes = check_int("max_bytes", max_bytes, 1)
     random = check_bool("random", random)
     if seed is not None:
         seed = check_int("seed", seed, -(1 << 63), (1 << 64) - 1)
@@ -340,6 +394,8 @@ def install(sample_rate=5000, *, domains=("raw", "mem", "obj"), max_bytes=1 << 3
                 raise RuntimeError(
                     f"another allocator hook was installed on top of guardalloc's in the "
                     f"{DOMAIN_NAMES[i]} domain (tracemalloc?): remove it first")
+        if max_bytes is None:
+            max_bytes = default_max_bytes(guard_pages)
         options = (max_bytes, alignment, uaf, guard_pages)
         if _pool is None or (_pool_options != options and _pool.live == 0
                              and not any(_domains[i].hooked for i in range(3))):
@@ -463,3 +519,7 @@ def _stop_at_exit():
         _domains[i].sampling = False
     if _pool is not None:
         _pool.grow_mode = GROW_NEVER
+        try:
+            _note_refusals()
+        except Exception:
+            pass    # a note, not worth failing the exit for

@@ -176,6 +176,26 @@ write(target)
     assert ", 8 slots (slot 4096 B, 1 guard page)\n" in result.stderr
 
 
+@pytest.mark.skipif(not HAVE_GUARDS, reason="kernel without MADV_GUARD_INSTALL")
+@pytest.mark.parametrize("on_fault", ["abort", "continue"])
+@pytest.mark.parametrize("where", ["data", "guard"])
+def test_wild_access_into_the_never_opened_tail(child, on_fault, where):
+    """Past the lazily opened slots of a large arena the pages are PROT_NONE:
+    a wild access there is reported (SEGV_ACCERR) and, having no guard to
+    lift, ends the process even in continue mode."""
+    result, told = run(child, f"""
+big = guardalloc.Arena(4096, 5000, backend="madvise", on_fault={on_fault!r})
+big.alloc(8)
+target = big.slot_address(3000) - ({where!r} == "guard")
+tell(target=target)
+write(target)
+""")
+    assert result.returncode == -signal.SIGSEGV
+    assert header(result).endswith(f"wild-access WRITE at {told['target']:#x}")
+    assert "SEGV_ACCERR" in result.stderr
+    assert "guard lifted" not in result.stderr
+
+
 def test_wild_access_to_the_guard_before_the_first_slot(child):
     result, _ = run(child, "write(arena.address)\n")
     assert result.returncode == -signal.SIGSEGV

@@ -61,8 +61,11 @@ def test_quarantine_releases_slots_first_in_first_out(backend):
         for slot in (5, 2, 7, 0):
             bufs[slot].free()
         stats = arena.stats()
-        assert (stats["quarantined"], stats["free"]) == (3, 1)   # 5 left the quarantine
-        # The released slot comes first, then the quarantine oldest first.
+        # Slots leave the quarantine a batch at a time (min(1024, slots -
+        # quarantine) = 5 here), so all four still wait.
+        assert (stats["quarantined"], stats["free"]) == (4, 0)
+        # No fresh slot left: the quarantine's older half is released (5, 2),
+        # then half of the rest (7), then 0: oldest first.
         again = [arena.alloc(16) for _ in range(4)]
         assert [b.slot for b in again] == [5, 2, 7, 0]
         assert all(bytes(b) == bytes(16) for b in again)          # zero-filled on reuse
@@ -79,15 +82,23 @@ def test_default_quarantine_reuses_a_freed_slot_only_when_no_fresh_one_is_left()
         assert arena.stats()["quarantine"] == 4
 
 
-def test_quarantine_zero_releases_at_once_but_keeps_the_guard_until_reuse():
+def test_quarantine_zero_releases_a_batch_and_keeps_the_guards_until_then():
+    # quarantine=0 still releases a batch at a time: min(1024, slots) slots.
     with Arena(PAGE, 2, uaf=True, quarantine=0) as arena:
         buf = arena.alloc(8)
         buf.free()
         stats = arena.stats()
-        assert (stats["quarantined"], stats["free"]) == (0, 2)
+        assert (stats["quarantined"], stats["free"]) == (1, 1)
         if HAVE_PAGEMAP_BIT and arena.backend == "madvise":
             assert data_guarded(arena, 0)       # still faults through a stale pointer
-        assert arena.alloc(8).slot == 0
+        other = arena.alloc(8)
+        assert other.slot == 1
+        other.free()                            # the batch is full: both released
+        stats = arena.stats()
+        assert (stats["quarantined"], stats["free"]) == (0, 2)
+        if arena.backend == "madvise" and guardalloc.support().process_madvise:
+            assert stats["uaf_syscalls"] == 3   # two guards, one batched release
+        assert arena.alloc(8).slot == 0         # the oldest on top
 
 
 @needs_guards
@@ -100,12 +111,15 @@ def test_free_guards_the_data_pages_and_reuse_unguards_them():
         assert data_guarded(arena, 0)
         stats = arena.stats()
         assert stats["uaf_syscalls"] == 1
-        b.free()                                 # pushes slot 0 out of the quarantine
+        b.free()                                 # one beyond the limit: not a batch yet
         assert data_guarded(arena, 0) and data_guarded(arena, 1)
-        c = arena.alloc(100)                     # the released slot, on top of the stack
-        assert c.slot == 0 and not data_guarded(arena, 0)
-        assert data_guarded(arena, 1)
-        assert arena.stats()["uaf_syscalls"] == 3
+        c = arena.alloc(100)                     # the fresh slot
+        assert c.slot == 2
+        c.free()                                 # a batch (2) beyond the limit: 0 and 1 go
+        assert not data_guarded(arena, 0) and not data_guarded(arena, 1)
+        assert data_guarded(arena, 2)
+        assert arena.stats()["uaf_syscalls"] == 4   # three guards, one batched release
+        assert arena.alloc(100).slot == 0        # the oldest released, on top of the stack
 
 
 def test_freed_data_is_gone_after_reuse(backend):
@@ -250,9 +264,11 @@ def test_corruption_found_by_the_garbage_collector_goes_to_unraisablehook(monkey
 # -- the allocator as a state machine ------------------------------------------------
 
 class QuarantineMachine(RuleBasedStateMachine):
-    """Model: a LIFO stack of fresh/released slots, a FIFO quarantine of at
-    most ``limit`` slots; alloc takes the stack first, then the quarantine's
-    oldest slot. Every reused buffer reads as zeros."""
+    """Model: a LIFO stack of fresh/released slots, a FIFO quarantine that
+    releases its oldest ``batch`` slots once it holds ``limit + batch``
+    (batch = min(1024, slots - limit), at least 1), and the older half of
+    them (at least 1, at most 1024) when alloc finds the stack empty; released slots go on the stack
+    with the oldest on top. Every reused buffer reads as zeros."""
 
     SLOTS = 6
 
@@ -266,14 +282,19 @@ class QuarantineMachine(RuleBasedStateMachine):
         self.limit = limit
         self.stack = list(range(self.SLOTS - 1, -1, -1))   # slot 0 on top
         self.quarantine = deque()
+        self.batch = max(1, min(1024, self.SLOTS - limit))
         self.live = {}
+
+    def _release(self, count):
+        released = [self.quarantine.popleft() for _ in range(min(count, len(self.quarantine)))]
+        self.stack.extend(reversed(released))
 
     @rule(nbytes=st.integers(1, PAGE))
     def alloc(self, nbytes):
+        if not self.stack and self.quarantine:
+            self._release(max(1, len(self.quarantine) // 2))
         if self.stack:
             expected = self.stack.pop()
-        elif self.quarantine:
-            expected = self.quarantine.popleft()
         else:
             with pytest.raises(MemoryError):
                 self.arena.alloc(nbytes)
@@ -292,8 +313,8 @@ class QuarantineMachine(RuleBasedStateMachine):
         address = buf.address
         buf.free()
         self.quarantine.append(slot)
-        if len(self.quarantine) > self.limit:
-            self.stack.append(self.quarantine.popleft())
+        if len(self.quarantine) >= self.limit + self.batch:
+            self._release(len(self.quarantine) - self.limit)
         with pytest.raises(guardalloc.DoubleFreeError):
             buf.free()
         with pytest.raises(guardalloc.DoubleFreeError):

@@ -117,6 +117,7 @@ def test_unreadable_process(child, root_process):
 @pytest.mark.parametrize("guard_pages_each, slots", [(1, 1), (1, 100), (2, 37), (1, 5000)])
 def test_guard_pages_finds_exactly_the_guards_of_a_madvise_arena(method, guard_pages_each, slots):
     with guardalloc.Arena(4096, slots, guard_pages=guard_pages_each, backend="madvise") as arena:
+        arena.alloc(1, slot=slots - 1).free()   # lays every lazy guard (> 1,024 slots)
         runs = _arena_guards(arena, method=method)
         assert isinstance(runs, GuardRuns) and runs.method == method
         assert runs == _expected(arena.address, slots, arena.stride, arena.guard_size)

@@ -71,16 +71,15 @@ class ArenaModel:
             slot = want
         else:
             slot = None
-            while self.free_stack:
+            while self.free_stack or (slot is None and self.quarantine):
+                if not self.free_stack:
+                    self.release(max(1, len(self.quarantine) // 2))
+                    continue
                 candidate = self.free_stack.pop()
                 self.stacked[candidate] = False
                 if self.state[candidate] == FREE:
                     slot = candidate
                     break
-            while slot is None and self.quarantine:
-                candidate = self.quarantine.popleft()
-                if self.state[candidate] == QUARANTINED:
-                    slot = candidate
             if slot is None:
                 return None
         self.state[slot] = LIVE
@@ -95,10 +94,24 @@ class ArenaModel:
         self.state[slot] = QUARANTINED
         self.guarded.add(slot)
         self.quarantine.append(slot)
-        while len(self.quarantine) > self.quarantine_limit:
-            oldest = self.quarantine.popleft()
-            if self.state[oldest] == QUARANTINED:
-                self.push_free(oldest)
+        if len(self.quarantine) >= self.quarantine_limit + self.batch():
+            self.release(len(self.quarantine) - self.quarantine_limit)
+
+    def batch(self) -> int:
+        """Slots beyond the limit the quarantine collects before a release."""
+        return max(1, min(1024, len(self.state) - self.quarantine_limit))
+
+    def release(self, want: int) -> None:
+        """The quarantine's oldest (up to want, at most 1024) slots go back,
+        unguarded in one batch, onto the free stack with the oldest on top."""
+        released = []
+        while len(released) < min(want, 1024) and self.quarantine:
+            candidate = self.quarantine.popleft()
+            if self.state[candidate] == QUARANTINED:
+                released.append(candidate)
+        for slot in reversed(released):
+            self.guarded.discard(slot)
+            self.push_free(slot)
 
     def counts(self) -> dict:
         return {name: self.state.count(name) for name in (FREE, LIVE, QUARANTINED)}

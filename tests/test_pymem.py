@@ -352,3 +352,58 @@ def test_slack_overwrite_is_reported_when_the_block_is_freed(child):
     assert proc.stdout == "still running 1\n"
     assert "guardalloc: heap corruption: 3 slack byte(s) after the block at 0x" in proc.stderr
     assert "first at offset 100" in proc.stderr
+
+
+# -- limits: sized from the machine, refusals said once ----------------------------
+
+def test_refused_requests_are_noted_once_on_stderr_with_the_count():
+    from conftest import run_child
+
+    result = run_child("""
+    from guardalloc import pymem
+    pymem.install(sample_rate=1, max_bytes=1 << 20)
+    x = [str(i) * 3 for i in range(20000)]
+    refused = pymem.stats()["refused"]
+    assert refused > 0
+    print(refused)
+    """)
+    assert result.returncode == 0, result.stderr
+    notes = [line for line in result.stderr.splitlines() if "were not guarded" in line]
+    assert len(notes) == 1, result.stderr
+    assert "max_bytes=1,048,576" in notes[0] and "install(max_bytes=...)" in notes[0]
+    assert int(notes[0].split()[1].replace(",", "")) >= int(result.stdout.split()[-1])
+
+
+def test_no_note_while_every_request_is_guarded():
+    from conftest import run_child
+
+    result = run_child("""
+    from guardalloc import pymem
+    pymem.install(sample_rate=1000)
+    x = [str(i) for i in range(1000)]
+    """)
+    assert result.returncode == 0 and "not guarded" not in result.stderr, result.stderr
+
+
+def test_default_max_bytes_follows_ram_and_rlimit_as():
+    from conftest import run_child
+
+    result = run_child("""
+    import os, resource
+    from guardalloc import pymem
+    ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert pymem.default_max_bytes() == min(ram // 4, 1 << 40) // 4096 * 4096
+    vm = int([l for l in open("/proc/self/status") if l.startswith("VmSize:")][0].split()[1]) * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (vm + (8 << 30), resource.RLIM_INFINITY))
+    assert pymem.default_max_bytes() == max(64 << 20, min(ram // 4, (vm + (8 << 30)) // 4 // 2)) // 4096 * 4096
+    assert pymem.default_max_bytes(3) < pymem.default_max_bytes(1)
+    pymem.install(sample_rate=1000)          # the reservation fits under the limit
+    print(pymem.pool().max_bytes)
+    """)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("value, error", [(0, ValueError), ("1", TypeError)])
+def test_default_max_bytes_checks_guard_pages(value, error):
+    with pytest.raises(error, match="guard_pages"):
+        pymem.default_max_bytes(value)

@@ -117,7 +117,8 @@ def test_threads_with_uaf_quarantine_and_tracebacks():
     try:
         results = _run_threads(arena, 5_000)
         stats = _check_consistent(arena, results)
-        assert stats["quarantined"] == 32
+        # At least the limit waits; released a batch (256 - 32 slots) at a time.
+        assert 32 <= stats["quarantined"] < 32 + 224
     finally:
         arena.close()
 

@@ -20,6 +20,12 @@ void ga_arena_attach(ga_arena_t *a, void *tables);
  * last. Returns 0, or -1 with errno set. */
 int ga_arena_guard_all(ga_arena_t *a);
 
+/* Open slots [0, upto) of a lazily guarded arena (see core.c): whole
+ * GA_OPEN_CHUNK chunks, each one mprotect() read-write and its guards in
+ * one process_madvise(). ga_alloc calls it as the high-water mark advances;
+ * a no-op for arenas opened whole. Returns 0, or -1 with errno set. */
+int ga_arena_open(ga_arena_t *a, uint32_t upto);
+
 /* Place a buffer of nbytes (1 .. slot_size) in a free slot: `want`, or the
  * next one when want < 0. `zero` clears a slot that held data before;
  * `raw` marks the block as owned by its address (C callers, alloc_raw)

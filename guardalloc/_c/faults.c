@@ -321,6 +321,7 @@ static void ga_classify(const ga_arena_t *a, const char *addr, ga_fault_t *f)
     /* A guard between left and right. */
     f->guard_len = a->guard_size;
     f->guarded = a->backend != GA_BACKEND_NONE && a->guard_size > 0
+        && !(a->closed_from != NULL && addr >= a->closed_from)   /* PROT_NONE tail */
         && !(f->left >= 0 && (a->slots[f->left].flags & GA_FLAG_GUARD_AFTER_LIFTED))
         && !(f->right < n && (a->slots[f->right].flags & GA_FLAG_GUARD_BEFORE_LIFTED));
     {

@@ -202,3 +202,46 @@ int ga_guard_strided(char *first, size_t stride, size_t count, size_t len,
     }
     return 0;
 }
+
+int ga_guard_list(const struct iovec *ranges, size_t n, int backend, int install,
+                  uint64_t *syscalls)
+{
+    size_t i = 0;
+    int pidfd = -1;
+    if (backend == GA_BACKEND_NONE)
+        return 0;
+    /* One range: madvise() itself (process_madvise() costs more per call). */
+    if (backend == GA_BACKEND_MADVISE && n > 1 && !ga_batching_refused())
+        pidfd = ga_self_pidfd();
+    while (pidfd >= 0 && i < n) {
+        size_t k = n - i < GA_IOV_MAX ? n - i : GA_IOV_MAX, len = 0, j;
+        long done;
+        ++*syscalls;
+        done = ga_process_madvise(pidfd, ranges + i, k, install);
+        if (done < 0) {
+            int err = errno;
+            if (err == EINTR || err == EAGAIN)
+                continue;
+            if (err == ENOSYS || err == EPERM || err == EBADF || err == EINVAL) {
+                /* Refused as a whole (EINVAL: an old kernel, or one range it
+                 * will not take): madvise() below says which. */
+                if (err != EINVAL)
+                    __atomic_store_n(&ga_refused, 1, __ATOMIC_RELAXED);
+                break;
+            }
+            return -1;
+        }
+        /* Skip the ranges done; a short count resumes at the first not done. */
+        for (j = 0; j < k && len + ranges[i + j].iov_len <= (size_t)done; j++)
+            len += ranges[i + j].iov_len;
+        if (j == 0)
+            break;   /* no progress: let madvise() report the error */
+        i += j;
+    }
+    for (; i < n; i++) {
+        ++*syscalls;
+        if (ga_guard_range(ranges[i].iov_base, ranges[i].iov_len, backend, install) != 0)
+            return -1;
+    }
+    return 0;
+}

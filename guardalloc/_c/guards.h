@@ -95,6 +95,13 @@ int ga_guard_strided(char *first, size_t stride, size_t count, size_t len,
  * the bytes advised, or -1 with errno (ENOSYS, EPERM: refused as a whole). */
 long ga_guard_batch(const struct iovec *ranges, size_t n, int install);
 
+/* Guard (or unguard) n ranges (any n): GA_IOV_MAX per process_madvise()
+ * call with the madvise backend (one madvise() per range once the kernel or
+ * a sandbox refuses the batched call), one mprotect() per range otherwise.
+ * Adds the system calls made to *syscalls. */
+int ga_guard_list(const struct iovec *ranges, size_t n, int backend, int install,
+                  uint64_t *syscalls);
+
 /* 1 once process_madvise() refused guard advice in this process. */
 int ga_batching_refused(void);
 

@@ -130,7 +130,19 @@ typedef struct ga_arena {
     uint64_t guard_syscalls;  /* spent installing the arena's guards          */
     uint64_t uaf_syscalls;    /* guarding freed slots, unguarding reused ones */
     uint64_t allocations;
+    /* Lazy guards (large anonymous madvise arenas, see core.c): slots
+     * [0, opened) have their guards; from closed_from to base + size the
+     * never-opened tail is PROT_NONE (NULL: every slot is open). The fault
+     * handler reads closed_from: a fault there is a wild access whose guard
+     * cannot be lifted. */
+    uint32_t opened;
+    char *volatile closed_from;
 } ga_arena_t;
+
+/* Slots opened at a time as an arena's high-water mark advances: one
+ * mprotect() and one process_madvise() (GA_IOV_MAX ranges) per chunk. An
+ * arena of at most this many slots is opened whole when it is built. */
+#define GA_OPEN_CHUNK 1024u
 
 /* First data byte of slot i. */
 static inline char *ga_slot_start(const ga_arena_t *a, size_t i)
