@@ -1,6 +1,6 @@
 from os import PathLike
-from types import TracebackType
-from typing import Literal
+from types import CodeType, TracebackType
+from typing import Iterable, Literal
 
 from typing_extensions import Buffer as _BufferProtocol, Self
 
@@ -9,6 +9,7 @@ Backend = Literal["auto", "madvise", "mprotect", "none"]
 def set_tracebacks(enabled: bool) -> None: ...
 def get_tracebacks() -> bool: ...
 def batching_refused() -> bool: ...
+def _hide_frames(codes: Iterable[CodeType]) -> None: ...
 
 class Arena:
     file: str | bytes | PathLike[str] | int | None

@@ -47,13 +47,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run a library module as a script, like python -m")
     parser.add_argument("script", nargs="?", help="the script to run")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="its arguments")
-    parser.usage = ("python -m guardalloc run [--pymem RATE] [--numpy] [--traceback] "
-                    "(script.py | -m module) [args ...]")
+    parser.usage = "%(prog)s [--pymem RATE] [--numpy] [--traceback] (script.py | -m module) [args ...]"
     parser.epilog = "Exits with the program's exit status."
 
 
+# The program name in messages when run() is called without cli.main's args.prog.
+PROG = "python -m guardalloc run"
+_prog = PROG
+
+
 def _fail(message: str) -> int:
-    print(f"python -m guardalloc run: {message}", file=sys.stderr)
+    print(f"{_prog}: {message}", file=sys.stderr)
     return 2
 
 
@@ -101,7 +105,33 @@ def _print_program_traceback(exc: BaseException) -> None:
     traceback.print_exception(type(exc), exc, tb)
 
 
+def _hide_launcher_frames() -> None:
+    """Leave this launcher's frames (and the CLI's, and runpy's) out of the
+    allocation and free tracebacks that fault reports show: they sit below
+    every frame of the program and would only push its own lines down."""
+    from guardalloc.arena import _hide_frames
+
+    codes = [_run_program.__code__, runpy.run_path.__code__, runpy.run_module.__code__,
+             *(f.__code__ for f in vars(runpy).values() if callable(f) and hasattr(f, "__code__")
+               and f.__name__.startswith("_run"))]
+    frame = sys._getframe()
+    while frame is not None:   # everything below the program: cli, __main__, runpy
+        codes.append(frame.f_code)
+        frame = frame.f_back
+    _hide_frames(codes)
+
+
+def _run_program(module: str | None, script: str | None) -> None:
+    """Run the program as python would: ``-m module`` or the script."""
+    if module is not None:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    else:
+        runpy.run_path(script, run_name="__main__")
+
+
 def run(args: argparse.Namespace) -> int:
+    global _prog
+    _prog = getattr(args, "prog", PROG)
     if args.module is not None:
         if args.script is not None or args.args:
             return _fail("give either a script or -m module, not both")
@@ -110,14 +140,17 @@ def run(args: argparse.Namespace) -> int:
         module, *program_args = args.module
     else:
         if args.script is None:
-            return _fail("no script given (python -m guardalloc run script.py [args], or -m module)")
+            return _fail(f"no script given ({_prog} script.py [args], or -m module)")
         if not os.path.exists(args.script):
             return _fail(f"can't open file {args.script!r}: no such file")
+        if os.path.isdir(args.script) and not os.path.exists(os.path.join(args.script, "__main__.py")):
+            return _fail(f"can't find '__main__' module in {args.script!r} (a directory needs a __main__.py)")
         module, program_args = None, list(args.args)
 
     failed = _enable_guarding(args)
     if failed is not None:
         return failed
+    _hide_launcher_frames()
 
     if module is not None:
         # Like python -m: sys.path[0] is the current directory; runpy puts
@@ -130,13 +163,11 @@ def run(args: argparse.Namespace) -> int:
         if spec is None:
             return _fail(f"no module named {module!r}")
         sys.argv = [module, *program_args]
-        runner = lambda: runpy.run_module(module, run_name="__main__", alter_sys=True)  # noqa: E731
     else:
         sys.argv = [args.script, *program_args]
         sys.path[0] = os.path.dirname(os.path.abspath(args.script))
-        runner = lambda: runpy.run_path(args.script, run_name="__main__")  # noqa: E731
     try:
-        runner()
+        _run_program(module, args.script)
     except SystemExit as exc:
         return _exit_status(exc)
     except BaseException as exc:   # what python does with an uncaught exception
