@@ -28,6 +28,20 @@ DESCRIPTION = ("Guard pages between the slots of one mapping (MADV_GUARD_INSTALL
                "try them, measure them, run a program with them.")
 
 
+def int_at_least(minimum: int, shown: str | None = None):
+    """An argparse ``type=``: an integer of at least ``minimum`` (said as
+    ``shown`` in the error, e.g. ``"0 (off)"``)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {shown or minimum} or more, not {value}")
+        return value
+    return parse
+
+
 def program_name(argv0: str | None = None) -> str:
     """The program as the user invoked it: ``guardalloc`` (the console
     script) or ``python -m guardalloc``."""

@@ -18,6 +18,7 @@ import warnings
 
 from guardalloc.arena import Arena
 from guardalloc.benchtools import interleaved
+from guardalloc.cli import int_at_least
 from guardalloc.maps import max_map_count, vma_count
 from guardalloc.support import support
 
@@ -27,19 +28,9 @@ ROUNDS = 7
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--slots", type=_positive, default=30_000, help="slots per arena (default 30000)")
-    parser.add_argument("--rounds", type=_positive, default=ROUNDS,
+    parser.add_argument("--slots", type=int_at_least(1), default=30_000, help="slots per arena (default 30000)")
+    parser.add_argument("--rounds", type=int_at_least(1), default=ROUNDS,
                         help=f"builds of each arena, interleaved (default {ROUNDS})")
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
-    return value
 
 
 def _build(backend: str, slots: int) -> Arena:

@@ -21,17 +21,12 @@ import runpy
 import sys
 import traceback
 
+from guardalloc.cli import int_at_least
+
 DEFAULT_PYMEM_RATE = 5000
 
 
-def _rate(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 (off) or more, not {value}")
-    return value
+_rate = int_at_least(0, "0 (off)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
