@@ -12,20 +12,25 @@ rather than compiling the core in again: in a Python process that also uses
 for every guarded block. Neither library depends on libpython.
 """
 
+import glob
+import logging
 import os
+import shutil
 
+import Cython
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.modified import newer_group
 
 C_FLAGS = ["-O2", "-Wall", "-Wno-unused-function"]
 CORE = "guardalloc.libguardalloc_core"
 CORE_SOURCES = ["guardalloc/_c/core.c", "guardalloc/_c/guards.c", "guardalloc/_c/faults.c"]
 MALLOC = "guardalloc.libguardalloc_malloc"
 MALLOC_SOURCES = ["guardalloc/_c/malloc.c", "guardalloc/_c/heap.c", "guardalloc/_c/options.c"]
-HEADERS = ["guardalloc/_c/layout.h", "guardalloc/_c/guards.h", "guardalloc/_c/core.h",
-           "guardalloc/_c/faults.h", "guardalloc/_c/classes.h", "guardalloc/_c/heap.h",
-           "guardalloc/_c/options.h"]
+# Every header: an editable reinstall reuses a module only when it is newer
+# than all of them (ReusingBuildExt).
+HEADERS = sorted(glob.glob("guardalloc/_c/*.h"))
 
 # One extension per concern.
 MODULES = [
@@ -40,7 +45,68 @@ MODULES = [
 ]
 
 
-class BuildCoreFirst(build_ext):
+# Build speed: Cython and the C compiler both run one job per CPU (the
+# extensions are independent of one another).
+JOBS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+class ReusingBuildExt(build_ext):
+    """build_ext that compiles the modules in parallel and, for an editable
+    install, reuses the in-place module when it is newer than all its sources.
+
+    pip builds an editable install in a fresh temporary directory each time,
+    so the stock command recompiles every module even when nothing changed
+    (``pip install -e .`` then ``pip install -e '.[test]'`` compiled twice).
+    The in-place ``.so`` carries the interpreter's ABI tag in its name, so it
+    is only reused by the interpreter it was built for.
+    """
+
+    def finalize_options(self):
+        # One compile job per CPU unless -j/--parallel says otherwise. (Set
+        # here, not in setup(options=...): an editable build re-creates the
+        # command and drops those.)
+        super().finalize_options()
+        if self.parallel is None:
+            self.parallel = JOBS
+
+    def build_extension(self, ext):
+        if self.editable_mode and not self.force:
+            # The module's path in the source tree, and where this build puts it.
+            inplace_file = self.get_ext_filename(ext.name)
+            regular_file = self.get_ext_fullpath(ext.name)
+            sources = [*ext.sources, *ext.depends]
+            if os.path.exists(inplace_file) and not newer_group(sources, inplace_file, "newer"):
+                os.makedirs(os.path.dirname(regular_file), exist_ok=True)
+                shutil.copy2(inplace_file, regular_file)
+                self.announce(f"reusing {inplace_file} (newer than its sources)", level=logging.INFO)
+                return
+        super().build_extension(ext)
+
+
+def _keep_fresh_c(extension):
+    """Compile the C that cythonize generated last time when it is newer than
+    every project file that shapes it (and came from this Cython version),
+    instead of regenerating it.
+
+    cythonize also counts Cython's own bundled .pxd files as dependencies, and
+    pip installs Cython afresh for every isolated build, so it regenerated
+    every module (and build_ext recompiled it) on each ``pip install -e``.
+    """
+    inputs = [__file__, *glob.glob("guardalloc/*.pxd"), *glob.glob("guardalloc/*.pxi")]
+    sources = []
+    for source in extension.sources:
+        generated = source[:-len(".pyx")] + ".c"
+        if source.endswith(".pyx") and os.path.exists(generated):
+            with open(generated, encoding="utf-8", errors="replace") as f:
+                made_by = f.readline()
+            if f"Cython {Cython.__version__} " in made_by and not newer_group([source, *inputs], generated):
+                source = generated
+        sources.append(source)
+    extension.sources = sources
+    return extension
+
+
+class BuildCoreFirst(ReusingBuildExt):
     """Build the core library before the modules that link to it."""
 
     def build_extensions(self):
@@ -74,7 +140,8 @@ extensions = [
 
 setup(
     ext_modules=[core_library, malloc_library, *cythonize(
-        extensions,
+        [_keep_fresh_c(extension) for extension in extensions],
+        nthreads=JOBS if JOBS > 1 else 0,
         compiler_directives={"language_level": 3, "embedsignature": True},
     )],
     cmdclass={"build_ext": BuildCoreFirst},

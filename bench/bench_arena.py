@@ -71,16 +71,6 @@ def test_create(benchmark, record, built, side, slots):
         assert added <= (3 if lazy(side, slots) else 1)
 
 
-@pytest.mark.stable
-@pytest.mark.parametrize("side", ["madvise-batched"])
-def test_create_stable(benchmark, record, built, side):
-    """The figure compared with the committed baseline: kernel-bound."""
-    benchmark.group = "create: 30,000 slots (baseline)"
-    benchmark.pedantic(lambda: built.keep(make_arena(side, 30_000)), setup=built,
-                       rounds=15, warmup_rounds=1)
-    record(benchmark, side=side, slots=30_000, guard_syscalls=built.last.stats()["guard_syscalls"])
-
-
 @pytest.mark.parametrize("side", [*GUARDED_SIDES, "none"])
 def test_teardown(benchmark, record, side):
     """Closing (munmap) an arena of 30,000 slots."""
@@ -132,8 +122,7 @@ def uaf_arenas():
         arena.close()
 
 
-ALLOC_SIDES = [pytest.param("guardalloc", marks=pytest.mark.stable),
-               "bytearray", "numpy.empty", "cymem", "guardalloc-uaf", "mprotect-uaf"]
+ALLOC_SIDES = ["guardalloc", "bytearray", "numpy.empty", "cymem", "guardalloc-uaf", "mprotect-uaf"]
 
 
 @pytest.mark.parametrize("side", ALLOC_SIDES)

@@ -13,21 +13,28 @@ with a message that shows the measured figure and the limit (or both sides):
    slots, fails with a MemoryError naming vm.max_map_count and leaves no
    mapping behind.
 2. Same-run ratios with thresholds, each measured interleaved (A B A B ...)
-   and compared by medians (fork latency: by the best sample, since a busy
-   machine only adds scheduling delay), so a busy machine slows both sides
-   alike. A failing ratio is measured once more and fails only if it fails
-   again.
-3. The committed pytest-benchmark baseline (``bench/baseline/baseline.json``)
-   compared with ``--benchmark-compare-fail`` on a generous threshold, only
-   for the benchmarks marked ``stable`` (kernel- or C-bound figures), by
-   their best round; a regression is measured once more before it fails.
+   on CPU time (the thread's, plus the forked child's for fork + exit), so
+   that time spent waiting for a CPU on a busy machine counts on neither
+   side; compared by medians (fork: by the best sample). A failing ratio is
+   measured once more and fails only if it fails again.
+3. The committed baseline (``bench/baseline/baseline.json``) of normalised
+   figures: creating and closing 30,000 madvise slots, and alloc+free, each
+   divided by a reference doing the same kind of work without guardalloc's
+   code (the pure-Python arena on ``mmap.madvise``; ``bytearray(64)``),
+   measured interleaved in the same run on this thread's CPU time, so that
+   neither the machine's speed nor its load moves them. A figure fails above
+   1.25x its baseline (a 1.5x regression fails; ``--slow-down 1.5`` makes
+   one on purpose) and is measured once more before it does.
+
+Every check prints one line (``ok`` or ``FAIL``); the exit status is 1 when
+any failed.
 
 Refresh the baseline on the reference machine (after an intended change):
 ``python bench/check_perf.py --refresh-baseline``, then commit
 ``bench/baseline/baseline.json``.
 
 Options: ``--skip-baseline`` (layers 1 and 2 only, e.g. on a machine unlike
-the one that recorded the baseline).
+the one that recorded the baseline), ``--only LAYER``, ``--slow-down FACTOR``.
 """
 
 from __future__ import annotations
@@ -35,15 +42,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shutil
-import subprocess
+import os
+import platform
+import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 from guardalloc import Arena, vma_count
 from guardalloc.benchtools import (
-    alloc_free_loop, bytearray_loop, fork_and_wait, interleaved, make_arena, measure_create,
+    alloc_free_loop, bytearray_loop, cpu_clock, cpu_clock_with_children, fork_and_wait, interleaved,
+    make_arena, measure_create, slowed,
 )
 from guardalloc.maps import max_map_count, vmas_in_range
 
@@ -58,10 +66,10 @@ ALLOC_FREE_RATIO_MAX = 1.5      # guardalloc alloc+free / bytearray(64) (target 
 FORK_SLOTS = 30_000
 FORK_RATIO_MAX = 5.0            # best fork with 30,000 madvise slots / best fork with none held
 FORK_MPROTECT_MIN = 5.0         # fork with 30,000 mprotect slots / with madvise: must be slow
-# pytest-benchmark: fail when a stable benchmark's best round got this much
-# slower than the baseline's (min: the figure least disturbed by neighbours;
-# other jobs on this machine were seen to double a median for seconds).
-BASELINE_FAIL = "min:100%"
+# Baseline: fail when a normalised figure grew this much. Run to run, on this
+# machine with both cores busy elsewhere, they move by under 10%; a 1.5x
+# regression must fail (tests/test_check_perf.py makes one on purpose).
+BASELINE_FAIL = 1.25
 
 failures: list[str] = []
 
@@ -167,7 +175,7 @@ def check_invariants() -> None:
 def creation_speedup() -> tuple[float, str]:
     sides = {s: (lambda s=s: make_arena(s, CREATE_SLOTS)) for s in ("madvise-batched", "mprotect")}
     closers = {s: (lambda arena: arena.close()) for s in sides}
-    result = interleaved(sides, rounds=9, teardown=closers)
+    result = interleaved(sides, rounds=9, teardown=closers, clock=cpu_clock)
     speedup = result.ratio("mprotect", "madvise-batched")
     return speedup, (f"creating {CREATE_SLOTS:,} slots: madvise-batched {result.median('madvise-batched') * 1e3:.2f} ms, "
                      f"mprotect {result.median('mprotect') * 1e3:.2f} ms: {speedup:.2f}x faster "
@@ -177,7 +185,7 @@ def creation_speedup() -> tuple[float, str]:
 def alloc_free_ratio() -> tuple[float, str]:
     with Arena(4096, 1_000, backend="madvise") as arena:
         result = interleaved({"guardalloc": alloc_free_loop(arena), "bytearray": bytearray_loop()},
-                             rounds=41, inner=2_000)
+                             rounds=41, inner=2_000, clock=cpu_clock)
     ratio = result.ratio("guardalloc", "bytearray")
     return ratio, (f"alloc+free of 64 B: guardalloc {result.median('guardalloc') * 1e9:.0f} ns, "
                    f"bytearray(64) {result.median('bytearray') * 1e9:.0f} ns: {ratio:.2f}x "
@@ -193,11 +201,12 @@ def fork_best() -> dict[str, float]:
             arena = None if name == "none held" else make_arena(
                 "madvise-batched" if name == "madvise" else "mprotect", FORK_SLOTS)
             try:
-                samples[name] += interleaved({name: fork_and_wait}, rounds=5).samples[name]
+                samples[name] += interleaved({name: fork_and_wait}, rounds=5,
+                                             clock=cpu_clock_with_children).samples[name]
             finally:
                 if arena is not None:
                     arena.close()
-    # The best sample: a busy machine only adds scheduling delay to a fork.
+    # The best sample: cache misses on a busy machine only ever add time.
     return {name: min(v) for name, v in samples.items()}
 
 
@@ -228,136 +237,188 @@ def check_ratios() -> None:
 
 
 # ---------------------------------------------------------------------------
-# 3. the committed baseline
+# 3. the committed baseline, of normalised figures
 
-def pytest_stable(args: list[str]) -> int:
-    command = [sys.executable, "-m", "pytest", str(HERE / "bench_arena.py"), "-m", "stable",
-               "-q", "-p", "no:cacheprovider", "--benchmark-columns=min,median,max,rounds", *args]
-    return subprocess.run(command, cwd=HERE.parent).returncode
-
-
-def machine_id() -> str:
-    from pytest_benchmark.utils import get_machine_id
-    return get_machine_id()
+# Each figure is guardalloc's time divided by that of a reference doing the
+# same kind of work without guardalloc's code, measured interleaved in the
+# same run on this thread's CPU time (benchtools.cpu_clock): machine speed
+# cancels in the ratio, and load is not counted. Each sample is one call of
+# the measured function, so that --slow-down's spin scales the whole sample.
+BASELINE_SLOTS = 30_000
+ALLOC_BATCH = 2_000
 
 
-# The machine_info fields that change what a benchmark measures.
-MACHINE_FIELDS = {"release": "kernel", "python_version": "Python", "machine": "architecture"}
+def _close(arena) -> None:
+    arena.close()
 
 
-def _describe_machine_difference(saved: dict) -> str:
-    from pytest_benchmark.plugin import pytest_benchmark_generate_machine_info
-    current = pytest_benchmark_generate_machine_info()
-    differences = [f"{label} {saved.get(key)} -> {current.get(key)}" for key, label in MACHINE_FIELDS.items()
-                   if saved.get(key) != current.get(key)]
-    saved_cpu, current_cpu = saved.get("cpu", {}), current.get("cpu", {})
-    for key, label in (("brand_raw", "CPU"), ("count", "CPUs")):
-        if saved_cpu.get(key) != current_cpu.get(key):
-            differences.append(f"{label} {saved_cpu.get(key)} -> {current_cpu.get(key)}")
-    return ", ".join(differences)
+def _alloc_free_batch(arena: Arena):
+    cycle = alloc_free_loop(arena)
+
+    def batch() -> None:
+        for _ in range(ALLOC_BATCH):
+            cycle()
+    return batch
 
 
-def check_baseline() -> None:
-    print(f"baseline comparison ({BASELINE.relative_to(HERE.parent)}, fail at {BASELINE_FAIL})")
-    if not BASELINE.exists():
-        check(False, f"{BASELINE} is missing: run python bench/check_perf.py --refresh-baseline")
+def _bytearray_batch() -> None:
+    cycle = bytearray_loop()
+    for _ in range(ALLOC_BATCH):
+        cycle()
+
+
+def _guarded_whole(slots: int) -> Arena:
+    """A madvise arena with every slot's guards in place: allocating the last
+    slot opens every lazy chunk (what the pure-Python arena does up front)."""
+    arena = make_arena("madvise-batched", slots)
+    arena.alloc(1, slot=slots - 1).free()
+    return arena
+
+
+def _create_figure(slow_down: float) -> float:
+    sides = {"guardalloc": lambda: _guarded_whole(BASELINE_SLOTS),
+             "reference": lambda: make_arena("python", BASELINE_SLOTS)}
+    sides["guardalloc"] = slowed(sides["guardalloc"], slow_down)
+    result = interleaved(sides, rounds=15, teardown={s: _close for s in sides}, clock=cpu_clock)
+    return result.ratio("guardalloc", "reference")
+
+
+def _teardown_figure(slow_down: float) -> float:
+    build = {"guardalloc": lambda: _guarded_whole(BASELINE_SLOTS),
+             "reference": lambda: make_arena("python", BASELINE_SLOTS)}
+    sides = {"guardalloc": slowed(_close, slow_down), "reference": _close}
+    result = interleaved(sides, rounds=15, setup=build, clock=cpu_clock)
+    return result.ratio("guardalloc", "reference")
+
+
+def _alloc_free_figure(slow_down: float) -> float:
+    with Arena(4096, 1_000, backend="madvise") as arena:
+        sides = {"guardalloc": slowed(_alloc_free_batch(arena), slow_down), "reference": _bytearray_batch}
+        result = interleaved(sides, rounds=41, clock=cpu_clock)
+    return result.ratio("guardalloc", "reference")
+
+
+# name -> (what it divides by what, measure(slow_down) -> the figure)
+FIGURES = {
+    "create": (f"creating and guarding {BASELINE_SLOTS:,} madvise-batched slots / the pure-Python PyArena's",
+               _create_figure),
+    "teardown": (f"closing {BASELINE_SLOTS:,} madvise-batched slots / the PyArena's", _teardown_figure),
+    "alloc+free": ("alloc+free of 64 B / bytearray(64)", _alloc_free_figure),
+}
+
+
+def measure_figures(slow_down: float = 1.0) -> dict[str, float]:
+    """Every normalised figure of :data:`FIGURES`, once."""
+    return {name: measure(slow_down) for name, (_, measure) in FIGURES.items()}
+
+
+def machine() -> dict[str, str]:
+    """What changes the normalised figures: kernel, Python, CPU."""
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        pass
+    return {"kernel": platform.release(), "python": platform.python_version(),
+            "architecture": platform.machine(), "CPU": cpu, "CPUs": str(os.cpu_count())}
+
+
+def _shown(path: Path) -> str:
+    """path relative to the repository when it is inside it."""
+    try:
+        return str(path.resolve().relative_to(HERE.parent))
+    except ValueError:
+        return str(path)
+
+
+def check_baseline(slow_down: float = 1.0, path: Path = BASELINE) -> None:
+    print(f"baseline comparison ({_shown(path)}: same-run normalised figures, "
+          f"fail above {BASELINE_FAIL:.2f}x the baseline)")
+    if slow_down != 1.0:
+        print(f"  note: the measured side of every figure is slowed down {slow_down}x on purpose (--slow-down)")
+    try:
+        saved = json.loads(path.read_text())
+        then = {name: float(entry["value"]) for name, entry in saved["figures"].items()}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        check(False, f"{_shown(path)} is missing or not a normalised baseline "
+                     f"({exc.__class__.__name__}): run python bench/check_perf.py --refresh-baseline")
         return
-    difference = _describe_machine_difference(json.loads(BASELINE.read_text())["machine_info"])
+    current = machine()
+    difference = ", ".join(f"{key} {saved.get('machine', {}).get(key)} -> {value}"
+                           for key, value in current.items() if saved.get("machine", {}).get(key) != value)
     if difference:
         print(f"  note: the baseline was recorded on another machine ({difference}); refresh it "
               "there, or run with --skip-baseline")
-    for attempt in (1, 2):
-        regressions = _compare_with_baseline(final=attempt == 2)
-        if not regressions or attempt == 2:
-            return
-        print(f"  again: {len(regressions)} regression(s); measuring once more")
+    now = measure_figures(slow_down)
+    regressed = [name for name in FIGURES if name in then and now[name] / then[name] > BASELINE_FAIL]
+    if regressed:
+        print(f"  again: {', '.join(regressed)} above the limit; measuring once more")
+        for name in regressed:   # a noisy neighbour gets one more chance
+            now[name] = FIGURES[name][1](slow_down)
+    for name, (what, _) in FIGURES.items():
+        if name not in then:
+            check(False, f"{name} is not in the baseline: refresh it")
+            continue
+        ratio = now[name] / then[name]
+        check(ratio <= BASELINE_FAIL,
+              f"{name}: {what}: {now[name]:.3f} now, {then[name]:.3f} in the baseline "
+              f"({ratio:.2f}x, fails above {BASELINE_FAIL:.2f}x)")
 
 
-def _compare_with_baseline(final: bool) -> list[str]:
-    """Run the stable benchmarks against the baseline; the regressions found.
-    Only the final attempt records its verdicts."""
-    field, percent = BASELINE_FAIL.split(":")
-    limit = 1 + float(percent.rstrip("%")) / 100
-    # Under the repository: pytest-benchmark prints storage paths relative to
-    # the working directory and fails on a path outside it.
-    scratch = HERE.parent / ".benchmarks"
-    scratch.mkdir(exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=scratch) as storage:
-        folder = Path(storage) / machine_id()
-        folder.mkdir()
-        shutil.copy(BASELINE, folder / "0001_baseline.json")
-        now = Path(storage) / "now.json"
-        # pytest-benchmark warns (an error under filterwarnings=error) when
-        # any machine_info field differs, down to the py-cpuinfo version;
-        # what matters is said by _describe_machine_difference() below.
-        code = pytest_stable([f"--benchmark-storage=file://{storage}", "--benchmark-compare=0001",
-                              f"--benchmark-compare-fail={BASELINE_FAIL}", f"--benchmark-json={now}",
-                              "-W", "ignore::pytest_benchmark.logger.PytestBenchmarkWarning"])
-        then = {b["fullname"]: b["stats"] for b in json.loads(BASELINE.read_text())["benchmarks"]}
-        measured = json.loads(now.read_text())["benchmarks"] if now.exists() else []
-        verdicts = []
-        for bench in measured:
-            old = then.get(bench["fullname"])
-            if old is None:
-                verdicts.append((False, f"{bench['fullname']} is not in the baseline: refresh it"))
-                continue
-            ratio = bench["stats"][field] / old[field]
-            verdicts.append((ratio <= limit,
-                             f"{bench['fullname']}: {field} {_human(bench['stats'][field])} now, "
-                             f"{_human(old[field])} in the baseline ({ratio:.2f}x, fails above {limit:.2f}x)"))
-        if not measured or (code != 0 and all(ok for ok, _ in verdicts)):
-            verdicts.append((False, f"the stable benchmarks did not run (pytest exit status {code})"))
-    regressions = [message for ok, message in verdicts if not ok]
-    if final or not regressions:
-        for ok, message in verdicts:
-            check(ok, message)
-    return regressions
-
-
-def _human(seconds: float) -> str:
-    return f"{seconds * 1e3:.3f} ms" if seconds >= 1e-3 else f"{seconds * 1e9:.0f} ns"
-
-
-def refresh_baseline(runs: int = 3) -> int:
-    """Record the stable benchmarks ``runs`` times and keep, per benchmark,
-    the run with the best round: other jobs on a shared machine slow whole
-    runs down for seconds, and a baseline recorded then would hide
-    regressions."""
-    recorded = []
-    with tempfile.TemporaryDirectory() as storage:
-        for run in range(runs):
-            path = Path(storage) / f"run{run}.json"
-            code = pytest_stable([f"--benchmark-json={path}"])
-            if code != 0:
-                return code
-            recorded.append(json.loads(path.read_text()))
-    best = recorded[0]
-    for index, bench in enumerate(best["benchmarks"]):
-        candidates = [r["benchmarks"][index] for r in recorded]
-        best["benchmarks"][index] = min(candidates, key=lambda b: b["stats"]["min"])
-    for bench in best["benchmarks"]:
-        bench["stats"].pop("data", None)   # keep the committed file small
-    BASELINE.parent.mkdir(exist_ok=True)
-    BASELINE.write_text(json.dumps(best, indent=1) + "\n")
-    print(f"wrote {BASELINE} (best of {runs} runs); commit it")
+def refresh_baseline(runs: int = 3, path: Path = BASELINE) -> int:
+    """Measure the normalised figures ``runs`` times and record the median
+    of each in ``path``."""
+    recorded = [measure_figures() for _ in range(runs)]
+    figures = {name: {"value": round(statistics.median(r[name] for r in recorded), 4),
+                      "runs": [round(r[name], 4) for r in recorded], "what": FIGURES[name][0]}
+               for name in FIGURES}
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps({"format": "guardalloc normalised baseline, version 1",
+                                    "machine": machine(), "figures": figures}, indent=1) + "\n")
+    for name, entry in figures.items():
+        print(f"  {name}: {entry['value']:.3f} (runs: {', '.join(f'{v:.3f}' for v in entry['runs'])})")
+    print(f"wrote {path} (median of {runs} runs); commit it")
     return 0
+
+
+def _factor(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 1 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 100, not {value}")
+    return value
+
+
+LAYERS = ("invariants", "ratios", "baseline")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-baseline", action="store_true", help="only invariants and same-run ratios")
-    parser.add_argument("--refresh-baseline", action="store_true", help="re-record bench/baseline/baseline.json")
+    parser.add_argument("--only", choices=LAYERS, help="run one layer of checks")
+    parser.add_argument("--refresh-baseline", action="store_true", help="re-record the baseline")
+    parser.add_argument("--runs", type=int, default=3, help="--refresh-baseline: runs to take the median of")
+    parser.add_argument("--baseline", type=Path, default=BASELINE, metavar="PATH",
+                        help="the baseline file (default: bench/baseline/baseline.json)")
+    parser.add_argument("--slow-down", type=_factor, default=1.0, metavar="FACTOR",
+                        help="to test this check: make the measured side of every baseline figure FACTOR "
+                             "times slower with a busy loop (1.5 must fail)")
     args = parser.parse_args(argv)
     if args.refresh_baseline:
-        return refresh_baseline()
-    check_invariants()
-    check_ratios()
-    if not args.skip_baseline:
-        check_baseline()
+        return refresh_baseline(max(1, args.runs), args.baseline)
+    layers = [args.only] if args.only else [layer for layer in LAYERS
+                                             if not (layer == "baseline" and args.skip_baseline)]
+    if "invariants" in layers:
+        check_invariants()
+    if "ratios" in layers:
+        check_ratios()
+    if "baseline" in layers:
+        check_baseline(args.slow_down, args.baseline)
     if failures:
-        print(f"\nperformance check FAILED ({len(failures)}):")
-        for message in failures:
-            print(f"  - {message}")
+        print(f"\nperformance check FAILED: {len(failures)} check(s), the FAIL lines above")
         return 1
     print("\nperformance check passed")
     return 0

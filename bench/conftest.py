@@ -43,10 +43,6 @@ Nanosecond operations
     80 ns call is below the timer's resolution.
 
 Markers
-    ``@pytest.mark.stable``: a figure stable enough on a shared machine to
-    be compared against the committed baseline
-    (``bench/baseline/``, see ``bench/check_perf.py``); keep these few and
-    kernel- or C-bound.
     ``@pytest.mark.slow``: takes more than a few seconds (1,000,000 slots);
     deselect with ``-m "not slow"``.
 
@@ -66,7 +62,6 @@ import pytest
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "stable: compared against the committed baseline in CI")
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
 
 

@@ -8,7 +8,8 @@ arena on ``mmap.madvise()`` and no guards at all: arena creation and teardown,
 beside the wall where mprotect runs out of ``vm.max_map_count``.
 
 Prints a table, and writes to DIR: ``results.json``, ``report.md`` and (with
-matplotlib, the ``[plot]`` extra) four PNG plots that the report embeds.
+matplotlib, the ``[plot]`` extra) the PNG plots of :data:`PLOTS`, which the report
+embeds; results.json and report.md are written before the plots.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 
@@ -39,8 +41,10 @@ ALLOC_SIDES = ["guardalloc", "bytearray", "numpy.empty", "cymem", "guardalloc-ua
 PLOTS = {
     "vmas": "VMAs in the arena against slots",
     "time_per_guard": "time per guard against slots",
-    "fork": "fork() latency against slots held",
+    "fork": "fork() latency against slots held (log scale)",
     "scaling": "creation time up to 1,000,000 slots, and the mprotect wall",
+    "teardown": "closing an arena of 30,000 slots, per backend (log scale)",
+    "alloc_free": "alloc + free of 64 bytes against bytearray, numpy, cymem",
 }
 
 
@@ -80,6 +84,10 @@ class Results:
     fork: dict = field(default_factory=dict)            # side -> slots -> seconds
     alloc_free: dict = field(default_factory=dict)      # side -> seconds per cycle
     mprotect_wall: dict = field(default_factory=dict)   # slots, error, vmas_left
+    # Every sample behind those figures, for the spread in the plots:
+    # {"create": side -> slots -> [s], "teardown": side -> [s],
+    #  "fork": side -> slots -> [s], "alloc_free": side -> [s]}
+    samples: dict = field(default_factory=dict)
 
 
 class Progress:
@@ -146,6 +154,7 @@ def _create_sweep(results: Results, sides: list[str], slot_counts: list[int], ro
             arena.close()
         figures["seconds"] = sorted(values)[len(values) // 2]
         results.create.setdefault(side, {})[slots] = figures
+        results.samples.setdefault("create", {}).setdefault(side, {})[slots] = values
 
 
 def measure_creation(results: Results, settings: Settings, progress: Progress) -> None:
@@ -182,6 +191,7 @@ def measure_teardown(results: Results, settings: Settings, progress: Progress) -
                              settings.create_rounds,
                              setup={s: functools.partial(make_arena, s, slots) for s in usable})
     results.teardown = {s: comparison.median(s) for s in usable}
+    results.samples["teardown"] = comparison.samples
 
 
 def measure_fork(results: Results, settings: Settings, progress: Progress) -> None:
@@ -207,6 +217,7 @@ def measure_fork(results: Results, settings: Settings, progress: Progress) -> No
             # The best sample: on a busy machine the child waits for a CPU
             # to run and exit, which only ever adds time.
             results.fork.setdefault(side, {})[slots] = min(values)
+            results.samples.setdefault("fork", {}).setdefault(side, {})[slots] = values
 
 
 def measure_alloc_free(results: Results, settings: Settings, progress: Progress) -> None:
@@ -226,6 +237,7 @@ def measure_alloc_free(results: Results, settings: Settings, progress: Progress)
         present = {name: fn for name, fn in loops.items() if fn is not None}
         comparison = interleaved(present, settings.alloc_rounds, settings.alloc_inner)
         results.alloc_free = {name: comparison.median(name) for name in present}
+        results.samples["alloc_free"] = comparison.samples
     finally:
         for buf in live:
             buf.free()
@@ -345,7 +357,8 @@ def render_markdown(all_tables, results: Results, plots: list[str], command: str
 
 
 def write_plots(results: Results, out: str) -> list[str]:
-    """The four PNGs; [] when matplotlib is missing."""
+    """The PNGs of :data:`PLOTS` (medians, every sample as a dot); [] when
+    matplotlib is missing."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -376,21 +389,34 @@ def write_plots(results: Results, out: str) -> list[str]:
     ax.legend(fontsize=8)
     save(fig, "vmas")
 
+    def spread(ax, points, color, scale):
+        """Every sample as a faint dot beside the line of medians: a lone
+        outlier then reads as noise, not as a trend."""
+        xs = [x for x, values in points for _ in values]
+        ys = [v * scale(x) for x, values in points for v in values]
+        ax.scatter(xs, ys, s=9, color=color, alpha=0.3, linewidths=0)
+
+    create_samples = results.samples.get("create", {})
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for side in GUARDED_SIDES:
         points = sorted(results.create.get(side, {}).items())
         ax.plot([n for n, _ in points], [f["seconds"] / (n + 1) * 1e9 for n, f in points], "o-",
                 color=colors[side], label=side)
+        spread(ax, sorted(create_samples.get(side, {}).items()), colors[side], lambda n: 1e9 / (n + 1))
     ax.set(xscale="log", yscale="log", xlabel="slots", ylabel="ns per guard (creation / guards)",
            title="Arena creation: time per guard")
     ax.legend(fontsize=8)
     save(fig, "time_per_guard")
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
+    fork_samples = results.samples.get("fork", {})
     for side in FORK_SIDES:
         points = sorted(results.fork.get(side, {}).items())
         ax.plot([n for n, _ in points], [s * 1e3 for _, s in points], "o-", color=colors[side], label=side)
-    ax.set(xlabel="guarded slots held", ylabel="ms", title="fork() + child exit latency")
+        spread(ax, sorted(fork_samples.get(side, {}).items()), colors[side], lambda n: 1e3)
+    # A log axis: mprotect's 100+ ms would flatten madvise against no guards.
+    ax.set(yscale="log", xlabel="guarded slots held", ylabel="ms (log scale)",
+           title="fork() + child exit latency (line: best sample; dots: all)")
     ax.legend(fontsize=8)
     save(fig, "fork")
 
@@ -399,6 +425,7 @@ def write_plots(results: Results, out: str) -> list[str]:
         points = sorted(results.create.get(side, {}).items())
         ax.plot([n for n, _ in points], [f["seconds"] * 1e3 for _, f in points], "o-",
                 color=colors[side], label=side)
+        spread(ax, sorted(create_samples.get(side, {}).items()), colors[side], lambda n: 1e3)
     wall = results.mprotect_wall.get("max_slots")
     if wall:
         ax.axvline(wall, color="tab:red", linestyle="--", linewidth=1)
@@ -408,7 +435,41 @@ def write_plots(results: Results, out: str) -> list[str]:
            title="Scaling to 1,000,000 slots")
     ax.legend(fontsize=8, loc="upper left")
     save(fig, "scaling")
+
+    def bars(name, medians, samples, scale, unit, title, log):
+        fig, ax = plt.subplots(figsize=(6, 3.6))
+        sides = list(medians)
+        ax.bar(range(len(sides)), [medians[s] * scale for s in sides],
+               color=[colors.get(s, "tab:blue") for s in sides], alpha=0.8)
+        for i, side in enumerate(sides):
+            values = samples.get(side, [])
+            ax.scatter([i] * len(values), [v * scale for v in values], s=9, color="black", alpha=0.4,
+                       linewidths=0)
+        ax.set_xticks(range(len(sides)), sides, fontsize=8, rotation=15)
+        ax.set(ylabel=unit, title=title)
+        if log:
+            ax.set_yscale("log")
+        save(fig, name)
+
+    if results.teardown:
+        bars("teardown", results.teardown, results.samples.get("teardown", {}), 1e3, "ms (log scale)",
+             "Closing an arena of 30,000 slots (bar: median; dots: all)", log=True)
+    if results.alloc_free:
+        bars("alloc_free", results.alloc_free, results.samples.get("alloc_free", {}), 1e9, "ns per cycle",
+             "alloc + free of 64 B (bar: median; dots: all)", log=False)
     return made
+
+
+def _check_output_dir(out: str) -> str | None:
+    """Create ``out`` if needed and make sure files can be written there;
+    the reason when not (before minutes of measuring, not after)."""
+    try:
+        os.makedirs(out, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -420,10 +481,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"guard pages are unavailable here ({found.reason}): nothing to compare", file=sys.stderr)
         return 1
     settings = Settings.for_run(args.quick)
-    try:
-        os.makedirs(args.out, exist_ok=True)
-    except OSError as exc:
-        print(f"cannot use {args.out!r} as the output directory: {exc.strerror}", file=sys.stderr)
+    problem = _check_output_dir(args.out)
+    if problem is not None:
+        print(f"cannot use {args.out!r} as the output directory: {problem}", file=sys.stderr)
         return 2
     results = Results(machine={
         "kernel": platform.release(), "cpus": os.cpu_count(), "python": platform.python_version(),
@@ -441,18 +501,31 @@ def run(args: argparse.Namespace) -> int:
     finally:
         progress.finish()
 
+    # The figures first, then the plots: a plotting failure loses no figure.
     all_tables = tables(results)
-    print(render_text(all_tables))
-    plots = write_plots(results, args.out)
-    command = "python -m guardalloc bench" + (" --quick" if args.quick else "")
-    with open(os.path.join(args.out, "results.json"), "w") as f:
+    command = getattr(args, "prog", "python -m guardalloc bench") + (" --quick" if args.quick else "")
+    results_path = os.path.join(args.out, "results.json")
+    report_path = os.path.join(args.out, "report.md")
+    with open(results_path, "w") as f:
         json.dump(results.__dict__, f, indent=1)
-    with open(os.path.join(args.out, "report.md"), "w") as f:
-        f.write(render_markdown(all_tables, results, plots, command))
+    with open(report_path, "w") as f:
+        f.write(render_markdown(all_tables, results, [], command))
+    try:
+        plots = write_plots(results, args.out)
+        plot_error = None
+    except Exception as exc:   # matplotlib's own errors: the figures are saved already
+        plots, plot_error = [], f"{exc.__class__.__name__}: {exc}"
     if plots:
-        print(f"wrote {args.out}/report.md, results.json and {len(plots)} plots "
+        with open(report_path, "w") as f:
+            f.write(render_markdown(all_tables, results, plots, command))
+
+    print(render_text(all_tables))
+    if plots:
+        print(f"wrote {report_path}, results.json and {len(plots)} plots "
               f"({', '.join(p + '.png' for p in plots)})")
+    elif plot_error:
+        print(f"wrote {report_path} and results.json; the plots failed: {plot_error}")
     else:
-        print(f"wrote {args.out}/report.md and results.json; plots skipped: matplotlib is not "
+        print(f"wrote {report_path} and results.json; plots skipped: matplotlib is not "
               "installed (pip install 'guardalloc[plot]')")
     return 0

@@ -10,6 +10,9 @@ Principles:
 - Absolute times mean little on a shared 2-core machine; both sides of every
   comparison are measured in the same run, interleaved (A B A B ...), and
   compared by their medians (:func:`interleaved`).
+- On a loaded machine a wall-clock sample also counts the time the process
+  waited for a CPU; :data:`cpu_clock` (this thread's CPU time, user + system)
+  does not, so figures that involve no other process are timed with it.
 - Deterministic figures (VMAs, guard system calls) are checked exactly.
   :func:`vmas_in_range` counts the VMAs that overlap an arena's own address
   range, which is exact whatever else the process maps meanwhile (glibc
@@ -23,6 +26,7 @@ import ctypes
 import gc
 import mmap
 import os
+import resource
 import statistics
 import time
 import warnings
@@ -88,6 +92,18 @@ def measure_create(side: str, slots: int, slot_size: int = 4096) -> CreateCounts
 # ---------------------------------------------------------------------------
 # Interleaved A/B measuring
 
+#: CPU time of the calling thread (user + system): unlike wall-clock time,
+#: it does not grow while other processes hold the CPUs.
+cpu_clock: Callable[[], float] = time.thread_time
+
+
+def cpu_clock_with_children() -> float:
+    """:data:`cpu_clock` plus the CPU time of every child process waited for
+    so far: the CPU cost of a ``fork()`` + child exit + wait, without the
+    time the child waited for a CPU to run on."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.thread_time() + children.ru_utime + children.ru_stime
+
 @dataclass
 class Comparison:
     """Per-side samples (seconds per operation) of an interleaved run."""
@@ -104,7 +120,8 @@ class Comparison:
 
 def interleaved(sides: Mapping[Any, Callable], rounds: int, inner: int = 1,
                 setup: Mapping[Any, Callable[[], object]] | None = None,
-                teardown: Mapping[Any, Callable[[Any], object]] | None = None) -> Comparison:
+                teardown: Mapping[Any, Callable[[Any], object]] | None = None,
+                clock: Callable[[], float] = time.perf_counter) -> Comparison:
     """Time each side ``rounds`` times, alternating sides (A B A B ...).
 
     Each sample runs ``sides[name]()`` ``inner`` times and records seconds
@@ -116,13 +133,15 @@ def interleaved(sides: Mapping[Any, Callable], rounds: int, inner: int = 1,
     - ``teardown[name](result)`` runs after each sample with the side's last
       return value (e.g. time building an arena, close it untimed).
 
+    ``clock`` is wall-clock time by default; :data:`cpu_clock` leaves out the
+    time spent waiting for a CPU (not for what runs in child processes).
+
     Raises:
         ValueError: ``rounds`` or ``inner`` below 1, or no sides.
     """
     if rounds < 1 or inner < 1 or not sides:
         raise ValueError("interleaved() needs at least one side, one round and one call")
     result = Comparison({name: [] for name in sides})
-    clock = time.perf_counter
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -145,6 +164,29 @@ def interleaved(sides: Mapping[Any, Callable], rounds: int, inner: int = 1,
         if gc_was_enabled:
             gc.enable()
     return result
+
+
+def slowed(fn: Callable, factor: float, clock: Callable[[], float] = cpu_clock) -> Callable:
+    """``fn`` made ``factor`` times slower: after each call, a busy loop runs
+    for ``factor - 1`` times as long as the call took on ``clock``.
+
+    A stand-in for a regression in the code under test, to check that a
+    performance check notices one (``bench/check_perf.py --slow-down``).
+
+    Raises:
+        ValueError: ``factor`` below 1.
+    """
+    if not factor >= 1:
+        raise ValueError(f"factor must be at least 1, not {factor!r}")
+
+    def slow(*args):
+        start = clock()
+        returned = fn(*args)
+        end = clock() + (clock() - start) * (factor - 1)
+        while clock() < end:
+            pass
+        return returned
+    return slow
 
 
 # ---------------------------------------------------------------------------

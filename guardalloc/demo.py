@@ -1,7 +1,8 @@
 """``python -m guardalloc demo``: what guardalloc is for, in a few seconds.
 
 Builds the same arena with madvise and mprotect guards side by side (VMAs
-added, build time), then lets a child process write one byte past a
+added exactly; build time over several interleaved rounds: median and
+spread), then lets a child process (``demo_child.py``) write one byte past a
 byte-exact buffer and shows how it dies.
 """
 
@@ -10,53 +11,57 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import statistics
 import subprocess
 import sys
-import textwrap
-import time
 import warnings
 from typing import Literal
 
 from guardalloc.arena import Arena
+from guardalloc.benchtools import interleaved
+from guardalloc.cli import int_at_least
 from guardalloc.maps import max_map_count, vma_count
 from guardalloc.support import support
 
-OVERFLOW_CHILD = textwrap.dedent(
-    """
-    import ctypes, guardalloc
-    arena = guardalloc.Arena(4096, 16, alignment=1, tracebacks=True)
-
-    def read_packet():
-        return arena.alloc(100)
-
-    buf = read_packet()
-    ctypes.memset(buf.address, 0x41, 100)          # fine: inside the buffer
-    print("wrote 100 bytes into a 100-byte buffer", flush=True)
-    ctypes.memset(buf.address + 100, 0x41, 1)      # one byte past the end
-    print("not reached", flush=True)
-    """
-)
+# The child's script: a real file, so its traceback shows readable lines.
+OVERFLOW_CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo_child.py")
+ROUNDS = 7
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--slots", type=int, default=30_000, help="slots per arena (default 30000)")
+    parser.add_argument("--slots", type=int_at_least(1), default=30_000, help="slots per arena (default 30000)")
+    parser.add_argument("--rounds", type=int_at_least(1), default=ROUNDS,
+                        help=f"builds of each arena, interleaved (default {ROUNDS})")
 
 
-def measure(backend: Literal["madvise", "mprotect"], slots: int) -> tuple[int, float, int]:
-    """VMAs added, seconds to build and guard every slot, guard syscalls
-    for one arena (madvise arenas lay their guards lazily: the last slot's
-    allocation opens them all)."""
-    before = vma_count()
-    start = time.perf_counter()
+def _build(backend: str, slots: int) -> Arena:
+    """One arena with every slot's guards in place (madvise arenas lay their
+    guards lazily: claiming the last slot opens them all)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        arena = Arena(4096, slots, backend=backend)
+        arena = Arena(4096, slots, backend=backend)  # type: ignore[arg-type]
     arena.alloc(1, slot=slots - 1).free()
-    seconds = time.perf_counter() - start
-    added = vma_count() - before
-    syscalls = int(arena.stats()["guard_syscalls"])
-    arena.close()
-    return added, seconds, syscalls
+    return arena
+
+
+def counts(backend: str, slots: int) -> tuple[int, int]:
+    """VMAs added and guard syscalls for one arena (exact, no timing)."""
+    before = vma_count()
+    arena = _build(backend, slots)
+    try:
+        return vma_count() - before, int(arena.stats()["guard_syscalls"])
+    finally:
+        arena.close()
+
+
+def build_times(backends: list[str], slots: int, rounds: int) -> dict[str, list[float]]:
+    """Seconds per build, the backends interleaved round by round (one warm-up
+    build each first), so a busy spell of the machine hits both alike."""
+    sides = {b: (lambda b=b: _build(b, slots)) for b in backends}
+    close = {b: (lambda arena: arena.close()) for b in backends}
+    interleaved(sides, 1, teardown=close)
+    samples = interleaved(sides, rounds, teardown=close).samples
+    return {str(side): times for side, times in samples.items()}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,28 +69,35 @@ def run(args: argparse.Namespace) -> int:
     print(f"kernel {found.kernel}: MADV_GUARD_INSTALL {'works' if found.anonymous else 'unavailable'}"
           f"{'' if found.anonymous else ' (' + found.reason + ')'}, "
           f"process_madvise batching {'works' if found.process_madvise else 'unavailable'}")
-    print(f"\nOne arena of {args.slots:,} slots of 4 KiB, a guard page between every two:\n")
-    print(f"  {'backend':<10} {'VMAs added':>10} {'build time':>12} {'guard syscalls':>15}")
-    rows = {}
-    backends: tuple[Literal["madvise", "mprotect"], ...] = ("madvise", "mprotect")
-    for backend in backends:
+    print(f"\nOne arena of {args.slots:,} slots of 4 KiB, a guard page between every two; build time: "
+          f"median (min-max) of {args.rounds} builds each, interleaved:\n")
+    print(f"  {'backend':<10} {'VMAs added':>10} {'build time':>24} {'guard syscalls':>15}")
+    backends, figures = [], {}
+    for backend in ("madvise", "mprotect"):
         if backend == "madvise" and not found.anonymous:
             continue
         try:
-            rows[backend] = measure(backend, args.slots)
+            figures[backend] = counts(backend, args.slots)
+            backends.append(backend)
         except MemoryError as exc:
             print(f"  {backend:<10} failed: {exc}")
-            continue
-        added, seconds, syscalls = rows[backend]
-        print(f"  {backend:<10} {added:>10,} {seconds * 1000:>10.1f} ms {syscalls:>15,}")
-    if len(rows) == 2:
-        ratio = rows["mprotect"][1] / rows["madvise"][1]
-        print(f"\n  madvise guards built {ratio:.1f}x faster and added "
-              f"{rows['mprotect'][0] - rows['madvise'][0]:,} fewer VMAs "
+    times = build_times(backends, args.slots, args.rounds) if backends else {}
+    for backend in backends:
+        added, syscalls = figures[backend]
+        values = times[backend]
+        spread = f"{min(values) * 1e3:.1f}-{max(values) * 1e3:.1f}"
+        print(f"  {backend:<10} {added:>10,} {statistics.median(values) * 1e3:>9.1f} ms ({spread:>11} ms) "
+              f"{syscalls:>15,}")
+    if len(backends) == 2:
+        ratios = sorted(m / a for m, a in zip(times["mprotect"], times["madvise"]))
+        ratio = statistics.median(times["mprotect"]) / statistics.median(times["madvise"])
+        print(f"\n  madvise guards built {ratio:.1f}x faster (round by round: {ratios[0]:.1f}x to "
+              f"{ratios[-1]:.1f}x; the figure depends on the machine) and added "
+              f"{figures['mprotect'][0] - figures['madvise'][0]:,} fewer VMAs "
               f"(vm.max_map_count is {max_map_count() or 0:,}).")
 
     print("\nA child process writes one byte past a 100-byte buffer (alignment=1):\n")
-    child = subprocess.run([sys.executable, "-c", OVERFLOW_CHILD], capture_output=True, text=True,
+    child = subprocess.run([sys.executable, OVERFLOW_CHILD], capture_output=True, text=True,
                            env={**os.environ, "PYTHONFAULTHANDLER": ""})
     for line in (child.stdout + child.stderr).splitlines():
         print("  | " + line)

@@ -30,7 +30,10 @@ import importlib.util
 import os
 import runpy
 import sys
+import types
 import traceback
+
+from guardalloc.cli import int_at_least
 
 DEFAULT_PYMEM_RATE = 5000
 # Set in the re-executed interpreter of --native: the LD_PRELOAD and
@@ -39,14 +42,7 @@ _REEXEC_ENV = "_GUARDALLOC_NATIVE_REEXEC"
 _NATIVE_DEFAULT = "default"
 
 
-def _rate(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 (off) or more, not {value}")
-    return value
+_rate = int_at_least(0, "0 (off)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,14 +63,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run a library module as a script, like python -m")
     parser.add_argument("script", nargs="?", help="the script to run")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="its arguments")
-    parser.usage = ("python -m guardalloc run [--pymem RATE] [--numpy] [--traceback] "
+    parser.usage = ("%(prog)s [--pymem RATE] [--numpy] [--traceback] "
                     "[--native [RATE] [--uaf] [--quarantine N] [--alignment N] [--align A] "
                     "[--on-fault F] [--max-bytes SIZE] [--random]] (script.py | -m module) [args ...]")
     parser.epilog = "Exits with the program's exit status."
 
 
+# The program name in messages when run() is called without cli.main's args.prog.
+PROG = "python -m guardalloc run"
+_prog = PROG
+
+
 def _fail(message: str) -> int:
-    print(f"python -m guardalloc run: {message}", file=sys.stderr)
+    print(f"{_prog}: {message}", file=sys.stderr)
     return 2
 
 
@@ -174,7 +175,34 @@ def _restore_environment() -> None:
             os.environ[name] = value
 
 
+def _hide_launcher_frames() -> None:
+    """Leave this launcher's frames (and the CLI's, and runpy's) out of the
+    allocation and free tracebacks that fault reports show: they sit below
+    every frame of the program and would only push its own lines down."""
+    from guardalloc.tracebacks import _hide_frames
+
+    codes = [_run_program.__code__, runpy.run_path.__code__, runpy.run_module.__code__,
+             *(f.__code__ for f in vars(runpy).values() if callable(f) and hasattr(f, "__code__")
+               and f.__name__.startswith("_run"))]
+    frame: types.FrameType | None = sys._getframe()
+    while frame is not None:   # everything below the program: cli, __main__, runpy
+        codes.append(frame.f_code)
+        frame = frame.f_back
+    _hide_frames(codes)
+
+
+def _run_program(module: str | None, script: str | None) -> None:
+    """Run the program as python would: ``-m module`` or the script."""
+    if module is not None:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    else:
+        assert script is not None   # run() checked that one of the two was given
+        runpy.run_path(script, run_name="__main__")
+
+
 def run(args: argparse.Namespace) -> int:
+    global _prog
+    _prog = getattr(args, "prog", PROG)
     if args.native is not None:
         if _REEXEC_ENV not in os.environ:
             return _reexec_native(args)
@@ -190,14 +218,17 @@ def run(args: argparse.Namespace) -> int:
         module, *program_args = args.module
     else:
         if args.script is None:
-            return _fail("no script given (python -m guardalloc run script.py [args], or -m module)")
+            return _fail(f"no script given ({_prog} script.py [args], or -m module)")
         if not os.path.exists(args.script):
             return _fail(f"can't open file {args.script!r}: no such file")
+        if os.path.isdir(args.script) and not os.path.exists(os.path.join(args.script, "__main__.py")):
+            return _fail(f"can't find '__main__' module in {args.script!r} (a directory needs a __main__.py)")
         module, program_args = None, list(args.args)
 
     failed = _enable_guarding(args)
     if failed is not None:
         return failed
+    _hide_launcher_frames()
 
     if module is not None:
         # Like python -m: sys.path[0] is the current directory; runpy puts
@@ -210,15 +241,13 @@ def run(args: argparse.Namespace) -> int:
         if spec is None:
             return _fail(f"no module named {module!r}")
         sys.argv = [module, *program_args]
-        runner = lambda: runpy.run_module(module, run_name="__main__", alter_sys=True)  # noqa: E731
     else:
         script = args.script
         assert script is not None   # run() returned above when neither was given
         sys.argv = [script, *program_args]
         sys.path[0] = os.path.dirname(os.path.abspath(script))
-        runner = lambda: runpy.run_path(script, run_name="__main__")  # noqa: E731
     try:
-        runner()
+        _run_program(module, args.script)
     except SystemExit as exc:
         return _exit_status(exc)
     except BaseException as exc:   # what python does with an uncaught exception

@@ -95,6 +95,16 @@ cdef extern from *:
 # is checked against it. Cleared when it grows past TRACE_CACHE_MAX.
 cdef dict _trace_lines = {}
 cdef Py_ssize_t TRACE_CACHE_MAX = 65536
+# Code objects whose frames recorded tracebacks leave out (the run
+# launcher's and runpy's, below every frame of the program).
+cdef set _hidden_code = set()
+
+
+def _hide_frames(codes):
+    """Leave frames running any of ``codes`` (code objects) out of the
+    allocation and free tracebacks recorded from now on."""
+    _hidden_code.update(codes)
+    _trace_lines.clear()
 
 
 cdef bytes _render_line(PyFrameObject *frame, object code):
@@ -124,9 +134,10 @@ cdef bytes _render_stack():
             if entry is None or (<tuple>entry)[0] is not code:
                 if len(_trace_lines) >= TRACE_CACHE_MAX:
                     _trace_lines.clear()
-                entry = (code, _render_line(frame, code))
+                entry = (code, b"" if code in _hidden_code else _render_line(frame, code))
                 _trace_lines[key] = entry
-            parts.append((<tuple>entry)[1])
+            if (<tuple>entry)[1]:       # hidden frames do not count towards TRACE_DEPTH
+                parts.append((<tuple>entry)[1])
             back = PyFrame_GetBack(frame)
             Py_DECREF(<object><PyObject *>frame)
             frame = back

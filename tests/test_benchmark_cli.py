@@ -35,7 +35,7 @@ def test_bench_command_writes_table_report_and_results(tiny, tmp_path, capsys):
         assert results["mprotect_wall"]["vmas_left"] <= 0
     report = (tmp_path / "report.md").read_text()
     assert "| madvise-batched |" in report
-    assert "python -m guardalloc bench --quick" in report
+    assert "guardalloc bench --quick" in report
 
 
 def test_bench_plots_with_matplotlib(tiny, tmp_path, capsys):
@@ -44,7 +44,33 @@ def test_bench_plots_with_matplotlib(tiny, tmp_path, capsys):
     for name in benchmark.PLOTS:
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
         assert f"]({name}.png)" in (tmp_path / "report.md").read_text()
-    assert "4 plots" in capsys.readouterr().out
+    assert f"{len(benchmark.PLOTS)} plots" in capsys.readouterr().out
+    for name in ("teardown", "alloc_free"):
+        assert name in benchmark.PLOTS
+
+
+def test_bench_keeps_every_sample_for_the_spread_in_the_plots(tiny, tmp_path, capsys):
+    assert cli.main(["bench", "--out", str(tmp_path)]) == 0
+    samples = json.loads((tmp_path / "results.json").read_text())["samples"]
+    assert set(samples) == {"create", "teardown", "fork", "alloc_free"}
+    assert len(samples["create"]["madvise-batched"]["300"]) == 1      # create_rounds=1
+    assert samples["teardown"]["mprotect"] and samples["alloc_free"]["bytearray"]
+
+
+def test_bench_out_with_a_trailing_slash_names_the_report_once(tiny, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["bench", "--out", "report/"]) == 0
+    out = capsys.readouterr().out
+    assert "wrote report/report.md" in out and "//" not in out
+
+
+def test_a_plotting_failure_keeps_results_and_report(tiny, tmp_path, capsys, monkeypatch):
+    def broken(results, out):
+        raise RuntimeError("no backend")
+    monkeypatch.setattr(benchmark, "write_plots", broken)
+    assert cli.main(["bench", "--out", str(tmp_path)]) == 0
+    assert "the plots failed: RuntimeError: no backend" in capsys.readouterr().out
+    assert (tmp_path / "results.json").exists() and (tmp_path / "report.md").exists()
 
 
 def test_bench_without_matplotlib_says_plots_were_skipped(tiny, tmp_path, capsys, monkeypatch):

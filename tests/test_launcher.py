@@ -148,3 +148,23 @@ def test_numpy_option(tmp_path):
     proc = launch("--numpy", script, cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "guardalloc\n"
+
+
+def test_fault_tracebacks_start_at_the_programs_code(tmp_path):
+    """Allocation tracebacks recorded under the launcher leave out its own
+    frames, the CLI's and runpy's: the oldest line is the program's."""
+    script = write(tmp_path / "prog.py", """
+        import ctypes, guardalloc
+        arena = guardalloc.Arena(4096, 4, alignment=1, tracebacks=True)
+
+        def load():
+            return arena.alloc(100)
+
+        buf = load()
+        ctypes.memset(buf.address + 100, 0, 1)
+    """)
+    proc = launch(script, cwd=str(tmp_path))
+    assert proc.returncode == -signal.SIGSEGV, proc.stderr
+    frames = proc.stderr.split("allocated at:\n")[1].splitlines()
+    frames = [line.strip() for line in frames if line.strip().startswith("File ")]
+    assert frames == [f'File "{script}", line 8, in <module>', f'File "{script}", line 6, in load'], proc.stderr

@@ -1,0 +1,45 @@
+"""Packaging: the wheel ships headers, stubs and .pxd files but no C sources,
+and the build configuration raises none of setuptools' warnings."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+tomllib = pytest.importorskip("tomllib")   # Python 3.11+
+
+
+def pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_license_is_an_spdx_string_and_every_package_is_listed():
+    config = pyproject()
+    assert config["project"]["license"] == "MIT"
+    packages = config["tool"]["setuptools"]["packages"]
+    on_disk = {str(p.relative_to(ROOT)).replace(os.sep, ".") for p in (ROOT / "guardalloc").rglob("*")
+               if p.is_dir() and p.name != "__pycache__"}
+    assert {"guardalloc", *on_disk} <= set(packages)
+
+
+@pytest.mark.skipif(not (ROOT / "setup.py").exists(), reason="not run from a source tree")
+def test_build_py_copies_no_c_sources_and_warns_about_nothing(tmp_path):
+    """What setuptools puts in the wheel besides the compiled modules
+    (build_py, which compiles nothing): no .c file, the _c headers, and no
+    BuildBackend/setuptools warning on the way."""
+    pytest.importorskip("Cython")
+    result = subprocess.run([sys.executable, "setup.py", "-q", "build_py", "-d", str(tmp_path / "lib"),
+                             "egg_info", "-e", str(tmp_path)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    shipped = {str(p.relative_to(tmp_path / "lib")) for p in (tmp_path / "lib").rglob("*") if p.is_file()}
+    assert not [name for name in shipped if name.endswith(".c")], sorted(shipped)
+    assert {"guardalloc/_c/layout.h", "guardalloc/_c/faults.h", "guardalloc/py.typed",
+            "guardalloc/arena.pyi", "guardalloc/arena.pxd"} <= shipped
+    for warning in ("absent from the `packages` configuration", "project.license", "SetuptoolsDeprecationWarning"):
+        assert warning not in result.stderr, result.stderr
