@@ -20,7 +20,13 @@ from guardalloc.errors import (
     GuardUnsupportedError,
     InvalidFreeError,
 )
-from guardalloc.faults import disable_reports, enable_reports, reports_enabled
+from guardalloc.faults import (
+    disable_reports,
+    enable_reports,
+    get_report_path,
+    reports_enabled,
+    set_report_path,
+)
 from guardalloc.maps import vma_count
 from guardalloc.shared import SharedArena
 from guardalloc.pool import Pool, alloc, default_pool
@@ -48,8 +54,10 @@ __all__ = [
     "default_pool",
     "disable_reports",
     "enable_reports",
+    "get_report_path",
     "get_tracebacks",
     "reports_enabled",
+    "set_report_path",
     "set_tracebacks",
     "support",
     "vma_count",

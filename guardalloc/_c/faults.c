@@ -24,7 +24,10 @@
 #include <sys/syscall.h>
 #include <ucontext.h>
 #include <unistd.h>
+#include <fcntl.h>
+#include <time.h>
 #include "faults.h"
+#include "options.h"
 
 #ifndef MADV_GUARD_REMOVE
 #define MADV_GUARD_REMOVE 103   /* Linux 6.13; see _kernel.pxd */
@@ -106,12 +109,16 @@ size_t ga_registered_arenas(void)
 typedef struct {
     char text[512];
     size_t len;
+    int fd;        /* where ga_flush writes; -1: nowhere                  */
+    int json;      /* 1: escape for the inside of a JSON string            */
 } ga_line_t;
 
-static void ga_write_all(const char *s, size_t n)
+static void ga_write_all(int fd, const char *s, size_t n)
 {
+    if (fd < 0)
+        return;
     while (n > 0) {
-        ssize_t done = write(STDERR_FILENO, s, n);
+        ssize_t done = write(fd, s, n);
         if (done < 0) {
             if (errno == EINTR)
                 continue;
@@ -124,16 +131,37 @@ static void ga_write_all(const char *s, size_t n)
 
 static void ga_flush(ga_line_t *line)
 {
-    ga_write_all(line->text, line->len);
+    ga_write_all(line->fd, line->text, line->len);
     line->len = 0;
+}
+
+static void ga_put_byte(ga_line_t *line, char c)
+{
+    if (line->len == sizeof(line->text))
+        ga_flush(line);
+    line->text[line->len++] = c;
 }
 
 static void ga_put(ga_line_t *line, const char *s)
 {
-    while (*s) {
-        if (line->len == sizeof(line->text))
-            ga_flush(line);
-        line->text[line->len++] = *s++;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (!line->json || (c >= 0x20 && c != '"' && c != '\\')) {
+            ga_put_byte(line, (char)c);
+        } else if (c == '\n') {
+            ga_put_byte(line, '\\');
+            ga_put_byte(line, 'n');
+        } else if (c == '"' || c == '\\') {
+            ga_put_byte(line, '\\');
+            ga_put_byte(line, (char)c);
+        } else {   /* other control characters: \u00XX */
+            ga_put_byte(line, '\\');
+            ga_put_byte(line, 'u');
+            ga_put_byte(line, '0');
+            ga_put_byte(line, '0');
+            ga_put_byte(line, "0123456789abcdef"[c >> 4]);
+            ga_put_byte(line, "0123456789abcdef"[c & 15]);
+        }
     }
 }
 
@@ -271,6 +299,105 @@ static void ga_classify(const ga_arena_t *a, const char *addr, ga_fault_t *f)
 
 
 /* ------------------------------------------------------------------------
+ * Report context set from Python (not from the handler): where the text and
+ * the JSON reports go, and the test that is running. Strings are published
+ * through two buffers and an index, so that a handler running in another
+ * thread while one is set reads either the old or the new string whole. */
+
+#define GA_TEST_MAX GA_LOG_PATH_MAX   /* bytes of a node id kept */
+
+typedef struct {
+    char text[2][GA_LOG_PATH_MAX + 1];
+    int current;   /* index of the published string; -1: none */
+} ga_pubstr_t;
+
+static ga_pubstr_t ga_log_path = {{"", ""}, -1};
+static ga_pubstr_t ga_test_id = {{"", ""}, -1};
+static ga_pubstr_t ga_test_phase = {{"", ""}, -1};
+static int ga_text_fd = STDERR_FILENO;
+
+static int ga_pubstr_set(ga_pubstr_t *p, const char *s, size_t max)
+{
+    int next;
+    size_t n;
+    if (s == NULL || *s == '\0') {
+        __atomic_store_n(&p->current, -1, __ATOMIC_RELEASE);
+        return 0;
+    }
+    n = strlen(s);
+    if (n > max)
+        return -1;
+    next = __atomic_load_n(&p->current, __ATOMIC_ACQUIRE) == 0 ? 1 : 0;
+    memcpy(p->text[next], s, n + 1);
+    __atomic_store_n(&p->current, next, __ATOMIC_RELEASE);
+    return 0;
+}
+
+static const char *ga_pubstr_get(ga_pubstr_t *p)
+{
+    int i = __atomic_load_n(&p->current, __ATOMIC_ACQUIRE);
+    return i < 0 ? NULL : p->text[i];
+}
+
+int ga_set_report_path(const char *path_template)
+{
+    return ga_pubstr_set(&ga_log_path, path_template, GA_LOG_PATH_MAX);
+}
+
+const char *ga_get_report_path(void)
+{
+    return ga_pubstr_get(&ga_log_path);
+}
+
+void ga_set_report_test(const char *nodeid, const char *phase)
+{
+    /* Too long a node id is cut (a report with most of it beats none). */
+    char cut[GA_TEST_MAX + 1];
+    if (nodeid != NULL && strlen(nodeid) > GA_TEST_MAX) {
+        memcpy(cut, nodeid, GA_TEST_MAX);
+        cut[GA_TEST_MAX] = '\0';
+        nodeid = cut;
+    }
+    ga_pubstr_set(&ga_test_id, nodeid, GA_TEST_MAX);
+    ga_pubstr_set(&ga_test_phase, nodeid != NULL ? phase : NULL, 31);
+}
+
+const char *ga_get_report_test(void)
+{
+    return ga_pubstr_get(&ga_test_id);
+}
+
+void ga_set_report_fd(int fd)
+{
+    __atomic_store_n(&ga_text_fd, fd, __ATOMIC_RELAXED);
+}
+
+int ga_get_report_fd(void)
+{
+    return __atomic_load_n(&ga_text_fd, __ATOMIC_RELAXED);
+}
+
+/* "  test: <node id> (<phase>)" when a test runs. */
+static void ga_put_test(ga_line_t *line)
+{
+    const char *test = ga_pubstr_get(&ga_test_id), *phase = ga_pubstr_get(&ga_test_phase);
+    if (test == NULL)
+        return;
+    ga_put(line, "  test: ");
+    ga_put(line, test);
+    if (phase != NULL) {
+        ga_put(line, " (");
+        ga_put(line, phase);
+        ga_put(line, ")");
+    }
+    ga_put(line, "\n");
+}
+
+static void ga_json_report(int sig, int si_code, const ga_arena_t *a, const char *addr,
+                           const char *access, const ga_fault_t *f, int continuing);
+
+
+/* ------------------------------------------------------------------------
  * The report. */
 
 static size_t ga_page_size = 4096;
@@ -284,8 +411,7 @@ static void ga_put_trace(ga_line_t *line, const char *title, char **table, long 
         return;
     }
     ga_put(line, "\n");
-    ga_flush(line);
-    ga_write_all(trace, strlen(trace));
+    ga_put(line, trace);
 }
 
 static void ga_put_neighbour(ga_line_t *line, const ga_arena_t *a, long i, int state)
@@ -301,105 +427,297 @@ static void ga_put_neighbour(ga_line_t *line, const ga_arena_t *a, long i, int s
     ga_put(line, ")");
 }
 
-static void ga_report(int sig, int si_code, const ga_arena_t *a, const char *addr,
-                      const char *access, const ga_fault_t *f, int continuing)
+/* The text report, into line (its fd and escaping chosen by the caller). */
+static void ga_format_report(ga_line_t *line, int sig, int si_code, const ga_arena_t *a,
+                             const char *addr, const char *access, const ga_fault_t *f,
+                             int continuing)
 {
-    ga_line_t line;
     size_t guard_pages = a->guard_size / ga_page_size;
-    line.len = 0;
 
-    ga_put(&line, "==");
-    ga_put_dec(&line, (unsigned long long)getpid());
-    ga_put(&line, "== guardalloc: ");
-    ga_put(&line, sig == SIGBUS && !f->guarded ? "bus-error" : ga_kind_names[f->kind]);
-    ga_put(&line, " ");
-    ga_put(&line, access);
-    ga_put(&line, " at ");
-    ga_put_ptr(&line, addr);
-    ga_put(&line, "\n");
+    ga_put(line, "==");
+    ga_put_dec(line, (unsigned long long)getpid());
+    ga_put(line, "== guardalloc: ");
+    ga_put(line, sig == SIGBUS && !f->guarded ? "bus-error" : ga_kind_names[f->kind]);
+    ga_put(line, " ");
+    ga_put(line, access);
+    ga_put(line, " at ");
+    ga_put_ptr(line, addr);
+    ga_put(line, "\n");
+    ga_put_test(line);
 
     if (f->slot >= 0) {
         const ga_slot_t *s = &a->slots[f->slot];
         const char *start = GA_SLOT_START(a, f->slot) + s->offset;
         const char *end = start + s->nbytes;
         const char *freed = f->kind == GA_KIND_UAF ? "freed " : "";
-        ga_put(&line, "  ");
+        ga_put(line, "  ");
         if (addr >= end) {
-            ga_put_dec(&line, (unsigned long long)(addr - end));
-            ga_put(&line, " bytes past the end of a ");
+            ga_put_dec(line, (unsigned long long)(addr - end));
+            ga_put(line, " bytes past the end of a ");
         } else if (addr < start) {
-            ga_put_dec(&line, (unsigned long long)(start - addr));
-            ga_put(&line, " bytes before the start of a ");
+            ga_put_dec(line, (unsigned long long)(start - addr));
+            ga_put(line, " bytes before the start of a ");
         } else {
-            ga_put_dec(&line, (unsigned long long)(addr - start));
-            ga_put(&line, " bytes inside a ");
+            ga_put_dec(line, (unsigned long long)(addr - start));
+            ga_put(line, " bytes inside a ");
         }
-        ga_put(&line, freed);
-        ga_put_dec(&line, s->nbytes);
-        ga_put(&line, "-byte buffer [");
-        ga_put_ptr(&line, start);
-        ga_put(&line, ", ");
-        ga_put_ptr(&line, end);
-        ga_put(&line, ")\n");
+        ga_put(line, freed);
+        ga_put_dec(line, s->nbytes);
+        ga_put(line, "-byte buffer [");
+        ga_put_ptr(line, start);
+        ga_put(line, ", ");
+        ga_put_ptr(line, end);
+        ga_put(line, ")\n");
     } else if (f->in_guard) {
-        ga_put(&line, "  guard page between ");
-        ga_put_neighbour(&line, a, f->left, f->left_state);
-        ga_put(&line, " and ");
-        ga_put_neighbour(&line, a, f->right, f->right_state);
-        ga_put(&line, ": no live buffer next to it\n");
+        ga_put(line, "  guard page between ");
+        ga_put_neighbour(line, a, f->left, f->left_state);
+        ga_put(line, " and ");
+        ga_put_neighbour(line, a, f->right, f->right_state);
+        ga_put(line, ": no live buffer next to it\n");
     } else {
-        ga_put(&line, "  inside the data of ");
-        ga_put_neighbour(&line, a, f->left, f->left_state);
-        ga_put(&line, ", which holds no live buffer\n");
+        ga_put(line, "  inside the data of ");
+        ga_put_neighbour(line, a, f->left, f->left_state);
+        ga_put(line, ", which holds no live buffer\n");
     }
     if (sig == SIGBUS && !f->guarded)
-        ga_put(&line, "  SIGBUS: the backing file no longer covers this page (truncated?)\n");
+        ga_put(line, "  SIGBUS: the backing file no longer covers this page (truncated?)\n");
 
-    ga_put(&line, "  arena ");
-    ga_put_ptr(&line, a->base);
+    ga_put(line, "  arena ");
+    ga_put_ptr(line, a->base);
     if (f->slot >= 0) {
-        ga_put(&line, ", slot ");
-        ga_put_dec(&line, (unsigned long long)f->slot);
-        ga_put(&line, " of ");
+        ga_put(line, ", slot ");
+        ga_put_dec(line, (unsigned long long)f->slot);
+        ga_put(line, " of ");
     } else {
-        ga_put(&line, ", ");
+        ga_put(line, ", ");
     }
-    ga_put_dec(&line, a->nslots);
-    ga_put(&line, f->slot >= 0 ? " (slot " : " slots (slot ");
-    ga_put_dec(&line, a->slot_size);
-    ga_put(&line, " B, ");
-    ga_put_dec(&line, guard_pages);
-    ga_put(&line, guard_pages == 1 ? " guard page)\n" : " guard pages)\n");
+    ga_put_dec(line, a->nslots);
+    ga_put(line, f->slot >= 0 ? " (slot " : " slots (slot ");
+    ga_put_dec(line, a->slot_size);
+    ga_put(line, " B, ");
+    ga_put_dec(line, guard_pages);
+    ga_put(line, guard_pages == 1 ? " guard page)\n" : " guard pages)\n");
 
-    ga_put(&line, "  signal ");
-    ga_put(&line, sig == SIGBUS ? "SIGBUS" : "SIGSEGV");
-    ga_put(&line, " (");
+    ga_put(line, "  signal ");
+    ga_put(line, sig == SIGBUS ? "SIGBUS" : "SIGSEGV");
+    ga_put(line, " (");
     if (sig == SIGSEGV)
-        ga_put(&line, si_code == SEGV_MAPERR ? "SEGV_MAPERR: guard page"
+        ga_put(line, si_code == SEGV_MAPERR ? "SEGV_MAPERR: guard page"
                       : si_code == SEGV_ACCERR ? "SEGV_ACCERR: PROT_NONE page"
                       : "raised again by a handler installed later");
     else
-        ga_put(&line, si_code == BUS_ADRERR ? "BUS_ADRERR" : "raised again by a handler installed later");
-    ga_put(&line, ") in thread ");
-    ga_put_dec(&line, (unsigned long long)syscall(SYS_gettid));
-    ga_put(&line, "\n");
+        ga_put(line, si_code == BUS_ADRERR ? "BUS_ADRERR" : "raised again by a handler installed later");
+    ga_put(line, ") in thread ");
+    ga_put_dec(line, (unsigned long long)syscall(SYS_gettid));
+    ga_put(line, "\n");
 
     if (f->slot >= 0) {
-        ga_put_trace(&line, "  allocated at:", a->alloc_trace, f->slot);
+        ga_put_trace(line, "  allocated at:", a->alloc_trace, f->slot);
         if (f->kind == GA_KIND_UAF)
-            ga_put_trace(&line, "  freed at:", a->free_trace, f->slot);
+            ga_put_trace(line, "  freed at:", a->free_trace, f->slot);
     }
     if (continuing) {
-        ga_put(&line, "  on_fault=\"continue\": guard lifted, slot(s) ");
+        ga_put(line, "  on_fault=\"continue\": guard lifted, slot(s) ");
         if (f->left >= 0 && f->left < (long)a->nslots)
-            ga_put_dec(&line, (unsigned long long)f->left);
+            ga_put_dec(line, (unsigned long long)f->left);
         if (f->in_guard && f->left >= 0 && f->right < (long)a->nslots)
-            ga_put(&line, " and ");
+            ga_put(line, " and ");
         if (f->in_guard && f->right < (long)a->nslots)
-            ga_put_dec(&line, (unsigned long long)f->right);
-        ga_put(&line, " retired; the program goes on\n");
+            ga_put_dec(line, (unsigned long long)f->right);
+        ga_put(line, " retired; the program goes on\n");
     }
+}
+
+static void ga_report(int sig, int si_code, const ga_arena_t *a, const char *addr,
+                      const char *access, const ga_fault_t *f, int continuing)
+{
+    ga_line_t line;
+    line.len = 0;
+    line.fd = __atomic_load_n(&ga_text_fd, __ATOMIC_RELAXED);
+    line.json = 0;
+    ga_format_report(&line, sig, si_code, a, addr, access, f, continuing);
     ga_flush(&line);
+    ga_json_report(sig, si_code, a, addr, access, f, continuing);
+}
+
+
+/* ------------------------------------------------------------------------
+ * The JSON report (docs/report-schema.json): one object per fault, on one
+ * line, appended to the log_path file. Same data as the text report, which
+ * it carries whole in "text". */
+
+#define GA_REPORT_SCHEMA_VERSION 1
+
+/* The log_path template with %p replaced by the pid (%% by %). -1 when
+ * no path is set or it does not fit. */
+static int ga_expand_log_path(char *out, size_t size)
+{
+    const char *t = ga_pubstr_get(&ga_log_path);
+    size_t n = 0;
+    if (t == NULL)
+        return -1;
+    for (; *t; t++) {
+        char digits[24];
+        int k = 0;
+        if (t[0] == '%' && t[1] == 'p') {
+            unsigned long v = (unsigned long)getpid();
+            do {
+                digits[k++] = (char)('0' + v % 10);
+                v /= 10;
+            } while (v);
+            t++;
+        } else {
+            digits[k++] = *t;
+            if (t[0] == '%' && t[1] == '%')
+                t++;
+        }
+        while (k > 0) {        /* digits are in reverse order */
+            if (n + 1 >= size)
+                return -1;
+            out[n++] = digits[--k];
+        }
+    }
+    out[n] = '\0';
+    return 0;
+}
+
+static void ga_json_key(ga_line_t *line, const char *key)
+{
+    line->json = 0;
+    ga_put(line, ",\"");
+    ga_put(line, key);
+    ga_put(line, "\":");
+}
+
+/* A JSON string (escaped), or null. */
+static void ga_json_value(ga_line_t *line, const char *value)
+{
+    if (value == NULL) {
+        ga_put(line, "null");
+        return;
+    }
+    ga_put(line, "\"");
+    line->json = 1;
+    ga_put(line, value);
+    line->json = 0;
+    ga_put(line, "\"");
+}
+
+static void ga_json_str(ga_line_t *line, const char *key, const char *value)
+{
+    ga_json_key(line, key);
+    ga_json_value(line, value);
+}
+
+static void ga_json_hex(ga_line_t *line, const char *key, const void *p)
+{
+    ga_json_key(line, key);
+    ga_put(line, "\"");
+    ga_put_ptr(line, p);
+    ga_put(line, "\"");
+}
+
+static void ga_json_dec(ga_line_t *line, const char *key, unsigned long long v)
+{
+    ga_json_key(line, key);
+    ga_put_dec(line, v);
+}
+
+/* A slot's recorded traceback, or null. */
+static const char *ga_trace_of(char **table, long slot)
+{
+    return table != NULL && slot >= 0 ? table[slot] : NULL;
+}
+
+static void ga_json_report(int sig, int si_code, const ga_arena_t *a, const char *addr,
+                           const char *access, const ga_fault_t *f, int continuing)
+{
+    char path[GA_LOG_PATH_MAX + 64];
+    ga_line_t line;
+    struct timespec now;
+    const char *test, *phase;
+    if (ga_expand_log_path(path, sizeof(path)) != 0)
+        return;
+    line.fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (line.fd < 0)
+        return;
+    line.len = 0;
+    line.json = 0;
+    ga_put(&line, "{\"schema_version\":");
+    ga_put_dec(&line, GA_REPORT_SCHEMA_VERSION);
+    ga_json_str(&line, "tool", "guardalloc");
+    ga_json_str(&line, "kind", sig == SIGBUS && !f->guarded ? "bus-error" : ga_kind_names[f->kind]);
+    ga_json_str(&line, "access", access);
+    ga_json_hex(&line, "address", addr);
+    if (f->slot >= 0) {
+        const ga_slot_t *s = &a->slots[f->slot];
+        const char *start = GA_SLOT_START(a, f->slot) + s->offset;
+        ga_json_key(&line, "offset");
+        if (addr < start)
+            ga_put(&line, "-");
+        ga_put_dec(&line, (unsigned long long)(addr < start ? start - addr : addr - start));
+        ga_json_dec(&line, "size", s->nbytes);
+        ga_json_hex(&line, "buffer", start);
+        ga_json_dec(&line, "slot", (unsigned long long)f->slot);
+    } else {
+        ga_json_key(&line, "offset");
+        ga_put(&line, "null");
+        ga_json_key(&line, "size");
+        ga_put(&line, "null");
+        ga_json_key(&line, "buffer");
+        ga_put(&line, "null");
+        ga_json_key(&line, "slot");
+        ga_put(&line, "null");
+    }
+    ga_json_key(&line, "arena");
+    ga_put(&line, "{\"base\":\"");
+    ga_put_ptr(&line, a->base);
+    ga_put(&line, "\",\"slots\":");
+    ga_put_dec(&line, a->nslots);
+    ga_put(&line, ",\"slot_size\":");
+    ga_put_dec(&line, a->slot_size);
+    ga_put(&line, ",\"guard_size\":");
+    ga_put_dec(&line, a->guard_size);
+    ga_put(&line, "}");
+    ga_json_dec(&line, "pid", (unsigned long long)getpid());
+    ga_json_dec(&line, "tid", (unsigned long long)syscall(SYS_gettid));
+    ga_json_str(&line, "signal", sig == SIGBUS ? "SIGBUS" : "SIGSEGV");
+    ga_json_str(&line, "si_code",
+                sig == SIGSEGV ? (si_code == SEGV_MAPERR ? "SEGV_MAPERR"
+                                  : si_code == SEGV_ACCERR ? "SEGV_ACCERR" : "passed-on")
+                               : (si_code == BUS_ADRERR ? "BUS_ADRERR" : "passed-on"));
+    ga_json_str(&line, "on_fault", continuing ? "continue" : "abort");
+    test = ga_pubstr_get(&ga_test_id);
+    phase = ga_pubstr_get(&ga_test_phase);
+    ga_json_key(&line, "test");
+    if (test != NULL) {
+        ga_put(&line, "{\"nodeid\":");
+        ga_json_value(&line, test);
+        ga_json_str(&line, "phase", phase);
+        ga_put(&line, "}");
+    } else {
+        ga_put(&line, "null");
+    }
+    ga_json_key(&line, "stacks");
+    ga_put(&line, "{\"allocated\":");
+    ga_json_value(&line, ga_trace_of(a->alloc_trace, f->slot));
+    ga_json_str(&line, "freed", ga_trace_of(f->kind == GA_KIND_UAF ? a->free_trace : NULL, f->slot));
+    ga_put(&line, "}");
+    if (clock_gettime(CLOCK_REALTIME, &now) == 0) {
+        char ms[4] = {(char)('0' + now.tv_nsec / 100000000), (char)('0' + now.tv_nsec / 10000000 % 10),
+                      (char)('0' + now.tv_nsec / 1000000 % 10), 0};
+        ga_json_dec(&line, "time", (unsigned long long)now.tv_sec);
+        ga_put(&line, ".");
+        ga_put(&line, ms);
+    }
+    ga_json_key(&line, "text");
+    ga_put(&line, "\"");
+    line.json = 1;
+    ga_format_report(&line, sig, si_code, a, addr, access, f, continuing);
+    line.json = 0;
+    ga_put(&line, "\"}\n");
+    ga_flush(&line);
+    close(line.fd);
 }
 
 

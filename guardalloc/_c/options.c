@@ -1,0 +1,302 @@
+/*
+ * GUARDALLOC_OPTIONS parser (see options.h). Table-driven: ga_option_table
+ * is the one list of options, their types, defaults and limits.
+ *
+ * It runs where malloc cannot be used (the native library parses before
+ * main, inside its own malloc): no allocation, no stdio, no locale, only the
+ * caller's buffers.
+ */
+#include <stddef.h>
+#include <string.h>
+#include "options.h"
+
+static const char *const ga_on_fault_choices[] = {"abort", "continue", NULL};
+static const char *const ga_align_choices[] = {"right", "left", "random", NULL};
+
+#define GA_FIELD(f) offsetof(ga_options_t, f)
+
+const ga_option_t ga_option_table[] = {
+    {"sample_rate", GA_OPT_UINT, GA_FIELD(sample_rate), "5000", 0, UINT32_MAX, NULL,
+     "guard one allocation in N (1: every one; 0: off)"},
+    {"max_bytes", GA_OPT_SIZE, GA_FIELD(max_bytes), "1G", 0, UINT64_MAX, NULL,
+     "guarded bytes at most; past it requests go to the next allocator (K/M/G/T suffixes)"},
+    {"alignment", GA_OPT_POW2, GA_FIELD(alignment), "16", 1, 4096, NULL,
+     "block alignment: 1 (byte-exact, the first byte past the end faults) or a power of two"},
+    {"uaf", GA_OPT_BOOL, GA_FIELD(uaf), "0", 0, 1, NULL,
+     "guard freed blocks to catch use-after-free"},
+    {"quarantine", GA_OPT_UINT, GA_FIELD(quarantine), "4096", 0, UINT32_MAX, NULL,
+     "with uaf=1: freed slots kept guarded before they are reused"},
+    {"on_fault", GA_OPT_CHOICE, GA_FIELD(on_fault), "abort", 0, 0, ga_on_fault_choices,
+     "abort: report and die; continue: report once, lift the guard, go on"},
+    {"random", GA_OPT_BOOL, GA_FIELD(random), "0", 0, 1, NULL,
+     "sample at random (probability 1/sample_rate) instead of every N-th"},
+    {"align", GA_OPT_CHOICE, GA_FIELD(align), "right", 0, 0, ga_align_choices,
+     "right: blocks end at the guard (overflows); left: start after it; random: either"},
+    {"log_path", GA_OPT_STRING, GA_FIELD(log_path), "", 0, GA_LOG_PATH_MAX, NULL,
+     "write a JSON report per fault to this file; %p becomes the process id"},
+    {NULL, GA_OPT_BOOL, 0, NULL, 0, 0, NULL, NULL},
+};
+
+/* ------------------------------------------------------------------------
+ * A message into the caller's buffer, truncated to fit. */
+
+typedef struct {
+    char *buf;
+    size_t size, len;
+} ga_msg_t;
+
+static void ga_msg_put(ga_msg_t *m, const char *s, size_t n)
+{
+    while (n-- > 0 && *s) {
+        if (m->len + 1 < m->size)
+            m->buf[m->len++] = *s;
+        s++;
+    }
+    if (m->size > 0)
+        m->buf[m->len] = '\0';
+}
+
+static void ga_msg_str(ga_msg_t *m, const char *s)
+{
+    ga_msg_put(m, s, strlen(s));
+}
+
+static void ga_msg_dec(ga_msg_t *m, uint64_t v)
+{
+    char digits[24];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n > 0)
+        ga_msg_put(m, &digits[--n], 1);
+}
+
+/* "GUARDALLOC_OPTIONS: <name...>: " -- the start of every message. */
+static void ga_msg_start(ga_msg_t *m, const char *name, size_t name_len)
+{
+    ga_msg_str(m, GA_OPTIONS_ENV ": ");
+    ga_msg_put(m, name, name_len);
+    ga_msg_str(m, ": ");
+}
+
+/* ------------------------------------------------------------------------
+ * Values. Each parser gets the value text [v, v + n) and returns 0 or -1
+ * after writing the reason (the option name is already in the message). */
+
+static int ga_parse_u64(const char *v, size_t n, uint64_t *out, size_t *used)
+{
+    uint64_t x = 0;
+    size_t i = 0;
+    while (i < n && v[i] >= '0' && v[i] <= '9') {
+        unsigned d = (unsigned)(v[i] - '0');
+        if (x > (UINT64_MAX - d) / 10)
+            return -1;
+        x = x * 10 + d;
+        i++;
+    }
+    if (i == 0)
+        return -1;
+    *out = x;
+    *used = i;
+    return 0;
+}
+
+static int ga_word_is(const char *v, size_t n, const char *word)
+{
+    return strlen(word) == n && strncmp(v, word, n) == 0;
+}
+
+static void ga_msg_range(ga_msg_t *m, const ga_option_t *o)
+{
+    ga_msg_str(m, " between ");
+    ga_msg_dec(m, o->min);
+    ga_msg_str(m, " and ");
+    ga_msg_dec(m, o->max);
+}
+
+static int ga_parse_value(const ga_option_t *o, const char *v, size_t n, ga_options_t *out,
+                          ga_msg_t *m)
+{
+    char *field = (char *)out + o->offset;
+    uint64_t x = 0;
+    size_t used = 0;
+    switch (o->type) {
+    case GA_OPT_BOOL:
+        if (ga_word_is(v, n, "1") || ga_word_is(v, n, "true") || ga_word_is(v, n, "yes")
+                || ga_word_is(v, n, "on"))
+            *(int *)field = 1;
+        else if (ga_word_is(v, n, "0") || ga_word_is(v, n, "false") || ga_word_is(v, n, "no")
+                 || ga_word_is(v, n, "off"))
+            *(int *)field = 0;
+        else {
+            ga_msg_str(m, "expected 0 or 1 (true/false, yes/no, on/off), not '");
+            ga_msg_put(m, v, n);
+            ga_msg_str(m, "'");
+            return -1;
+        }
+        return 0;
+    case GA_OPT_UINT:
+    case GA_OPT_POW2:
+    case GA_OPT_SIZE:
+        if (ga_parse_u64(v, n, &x, &used) != 0) {
+            ga_msg_str(m, "expected a whole number, not '");
+            ga_msg_put(m, v, n);
+            ga_msg_str(m, "'");
+            return -1;
+        }
+        if (o->type == GA_OPT_SIZE && used + 1 == n) {
+            int shift;
+            switch (v[used] | 0x20) {   /* k, m, g, t in either case */
+            case 'k': shift = 10; break;
+            case 'm': shift = 20; break;
+            case 'g': shift = 30; break;
+            case 't': shift = 40; break;
+            default: shift = -1;
+            }
+            if (shift < 0 || x > (UINT64_MAX >> shift)) {
+                ga_msg_str(m, shift < 0 ? "unknown size suffix in '" : "too large: '");
+                ga_msg_put(m, v, n);
+                ga_msg_str(m, shift < 0 ? "' (use K, M, G or T)" : "'");
+                return -1;
+            }
+            x <<= shift;
+            used++;
+        }
+        if (used != n) {
+            ga_msg_str(m, "expected a whole number");
+            ga_msg_str(m, o->type == GA_OPT_SIZE ? " with an optional K/M/G/T suffix" : "");
+            ga_msg_str(m, ", not '");
+            ga_msg_put(m, v, n);
+            ga_msg_str(m, "'");
+            return -1;
+        }
+        if (x < o->min || x > o->max || (o->type == GA_OPT_POW2 && (x & (x - 1)) != 0)) {
+            ga_msg_str(m, o->type == GA_OPT_POW2 ? "expected a power of two" : "expected a number");
+            ga_msg_range(m, o);
+            ga_msg_str(m, ", not ");
+            ga_msg_put(m, v, n);
+            return -1;
+        }
+        *(uint64_t *)field = x;
+        return 0;
+    case GA_OPT_CHOICE: {
+        int i;
+        for (i = 0; o->choices[i] != NULL; i++) {
+            if (ga_word_is(v, n, o->choices[i])) {
+                *(int *)field = i;
+                return 0;
+            }
+        }
+        ga_msg_str(m, "expected one of ");
+        for (i = 0; o->choices[i] != NULL; i++) {
+            ga_msg_str(m, i ? ", " : "");
+            ga_msg_str(m, o->choices[i]);
+        }
+        ga_msg_str(m, "; not '");
+        ga_msg_put(m, v, n);
+        ga_msg_str(m, "'");
+        return -1;
+    }
+    case GA_OPT_STRING:
+        if (n > o->max) {
+            ga_msg_str(m, "longer than ");
+            ga_msg_dec(m, o->max);
+            ga_msg_str(m, " bytes");
+            return -1;
+        }
+        memcpy(field, v, n);
+        field[n] = '\0';
+        return 0;
+    }
+    ga_msg_str(m, "bad option table entry");
+    return -1;
+}
+
+static const ga_option_t *ga_find_option(const char *name, size_t n)
+{
+    const ga_option_t *o;
+    for (o = ga_option_table; o->name != NULL; o++)
+        if (ga_word_is(name, n, o->name))
+            return o;
+    return NULL;
+}
+
+void ga_options_defaults(ga_options_t *out)
+{
+    const ga_option_t *o;
+    ga_msg_t m = {NULL, 0, 0};
+    memset(out, 0, sizeof(*out));
+    for (o = ga_option_table; o->name != NULL; o++)
+        (void)ga_parse_value(o, o->default_value, strlen(o->default_value), out, &m);
+}
+
+static int ga_is_separator(char c)
+{
+    return c == ':' || c == ',' || c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+int ga_options_parse(const char *text, ga_options_t *out, char *err, size_t errlen)
+{
+    ga_options_t parsed;
+    ga_msg_t m = {err, errlen, 0};
+    const char *p = text;
+    if (err != NULL && errlen > 0)
+        err[0] = '\0';
+    if (text == NULL)
+        return 0;
+    memcpy(&parsed, out, sizeof(parsed));
+    while (*p) {
+        const char *name, *eq, *value, *end;
+        const ga_option_t *o;
+        while (ga_is_separator(*p))
+            p++;
+        if (!*p)
+            break;
+        name = p;
+        while (*p && *p != '=' && !ga_is_separator(*p))
+            p++;
+        eq = p;
+        if (*eq != '=') {
+            ga_msg_start(&m, name, (size_t)(eq - name));
+            ga_msg_str(&m, "expected name=value");
+            return -1;
+        }
+        value = eq + 1;
+        if (*value == '"' || *value == '\'') {
+            /* A quoted value may hold separators (a log_path with ':'). */
+            char quote = *value++;
+            end = strchr(value, quote);
+            if (end == NULL) {
+                ga_msg_start(&m, name, (size_t)(eq - name));
+                ga_msg_str(&m, "unterminated quote");
+                return -1;
+            }
+        } else {
+            end = value;
+            while (*end && !ga_is_separator(*end))
+                end++;
+        }
+        o = ga_find_option(name, (size_t)(eq - name));
+        if (o == NULL) {
+            ga_msg_start(&m, name, (size_t)(eq - name));
+            ga_msg_str(&m, "unknown option (known:");
+            for (o = ga_option_table; o->name != NULL; o++) {
+                ga_msg_str(&m, " ");
+                ga_msg_str(&m, o->name);
+            }
+            ga_msg_str(&m, ")");
+            return -1;
+        }
+        ga_msg_start(&m, o->name, strlen(o->name));
+        if (ga_parse_value(o, value, (size_t)(end - value), &parsed, &m) != 0)
+            return -1;
+        m.len = 0;              /* this one was fine: forget its prefix */
+        if (m.size > 0)
+            m.buf[0] = '\0';
+        p = *end == '"' || *end == '\'' ? end + 1 : end;
+    }
+    memcpy(out, &parsed, sizeof(parsed));
+    return 0;
+}
