@@ -422,7 +422,6 @@ class GuardallocPlugin:
 
     @pytest.hookimpl(hookwrapper=True, tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item):
-        _MarkerScope.enter(item, self.settings)
         yield from self._phase(item.nodeid, "setup")
 
     @pytest.hookimpl(hookwrapper=True, tryfirst=True)
@@ -431,10 +430,7 @@ class GuardallocPlugin:
 
     @pytest.hookimpl(hookwrapper=True, tryfirst=True)
     def pytest_runtest_teardown(self, item: pytest.Item):
-        try:
-            yield from self._phase(item.nodeid, "teardown")
-        finally:
-            _MarkerScope.exit(item)
+        yield from self._phase(item.nodeid, "teardown")
 
     @pytest.hookimpl(hookwrapper=True, tryfirst=True)
     def pytest_make_collect_report(self, collector: pytest.Collector):
@@ -736,14 +732,19 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         config.pluginmanager.unregister(plugin)
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    # Without --guardalloc, a marked test still gets its marker's options.
-    if item.config.pluginmanager.get_plugin(PLUGIN_NAME) is None:
-        _MarkerScope.enter(item, Settings())
+    # Before the fixtures: their arrays get the marker's options too. Also
+    # without --guardalloc: a marked test asks for guarding.
+    plugin = item.config.pluginmanager.get_plugin(PLUGIN_NAME)
+    _MarkerScope.enter(item, plugin.settings if plugin is not None else Settings())
 
 
-def pytest_runtest_teardown(item: pytest.Item) -> None:
-    if item.config.pluginmanager.get_plugin(PLUGIN_NAME) is None:
+@pytest.hookimpl(hookwrapper=True, trylast=True)
+def pytest_runtest_teardown(item: pytest.Item):
+    try:
+        yield
+    finally:
         _MarkerScope.exit(item)
 
 

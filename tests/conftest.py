@@ -12,6 +12,9 @@ import pytest
 
 import guardalloc
 
+# pytester runs the plugin's tests (tests/test_pytest_plugin*.py).
+pytest_plugins = ("pytester",)
+
 # The directory that holds the imported guardalloc package (an in-place build
 # or site-packages), so that children import the very same build.
 PACKAGE_PARENT = str(Path(guardalloc.__file__).resolve().parent.parent)
