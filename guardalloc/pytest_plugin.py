@@ -564,7 +564,8 @@ class GuardallocPlugin:
         return reports
 
     @pytest.hookimpl(specname="pytest_make_collect_report", tryfirst=True)
-    def collect_forked(self, collector: pytest.Collector):
+    def pytest_make_collect_report_forked(self, collector: pytest.Collector):
+        # (pytest registers only attributes named pytest_*; specname names the hook.)
         """Import a test module in a child first: a fault at import fails
         its collection instead of ending the session."""
         if not self.settings.forked or self._distributing or not isinstance(collector, pytest.Module):
