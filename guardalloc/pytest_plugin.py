@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import faulthandler
+import gc
 import json
 import marshal
 import os
@@ -445,7 +446,16 @@ class GuardallocPlugin:
         read_end, write_end = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
+        # The session's objects go to the permanent generation while the
+        # child lives: its garbage collections then do not touch them, which
+        # would copy (copy-on-write) most of the session's heap page by page.
+        gc.freeze()
+        pid = -1
+        try:
+            pid = os.fork()
+        finally:
+            if pid != 0:
+                gc.unfreeze()
         if pid == 0:   # the child: never returns
             status = 0
             try:
