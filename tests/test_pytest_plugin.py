@@ -264,3 +264,12 @@ def test_describe():
                                    "size": 10}) == "heap-buffer-underflow WRITE, 1 bytes before a 10-byte buffer"
     assert pytest_plugin.describe({"kind": "wild-access", "access": "READ", "offset": None,
                                    "size": None}) == "wild-access READ"
+
+
+def test_ci_recipe_runs_the_plugin_and_uploads_the_reports():
+    from pathlib import Path
+
+    recipe = (Path(__file__).resolve().parents[1] / "docs" / "ci" / "github-actions.yml").read_text()
+    assert "pytest --guardalloc --guardalloc-forked" in recipe
+    assert "--guardalloc-report-dir=guardalloc-reports" in recipe
+    assert "actions/upload-artifact" in recipe and "guardalloc-reports/" in recipe
