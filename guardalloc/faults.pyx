@@ -248,7 +248,10 @@ def set_report_test(nodeid, phase=None) -> None:
     raw_phase = None if phase is None else phase.encode("utf-8", "backslashreplace")
     if raw_phase is not None and (len(raw_phase) > 31 or b"\0" in raw_phase):
         raise ValueError(f"phase must be at most 31 bytes without NUL, not {phase!r}")
-    ga_set_report_test(raw, NULL if raw_phase is None else <const char *>raw_phase)
+    cdef const char *phase_text = NULL
+    if raw_phase is not None:
+        phase_text = raw_phase
+    ga_set_report_test(raw, phase_text)
 
 
 def get_report_test():

@@ -29,6 +29,7 @@ process even with forking, so that their timings reach pytest-benchmark.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import faulthandler
 import gc
@@ -48,9 +49,8 @@ from typing import Any, Iterator
 import pytest
 
 import guardalloc
-from guardalloc import faults
-
-DEFAULT_PYMEM_RATE = 5000            # the launcher's default (launcher.py)
+from guardalloc import faults, launcher
+from guardalloc.launcher import DEFAULT_PYMEM_RATE
 FAULT_PROPERTY = "guardalloc_fault"  # user_properties key: the JSON report
 # Set in the environment of a pytest re-executed with the native library
 # preloaded: its path (so the re-executed session does not exec again).
@@ -91,12 +91,9 @@ class Settings:
 
 def _rate(text: str, what: str) -> int:
     try:
-        value = int(text)
-    except ValueError:
-        raise pytest.UsageError(f"{what}: the rate must be a whole number, not {text!r}") from None
-    if value < 0:
-        raise pytest.UsageError(f"{what}: the rate must be 0 (off) or more, not {value}")
-    return value
+        return launcher._rate(text)     # the launcher's rule for --pymem RATE
+    except argparse.ArgumentTypeError as exc:
+        raise pytest.UsageError(f"{what}: {exc}") from None
 
 
 def _alignment(text: str, what: str) -> int:

@@ -134,8 +134,8 @@ def test_command_line_overrides_ini(pytester):
 
 
 @pytest.mark.parametrize("args, ini, message", [
-    (["--guardalloc-pymem=often"], None, "--guardalloc-pymem: the rate must be a whole number, not 'often'"),
-    (["--guardalloc-pymem=-1"], None, "--guardalloc-pymem: the rate must be 0 (off) or more"),
+    (["--guardalloc-pymem=often"], None, "--guardalloc-pymem: not an integer: 'often'"),
+    (["--guardalloc-pymem=-1"], None, "--guardalloc-pymem: must be 0 (off) or more, not -1"),
     (["--guardalloc-alignment=8"], None, "--guardalloc-alignment: alignment must be 1 (byte-exact) or a power of two"),
     ([], "[pytest]\nguardalloc = numpy sometimes\n", "ini option guardalloc: 'sometimes': unknown"),
     ([], "[pytest]\nguardalloc = uaf:1\n", "ini option guardalloc: 'uaf:1': uaf takes no value"),

@@ -168,15 +168,8 @@ static void ga_put(ga_line_t *line, const char *s)
 static void ga_put_dec(ga_line_t *line, unsigned long long v)
 {
     char digits[24];
-    int n = 0;
-    do {
-        digits[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    while (n > 0) {
-        char c[2] = {digits[--n], 0};
-        ga_put(line, c);
-    }
+    digits[ga_format_dec(v, digits)] = '\0';
+    ga_put(line, digits);
 }
 
 static void ga_put_hex(ga_line_t *line, unsigned long long v)
@@ -557,24 +550,20 @@ static int ga_expand_log_path(char *out, size_t size)
     if (t == NULL)
         return -1;
     for (; *t; t++) {
-        char digits[24];
-        int k = 0;
+        char piece[24];
+        size_t k = 1, i;
         if (t[0] == '%' && t[1] == 'p') {
-            unsigned long v = (unsigned long)getpid();
-            do {
-                digits[k++] = (char)('0' + v % 10);
-                v /= 10;
-            } while (v);
+            k = ga_format_dec((uint64_t)getpid(), piece);
             t++;
         } else {
-            digits[k++] = *t;
+            piece[0] = *t;
             if (t[0] == '%' && t[1] == '%')
                 t++;
         }
-        while (k > 0) {        /* digits are in reverse order */
+        for (i = 0; i < k; i++) {
             if (n + 1 >= size)
                 return -1;
-            out[n++] = digits[--k];
+            out[n++] = piece[i];
         }
     }
     out[n] = '\0';

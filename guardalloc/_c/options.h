@@ -57,6 +57,21 @@ typedef struct ga_option {
     const char *help;            /* one line, for messages and docs          */
 } ga_option_t;
 
+/* v in decimal into out (at least 21 bytes; no NUL); returns the digit
+ * count. Async-signal-safe: the parser's messages and the fault reports use it. */
+static inline size_t ga_format_dec(uint64_t v, char *out)
+{
+    char reversed[20];
+    size_t n = 0, i;
+    do {
+        reversed[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (i = 0; i < n; i++)
+        out[i] = reversed[n - 1 - i];
+    return n;
+}
+
 /* The table, terminated by a row whose name is NULL. */
 extern const ga_option_t ga_option_table[];
 
