@@ -5,6 +5,7 @@ ratios to plain). The full ``test_multiarray.py`` comparison, with the same
 pass counts checked, is ``python tests/external/numpy_suite.py --plugin``.
 
     python -m pytest bench/bench_pytest_plugin.py
+    python bench/bench_pytest_plugin.py [ROUNDS]   # interleaved (A B C A B C ...): ratios on a busy machine
 """
 
 from __future__ import annotations
@@ -48,3 +49,21 @@ def test_numpy_slice(benchmark, record, side, tmp_path):
     # Guarding changes no outcome: the same pass count as plain.
     assert passed == PASSED.setdefault("plain", passed)
     record(benchmark, side=side, baseline=side == "plain", passed=passed)
+
+
+def main(rounds: int) -> None:
+    """Interleaved rounds of every side; print the medians and the ratios to plain."""
+    import tempfile
+
+    from guardalloc.benchtools import interleaved
+
+    with tempfile.TemporaryDirectory() as scratch:
+        result = interleaved({side: (lambda flags=flags: run_slice(flags, Path(scratch)))
+                              for side, flags in SIDES.items()}, rounds)
+    for side in SIDES:
+        print(f"{side:20} median {result.median(side):6.2f} s   {result.ratio(side, 'plain'):.2f}x plain"
+              if side != "plain" else f"{side:20} median {result.median(side):6.2f} s")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 5)
