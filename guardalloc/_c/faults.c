@@ -420,116 +420,117 @@ static void ga_put_neighbour(ga_line_t *line, const ga_arena_t *a, long i, int s
     ga_put(line, ")");
 }
 
-/* The text report, into line (its fd and escaping chosen by the caller). */
-static void ga_format_report(ga_line_t *line, int sig, int si_code, const ga_arena_t *a,
+/* The text report, written to fd (json: escaped for a JSON string). */
+static void ga_format_report(int fd, int json, int sig, int si_code, const ga_arena_t *a,
                              const char *addr, const char *access, const ga_fault_t *f,
                              int continuing)
 {
+    ga_line_t line;
     size_t guard_pages = a->guard_size / ga_page_size;
+    line.len = 0;
+    line.fd = fd;
+    line.json = json;
 
-    ga_put(line, "==");
-    ga_put_dec(line, (unsigned long long)getpid());
-    ga_put(line, "== guardalloc: ");
-    ga_put(line, sig == SIGBUS && !f->guarded ? "bus-error" : ga_kind_names[f->kind]);
-    ga_put(line, " ");
-    ga_put(line, access);
-    ga_put(line, " at ");
-    ga_put_ptr(line, addr);
-    ga_put(line, "\n");
-    ga_put_test(line);
+    ga_put(&line, "==");
+    ga_put_dec(&line, (unsigned long long)getpid());
+    ga_put(&line, "== guardalloc: ");
+    ga_put(&line, sig == SIGBUS && !f->guarded ? "bus-error" : ga_kind_names[f->kind]);
+    ga_put(&line, " ");
+    ga_put(&line, access);
+    ga_put(&line, " at ");
+    ga_put_ptr(&line, addr);
+    ga_put(&line, "\n");
+    ga_put_test(&line);
 
     if (f->slot >= 0) {
         const ga_slot_t *s = &a->slots[f->slot];
         const char *start = GA_SLOT_START(a, f->slot) + s->offset;
         const char *end = start + s->nbytes;
         const char *freed = f->kind == GA_KIND_UAF ? "freed " : "";
-        ga_put(line, "  ");
+        ga_put(&line, "  ");
         if (addr >= end) {
-            ga_put_dec(line, (unsigned long long)(addr - end));
-            ga_put(line, " bytes past the end of a ");
+            ga_put_dec(&line, (unsigned long long)(addr - end));
+            ga_put(&line, " bytes past the end of a ");
         } else if (addr < start) {
-            ga_put_dec(line, (unsigned long long)(start - addr));
-            ga_put(line, " bytes before the start of a ");
+            ga_put_dec(&line, (unsigned long long)(start - addr));
+            ga_put(&line, " bytes before the start of a ");
         } else {
-            ga_put_dec(line, (unsigned long long)(addr - start));
-            ga_put(line, " bytes inside a ");
+            ga_put_dec(&line, (unsigned long long)(addr - start));
+            ga_put(&line, " bytes inside a ");
         }
-        ga_put(line, freed);
-        ga_put_dec(line, s->nbytes);
-        ga_put(line, "-byte buffer [");
-        ga_put_ptr(line, start);
-        ga_put(line, ", ");
-        ga_put_ptr(line, end);
-        ga_put(line, ")\n");
+        ga_put(&line, freed);
+        ga_put_dec(&line, s->nbytes);
+        ga_put(&line, "-byte buffer [");
+        ga_put_ptr(&line, start);
+        ga_put(&line, ", ");
+        ga_put_ptr(&line, end);
+        ga_put(&line, ")\n");
     } else if (f->in_guard) {
-        ga_put(line, "  guard page between ");
-        ga_put_neighbour(line, a, f->left, f->left_state);
-        ga_put(line, " and ");
-        ga_put_neighbour(line, a, f->right, f->right_state);
-        ga_put(line, ": no live buffer next to it\n");
+        ga_put(&line, "  guard page between ");
+        ga_put_neighbour(&line, a, f->left, f->left_state);
+        ga_put(&line, " and ");
+        ga_put_neighbour(&line, a, f->right, f->right_state);
+        ga_put(&line, ": no live buffer next to it\n");
     } else {
-        ga_put(line, "  inside the data of ");
-        ga_put_neighbour(line, a, f->left, f->left_state);
-        ga_put(line, ", which holds no live buffer\n");
+        ga_put(&line, "  inside the data of ");
+        ga_put_neighbour(&line, a, f->left, f->left_state);
+        ga_put(&line, ", which holds no live buffer\n");
     }
     if (sig == SIGBUS && !f->guarded)
-        ga_put(line, "  SIGBUS: the backing file no longer covers this page (truncated?)\n");
+        ga_put(&line, "  SIGBUS: the backing file no longer covers this page (truncated?)\n");
 
-    ga_put(line, "  arena ");
-    ga_put_ptr(line, a->base);
+    ga_put(&line, "  arena ");
+    ga_put_ptr(&line, a->base);
     if (f->slot >= 0) {
-        ga_put(line, ", slot ");
-        ga_put_dec(line, (unsigned long long)f->slot);
-        ga_put(line, " of ");
+        ga_put(&line, ", slot ");
+        ga_put_dec(&line, (unsigned long long)f->slot);
+        ga_put(&line, " of ");
     } else {
-        ga_put(line, ", ");
+        ga_put(&line, ", ");
     }
-    ga_put_dec(line, a->nslots);
-    ga_put(line, f->slot >= 0 ? " (slot " : " slots (slot ");
-    ga_put_dec(line, a->slot_size);
-    ga_put(line, " B, ");
-    ga_put_dec(line, guard_pages);
-    ga_put(line, guard_pages == 1 ? " guard page)\n" : " guard pages)\n");
+    ga_put_dec(&line, a->nslots);
+    ga_put(&line, f->slot >= 0 ? " (slot " : " slots (slot ");
+    ga_put_dec(&line, a->slot_size);
+    ga_put(&line, " B, ");
+    ga_put_dec(&line, guard_pages);
+    ga_put(&line, guard_pages == 1 ? " guard page)\n" : " guard pages)\n");
 
-    ga_put(line, "  signal ");
-    ga_put(line, sig == SIGBUS ? "SIGBUS" : "SIGSEGV");
-    ga_put(line, " (");
+    ga_put(&line, "  signal ");
+    ga_put(&line, sig == SIGBUS ? "SIGBUS" : "SIGSEGV");
+    ga_put(&line, " (");
     if (sig == SIGSEGV)
-        ga_put(line, si_code == SEGV_MAPERR ? "SEGV_MAPERR: guard page"
+        ga_put(&line, si_code == SEGV_MAPERR ? "SEGV_MAPERR: guard page"
                       : si_code == SEGV_ACCERR ? "SEGV_ACCERR: PROT_NONE page"
                       : "raised again by a handler installed later");
     else
-        ga_put(line, si_code == BUS_ADRERR ? "BUS_ADRERR" : "raised again by a handler installed later");
-    ga_put(line, ") in thread ");
-    ga_put_dec(line, (unsigned long long)syscall(SYS_gettid));
-    ga_put(line, "\n");
+        ga_put(&line, si_code == BUS_ADRERR ? "BUS_ADRERR" : "raised again by a handler installed later");
+    ga_put(&line, ") in thread ");
+    ga_put_dec(&line, (unsigned long long)syscall(SYS_gettid));
+    ga_put(&line, "\n");
 
     if (f->slot >= 0) {
-        ga_put_trace(line, "  allocated at:", a->alloc_trace, f->slot);
+        ga_put_trace(&line, "  allocated at:", a->alloc_trace, f->slot);
         if (f->kind == GA_KIND_UAF)
-            ga_put_trace(line, "  freed at:", a->free_trace, f->slot);
+            ga_put_trace(&line, "  freed at:", a->free_trace, f->slot);
     }
     if (continuing) {
-        ga_put(line, "  on_fault=\"continue\": guard lifted, slot(s) ");
+        ga_put(&line, "  on_fault=\"continue\": guard lifted, slot(s) ");
         if (f->left >= 0 && f->left < (long)a->nslots)
-            ga_put_dec(line, (unsigned long long)f->left);
+            ga_put_dec(&line, (unsigned long long)f->left);
         if (f->in_guard && f->left >= 0 && f->right < (long)a->nslots)
-            ga_put(line, " and ");
+            ga_put(&line, " and ");
         if (f->in_guard && f->right < (long)a->nslots)
-            ga_put_dec(line, (unsigned long long)f->right);
-        ga_put(line, " retired; the program goes on\n");
+            ga_put_dec(&line, (unsigned long long)f->right);
+        ga_put(&line, " retired; the program goes on\n");
     }
+    ga_flush(&line);
 }
 
 static void ga_report(int sig, int si_code, const ga_arena_t *a, const char *addr,
                       const char *access, const ga_fault_t *f, int continuing)
 {
-    ga_line_t line;
-    line.len = 0;
-    line.fd = __atomic_load_n(&ga_text_fd, __ATOMIC_RELAXED);
-    line.json = 0;
-    ga_format_report(&line, sig, si_code, a, addr, access, f, continuing);
-    ga_flush(&line);
+    ga_format_report(__atomic_load_n(&ga_text_fd, __ATOMIC_RELAXED), 0, sig, si_code, a, addr,
+                     access, f, continuing);
     ga_json_report(sig, si_code, a, addr, access, f, continuing);
 }
 
@@ -701,9 +702,8 @@ static void ga_json_report(int sig, int si_code, const ga_arena_t *a, const char
     }
     ga_json_key(&line, "text");
     ga_put(&line, "\"");
-    line.json = 1;
-    ga_format_report(&line, sig, si_code, a, addr, access, f, continuing);
-    line.json = 0;
+    ga_flush(&line);
+    ga_format_report(line.fd, 1, sig, si_code, a, addr, access, f, continuing);
     ga_put(&line, "\"}\n");
     ga_flush(&line);
     close(line.fd);
