@@ -3,16 +3,17 @@
 Registered through the ``pytest11`` entry point and inactive unless asked::
 
     pytest --guardalloc                        # numpy arrays + sampled PyMem
-    pytest --guardalloc --guardalloc-forked    # each test in a forked child
+    pytest --guardalloc --guardalloc-forked    # tests in a forked child
     pytest --guardalloc-numpy --guardalloc-alignment=1 --guardalloc-uaf
     pytest --guardalloc-pymem=100 --guardalloc-report-dir=guardalloc-reports
     pytest --guardalloc-native=1               # the preloaded malloc library
 
 or in the ini file: ``guardalloc = numpy pymem:100 forked``.
 
-With ``--guardalloc-forked`` every test runs in a child forked from the
-session (cheap: guard pages add no VMAs for fork to copy). A guard fault then
-fails that test only -- or errors it, when a fixture faulted in setup or
+With ``--guardalloc-forked`` the tests run in a child forked from the
+session (guard pages add no VMAs for fork to copy), one after the other; a
+child that dies is replaced by a fresh fork for the next test. A guard fault
+then fails that test only -- or errors it, when a fixture faulted in setup or
 teardown -- with the fault report and the Python traceback as its failure
 text (also in ``--junitxml``), and the terminal summary lists the tests that
 faulted. Modules are imported in a child first as well, so a fault at import
@@ -181,7 +182,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--guardalloc-alignment", metavar="N", default=None,
                     help="block alignment: 1 (byte-exact) or a power of two >= 16 (default 16)")
     group.addoption("--guardalloc-forked", action="store_true", default=False,
-                    help="run each test in a forked child: a guard fault fails that test only")
+                    help="run the tests in a forked child, a new one after a crash: a fault fails its test only")
     group.addoption("--guardalloc-tracebacks", action="store_true", default=False,
                     help="record allocation/free tracebacks of guardalloc buffers for reports")
     group.addoption("--guardalloc-report-dir", metavar="DIR", default=None,
@@ -326,6 +327,31 @@ def _receive_all(fd: int) -> list[bytes]:
     return messages
 
 
+def _read_message(fd: int) -> bytes | None:
+    """One framed message (see _send), or None at end of file."""
+    def exactly(n: int) -> bytes | None:
+        data = b""
+        while len(data) < n:
+            chunk = os.read(fd, n - len(data))
+            if not chunk:
+                return None
+            data += chunk
+        return data
+    head = exactly(4)
+    if head is None:
+        return None
+    return exactly(struct.unpack("<I", head)[0])
+
+
+@dataclasses.dataclass
+class Runner:
+    """A forked child that runs tests one after the other until one kills it."""
+    pid: int
+    commands: int          # write end: (item index, next item index) per test
+    messages: int          # read end: serialized reports, then {"done": 1}
+    trace_path: str
+
+
 @dataclasses.dataclass
 class ChildResult:
     messages: list[bytes]
@@ -354,6 +380,8 @@ class GuardallocPlugin:
         self.settings = settings
         self.faulted: list[tuple[str, str, dict | None]] = []   # (nodeid, phase, report)
         self.children = 0
+        self.runner: Runner | None = None
+        self._indices: dict[int, int] | None = None
         self._cleanup: str | None = os.environ.pop(CLEANUP_ENV, None)
         self._stderr_copy = -1
         self._previous_fd = faults.get_report_fd()
@@ -395,6 +423,7 @@ class GuardallocPlugin:
 
     def stop(self) -> None:
         settings = self.settings
+        self.stop_runner()
         if not self._distributing:
             if settings.numpy:
                 _import_guardalloc_numpy("--guardalloc-numpy").uninstall()
@@ -436,8 +465,9 @@ class GuardallocPlugin:
 
     # forking
 
-    def _fork(self, label: str, body) -> ChildResult:
-        """Run body(send) in a forked child; body sends bytes messages to us."""
+    def _spawn(self, body, commands: int = -1) -> tuple[int, int, str]:
+        """Fork a child that runs body(send) and exits; returns its pid, the
+        read end of its messages and its trace file."""
         self.children += 1
         trace_path = os.path.join(self.scratch, f"child-{self.children}.txt")
         read_end, write_end = os.pipe()
@@ -473,10 +503,19 @@ class GuardallocPlugin:
             finally:
                 os._exit(status)
         os.close(write_end)
+        return pid, read_end, trace_path
+
+    def _fork(self, label: str, body) -> ChildResult:
+        """Run body(send) in a forked child; body sends bytes messages to us."""
+        pid, read_end, trace_path = self._spawn(body)
         try:
             messages = _receive_all(read_end)
         finally:
             os.close(read_end)
+        return self._reap(pid, trace_path, label, messages)
+
+    def _reap(self, pid: int, trace_path: str, label: str, messages: list[bytes]) -> ChildResult:
+        """Wait for a child that ended; what it left: status, trace, JSON reports."""
         _, status = os.waitpid(pid, 0)
         try:
             with open(trace_path, encoding="utf-8", errors="replace") as f:
@@ -495,9 +534,8 @@ class GuardallocPlugin:
         if self._owned_template and os.path.exists(path):
             # Free the pid's name for a later child with the same pid.
             os.replace(path, expand_log_path(self.template, f"{pid}-{self.children}"))
-        if not self._owned_template:
-            reports = [r for r in reports if (r.get("test") or {}).get("nodeid") in (label, None)]
-        return reports
+        # A runner ran other tests before (continue-mode reports of theirs).
+        return [r for r in reports if (r.get("test") or {}).get("nodeid") in (label, None)]
 
     def _failure_text(self, result: ChildResult, what: str) -> str:
         died = (f"died of {_signal_name(result.signal)}" if result.signal is not None
@@ -517,38 +555,112 @@ class GuardallocPlugin:
             return None
         hook = item.ihook
         hook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-        for report in self._run_forked(item):
+        for report in self._run_forked(item, nextitem):
             hook.pytest_runtest_logreport(report=report)
         hook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
         return True
 
-    def _run_forked(self, item: pytest.Item) -> list[pytest.TestReport]:
-        config = item.config
+    def _start_runner(self, session: pytest.Session) -> Runner:
+        """A child forked from the session that runs the tests it is sent,
+        with their fixtures kept between tests as pytest keeps them."""
+        commands_read, commands_write = os.pipe()
+        config = session.config
+        items = session.items
 
         def body(send):
             from _pytest.runner import call_and_report, show_test_item
-            if hasattr(item, "_request") and not item._request:
-                item._initrequest()
-            rep = call_and_report(item, "setup", log=False)
-            send(marshal.dumps(config.hook.pytest_report_to_serializable(config=config, report=rep)))
-            if rep.passed and not config.getoption("setuponly", False):
-                if config.getoption("setupshow", False):
-                    show_test_item(item)
-                rep = call_and_report(item, "call", log=False)
-                send(marshal.dumps(config.hook.pytest_report_to_serializable(config=config, report=rep)))
-            rep = call_and_report(item, "teardown", log=False, nextitem=None)
-            send(marshal.dumps(config.hook.pytest_report_to_serializable(config=config, report=rep)))
+            os.close(commands_write)
 
+            def report(rep):
+                send(marshal.dumps(config.hook.pytest_report_to_serializable(config=config, report=rep)))
+
+            while True:
+                command = _read_message(commands_read)
+                if command is None:       # the session is over: tear everything down
+                    session._setupstate.teardown_exact(None)
+                    return
+                index, next_index = marshal.loads(command)
+                item = items[index]
+                nextitem = items[next_index] if next_index >= 0 else None
+                if hasattr(item, "_request") and not item._request:
+                    item._initrequest()
+                rep = call_and_report(item, "setup", log=False)
+                report(rep)
+                if rep.passed and not config.getoption("setuponly", False):
+                    if config.getoption("setupshow", False):
+                        show_test_item(item)
+                    report(call_and_report(item, "call", log=False))
+                report(call_and_report(item, "teardown", log=False, nextitem=nextitem))
+                if hasattr(item, "_request"):
+                    item._request = False
+                    item.funcargs = None
+                send(marshal.dumps({"done": 1}))
+
+        pid, messages, trace_path = self._spawn(body)
+        os.close(commands_read)
+        return Runner(pid, commands_write, messages, trace_path)
+
+    def stop_runner(self) -> None:
+        """Let the runner tear down its fixtures and exit."""
+        runner, self.runner = self.runner, None
+        if runner is None:
+            return
+        os.close(runner.commands)
+        while _read_message(runner.messages) is not None:
+            pass
+        os.close(runner.messages)
+        os.waitpid(runner.pid, 0)
+        try:
+            os.unlink(runner.trace_path)
+        except FileNotFoundError:
+            pass
+
+    def _index(self, item: pytest.Item | None) -> int:
+        if item is None:
+            return -1
+        if self._indices is None:
+            self._indices = {id(it): i for i, it in enumerate(item.session.items)}
+        return self._indices.get(id(item), -1)
+
+    def _run_forked(self, item: pytest.Item, nextitem: pytest.Item | None) -> list[pytest.TestReport]:
+        config = item.config
         started = time.time()
-        result = self._fork(item.nodeid, body)
+        if self._index(item) < 0:    # not in session.items (a plugin re-runs it): a child of its own
+            nextitem = None
+        if self.runner is None or self._index(item) < 0:
+            self.stop_runner()
+            self.runner = self._start_runner(item.session) if self._index(item) >= 0 else None
+        messages: list[bytes] = []
+        result = None
+        if self.runner is None:
+            result = self._fork_one(item)
+        else:
+            runner = self.runner
+            try:
+                _send(runner.commands, marshal.dumps((self._index(item), self._index(nextitem))))
+            except BrokenPipeError:
+                pass
+            while True:
+                message = _read_message(runner.messages)
+                if message is None:      # it died running this test
+                    os.close(runner.commands)
+                    os.close(runner.messages)
+                    self.runner = None
+                    result = self._reap(runner.pid, runner.trace_path, item.nodeid, messages)
+                    break
+                if marshal.loads(message).get("done"):
+                    break
+                messages.append(message)
+        if result is not None:
+            messages = result.messages
         reports = []
-        for message in result.messages:
+        for message in messages:
             data = marshal.loads(message)
             if "plugin_error" in data:
                 raise RuntimeError("guardalloc's forked child failed:\n" + data["plugin_error"])
             reports.append(config.hook.pytest_report_from_serializable(config=config, data=data))
         done = [r.when for r in reports]
-        if result.status == 0 and done and done[-1] == "teardown":
+        if result is None or (result.status == 0 and done and done[-1] == "teardown"):
             return reports
         # The child died (or exited) before it finished: fail the phase it was in.
         phase = next((r["test"].get("phase") for r in result.reports if r.get("test")), None)
@@ -569,6 +681,20 @@ class GuardallocPlugin:
             reports.append(pytest.TestReport(item.nodeid, item.location, keywords, "passed", None,
                                              "teardown", user_properties=properties))
         return reports
+
+    def _fork_one(self, item: pytest.Item) -> ChildResult:
+        """Run one test in a child of its own (setup, call, teardown)."""
+        config = item.config
+
+        def body(send):
+            from _pytest.runner import runtestprotocol
+            for rep in runtestprotocol(item, log=False, nextitem=None):
+                send(marshal.dumps(config.hook.pytest_report_to_serializable(config=config, report=rep)))
+
+        return self._fork(item.nodeid, body)
+
+    def pytest_sessionfinish(self) -> None:
+        self.stop_runner()
 
     @pytest.hookimpl(specname="pytest_make_collect_report", tryfirst=True)
     def pytest_make_collect_report_forked(self, collector: pytest.Collector):

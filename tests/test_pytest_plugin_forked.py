@@ -308,3 +308,30 @@ def test_pytest_benchmark_keeps_its_results(pytester):
     result.assert_outcomes(passed=1, failed=1)
     names = [b["name"] for b in json.loads(out.read_text())["benchmarks"]]
     assert names == ["test_timed"]
+
+
+def test_a_crash_gets_the_next_tests_a_fresh_child(pytester):
+    pytester.makepyfile(test_runner="""
+        import ctypes, os, pytest
+
+        pids = []
+
+        @pytest.fixture(scope="module")
+        def module_pid():
+            return os.getpid()
+
+        def test_one(module_pid):
+            pids.append(os.getpid())
+
+        def test_two(module_pid):
+            assert pids == [os.getpid()] == [module_pid]   # same child, fixture kept
+
+        def test_crash(guard_pool):
+            buf = guard_pool.alloc(4096)
+            ctypes.memset(buf.address, 0, 4097)
+
+        def test_after(module_pid):
+            assert pids == [] and module_pid == os.getpid()  # a new child, fixture set up again
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--guardalloc-forked")
+    result.assert_outcomes(passed=3, failed=1)
