@@ -25,9 +25,10 @@ from setuptools.modified import newer_group
 
 C_FLAGS = ["-O2", "-Wall", "-Wno-unused-function"]
 CORE = "guardalloc.libguardalloc_core"
-CORE_SOURCES = ["guardalloc/_c/core.c", "guardalloc/_c/guards.c", "guardalloc/_c/faults.c"]
+CORE_SOURCES = ["guardalloc/_c/core.c", "guardalloc/_c/guards.c", "guardalloc/_c/faults.c",
+                "guardalloc/_c/options.c"]
 MALLOC = "guardalloc.libguardalloc_malloc"
-MALLOC_SOURCES = ["guardalloc/_c/malloc.c", "guardalloc/_c/heap.c", "guardalloc/_c/options.c"]
+MALLOC_SOURCES = ["guardalloc/_c/malloc.c", "guardalloc/_c/heap.c"]
 # Every header: an editable reinstall reuses a module only when it is newer
 # than all of them (ReusingBuildExt).
 HEADERS = sorted(glob.glob("guardalloc/_c/*.h"))

@@ -21,7 +21,13 @@ from guardalloc.errors import (
     GuardUnsupportedError,
     InvalidFreeError,
 )
-from guardalloc.faults import disable_reports, enable_reports, reports_enabled
+from guardalloc.faults import (
+    disable_reports,
+    enable_reports,
+    get_report_path,
+    reports_enabled,
+    set_report_path,
+)
 from guardalloc.options import GuardOptions
 from guardalloc.maps import vma_count
 from guardalloc.shared import SharedArena
@@ -61,7 +67,9 @@ __all__ = [
     "disable_tracebacks",
     "enable_reports",
     "enable_tracebacks",
+    "get_report_path",
     "reports_enabled",
+    "set_report_path",
     "support",
     "tracebacks_enabled",
     "vma_count",

@@ -6,17 +6,54 @@ Default: the first arena created installs the handler (chaining to whatever
 SIGSEGV/SIGBUS disposition was in place), unless the environment variable
 ``GUARDALLOC_REPORTS`` is ``0`` (or ``off``/``no``/``false``) or
 :func:`disable_reports` was called first.
+
+Beside the text report (stderr), each fault can be written as one JSON
+object (docs/report-schema.json) to a file: :func:`set_report_path`, or
+``GUARDALLOC_OPTIONS=log_path=/path/guardalloc.%p.json`` read at import.
+``GUARDALLOC_OPTIONS`` is parsed by the C parser the native library shares
+(``_c/options.c``); a bad option raises ValueError on import.
 """
 
 import os
 
 from libc.errno cimport errno
+from libc.stdint cimport uint64_t
 from libc.string cimport strerror
 
 from guardalloc._core cimport (
     ga_arena_t, ga_register_arena, ga_registered_arenas, ga_reports_active, ga_reports_disable,
     ga_reports_enable, ga_reports_handler_on_top, ga_unregister_arena,
 )
+
+cdef extern from "_c/faults.h":
+    int ga_set_report_path(const char *path_template)
+    const char *ga_get_report_path()
+    void ga_set_report_test(const char *nodeid, const char *phase)
+    const char *ga_get_report_test()
+    void ga_set_report_fd(int fd)
+    int ga_get_report_fd()
+
+cdef extern from "_c/options.h":
+    ctypedef enum ga_opt_type_t:
+        GA_OPT_BOOL
+        GA_OPT_UINT
+        GA_OPT_SIZE
+        GA_OPT_POW2
+        GA_OPT_CHOICE
+        GA_OPT_STRING
+    ctypedef struct ga_option_t:
+        const char *name
+        ga_opt_type_t type
+        size_t offset
+        const char *default_value
+        const char *const *choices
+        const char *help
+    ctypedef struct ga_options_t:
+        pass
+    const ga_option_t ga_option_table[]
+    void ga_options_defaults(ga_options_t *out)
+    int ga_options_parse(const char *text, ga_options_t *out, char *err, size_t errlen)
+    int GA_LOG_PATH_MAX
 
 
 # Environment variable that opts out of the automatic installation.
@@ -101,3 +138,143 @@ def reports_enabled() -> bool:
 def _handler_on_top() -> bool:
     """Whether guardalloc's handler is the current SIGSEGV disposition (tests)."""
     return bool(ga_reports_handler_on_top())
+
+
+# -- GUARDALLOC_OPTIONS and the JSON reports ---------------------------------
+
+OPTIONS_ENV = "GUARDALLOC_OPTIONS"
+
+
+def parse_options(text=None) -> dict:
+    """Parse a ``GUARDALLOC_OPTIONS`` string (``"uaf=1:log_path=/tmp/r.%p.json"``)
+    with the C parser the native library uses; return every option's value
+    (defaults for those not given) by name.
+
+    Raises:
+        TypeError: text is not a str (or None).
+        ValueError: a bad option; the message names it and says what is expected.
+    """
+    cdef ga_options_t opts
+    cdef char err[512]
+    cdef const ga_option_t *o
+    cdef char *field
+    cdef int i = 0
+    cdef bytes raw
+    if text is not None and not isinstance(text, str):
+        raise TypeError(f"text must be a str or None, not {type(text).__name__}")
+    ga_options_defaults(&opts)
+    if text:
+        raw = text.encode("utf-8", "surrogateescape")
+        if b"\0" in raw:
+            raise ValueError(f"{OPTIONS_ENV}: embedded NUL character")
+        if ga_options_parse(raw, &opts, err, sizeof(err)) != 0:
+            raise ValueError(err.decode("utf-8", "replace"))
+    values = {}
+    while ga_option_table[i].name != NULL:
+        o = &ga_option_table[i]
+        field = <char *>&opts + o.offset
+        name = o.name.decode()
+        if o.type == GA_OPT_BOOL:
+            values[name] = bool((<int *>field)[0])
+        elif o.type == GA_OPT_CHOICE:
+            values[name] = o.choices[(<int *>field)[0]].decode()
+        elif o.type == GA_OPT_STRING:
+            values[name] = field.decode("utf-8", "surrogateescape")
+        else:
+            values[name] = int((<uint64_t *>field)[0])
+        i += 1
+    return values
+
+
+def option_help() -> dict:
+    """Each ``GUARDALLOC_OPTIONS`` option's one-line description and default, by name."""
+    cdef int i = 0
+    out = {}
+    while ga_option_table[i].name != NULL:
+        out[ga_option_table[i].name.decode()] = (ga_option_table[i].help.decode(),
+                                                 ga_option_table[i].default_value.decode())
+        i += 1
+    return out
+
+
+def set_report_path(path) -> None:
+    """Write every fault report from now on also as one JSON object per line
+    (docs/report-schema.json) appended to ``path``; ``%p`` in it becomes the
+    pid of the faulting process (so forked children write files of their own),
+    ``%%`` a percent sign. None (or "") stops JSON reports.
+
+    Raises:
+        TypeError: path is not a str, bytes, os.PathLike or None.
+        ValueError: path holds a NUL byte or is longer than 1023 bytes.
+    """
+    cdef bytes raw
+    if path is None:
+        ga_set_report_path(NULL)
+        return
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"path must be a str, bytes, os.PathLike or None, not {type(path).__name__}")
+    raw = os.fsencode(path)
+    if b"\0" in raw:
+        raise ValueError("path must not contain NUL bytes")
+    if ga_set_report_path(raw) != 0:
+        raise ValueError(f"path is longer than {GA_LOG_PATH_MAX} bytes")
+
+
+def get_report_path():
+    """The JSON report path template set now, or None."""
+    cdef const char *p = ga_get_report_path()
+    return None if p == NULL else os.fsdecode(<bytes>p)
+
+
+def set_report_test(nodeid, phase=None) -> None:
+    """Name the test running now in every report (text and JSON), with its
+    phase ("setup", "call", "teardown", "collect"); None: no test. The
+    pytest plugin calls it. Node ids longer than 1023 bytes are cut.
+
+    Raises:
+        TypeError: nodeid or phase is not a str (or None).
+        ValueError: phase is longer than 31 bytes.
+    """
+    if nodeid is None:
+        ga_set_report_test(NULL, NULL)
+        return
+    if not isinstance(nodeid, str) or (phase is not None and not isinstance(phase, str)):
+        raise TypeError("nodeid and phase must be str (or None)")
+    raw = nodeid.encode("utf-8", "backslashreplace").replace(b"\0", b"?")
+    raw_phase = None if phase is None else phase.encode("utf-8", "backslashreplace")
+    if raw_phase is not None and (len(raw_phase) > 31 or b"\0" in raw_phase):
+        raise ValueError(f"phase must be at most 31 bytes without NUL, not {phase!r}")
+    cdef const char *phase_text = NULL
+    if raw_phase is not None:
+        phase_text = raw_phase
+    ga_set_report_test(raw, phase_text)
+
+
+def get_report_test():
+    """The test named in reports now, or None."""
+    cdef const char *p = ga_get_report_test()
+    return None if p == NULL else (<bytes>p).decode("utf-8", "replace")
+
+
+def set_report_fd(int fd) -> None:
+    """Write the text report to this file descriptor (default 2, stderr; -1:
+    nowhere). The pytest plugin points it at a copy of the terminal's stderr,
+    which test output capturing does not swallow.
+
+    Raises:
+        ValueError: fd is below -1.
+    """
+    if fd < -1:
+        raise ValueError(f"fd must be a file descriptor or -1, not {fd}")
+    ga_set_report_fd(fd)
+
+
+def get_report_fd() -> int:
+    """The file descriptor text reports go to (-1: none)."""
+    return ga_get_report_fd()
+
+
+# GUARDALLOC_OPTIONS at import: the options this module uses (log_path).
+_env_options = parse_options(os.environ.get(OPTIONS_ENV))
+if _env_options["log_path"]:
+    set_report_path(_env_options["log_path"])

@@ -21,6 +21,9 @@ from guardalloc.maps import guard_pages
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TESTS_DIR = str(Path(__file__).resolve().parent)
 
+# pytester runs the plugin's tests (tests/test_pytest_plugin*.py).
+pytest_plugins = ("pytester",)
+
 # The directory that holds the imported guardalloc package (an in-place build
 # or site-packages), so that children import the very same build.
 PACKAGE_PARENT = str(Path(guardalloc.__file__).resolve().parent.parent)

@@ -24,8 +24,11 @@
 #include <sys/syscall.h>
 #include <ucontext.h>
 #include <unistd.h>
+#include <fcntl.h>
+#include <time.h>
 #include "faults.h"
 #include "guards.h"
+#include "options.h"
 
 #define GA_CHUNK 1024
 #define GA_CHUNKS 256
@@ -133,12 +136,18 @@ size_t ga_registered_arenas(void)
 typedef struct {
     char text[512];
     size_t len;
+    int fd;        /* where ga_flush writes; -1: nowhere                  */
+    int json;      /* 1: escape for the inside of a JSON string            */
 } ga_line_t;
 
-static void ga_write_all(const char *s, size_t n)
+static int ga_text_fd = STDERR_FILENO;   /* where text reports go (ga_set_report_fd) */
+
+static void ga_write_all(int fd, const char *s, size_t n)
 {
+    if (fd < 0)
+        return;
     while (n > 0) {
-        ssize_t done = write(STDERR_FILENO, s, n);
+        ssize_t done = write(fd, s, n);
         if (done < 0) {
             if (errno == EINTR)
                 continue;
@@ -151,31 +160,45 @@ static void ga_write_all(const char *s, size_t n)
 
 static void ga_flush(ga_line_t *line)
 {
-    ga_write_all(line->text, line->len);
+    ga_write_all(line->fd, line->text, line->len);
     line->len = 0;
+}
+
+static void ga_put_byte(ga_line_t *line, char c)
+{
+    if (line->len == sizeof(line->text))
+        ga_flush(line);
+    line->text[line->len++] = c;
 }
 
 static void ga_put(ga_line_t *line, const char *s)
 {
-    while (*s) {
-        if (line->len == sizeof(line->text))
-            ga_flush(line);
-        line->text[line->len++] = *s++;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (!line->json || (c >= 0x20 && c != '"' && c != '\\')) {
+            ga_put_byte(line, (char)c);
+        } else if (c == '\n') {
+            ga_put_byte(line, '\\');
+            ga_put_byte(line, 'n');
+        } else if (c == '"' || c == '\\') {
+            ga_put_byte(line, '\\');
+            ga_put_byte(line, (char)c);
+        } else {   /* other control characters: \u00XX */
+            ga_put_byte(line, '\\');
+            ga_put_byte(line, 'u');
+            ga_put_byte(line, '0');
+            ga_put_byte(line, '0');
+            ga_put_byte(line, "0123456789abcdef"[c >> 4]);
+            ga_put_byte(line, "0123456789abcdef"[c & 15]);
+        }
     }
 }
 
 static void ga_put_dec(ga_line_t *line, unsigned long long v)
 {
     char digits[24];
-    int n = 0;
-    do {
-        digits[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    while (n > 0) {
-        char c[2] = {digits[--n], 0};
-        ga_put(line, c);
-    }
+    digits[ga_format_dec(v, digits)] = '\0';
+    ga_put(line, digits);
 }
 
 static void ga_put_hex(ga_line_t *line, unsigned long long v)
@@ -203,6 +226,8 @@ void ga_report_corruption(const void *ptr, const ga_damage_t *damage)
 {
     ga_line_t line;
     line.len = 0;
+    line.fd = __atomic_load_n(&ga_text_fd, __ATOMIC_RELAXED);
+    line.json = 0;
     ga_put(&line, "guardalloc: heap corruption: ");
     ga_put_dec(&line, damage->damaged);
     ga_put(&line, " slack byte(s) after the block at ");
@@ -217,6 +242,8 @@ void ga_report_bad_free(const char *who, const char *what, const void *ptr)
 {
     ga_line_t line;
     line.len = 0;
+    line.fd = __atomic_load_n(&ga_text_fd, __ATOMIC_RELAXED);
+    line.json = 0;
     ga_put(&line, "guardalloc: ");
     ga_put(&line, who);
     ga_put(&line, ": invalid ");
@@ -347,6 +374,104 @@ static void ga_classify(const ga_arena_t *a, const char *addr, ga_fault_t *f)
 
 
 /* ------------------------------------------------------------------------
+ * Report context set from Python (not from the handler): where the text and
+ * the JSON reports go, and the test that is running. Strings are published
+ * through two buffers and an index, so that a handler running in another
+ * thread while one is set reads either the old or the new string whole. */
+
+#define GA_TEST_MAX GA_LOG_PATH_MAX   /* bytes of a node id kept */
+
+typedef struct {
+    char text[2][GA_LOG_PATH_MAX + 1];
+    int current;   /* index of the published string; -1: none */
+} ga_pubstr_t;
+
+static ga_pubstr_t ga_log_path = {{"", ""}, -1};
+static ga_pubstr_t ga_test_id = {{"", ""}, -1};
+static ga_pubstr_t ga_test_phase = {{"", ""}, -1};
+
+static int ga_pubstr_set(ga_pubstr_t *p, const char *s, size_t max)
+{
+    int next;
+    size_t n;
+    if (s == NULL || *s == '\0') {
+        __atomic_store_n(&p->current, -1, __ATOMIC_RELEASE);
+        return 0;
+    }
+    n = strlen(s);
+    if (n > max)
+        return -1;
+    next = __atomic_load_n(&p->current, __ATOMIC_ACQUIRE) == 0 ? 1 : 0;
+    memcpy(p->text[next], s, n + 1);
+    __atomic_store_n(&p->current, next, __ATOMIC_RELEASE);
+    return 0;
+}
+
+static const char *ga_pubstr_get(ga_pubstr_t *p)
+{
+    int i = __atomic_load_n(&p->current, __ATOMIC_ACQUIRE);
+    return i < 0 ? NULL : p->text[i];
+}
+
+int ga_set_report_path(const char *path_template)
+{
+    return ga_pubstr_set(&ga_log_path, path_template, GA_LOG_PATH_MAX);
+}
+
+const char *ga_get_report_path(void)
+{
+    return ga_pubstr_get(&ga_log_path);
+}
+
+void ga_set_report_test(const char *nodeid, const char *phase)
+{
+    /* Too long a node id is cut (a report with most of it beats none). */
+    char cut[GA_TEST_MAX + 1];
+    if (nodeid != NULL && strlen(nodeid) > GA_TEST_MAX) {
+        memcpy(cut, nodeid, GA_TEST_MAX);
+        cut[GA_TEST_MAX] = '\0';
+        nodeid = cut;
+    }
+    ga_pubstr_set(&ga_test_id, nodeid, GA_TEST_MAX);
+    ga_pubstr_set(&ga_test_phase, nodeid != NULL ? phase : NULL, 31);
+}
+
+const char *ga_get_report_test(void)
+{
+    return ga_pubstr_get(&ga_test_id);
+}
+
+void ga_set_report_fd(int fd)
+{
+    __atomic_store_n(&ga_text_fd, fd, __ATOMIC_RELAXED);
+}
+
+int ga_get_report_fd(void)
+{
+    return __atomic_load_n(&ga_text_fd, __ATOMIC_RELAXED);
+}
+
+/* "  test: <node id> (<phase>)" when a test runs. */
+static void ga_put_test(ga_line_t *line)
+{
+    const char *test = ga_pubstr_get(&ga_test_id), *phase = ga_pubstr_get(&ga_test_phase);
+    if (test == NULL)
+        return;
+    ga_put(line, "  test: ");
+    ga_put(line, test);
+    if (phase != NULL) {
+        ga_put(line, " (");
+        ga_put(line, phase);
+        ga_put(line, ")");
+    }
+    ga_put(line, "\n");
+}
+
+static void ga_json_report(int sig, int si_code, const ga_arena_t *a, const char *addr,
+                           const char *access, const ga_fault_t *f, int continuing, const void *pc);
+
+
+/* ------------------------------------------------------------------------
  * The report. */
 
 
@@ -385,6 +510,8 @@ void ga_write_frames(const char *title, void *const *pcs, size_t n)
     ga_line_t line;
     size_t i;
     line.len = 0;
+    line.fd = __atomic_load_n(&ga_text_fd, __ATOMIC_RELAXED);
+    line.json = 0;
     ga_put(&line, title);
     ga_put(&line, n == 0 ? " (no stack recorded)\n" : "\n");
     for (i = 0; i < n; i++) {
@@ -402,6 +529,8 @@ void ga_report_slot_error(const char *what, const void *ptr, const ga_arena_t *a
 {
     ga_line_t line;
     line.len = 0;
+    line.fd = __atomic_load_n(&ga_text_fd, __ATOMIC_RELAXED);
+    line.json = 0;
     ga_put(&line, "==");
     ga_put_dec(&line, (unsigned long long)getpid());
     ga_put(&line, "== guardalloc: ");
@@ -460,8 +589,7 @@ static void ga_put_trace(ga_line_t *line, const ga_arena_t *a, const char *title
         return;
     }
     ga_put(line, "\n");
-    ga_flush(line);
-    ga_write_all(trace, strlen(trace));
+    ga_put(line, trace);
 }
 
 static void ga_put_neighbour(ga_line_t *line, const ga_arena_t *a, long i, int state)
@@ -477,12 +605,17 @@ static void ga_put_neighbour(ga_line_t *line, const ga_arena_t *a, long i, int s
     ga_put(line, ")");
 }
 
-static void ga_report(int sig, int si_code, const ga_arena_t *a, const char *addr,
-                      const char *access, const ga_fault_t *f, int continuing, const void *pc)
+/* The text report, written to fd (json: escaped for a JSON string); pc is
+ * the faulting instruction when the kernel gave one. */
+static void ga_format_report(int fd, int json, int sig, int si_code, const ga_arena_t *a,
+                             const char *addr, const char *access, const ga_fault_t *f,
+                             int continuing, const void *pc)
 {
     ga_line_t line;
     size_t guard_pages = a->guard_size / ga_page_size();
     line.len = 0;
+    line.fd = fd;
+    line.json = json;
 
     ga_put(&line, "==");
     ga_put_dec(&line, (unsigned long long)getpid());
@@ -493,6 +626,7 @@ static void ga_report(int sig, int si_code, const ga_arena_t *a, const char *add
     ga_put(&line, " at ");
     ga_put_ptr(&line, addr);
     ga_put(&line, "\n");
+    ga_put_test(&line);
 
     if (f->slot >= 0) {
         const ga_slot_t *s = &a->slots[f->slot];
@@ -581,6 +715,189 @@ static void ga_report(int sig, int si_code, const ga_arena_t *a, const char *add
         ga_put(&line, " retired; the program goes on\n");
     }
     ga_flush(&line);
+}
+
+static void ga_report(int sig, int si_code, const ga_arena_t *a, const char *addr,
+                      const char *access, const ga_fault_t *f, int continuing, const void *pc)
+{
+    ga_format_report(__atomic_load_n(&ga_text_fd, __ATOMIC_RELAXED), 0, sig, si_code, a, addr,
+                     access, f, continuing, pc);
+    ga_json_report(sig, si_code, a, addr, access, f, continuing, pc);
+}
+
+
+/* ------------------------------------------------------------------------
+ * The JSON report (docs/report-schema.json): one object per fault, on one
+ * line, appended to the log_path file. Same data as the text report, which
+ * it carries whole in "text". */
+
+#define GA_REPORT_SCHEMA_VERSION 1
+
+/* The log_path template with %p replaced by the pid (%% by %). -1 when
+ * no path is set or it does not fit. */
+static int ga_expand_log_path(char *out, size_t size)
+{
+    const char *t = ga_pubstr_get(&ga_log_path);
+    size_t n = 0;
+    if (t == NULL)
+        return -1;
+    for (; *t; t++) {
+        char piece[24];
+        size_t k = 1, i;
+        if (t[0] == '%' && t[1] == 'p') {
+            k = ga_format_dec((uint64_t)getpid(), piece);
+            t++;
+        } else {
+            piece[0] = *t;
+            if (t[0] == '%' && t[1] == '%')
+                t++;
+        }
+        for (i = 0; i < k; i++) {
+            if (n + 1 >= size)
+                return -1;
+            out[n++] = piece[i];
+        }
+    }
+    out[n] = '\0';
+    return 0;
+}
+
+static void ga_json_key(ga_line_t *line, const char *key)
+{
+    line->json = 0;
+    ga_put(line, ",\"");
+    ga_put(line, key);
+    ga_put(line, "\":");
+}
+
+/* A JSON string (escaped), or null. */
+static void ga_json_value(ga_line_t *line, const char *value)
+{
+    if (value == NULL) {
+        ga_put(line, "null");
+        return;
+    }
+    ga_put(line, "\"");
+    line->json = 1;
+    ga_put(line, value);
+    line->json = 0;
+    ga_put(line, "\"");
+}
+
+static void ga_json_str(ga_line_t *line, const char *key, const char *value)
+{
+    ga_json_key(line, key);
+    ga_json_value(line, value);
+}
+
+static void ga_json_hex(ga_line_t *line, const char *key, const void *p)
+{
+    ga_json_key(line, key);
+    ga_put(line, "\"");
+    ga_put_ptr(line, p);
+    ga_put(line, "\"");
+}
+
+static void ga_json_dec(ga_line_t *line, const char *key, unsigned long long v)
+{
+    ga_json_key(line, key);
+    ga_put_dec(line, v);
+}
+
+/* A slot's recorded traceback, or null. */
+static const char *ga_trace_of(char **table, long slot)
+{
+    return table != NULL && slot >= 0 ? table[slot] : NULL;
+}
+
+static void ga_json_report(int sig, int si_code, const ga_arena_t *a, const char *addr,
+                           const char *access, const ga_fault_t *f, int continuing, const void *pc)
+{
+    char path[GA_LOG_PATH_MAX + 64];
+    ga_line_t line;
+    struct timespec now;
+    const char *test, *phase;
+    if (ga_expand_log_path(path, sizeof(path)) != 0)
+        return;
+    line.fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (line.fd < 0)
+        return;
+    line.len = 0;
+    line.json = 0;
+    ga_put(&line, "{\"schema_version\":");
+    ga_put_dec(&line, GA_REPORT_SCHEMA_VERSION);
+    ga_json_str(&line, "tool", "guardalloc");
+    ga_json_str(&line, "kind", sig == SIGBUS && !f->guarded ? "bus-error" : ga_kind_names[f->kind]);
+    ga_json_str(&line, "access", access);
+    ga_json_hex(&line, "address", addr);
+    if (f->slot >= 0) {
+        const ga_slot_t *s = &a->slots[f->slot];
+        const char *start = ga_slot_start(a, (size_t)f->slot) + s->offset;
+        ga_json_key(&line, "offset");
+        if (addr < start)
+            ga_put(&line, "-");
+        ga_put_dec(&line, (unsigned long long)(addr < start ? start - addr : addr - start));
+        ga_json_dec(&line, "size", s->nbytes);
+        ga_json_hex(&line, "buffer", start);
+        ga_json_dec(&line, "slot", (unsigned long long)f->slot);
+    } else {
+        ga_json_key(&line, "offset");
+        ga_put(&line, "null");
+        ga_json_key(&line, "size");
+        ga_put(&line, "null");
+        ga_json_key(&line, "buffer");
+        ga_put(&line, "null");
+        ga_json_key(&line, "slot");
+        ga_put(&line, "null");
+    }
+    ga_json_key(&line, "arena");
+    ga_put(&line, "{\"base\":\"");
+    ga_put_ptr(&line, a->base);
+    ga_put(&line, "\",\"slots\":");
+    ga_put_dec(&line, a->nslots);
+    ga_put(&line, ",\"slot_size\":");
+    ga_put_dec(&line, a->slot_size);
+    ga_put(&line, ",\"guard_size\":");
+    ga_put_dec(&line, a->guard_size);
+    ga_put(&line, "}");
+    ga_json_dec(&line, "pid", (unsigned long long)getpid());
+    ga_json_dec(&line, "tid", (unsigned long long)syscall(SYS_gettid));
+    ga_json_str(&line, "signal", sig == SIGBUS ? "SIGBUS" : "SIGSEGV");
+    ga_json_str(&line, "si_code",
+                sig == SIGSEGV ? (si_code == SEGV_MAPERR ? "SEGV_MAPERR"
+                                  : si_code == SEGV_ACCERR ? "SEGV_ACCERR" : "passed-on")
+                               : (si_code == BUS_ADRERR ? "BUS_ADRERR" : "passed-on"));
+    ga_json_str(&line, "on_fault", continuing ? "continue" : "abort");
+    test = ga_pubstr_get(&ga_test_id);
+    phase = ga_pubstr_get(&ga_test_phase);
+    ga_json_key(&line, "test");
+    if (test != NULL) {
+        ga_put(&line, "{\"nodeid\":");
+        ga_json_value(&line, test);
+        ga_json_str(&line, "phase", phase);
+        ga_put(&line, "}");
+    } else {
+        ga_put(&line, "null");
+    }
+    ga_json_key(&line, "stacks");
+    ga_put(&line, "{\"allocated\":");
+    ga_json_value(&line, ga_trace_of(a->alloc_trace, f->slot));
+    ga_json_str(&line, "freed", ga_trace_of(f->kind == GA_KIND_UAF ? a->free_trace : NULL, f->slot));
+    ga_put(&line, "}");
+    if (clock_gettime(CLOCK_REALTIME, &now) == 0) {
+        char ms[4] = {(char)('0' + now.tv_nsec / 100000000), (char)('0' + now.tv_nsec / 10000000 % 10),
+                      (char)('0' + now.tv_nsec / 1000000 % 10), 0};
+        ga_json_dec(&line, "time", (unsigned long long)now.tv_sec);
+        ga_put(&line, ".");
+        ga_put(&line, ms);
+    }
+    ga_json_key(&line, "text");
+    ga_put(&line, "\"");
+    ga_flush(&line);
+    ga_format_report(line.fd, 1, sig, si_code, a, addr, access, f, continuing, pc);
+    ga_put(&line, "\"}\n");
+    ga_flush(&line);
+    close(line.fd);
 }
 
 

@@ -65,13 +65,7 @@ static void ga_msg_str(ga_msg_t *m, const char *s)
 static void ga_msg_dec(ga_msg_t *m, uint64_t v)
 {
     char digits[24];
-    int n = 0;
-    do {
-        digits[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    while (n > 0)
-        ga_msg_put(m, &digits[--n], 1);
+    ga_msg_put(m, digits, ga_format_dec(v, digits));
 }
 
 /* "GUARDALLOC_OPTIONS: <name...>: " -- the start of every message. */

@@ -13,9 +13,9 @@
 #ifndef GUARDALLOC_OPTIONS_H
 #define GUARDALLOC_OPTIONS_H
 
+#include "layout.h"   /* GA_ALIGN_*: the align choices are stored as those values */
 #include <stddef.h>
 #include <stdint.h>
-#include "layout.h"   /* GA_ALIGN_*: the align choices are stored as those values */
 
 /* The environment variable the options are read from. */
 #define GA_OPTIONS_ENV "GUARDALLOC_OPTIONS"
@@ -56,6 +56,21 @@ typedef struct ga_option {
     const char *const *choices;  /* CHOICE: NULL-terminated names            */
     const char *help;            /* one line, for messages and docs          */
 } ga_option_t;
+
+/* v in decimal into out (at least 21 bytes; no NUL); returns the digit
+ * count. Async-signal-safe: the parser's messages and the fault reports use it. */
+static inline size_t ga_format_dec(uint64_t v, char *out)
+{
+    char reversed[20];
+    size_t n = 0, i;
+    do {
+        reversed[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (i = 0; i < n; i++)
+        out[i] = reversed[n - 1 - i];
+    return n;
+}
 
 /* The table, terminated by a row whose name is NULL. */
 extern const ga_option_t ga_option_table[];

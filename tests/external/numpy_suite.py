@@ -5,11 +5,15 @@
     python tests/external/numpy_suite.py --pyargs numpy._core.tests.test_numeric -k Clip
     python tests/external/numpy_suite.py --option fallback=True --option uaf=True
     python tests/external/numpy_suite.py --native 1 --fast   # under run --native 1, no numpy handler
+    python tests/external/numpy_suite.py --plugin   # plain vs pytest --guardalloc [--guardalloc-forked]
 
 Runs the selection twice in fresh interpreters, once plainly and once with
 every numpy data buffer allocated by guardalloc, and compares the
 pass/fail/skip/xfail counts and the failing tests. Exit status 0 when they
 agree. ``--option KEY=VALUE`` is passed to ``install()`` (a Python literal).
+``--plugin`` runs it plainly, under ``pytest --guardalloc`` and under
+``pytest --guardalloc --guardalloc-forked`` (the pytest plugin) instead, and
+prints the wall-time ratios against plain.
 numpy's wheels ship their tests (``numpy/_core/tests``); pytest and
 hypothesis are needed (the ``test`` extra).
 """
@@ -32,6 +36,8 @@ FAST = ["--pyargs"] + [f"numpy._core.tests.test_multiarray::{name}" for name in 
 OPTIONS_VARIABLE = "GUARDALLOC_NUMPY_SUITE_OPTIONS"
 # Our own pytest configuration must not leak into numpy's run.
 PYTEST_BASE = ["-q", "-p", "no:cacheprovider", "-o", "addopts=", "-o", "filterwarnings="]
+# Modes that run under the pytest plugin, and its flags.
+PLUGIN_MODES = {"plugin": ["--guardalloc"], "plugin-forked": ["--guardalloc", "--guardalloc-forked"]}
 
 
 def child(mode: str, pytest_args: list[str], result_file: str) -> int:
@@ -74,7 +80,7 @@ def child(mode: str, pytest_args: list[str], result_file: str) -> int:
                 self._add("error", report.nodeid)
 
     counter = Counter()
-    status = pytest.main([*PYTEST_BASE, *pytest_args], plugins=[counter])
+    status = pytest.main([*PYTEST_BASE, *PLUGIN_MODES.get(mode, []), *pytest_args], plugins=[counter])
     if mode == "guarded":
         extra["handler_after_run"] = multiarray.get_handler_name()
         extra["guardalloc_stats"] = handler.stats()
@@ -95,6 +101,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--native", metavar="RATE",
                         help="compare with guardalloc run --native RATE (the malloc library guards "
                              "numpy's buffers through malloc) instead of the numpy handler")
+    parser.add_argument("--plugin", action="store_true",
+                        help="compare plain with the pytest plugin (--guardalloc, with and without "
+                             "--guardalloc-forked) and print the wall-time ratios")
     parser.add_argument("--timeout", type=float, default=3600)
     args, pytest_args = parser.parse_known_args(argv)
     options = {}
@@ -111,9 +120,27 @@ def main(argv: list[str]) -> int:
                             [sys.executable, "-m", "guardalloc", "run", "--pymem", "0", "--native",
                              args.native, __file__, "--child", "native", *selection], args.timeout)]
         return report(f"numpy tests: {' '.join(selection)}", *runs)
+    if args.plugin:
+        return plugin_report(selection, args.timeout)
     runs = [run_counted(label, [sys.executable, __file__, "--child", label, *selection], args.timeout)
             for label in ("plain", "guarded")]
     return report(f"numpy tests: {' '.join(selection)}", *runs)
+
+
+def plugin_report(selection: list[str], timeout: float) -> int:
+    """Plain against each plugin mode: same outcomes, and the wall-time ratios."""
+    plain = run_counted("plain", [sys.executable, __file__, "--child", "plain", *selection], timeout)
+    status = 0
+    ratios = {}
+    for mode in PLUGIN_MODES:
+        run = run_counted(mode, [sys.executable, __file__, "--child", mode, *selection], timeout)
+        status |= report(f"numpy tests: {' '.join(selection)} (pytest {' '.join(PLUGIN_MODES[mode])})",
+                         plain, run)
+        if not run.get("crashed") and plain["seconds"]:
+            ratios[mode] = round(run["seconds"] / plain["seconds"], 2)
+    for mode, ratio in ratios.items():
+        print(f"wall time {mode} / plain: {ratio}x ({' '.join(PLUGIN_MODES[mode])})")
+    return status
 
 
 if __name__ == "__main__":

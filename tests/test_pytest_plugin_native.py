@@ -1,0 +1,87 @@
+"""--guardalloc-native=RATE: pytest re-executes itself with guardalloc's
+malloc library (guardalloc.native, the native-heap issue) preloaded.
+
+The re-execution is tested with a stand-in library; the native malloc
+overflow needs the real one and runs once guardalloc.native exists.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+
+import pytest
+
+HAVE_NATIVE = importlib.util.find_spec("guardalloc.native") is not None
+
+
+def test_without_the_library_the_flag_is_a_usage_error(pytester):
+    # A build without guardalloc.native, simulated: the import fails.
+    pytester.makeconftest("""
+        import sys
+        sys.modules["guardalloc.native"] = None
+    """)
+    pytester.makepyfile("def test_nothing(): pass")
+    result = pytester.runpytest_subprocess("--guardalloc-native=1")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--guardalloc-native needs guardalloc.native (the preloadable malloc library)" in result.stderr.str()
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
+def test_pytest_is_re_executed_with_the_library_preloaded(pytester, tmp_path):
+    source = tmp_path / "standin.c"
+    source.write_text("int guardalloc_standin_loaded = 1;\n")
+    library = tmp_path / "libstandin.so"
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(library), str(source)], check=True)
+    pytester.makeconftest(f"""
+        from guardalloc import pytest_plugin
+        pytest_plugin.native_library_path = lambda: {str(library)!r}
+    """)
+    pytester.makepyfile(test_preloaded=f"""
+        import os, guardalloc.faults
+
+        def test_preloaded():
+            with open("/proc/self/maps") as maps:
+                assert {str(library)!r} in maps.read()
+            assert os.environ["LD_PRELOAD"].startswith({str(library)!r})
+            options = guardalloc.faults.parse_options(os.environ["GUARDALLOC_OPTIONS"])
+            assert (options["sample_rate"], options["uaf"], options["alignment"]) == (7, True, 1)
+            # Reports of the library land where the session reads them.
+            assert options["log_path"].endswith("guardalloc.%p.json")
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--guardalloc-native=7",
+                                           "--guardalloc-uaf", "--guardalloc-alignment=1",
+                                           "--guardalloc-forked")
+    result.assert_outcomes(passed=1)
+
+
+NATIVE_SUITE = """
+import ctypes
+
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
+
+def test_fine():
+    assert libc.malloc(10)
+
+def test_native_malloc_overflow():
+    block = libc.malloc(64)
+    ctypes.memset(block, 0, 65)
+
+def test_fine_too():
+    pass
+"""
+
+
+@pytest.mark.skipif(not HAVE_NATIVE, reason="needs guardalloc.native (the native-heap issue)")
+def test_native_malloc_overflow_fails_its_test(pytester):
+    pytester.makepyfile(test_native=NATIVE_SUITE)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--guardalloc-native=1",
+                                           "--guardalloc-forked")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(passed=2, failed=1)
+    out = result.stdout.str()
+    assert "test_native.py::test_native_malloc_overflow" in out
+    assert "died of SIGSEGV" in out or "died of SIGABRT" in out
