@@ -20,7 +20,7 @@ import os
 import sys
 from typing import Mapping, Optional
 
-from guardalloc.options import ALIGNS, ON_FAULT, check_bool, check_choice, check_int
+from guardalloc.options import ALIGNS, ON_FAULT, check_alignment, check_bool, check_choice, check_int
 
 __all__ = ["library_path", "options_string", "environment", "is_active", "stats",
            "DEFAULT_SAMPLE_RATE", "OPTIONS_ENV"]
@@ -64,10 +64,7 @@ def options_string(*, sample_rate: Optional[int] = None, max_bytes: Optional[int
     if max_bytes is not None:
         parts.append(f"max_bytes={check_int('max_bytes', max_bytes, 0, _MAX_BYTES_LIMIT)}")
     if alignment is not None:
-        value = check_int("alignment", alignment, 1, 4096)
-        if value & (value - 1):
-            raise ValueError(f"alignment must be 1 or a power of two up to 4096, not {value}")
-        parts.append(f"alignment={value}")
+        parts.append(f"alignment={check_alignment('alignment', alignment)}")
     if uaf is not None:
         parts.append(f"uaf={int(check_bool('uaf', uaf))}")
     if quarantine is not None:

@@ -13,7 +13,7 @@ import mmap
 import operator
 from typing import Any, Optional
 
-__all__ = ["GuardOptions", "POOL_OPTIONS", "check_int", "check_choice", "check_bool",
+__all__ = ["GuardOptions", "POOL_OPTIONS", "check_alignment", "check_int", "check_choice", "check_bool",
            "check_option_names"]
 
 PAGE_SIZE = mmap.PAGESIZE
@@ -46,6 +46,20 @@ def check_int(name: str, value: Any, low: int, high: Optional[int] = None,
             accepted = f"between {low} and {high}" if high is not None else f"{low} or more"
         raise ValueError(f"{name} must be {accepted}, not {number}")
     return number
+
+
+def check_alignment(name: str, value: Any) -> int:
+    """``value`` if it is a power of two from 1 (byte-exact) to the page size.
+
+    Raises:
+        TypeError: not an integer.
+        ValueError: not such a power of two.
+    """
+    power_of_two = f"a power of two from 1 to {PAGE_SIZE}"
+    alignment = check_int(name, value, 1, PAGE_SIZE, power_of_two)
+    if alignment & (alignment - 1):
+        raise ValueError(f"{name} must be {power_of_two}, not {alignment}")
+    return alignment
 
 
 def check_choice(name: str, value: Any, choices: tuple) -> str:
@@ -135,11 +149,7 @@ class GuardOptions:
         setter(self, "guard_pages", check_int("guard_pages", self.guard_pages, 1, MAX_GUARD_PAGES))
         setter(self, "backend", check_choice("backend", self.backend, BACKENDS))
         setter(self, "align", check_choice("align", self.align, ALIGNS))
-        power_of_two = f"a power of two from 1 to {PAGE_SIZE}"
-        alignment = check_int("alignment", self.alignment, 1, PAGE_SIZE, power_of_two)
-        if alignment & (alignment - 1):
-            raise ValueError(f"alignment must be {power_of_two}, not {alignment}")
-        setter(self, "alignment", alignment)
+        setter(self, "alignment", check_alignment("alignment", self.alignment))
         setter(self, "uaf", check_bool("uaf", self.uaf))
         if self.quarantine is not None:
             setter(self, "quarantine", check_int("quarantine", self.quarantine, 0))
