@@ -1,15 +1,21 @@
-"""Side-by-side figures of issue 14 against a previous guardalloc, in one run.
+"""Side-by-side figures against a previous guardalloc, in one run.
 
     python bench/compare_previous.py --old-python /path/to/old/venv/bin/python [--rounds 5]
+        [--new-python PYTHON] [--only FIGURE ... | issue10 | issue14] [--json FILE]
 
-Every figure is measured in fresh worker processes, alternating between this
-checkout's interpreter (``sys.executable``) and ``--old-python`` round by
-round (new, old, new, old, ...), so a busy machine slows both alike; the
-table gives the median over rounds of each worker's own median, and the
-ratios are taken between figures of the same run. Exact counts (system
-calls, VMAs, resident memory) are printed beside the times.
+Every figure is measured in fresh worker processes, alternating between the
+new interpreter (``--new-python``, default this one, ``sys.executable``) and
+``--old-python`` round by round (new, old; then old, new; ...), so a busy
+machine slows both alike; each interpreter must import its own guardalloc
+(two virtualenvs: the previous main and the new code). The output gives the
+median over rounds of each worker's own median, as JSON and as a table with
+the new/old ratio of every figure: ratios are taken between figures of the
+same run. Exact counts (system calls, VMAs, resident memory) are printed
+beside the times.
 
-The figures (what docs/performance.md tabulates):
+The figures (``--only`` takes their names, or a group):
+
+issue14 (the default; what docs/performance.md tabulates for issue 14):
 
 - numpy: ``a = np.zeros(1 << 20); a[::512] = 1; del a`` inside
   ``guardalloc.numpy.guarded()`` against numpy's own allocator.
@@ -20,6 +26,15 @@ The figures (what docs/performance.md tabulates):
   and mprotect.
 - pymem: one round of bench/bench_pymem.py's workload, ``sample_rate=1``
   against the plain interpreter.
+
+issue10 (the C-core refactor's before/after table):
+
+- create_30k, create_1m: ``Arena(4096, N, backend="madvise")`` + close, for
+  30,000 and 1,000,000 slots.
+- arena_alloc: ``Arena.alloc(64).free()``; pool_alloc: ``Pool.alloc(64).free()``.
+- numpy_handler: ``np.empty(128)`` + del inside ``guardalloc.numpy.guarded()``.
+- pymem_hooks: a json dumps + loads round of a 200-key document under
+  ``guardalloc.pymem.install(sample_rate=100)``.
 """
 
 from __future__ import annotations
@@ -47,6 +62,13 @@ def median_of(fn, n, setup=None):
         if setup: setup()
         t = time.perf_counter(); fn(); times.append(time.perf_counter() - t)
     return statistics.median(times)
+def alloc_free(alloc, n=100_000):
+    # Median seconds of one alloc(64).free(), over loops of n after a warm-up loop.
+    def loop():
+        for _ in range(n):
+            alloc(64).free()
+    loop()
+    return median_of(loop, 5) / n
 def rss():
     for line in open("/proc/self/status"):
         if line.startswith("VmRSS:"):
@@ -116,6 +138,55 @@ for backend in ("madvise", "mprotect"):
     for b in live: b.free()
     a.close()
 """,
+    "create_30k": """
+from guardalloc import Arena
+def build():
+    Arena(4096, 30_000, backend="madvise").close()
+build()
+out["create_30k_us"] = median_of(build, 15) * 1e6
+""",
+    "create_1m": """
+from guardalloc import Arena
+def build():
+    Arena(4096, 1_000_000, backend="madvise").close()
+build()
+out["create_1m_us"] = median_of(build, 7) * 1e6
+""",
+    "arena_alloc": """
+from guardalloc import Arena
+out["arena_alloc_free_ns"] = alloc_free(Arena(4096, 1000, backend="madvise").alloc) * 1e9
+""",
+    "pool_alloc": """
+from guardalloc import Pool
+out["pool_alloc_free_ns"] = alloc_free(Pool().alloc) * 1e9
+""",
+    "numpy_handler": """
+import numpy as np, guardalloc.numpy as gnp
+N = 50_000
+def cycle(empty=np.empty):
+    for _ in range(N):
+        a = empty(128); del a
+with gnp.guarded():
+    cycle()
+    out["numpy_handler_empty_ns"] = median_of(cycle, 5) / N * 1e9
+""",
+    "pymem_hooks": """
+import guardalloc.pymem as pm
+doc = {"k%d" % i: [i, str(i) * 3, {"x": i}] for i in range(200)}
+N = 300
+def cycle():
+    for _ in range(N):
+        json.loads(json.dumps(doc))
+pm.install(sample_rate=100)
+cycle()
+out["pymem_hooks_json_us"] = median_of(cycle, 5) / N * 1e6
+pm.uninstall()
+""",
+}
+# pymem is measured by pymem_round(), not by a FIGURES snippet.
+GROUPS = {
+    "issue14": ["numpy", "create", "bookkeeping", "uaf", "pymem"],
+    "issue10": ["create_30k", "create_1m", "arena_alloc", "pool_alloc", "numpy_handler", "pymem_hooks"],
 }
 
 
@@ -151,19 +222,44 @@ def run_figure(python: str, name: str) -> dict:
     return json.loads(result.stdout.splitlines()[-1])
 
 
+def selected(only: list[str] | None) -> list[str]:
+    """The figure names --only asks for (groups expanded, each once, in order)."""
+    names: list[str] = []
+    for name in only or ["issue14"]:
+        for figure in GROUPS.get(name, [name]):
+            if figure not in names:
+                names.append(figure)
+    return names
+
+
+def table(medians: dict[str, dict[str, float]]) -> str:
+    """A markdown table of the figures both sides have, with new / old."""
+    lines = ["| figure | old (median) | new (median) | new / old |", "|---|---|---|---|"]
+    for key, new in medians["new"].items():
+        old = medians["old"].get(key)
+        if old is None:
+            continue
+        ratio = f"{new / old:.3f}" if old else "-"
+        lines.append(f"| {key} | {old:.4g} | {new:.4g} | {ratio} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--old-python", required=True)
+    parser.add_argument("--new-python", default=sys.executable)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--only", nargs="*", default=None)
+    parser.add_argument("--only", nargs="*", default=None, choices=[*GROUPS, *FIGURES, "pymem"],
+                        metavar="FIGURE", help=f"figures or groups: {', '.join([*GROUPS, *FIGURES, 'pymem'])}")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
-    sides = {"new": sys.executable, "old": args.old_python}
-    names = args.only or [*FIGURES, "pymem"]
-    samples: dict[str, dict[str, list]] = {side: {} for side in sides}
+    sides = [("new", args.new_python), ("old", args.old_python)]
+    names = selected(args.only)
+    samples: dict[str, dict[str, list]] = {side: {} for side, _ in sides}
     for r in range(args.rounds):
         for name in names:
-            for side, python in sides.items():
+            # Odd rounds run old first, so neither side always goes first.
+            for side, python in (sides if r % 2 == 0 else sides[::-1]):
                 if name == "pymem":
                     plain, _ = pymem_round(python, 0)
                     guarded, info = pymem_round(python, 1)
@@ -177,6 +273,7 @@ def main(argv=None) -> int:
     medians = {side: {k: statistics.median(v) for k, v in figs.items() if v and v[0] is not None}
                for side, figs in samples.items()}
     print(json.dumps(medians, indent=1))
+    print(table(medians))
     if args.json:
         args.json.write_text(json.dumps({"medians": medians, "samples": samples}, indent=1))
     return 0

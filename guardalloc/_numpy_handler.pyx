@@ -35,6 +35,7 @@ from guardalloc.pool cimport (
 
 from guardalloc.arena import _address
 from guardalloc.errors import CorruptionError, ForeignBufferError, InvalidFreeError
+from guardalloc.stats import HandlerStats, PoolStats
 
 
 cdef extern from "_c/numpy_abi.h":
@@ -247,13 +248,15 @@ cdef class Handler:
         self._check()
         return self.pool.block_size(address)
 
-    def pool_stats(self) -> dict:
+    def pool_stats(self) -> PoolStats:
         """:meth:`guardalloc.Pool.stats` of the pool behind the handler."""
         self._check()
         return self.pool.stats()
 
-    def stats(self) -> dict:
-        """Counts since the handler was made: malloc, calloc, realloc, free,
+    def stats(self) -> HandlerStats:
+        """Counts since the handler was made, as a
+        :class:`guardalloc.stats.HandlerStats` (attributes, and keys as in a
+        dict): malloc, calloc, realloc, free,
         fallback (served by numpy's allocator), failed (NULL returned),
         bad_free (free or realloc of a pointer that is no live block),
         corrupt (damaged slack found on free or realloc), oversize
@@ -264,9 +267,7 @@ cdef class Handler:
         names = ("malloc", "calloc", "realloc", "free", "fallback", "failed", "bad_free", "corrupt",
                  "oversize")
         result = {name: ga_np_read(&self.counters[i]) for i, name in enumerate(names)}
-        result["largest_oversize"] = self.largest_oversize
-        result["oversize_live"] = self.nbig
-        return result
+        return HandlerStats(**result, largest_oversize=self.largest_oversize, oversize_live=self.nbig)
 
     def __repr__(self):
         if self.c == NULL:

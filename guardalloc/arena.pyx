@@ -40,6 +40,7 @@ from guardalloc.errors import (
     GuardInstallError, GuardUnsupportedError, InvalidFreeError,
 )
 from guardalloc.options import GuardOptions, check_bool, check_int
+from guardalloc.stats import ArenaStats
 from guardalloc.support import max_map_count, support
 
 cdef extern from "<string.h>" nogil:
@@ -578,9 +579,10 @@ cdef class Arena:
     def __exit__(self, *exc_info):
         self.close()
 
-    def stats(self) -> dict:
-        """Counts: slots, live, free, quarantined, retired, slot_size,
-        guard_pages, backend, batched (the guards went in through
+    def stats(self) -> ArenaStats:
+        """Counts, as a :class:`guardalloc.stats.ArenaStats` (attributes,
+        and keys as in a dict): slots, live, free, quarantined, retired,
+        slot_size, guard_pages, backend, batched (the guards went in through
         process_madvise), guard_syscalls (spent installing the arena's
         guards), uaf_syscalls (guarding freed slots and unguarding reused
         ones), allocations, faults_continued, size, uaf, quarantine.
@@ -591,24 +593,24 @@ cdef class Arena:
         cdef uint64_t counts[4]
         self._check_open()
         ga_count_states(&self.a, counts)
-        return {
-            "slots": self.a.nslots,
-            "live": counts[GA_SLOT_LIVE],
-            "free": counts[GA_SLOT_FREE],
-            "quarantined": counts[GA_SLOT_QUARANTINED],
-            "retired": counts[GA_SLOT_RETIRED],
-            "slot_size": self.a.slot_size,
-            "guard_pages": self.guard_pages,
-            "backend": self.backend,
-            "batched": bool(self.a.batched),
-            "guard_syscalls": self.a.guard_syscalls,
-            "uaf_syscalls": self.a.uaf_syscalls,
-            "allocations": self.a.allocations,
-            "faults_continued": self.a.faults_continued,
-            "size": self.a.size,
-            "uaf": bool(self.a.uaf),
-            "quarantine": self.a.quarantine_limit if self.a.uaf else 0,
-        }
+        return ArenaStats(
+            slots=self.a.nslots,
+            live=counts[GA_SLOT_LIVE],
+            free=counts[GA_SLOT_FREE],
+            quarantined=counts[GA_SLOT_QUARANTINED],
+            retired=counts[GA_SLOT_RETIRED],
+            slot_size=self.a.slot_size,
+            guard_pages=self.guard_pages,
+            backend=self.backend,
+            batched=bool(self.a.batched),
+            guard_syscalls=self.a.guard_syscalls,
+            uaf_syscalls=self.a.uaf_syscalls,
+            allocations=self.a.allocations,
+            faults_continued=self.a.faults_continued,
+            size=self.a.size,
+            uaf=bool(self.a.uaf),
+            quarantine=self.a.quarantine_limit if self.a.uaf else 0,
+        )
 
     @property
     def address(self) -> int:

@@ -21,6 +21,7 @@ import sys
 from typing import Mapping, Optional
 
 from guardalloc.options import ALIGNS, ON_FAULT, check_alignment, check_bool, check_choice, check_int
+from guardalloc.stats import NativeStats
 
 __all__ = ["library_path", "options_string", "environment", "is_active", "stats",
            "DEFAULT_SAMPLE_RATE", "OPTIONS_ENV"]
@@ -29,9 +30,6 @@ OPTIONS_ENV = "GUARDALLOC_OPTIONS"
 # The C table's default (guardalloc/_c/options.c).
 DEFAULT_SAMPLE_RATE = 5000
 _MAX_BYTES_LIMIT = 1 << 44
-_STATS_FIELDS = ("allocations", "frees", "live", "refused", "arenas", "mapped_bytes")
-
-
 def library_path() -> str:
     """The absolute path of the preloadable library inside the package.
 
@@ -122,15 +120,16 @@ def is_active() -> bool:
     return bool(lib is not None and lib.guardalloc_native_active())
 
 
-def stats() -> Optional[dict]:
-    """The native heap's counters (allocations, frees, live, refused,
-    arenas, mapped_bytes), or None when the library is not preloaded."""
+def stats() -> Optional[NativeStats]:
+    """The native heap's counters as a :class:`guardalloc.stats.NativeStats`
+    (allocations, frees, live, refused, arenas, mapped_bytes: attributes,
+    and keys as in a dict), or None when the library is not preloaded."""
     lib = _loaded()
     if lib is None:
         return None
-    out = (ctypes.c_uint64 * len(_STATS_FIELDS))()
+    out = (ctypes.c_uint64 * len(NativeStats.__match_args__))()
     lib.guardalloc_native_stats(out)
-    return dict(zip(_STATS_FIELDS, out))
+    return NativeStats(*out)
 
 
 # -- command line -----------------------------------------------------------

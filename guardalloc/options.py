@@ -11,10 +11,12 @@ from __future__ import annotations
 import dataclasses
 import mmap
 import operator
+import os
+import resource
 from typing import Any, Optional
 
 __all__ = ["GuardOptions", "POOL_OPTIONS", "check_alignment", "check_int", "check_choice", "check_bool",
-           "check_option_names"]
+           "check_option_names", "default_max_bytes"]
 
 PAGE_SIZE = mmap.PAGESIZE
 
@@ -171,3 +173,74 @@ class GuardOptions:
 #: then the pool's own limits and growth mode.
 POOL_OPTIONS = tuple(field.name for field in dataclasses.fields(GuardOptions)) + (
     "max_bytes", "max_arenas", "grow", "hugepages", "keep_bytes")
+
+
+# ---------------------------------------------------------------------------
+# The default max_bytes of a pool: Pool(), guardalloc.alloc()'s default pool,
+# the numpy handler and the PyMem hooks. A share of RAM (every guarded block
+# keeps at least a page resident), and of the address space RLIMIT_AS leaves
+# (the pool reserves about max_bytes * (1 + guard_pages) up front; the
+# program needs the rest).
+RAM_SHARE = 4
+ADDRESS_SPACE_SHARE = 4
+MIN_DEFAULT_MAX_BYTES = 64 << 20
+MAX_DEFAULT_MAX_BYTES = 1 << 40
+# RAM when sysconf cannot say.
+_ASSUMED_RAM = 4 << 30
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return _ASSUMED_RAM
+
+
+def address_space_left() -> Optional[int]:
+    """Bytes the process may still map under RLIMIT_AS (soft limit minus
+    VmSize), or None when it is unlimited."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    mapped = 0
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmSize:"):
+                    mapped = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    return max(0, soft - mapped)
+
+
+def fitting_max_bytes(space: int, guard_pages: int, max_arenas: Optional[int] = None) -> int:
+    """The largest max_bytes (whole pages, 0 if none) whose pool reservation
+    fits in space bytes (max_arenas None: the pool's default for that size).
+    The inverse of the reservation guardalloc.pool makes: max_bytes *
+    (1 + guard_pages) plus a guard per arena."""
+    if max_arenas is None:
+        # With one arena per page, reserve <= max_bytes * (1 + 2 * guard_pages).
+        fit = space // (1 + 2 * guard_pages)
+    else:
+        fit = (space - max_arenas * guard_pages * PAGE_SIZE) // (1 + guard_pages)
+    return max(0, fit // PAGE_SIZE * PAGE_SIZE)
+
+
+def default_max_bytes(guard_pages: int = 1) -> int:
+    """The ``max_bytes`` a pool gets when none is given (:class:`guardalloc.Pool`,
+    the default pool, the numpy handler, :func:`guardalloc.pymem.install`):
+    a quarter of RAM, kept between 64 MiB and 1 TiB; and at most what lets
+    the pool's reservation (with ``guard_pages``) take a quarter of the
+    address space ``RLIMIT_AS`` leaves the process, down to one page. Whole
+    pages.
+
+    Raises:
+        TypeError, ValueError: guard_pages is not an integer of 1 or more.
+    """
+    guard_pages = check_int("guard_pages", guard_pages, 1, MAX_GUARD_PAGES)
+    size = max(MIN_DEFAULT_MAX_BYTES, min(MAX_DEFAULT_MAX_BYTES, _physical_memory() // RAM_SHARE))
+    left = address_space_left()
+    if left is not None:
+        size = min(size, fitting_max_bytes(left // ADDRESS_SPACE_SHARE, guard_pages))
+    return max(PAGE_SIZE, size // PAGE_SIZE * PAGE_SIZE)

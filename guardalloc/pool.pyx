@@ -32,7 +32,6 @@ this one request (the interpreter's allocator hooks, which forward it);
 "never" only uses what :meth:`Pool.prepare` made.
 """
 
-import resource
 import threading
 import warnings
 
@@ -50,8 +49,10 @@ from guardalloc.tracebacks cimport record_trace, wants_traces
 from guardalloc.arena import _address, _choose_backend
 from guardalloc.errors import AddressSpaceError, ForeignBufferError, GuardInstallError, InvalidFreeError
 from guardalloc.options import (
-    POOL_OPTIONS as _POOL_OPTIONS, GuardOptions, check_bool, check_choice, check_int, check_option_names,
+    POOL_OPTIONS as _POOL_OPTIONS, GuardOptions, address_space_left, check_bool, check_choice, check_int,
+    MAX_DEFAULT_MAX_BYTES as _MAX_DEFAULT_MAX_BYTES, check_option_names, default_max_bytes, fitting_max_bytes,
 )
+from guardalloc.stats import PoolStats
 
 cdef extern from "Python.h":
     int Py_AddPendingCall(int (*func)(void *) noexcept, void *arg) nogil
@@ -130,9 +131,9 @@ cdef uint32_t MAX_FIRST_SLOTS = 256
 cdef uint32_t MAX_ARENA_SLOTS = 65536
 cdef size_t MAX_POOLED_ARENA_BYTES = <size_t>1 << 30
 
-# The most a pool takes by default; less when RLIMIT_AS would not leave the
-# program room (default_max_bytes()).
-DEFAULT_MAX_BYTES = 16 << 30
+# The most a pool takes by default (guardalloc.options.default_max_bytes():
+# a quarter of RAM, less when RLIMIT_AS would not leave the program room).
+DEFAULT_MAX_BYTES = _MAX_DEFAULT_MAX_BYTES
 DEFAULT_KEEP_BYTES = 64 << 20
 # Transparent huge pages: the PMD size on x86-64, and numpy's threshold.
 cdef size_t HUGE_PAGE = <size_t>2 << 20
@@ -192,8 +193,9 @@ cdef class Pool:
         max_bytes: bytes of slots (the memory buffers may occupy, guard
             pages not counted) the pool may map in all. The pool reserves
             ``max_bytes * (1 + guard_pages)`` bytes of address space for
-            it up front (no memory). None: :func:`default_max_bytes`, 16 GiB
-            or less when ``RLIMIT_AS`` limits what the process may map.
+            it up front (no memory). None: :func:`default_max_bytes` (a
+            quarter of RAM, less when ``RLIMIT_AS`` limits what the
+            process may map).
         max_arenas: arenas the pool may create; None: 16384, or fewer for a
             small ``max_bytes`` (one per page of it).
         grow: "sync", "pending" or "never" (see the module docstring); only
@@ -925,8 +927,9 @@ cdef class Pool:
         """
         return ga_class_pages(ga_class_of(<size_t>check_int("nbytes", nbytes, 1, MAX_BLOCK), PAGE)) * PAGE
 
-    def stats(self) -> dict:
-        """Counts: arenas, live (blocks), live_bytes (requested), allocations,
+    def stats(self) -> PoolStats:
+        """Counts, as a :class:`guardalloc.stats.PoolStats` (attributes, and
+        keys as in a dict): arenas, live (blocks), live_bytes (requested), allocations,
         frees, corruptions (slack damage found by C-level frees), refused (C
         requests answered with NULL), mapped_bytes (slot bytes of all
         arenas), address_space (bytes of the reservation in use),
@@ -958,7 +961,7 @@ cdef class Pool:
                                         "exhausted": bool(per_class[i][2])}
             for i in range(GA_NCLASSES) if per_class[i][0]
         }
-        return result
+        return PoolStats(**result)
 
     @property
     def address(self) -> int:
@@ -1037,56 +1040,12 @@ def _default_max_arenas(max_bytes) -> int:
     return max(1, min(DEFAULT_MAX_ARENAS, max_bytes // PAGE))
 
 
-def _address_space_left():
-    """Bytes the process may still map under RLIMIT_AS (soft limit minus
-    VmSize), or None when it is unlimited."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-    if soft == resource.RLIM_INFINITY:
-        return None
-    mapped = 0
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmSize:"):
-                    mapped = int(line.split()[1]) * 1024
-                    break
-    except (OSError, ValueError, IndexError):
-        pass
-    return max(0, soft - mapped)
-
-
-def _fitting_max_bytes(space, guard_pages, max_arenas=None) -> int:
-    """The largest max_bytes (whole pages, 0 if none) whose reservation
-    fits in space bytes (max_arenas None: the default for that size)."""
-    if max_arenas is None:
-        # With one arena per page, reserve <= max_bytes * (1 + 2 * guard_pages).
-        fit = space // (1 + 2 * guard_pages)
-    else:
-        fit = (space - max_arenas * guard_pages * PAGE) // (1 + guard_pages)
-    return max(0, fit // PAGE * PAGE)
-
-
-def default_max_bytes(guard_pages=1) -> int:
-    """The ``max_bytes`` a pool gets when none is given: 16 GiB
-    (``DEFAULT_MAX_BYTES``), or less so that its reservation takes at most
-    half of what ``RLIMIT_AS`` still lets the process map (at least a page).
-
-    Raises:
-        TypeError, ValueError: guard_pages is not an integer of 1 or more.
-    """
-    guard_pages = check_int("guard_pages", guard_pages, 1)
-    left = _address_space_left()
-    if left is None:
-        return DEFAULT_MAX_BYTES
-    return max(PAGE, min(DEFAULT_MAX_BYTES, _fitting_max_bytes(left // 2, guard_pages)))
-
-
 def _reservation_error(reserve, why, max_bytes, guard_pages, max_arenas):
-    left = _address_space_left()
+    left = address_space_left()
     limit = "" if left is None else f"; RLIMIT_AS lets this process map {left:,} more bytes"
     fits = None
     if left is not None:
-        fits = _fitting_max_bytes(left, guard_pages, max_arenas) or None
+        fits = fitting_max_bytes(left, guard_pages, max_arenas) or None
     return AddressSpaceError(
         f"cannot reserve {reserve:,} bytes of address space for a pool of max_bytes={max_bytes:,} "
         f"with guard_pages={guard_pages} ({why}{limit})", reserve, fits)

@@ -38,7 +38,9 @@ from guardalloc._core cimport (
 from guardalloc.pool cimport GROW_NEVER, GROW_PENDING, Pool
 
 from guardalloc.errors import AddressSpaceError
-from guardalloc.options import check_bool, check_int
+# default_max_bytes: the one policy every pool's default follows (public here too).
+from guardalloc.options import check_bool, check_int, default_max_bytes
+from guardalloc.stats import PymemStats
 from guardalloc.pool import Pool as _PoolClass
 
 cdef extern from "Python.h":
@@ -280,37 +282,6 @@ cdef _restore_all():
     _draining = False
 
 
-# The default pool's share of the machine: of its RAM (every guarded block
-# keeps at least a page resident) and of the address space RLIMIT_AS allows
-# (the pool reserves max_bytes * (1 + guard_pages) up front).
-_RAM_FRACTION = 4
-_ADDRESS_SPACE_FRACTION = 4
-_MIN_DEFAULT_MAX_BYTES = 64 << 20
-_MAX_DEFAULT_MAX_BYTES = 1 << 40
-
-
-def default_max_bytes(guard_pages=1) -> int:
-    """The default ``max_bytes`` of :func:`install`, sized from the machine:
-    a quarter of its RAM, and at most a quarter of the address space
-    RLIMIT_AS leaves for the pool's reservation (between 64 MiB and 1 TiB).
-
-    Raises:
-        ValueError: guard_pages below 1.
-    """
-    import resource
-
-    guard_pages = check_int("guard_pages", guard_pages, 1, None)
-    try:
-        ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError):
-        ram = 4 << 30
-    size = ram // _RAM_FRACTION
-    soft = resource.getrlimit(resource.RLIMIT_AS)[0]
-    if soft != resource.RLIM_INFINITY:
-        size = min(size, soft // _ADDRESS_SPACE_FRACTION // (1 + guard_pages))
-    return max(_MIN_DEFAULT_MAX_BYTES, min(size, _MAX_DEFAULT_MAX_BYTES)) // 4096 * 4096
-
-
 cdef bint _refusal_noted = False
 
 
@@ -489,10 +460,11 @@ def pool():
     return _pool
 
 
-def stats() -> dict:
-    """state, sample_rate, random, and per domain (raw, mem, obj): hooked,
-    sampling, sampled (requests the pool served); plus the pool's live blocks
-    and refused requests."""
+def stats() -> PymemStats:
+    """A :class:`guardalloc.stats.PymemStats` (attributes, and keys as in a
+    dict): state, sample_rate, random, and per domain (raw, mem, obj):
+    hooked, sampling, sampled (requests the pool served); plus, while there
+    is an open pool, its live blocks, refused requests and arenas."""
     cdef int i
     result = {"state": state(), "sample_rate": _rate, "random": bool(_random)}
     for i in range(3):
@@ -503,10 +475,10 @@ def stats() -> dict:
         }
     if _pool is not None and not _pool.closed:
         pool_stats = _pool.stats()
-        result["live"] = pool_stats["live"]
-        result["refused"] = pool_stats["refused"]
-        result["arenas"] = pool_stats["arenas"]
-    return result
+        result["live"] = pool_stats.live
+        result["refused"] = pool_stats.refused
+        result["arenas"] = pool_stats.arenas
+    return PymemStats(**result)
 
 
 @atexit.register

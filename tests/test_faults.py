@@ -23,7 +23,7 @@ kwargs = json.loads(sys.argv[1])
 arena = guardalloc.Arena(4096, 8, **kwargs)
 
 def tell(**values):
-    print(json.dumps(values), flush=True)
+    print(json.dumps(values, default=dict), flush=True)   # stats objects are mappings
 
 def write(address):
     ctypes.memset(address, 0x41, 1)

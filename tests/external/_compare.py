@@ -111,4 +111,5 @@ def report(title: str, plain: dict, guarded: dict, keys=OUTCOMES) -> int:
 
 def write_result(path: str, counts: dict, not_passed: list[str], extra: dict | None = None) -> None:
     with open(path, "w") as f:
-        json.dump({"counts": counts, "not_passed": not_passed, "extra": extra or {}}, f)
+        # default=dict: guardalloc's stats objects are mappings, not dicts.
+        json.dump({"counts": counts, "not_passed": not_passed, "extra": extra or {}}, f, default=dict)

@@ -108,7 +108,8 @@ SCRIPT = textwrap.dedent("""
                       "preload": os.environ.get("LD_PRELOAD"),
                       "options": os.environ.get("GUARDALLOC_OPTIONS"),
                       "marker": os.environ.get("MARKER"),
-                      "active": native.is_active(), "stats": native.stats()}))
+                      "active": native.is_active(), "stats": native.stats()},
+                     default=dict))     # stats objects are mappings, not dicts
     sys.exit(int(os.environ.get("STATUS", "0")))
 """)
 
