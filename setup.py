@@ -26,7 +26,7 @@ from setuptools.modified import newer_group
 C_FLAGS = ["-O2", "-Wall", "-Wno-unused-function"]
 CORE = "guardalloc.libguardalloc_core"
 CORE_SOURCES = ["guardalloc/_c/core.c", "guardalloc/_c/guards.c", "guardalloc/_c/faults.c",
-                "guardalloc/_c/options.c"]
+                "guardalloc/_c/options.c", "guardalloc/_c/stacks.c"]
 MALLOC = "guardalloc.libguardalloc_malloc"
 MALLOC_SOURCES = ["guardalloc/_c/malloc.c", "guardalloc/_c/heap.c"]
 # Every header: an editable reinstall reuses a module only when it is newer
@@ -125,14 +125,15 @@ class BuildCoreFirst(ReusingBuildExt):
         self.extensions = core + modules
 
 
+# libgcc_s for _Unwind_Backtrace (stacks.c), libdl for dladdr on older glibc.
 core_library = Extension(CORE, CORE_SOURCES, extra_compile_args=[*C_FLAGS, "-fvisibility=default"],
-                         depends=HEADERS)
+                         extra_link_args=["-lgcc_s", "-ldl"], depends=HEADERS)
 
 # LD_PRELOAD library: exports only the malloc family (and guardalloc_native_*);
-# libgcc_s for _Unwind_Backtrace, libdl for dlsym/dladdr on older glibc.
+# libdl for dlsym on older glibc.
 malloc_library = Extension(MALLOC, MALLOC_SOURCES,
                            extra_compile_args=[*C_FLAGS, "-fvisibility=hidden", "-pthread"],
-                           extra_link_args=["-lgcc_s", "-ldl", "-pthread"], depends=HEADERS)
+                           extra_link_args=["-ldl", "-pthread"], depends=HEADERS)
 
 extensions = [
     Extension(name, [name.replace(".", "/") + ".pyx"], extra_compile_args=C_FLAGS, depends=HEADERS)

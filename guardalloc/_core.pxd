@@ -1,9 +1,16 @@
 # cython: language_level=3
 """The C core's contract, declared once for Cython: the arena layout
 (``_c/layout.h``), the kernel calls (``_c/guards.h``), the slot core
-(``_c/core.h``) and the fault registry (``_c/faults.h``). Nothing else."""
+(``_c/core.h``), native stacks (``_c/stacks.h``) and the fault registry
+(``_c/faults.h``). Nothing else."""
 
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
+
+cdef extern from "_c/stacks.h" nogil:
+    enum:
+        GA_STACK_DEPTH
+    ctypedef struct ga_stack_t:
+        void *pc[GA_STACK_DEPTH]
 
 cdef extern from "_c/layout.h" nogil:
     enum:
@@ -66,6 +73,7 @@ cdef extern from "_c/layout.h" nogil:
         char **alloc_trace
         char **free_trace
         const char *untraced_hint
+        ga_stack_t *stacks
         uint64_t faults_continued
         uint32_t quarantine_limit
         uint32_t quarantine_len
@@ -130,6 +138,15 @@ cdef extern from "_c/guards.h" nogil:
     int ga_batching_refused()
     int ga_self_pidfd()
     int ga_memfd(const char *name)
+
+
+cdef extern from "_c/stacks.h" nogil:
+    int ga_stacks_skip_library(const void *code)
+    void ga_stack_capture(ga_stack_t *out)
+    size_t ga_stack_len(const ga_stack_t *s)
+    size_t ga_stacks_table_size(uint32_t nslots, size_t page)
+    const ga_stack_t *ga_stacks_of(const ga_arena_t *a, long slot, int freed)
+    void ga_stacks_record(ga_arena_t *a, long slot, int freed, const ga_stack_t *s)
 
 
 cdef extern from "_c/core.h" nogil:

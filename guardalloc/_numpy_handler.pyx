@@ -12,6 +12,13 @@ The four allocator functions run without the GIL (numpy may call them from
 any thread; the pool has its own lock). They take the GIL only to report a
 bad free or a damaged slack pattern, through ``sys.unraisablehook``
 (PyErr_WriteUnraisable), since a ``free`` has no way to raise.
+
+Stacks for fault reports: the pool records the native stack of every block
+it serves and frees (``native_stacks``); with tracebacks (``tracebacks=True``,
+or ``None`` after :func:`guardalloc.enable_tracebacks`) a call made with the
+GIL held -- numpy holds it for nearly every allocation -- also records the
+Python traceback of the slot (calls made without it record native stacks
+only).
 """
 
 import sys
@@ -23,11 +30,15 @@ from cpython.pycapsule cimport (
     PyCapsule_CheckExact, PyCapsule_GetPointer, PyCapsule_IsValid, PyCapsule_New,
 )
 from cpython.ref cimport Py_INCREF, PyObject
-from libc.stdint cimport uint8_t, uint64_t, uintptr_t
+from libc.stdint cimport uint8_t, uint32_t, uint64_t, uintptr_t
 from libc.stdlib cimport realloc as c_realloc
 from libc.string cimport memcpy, memset, strncpy
 
-from guardalloc._core cimport GA_ERR_CORRUPT, GA_ERR_SYSCALL, GA_OK, ga_damage_t, ga_page_size
+from guardalloc._core cimport (
+    GA_ERR_CORRUPT, GA_ERR_SYSCALL, GA_OK, ga_arena_t, ga_damage_t, ga_live_slot_at, ga_page_size,
+    ga_stacks_skip_library,
+)
+from guardalloc.tracebacks cimport record_trace, tracebacks_default
 from guardalloc.pool cimport (
     GA_MAX_CLASS_PAGES, Pool, pthread_mutex_init, pthread_mutex_lock, pthread_mutex_t,
     pthread_mutex_unlock,
@@ -63,6 +74,10 @@ cdef extern from "_c/numpy_abi.h":
     uint64_t ga_np_read(uint64_t *counter) nogil
 
 
+cdef extern from "Python.h":
+    int PyGILState_Check() nogil
+
+
 ctypedef unsigned int (*version_fn)() noexcept
 ctypedef object (*set_handler_fn)(object handler)
 ctypedef object (*get_handler_fn)()
@@ -74,6 +89,8 @@ HANDLER_NAME = "guardalloc"
 SUPPORTED_ABI_MAJORS = (1, 2)
 
 cdef size_t PAGE = ga_page_size()
+# Native stacks start at numpy's call: this module's frames are left out.
+ga_stacks_skip_library(<const void *>_np_malloc)
 # The largest block a pool size class holds; larger arrays go to numpy's own
 # allocator unless the handler is strict.
 cdef size_t MAX_BLOCK = GA_MAX_CLASS_PAGES * PAGE
@@ -189,6 +206,9 @@ cdef class Handler:
     cdef object numpy_capsule
     cdef bint fallback_
     cdef bint strict_
+    # Python tracebacks per slot: 1 record, 0 never, -1 follow
+    # guardalloc.enable_tracebacks().
+    cdef int traces
     cdef uint64_t counters[N_COUNTERS]
     cdef size_t largest_oversize   # a statistic: a lost update is harmless
     # The live oversize blocks (numpy's), so that a free of any other
@@ -282,8 +302,13 @@ def max_block() -> int:
     return MAX_BLOCK
 
 
-def make_handler(Pool pool, numpy_capsule, dict options, bint fallback=False, bint strict=False):
+def make_handler(Pool pool, numpy_capsule, dict options, bint fallback=False, bint strict=False,
+                 tracebacks=None):
     """A new Handler over pool, registered for life.
+
+    ``tracebacks``: True records the Python traceback of each allocation
+    and free made with the GIL held, False never, None follows
+    :func:`guardalloc.enable_tracebacks`.
 
     ``numpy_capsule``: numpy's default handler capsule, or None (then
     ``fallback`` must be False and ``strict`` True). With ``fallback``, it
@@ -324,6 +349,7 @@ def make_handler(Pool pool, numpy_capsule, dict options, bint fallback=False, bi
     h.numpy_handler = default
     h.fallback_ = fallback
     h.strict_ = strict
+    h.traces = -1 if tracebacks is None else (1 if tracebacks else 0)
     h.alignment_ = pool.alignment
     # No destructor: the struct must outlive every array made through it.
     h.capsule = PyCapsule_New(<void *>c, GA_NP_CAPSULE_NAME, NULL)
@@ -422,7 +448,9 @@ cdef void *_malloc(Handler h, size_t size) noexcept nogil:
         return _big_malloc(h, size, False)
     p = h.pool.malloc(size if size else 1)
     if p == NULL:
-        p = _fallback_malloc(h, size)
+        return _fallback_malloc(h, size)
+    if _wants_trace(h):
+        _record_trace(h, p, False)
     return p
 
 
@@ -437,6 +465,8 @@ cdef void *_calloc(Handler h, size_t nelem, size_t elsize) noexcept nogil:
     if _oversize(h, nelem * elsize):
         return _big_malloc(h, nelem * elsize, True)
     p = h.pool.calloc(nelem, elsize)
+    if p != NULL and _wants_trace(h):
+        _record_trace(h, p, False)
     if p == NULL:
         if h.fallback_:
             ga_np_count(&h.counters[C_FALLBACK])
@@ -491,7 +521,11 @@ cdef void *_realloc(Handler h, void *ptr, size_t new_size) noexcept nogil:
         memcpy(p, ptr, old_size)
         h.pool.free_ptr(ptr, &damage)
     else:
+        if _wants_trace(h):
+            _record_trace(h, ptr, True)
         p = h.pool.realloc(ptr, new_size, &damage)
+        if p != NULL and _wants_trace(h):
+            _record_trace(h, p, False)
     if p == NULL and h.fallback_:
         p = _fallback_malloc(h, new_size)
         if p != NULL:
@@ -519,6 +553,8 @@ cdef void _free(Handler h, void *ptr, size_t size) noexcept nogil:
         ga_np_count(&h.counters[C_BAD_FREE])
         _report(h, BAD_FOREIGN, ptr, 0, 0, 0)
         return
+    if _wants_trace(h):
+        _record_trace(h, ptr, True)   # while the slot is still ours
     code = h.pool.free_ptr(ptr, &damage)
     if code == GA_ERR_CORRUPT:
         _corrupt(h, ptr, &damage)
@@ -527,6 +563,30 @@ cdef void _free(Handler h, void *ptr, size_t size) noexcept nogil:
         # it is the only safe thing left to do.
         ga_np_count(&h.counters[C_BAD_FREE])
         _report(h, BAD_NOT_LIVE, ptr, 0, 0, 0)
+
+
+cdef inline bint _wants_trace(Handler h) noexcept nogil:
+    """Whether to record a Python traceback now: wanted, and the GIL held
+    (numpy holds it around nearly every allocation; never taken here)."""
+    return (h.traces > 0 or (h.traces < 0 and tracebacks_default())) and PyGILState_Check()
+
+
+cdef void _record_trace(Handler h, void *ptr, bint at_free) noexcept with gil:
+    """The Python traceback of this call into the slot of the live block at
+    ptr (allocation or free), keeping any exception in flight."""
+    cdef ga_arena_t *a = h.pool.arena_of(ptr)
+    cdef long slot = ga_live_slot_at(a, ptr) if a != NULL else -1
+    cdef PyObject *saved_type
+    cdef PyObject *saved_value
+    cdef PyObject *saved_tb
+    if slot < 0:
+        return
+    PyErr_Fetch(&saved_type, &saved_value, &saved_tb)
+    try:
+        record_trace(a, <uint32_t>slot, at_free)
+    except BaseException:
+        pass    # no traceback beats a failed allocation
+    PyErr_Restore(saved_type, saved_value, saved_tb)
 
 
 cdef inline void _corrupt(Handler h, void *ptr, ga_damage_t *damage) noexcept nogil:

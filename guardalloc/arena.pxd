@@ -42,6 +42,9 @@ cdef class Arena:
     # at `placement` inside its pool's reservation and hands the range back
     # (PROT_NONE) when released.
     cdef char *placement
+    # Bytes of the per-slot native stack table after the bookkeeping (0: the
+    # arena records none); set by new_pooled_arena(native_stacks=True).
+    cdef size_t stacks_size
     cdef ga_free_hook_t free_hook
     cdef void *free_hook_ctx
 
@@ -91,9 +94,11 @@ cdef inline size_t size_arg(str name, value, size_t largest, str accepted) excep
             return <size_t>n
     return size_arg_error(name, value, largest, accepted)
 
-# A pooled arena at `placement`, its frees routed through hook(ctx, ...).
+# A pooled arena at `placement`, its frees routed through hook(ctx, ...);
+# with native_stacks, a per-slot native stack table (a.stacks) in its mapping.
 cdef Arena new_pooled_arena(char *placement, size_t slot_size, unsigned int slots,
-                            object options, ga_free_hook_t hook, void *ctx)
+                            object options, ga_free_hook_t hook, void *ctx,
+                            bint native_stacks=*)
 
 # The Buffer object over a live slot of arena (pool: the pool that owns it).
 cdef Buffer make_buffer(Arena arena, long slot, object pool)

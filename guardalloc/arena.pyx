@@ -277,7 +277,7 @@ cdef class Arena:
             # guard: a separate malloc() of it would be mmap()ed by glibc for
             # large arenas, a second VMA for every arena.
             self.mapped_size = ga_anonymous_mapping_size(self.a.slot_size, self.a.nslots,
-                                                         self.a.guard_size, self.a.uaf, PAGE)
+                                                         self.a.guard_size, self.a.uaf, PAGE) + self.stacks_size
             # Inside a pool's reservation when placed (replaces PROT_NONE).
             base = ga_map_anonymous(self.placement, self.mapped_size)
             tables = NULL if base == NULL else <char *>base + self.a.size
@@ -309,6 +309,8 @@ cdef class Arena:
             raise OSError(err, f"mmap of {self.mapped_size} bytes failed: {strerror(err).decode()}")
         self.a.base = <char *>base
         ga_arena_attach(&self.a, tables)
+        if self.stacks_size:   # the last bytes of the mapping
+            self.a.stacks = <ga_stack_t *>(<char *>base + self.mapped_size - self.stacks_size)
         return 0
 
     cdef int _install_guards(self) except -1:
@@ -342,6 +344,7 @@ cdef class Arena:
         if self.a.slots != NULL:
             release_traces(&self.a)   # before the tables go: they may be in the mapping
         self.a.slots = NULL
+        self.a.stacks = NULL
         self.a.alloc_trace = self.a.free_trace = NULL
         free(self.heap_tables)
         self.heap_tables = NULL
@@ -673,18 +676,25 @@ cdef class Arena:
                 f"{self.a.slot_size} B slots, {self.guard_pages} guard page(s), {self.backend}>")
 
 
-# Where a pooled block has no traceback: blocks of the pool's C callers (the
-# numpy handler, the PyMem hooks) never have one; Pool.alloc() records them.
+# Where a pooled block has no traceback: the pool's C callers record none
+# (native stacks instead, with Pool(native_stacks=True), which the PyMem hooks
+# and the numpy handler use), except the numpy handler with tracebacks=True;
+# Pool.alloc() records them.
 cdef const char *POOLED_UNTRACED = (
     b"C callers of a Pool -- the numpy handler, the PyMem hooks -- record no Python "
-    b"traceback; Pool.alloc() does with Pool(tracebacks=True) or guardalloc.enable_tracebacks()")
+    b"traceback unless guardalloc.numpy's tracebacks=True; native stacks with "
+    b"native_stacks=True; Pool.alloc() records one with Pool(tracebacks=True) or "
+    b"guardalloc.enable_tracebacks()")
 
 
 cdef Arena new_pooled_arena(char *placement, size_t slot_size, unsigned int slots,
-                            object options, ga_free_hook_t hook, void *ctx):
+                            object options, ga_free_hook_t hook, void *ctx,
+                            bint native_stacks=False):
     cdef Arena arena = Arena.__new__(Arena)
     arena.placement = placement
     arena.a.untraced_hint = POOLED_UNTRACED
+    if native_stacks:
+        arena.stacks_size = ga_stacks_table_size(slots, PAGE)
     arena._configure(slot_size, slots, options, True)
     arena._build(None, False, options.backend)
     arena.free_hook = hook

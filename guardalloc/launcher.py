@@ -65,7 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("args", nargs=argparse.REMAINDER, help="its arguments")
     parser.usage = ("%(prog)s [--pymem RATE] [--numpy] [--traceback] "
                     "[--native [RATE] [--uaf] [--quarantine N] [--alignment N] [--align A] "
-                    "[--on-fault F] [--max-bytes SIZE] [--random]] (script.py | -m module) [args ...]")
+                    "[--on-fault F] [--max-bytes SIZE] [--random] [--no-native-stacks] [--log-path PATH]] "
+                    "(script.py | -m module) [args ...]")
     parser.epilog = "Exits with the program's exit status."
 
 
@@ -89,7 +90,9 @@ def _enable_guarding(args: argparse.Namespace) -> int | None:
     if args.numpy:
         try:
             guarded_numpy = importlib.import_module("guardalloc.numpy")
-            guarded_numpy.install()
+            # --traceback: Python tracebacks (enable_tracebacks) and the
+            # native stacks of numpy's C frames for every array.
+            guarded_numpy.install(native_stacks=bool(args.traceback))
         except ImportError as exc:
             return _fail(f"--numpy needs numpy and guardalloc.numpy: {exc}")
     if args.pymem:

@@ -49,7 +49,7 @@ def options_string(*, sample_rate: Optional[int] = None, max_bytes: Optional[int
                    alignment: Optional[int] = None, uaf: Optional[bool] = None,
                    quarantine: Optional[int] = None, on_fault: Optional[str] = None,
                    random: Optional[bool] = None, align: Optional[str] = None,
-                   log_path: Optional[str] = None) -> str:
+                   native_stacks: Optional[bool] = None, log_path: Optional[str] = None) -> str:
     """A ``GUARDALLOC_OPTIONS`` value for the options given (None: the
     library's default). ``max_bytes`` is in bytes.
 
@@ -73,6 +73,8 @@ def options_string(*, sample_rate: Optional[int] = None, max_bytes: Optional[int
         parts.append(f"random={int(check_bool('random', random))}")
     if align is not None:
         parts.append(f"align={check_choice('align', align, ALIGNS)}")
+    if native_stacks is not None:
+        parts.append(f"native_stacks={int(check_bool('native_stacks', native_stacks))}")
     if log_path is not None:
         if not isinstance(log_path, str):
             raise TypeError(f"log_path must be a str, not {type(log_path).__name__}")
@@ -85,7 +87,10 @@ def options_string(*, sample_rate: Optional[int] = None, max_bytes: Optional[int
 def environment(base: Optional[Mapping[str, str]] = None, **options) -> dict:
     """A copy of ``base`` (default ``os.environ``) that preloads the library
     with these options (see :func:`options_string`); the library goes first
-    in ``LD_PRELOAD``, what was there stays after it.
+    in ``LD_PRELOAD``, what was there stays after it. A ``GUARDALLOC_OPTIONS``
+    already in ``base`` is kept, these options after it (the library reads
+    them in order: these win), so that ``log_path`` or ``native_stacks`` set
+    in the environment reach the program.
 
     Raises:
         TypeError, ValueError: a bad option. FileNotFoundError: no library.
@@ -95,10 +100,9 @@ def environment(base: Optional[Mapping[str, str]] = None, **options) -> dict:
     preload = [p for p in env.get("LD_PRELOAD", "").replace(":", " ").split() if p != library]
     env["LD_PRELOAD"] = " ".join([library, *preload])
     text = options_string(**options)
+    given = env.get(OPTIONS_ENV, "").strip()
     if text:
-        env[OPTIONS_ENV] = text
-    else:
-        env.pop(OPTIONS_ENV, None)
+        env[OPTIONS_ENV] = f"{given}:{text}" if given else text
     return env
 
 
@@ -170,13 +174,20 @@ def add_guard_arguments(parser: argparse.ArgumentParser, *, native_only: bool = 
                         help="guarded bytes at most, e.g. 4G (default 1G)" + note)
     parser.add_argument("--random", action="store_true", default=None,
                         help="sample at random instead of every N-th" + note)
+    parser.add_argument("--no-native-stacks", dest="native_stacks", action="store_false", default=None,
+                        help="do not record each block's native allocation and free stacks "
+                             "(faster; reports then show none)" + note)
+    parser.add_argument("--log-path", metavar="PATH",
+                        help="also write each fault as one JSON line to PATH "
+                             "(%%p: the process id; docs/report-schema.json)" + note)
 
 
 def guard_options(args: argparse.Namespace, sample_rate: Optional[int]) -> dict:
     """The keyword options of :func:`environment` from parsed arguments."""
     return dict(sample_rate=sample_rate, uaf=args.uaf, quarantine=args.quarantine,
                 alignment=args.alignment, align=args.align, on_fault=args.on_fault,
-                max_bytes=args.max_bytes, random=args.random)
+                max_bytes=args.max_bytes, random=args.random, native_stacks=args.native_stacks,
+                log_path=args.log_path)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -186,7 +197,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("program", nargs=argparse.REMAINDER, help="-- PROGRAM [ARGS...]")
     parser.usage = ("guardalloc exec [--sample-rate N] [--uaf [--quarantine N]] [--alignment N] "
                     "[--align left|right|random] [--on-fault abort|continue] [--max-bytes SIZE] "
-                    "[--random] -- PROGRAM [ARGS...]")
+                    "[--random] [--no-native-stacks] [--log-path PATH] -- PROGRAM [ARGS...]")
     parser.epilog = "Exits with the program's exit status (128 + N when a signal N killed it)."
 
 

@@ -89,8 +89,19 @@ def handler(**options: Any) -> Handler:
 
     Options are those of :class:`guardalloc.Pool` (``alignment``, ``align``,
     ``guard_pages``, ``uaf``, ``max_bytes``, ``max_arenas``, ``quarantine``,
-    ``on_fault``, ``backend``, ``grow``; not ``tracebacks=True``: numpy's
-    calls record no traceback) plus:
+    ``on_fault``, ``backend``, ``grow``, ``tracebacks``, ``native_stacks``)
+    plus:
+
+    - ``native_stacks=False``: when True, every array's data block keeps
+      the native stack of its allocation and free (numpy's C frames and
+      their callers), shown in fault reports. Off by default: unwinding
+      costs several microseconds per allocation and free, many times what
+      a small array costs (bench/bench_numpy.py); ``run --numpy
+      --traceback`` turns it on.
+    - ``tracebacks``: True records the Python traceback of each allocation
+      and free that numpy makes with the GIL held (nearly all of them:
+      array creation, copies, ufunc outputs) for fault reports; None (the
+      default) follows :func:`guardalloc.enable_tracebacks`.
 
     - ``strict=False``: arrays larger than the pool's largest block
       (:func:`max_block`, 3.5 GiB with 4 KiB pages) are served, unguarded, by
@@ -109,8 +120,8 @@ def handler(**options: Any) -> Handler:
     Raises:
         TypeError: an unknown option (the message names it and lists the
             options), or a value of the wrong type.
-        ValueError: an option is out of range (``alignment`` and
-            ``tracebacks=True`` here, the rest from :class:`guardalloc.Pool`).
+        ValueError: an option is out of range (``alignment`` here, the
+            rest from :class:`guardalloc.Pool`).
     """
     check_option_names(options, _HANDLER_OPTIONS + POOL_OPTIONS,
                        "guardalloc.numpy (handler(), guarded(), install())")
@@ -119,11 +130,7 @@ def handler(**options: Any) -> Handler:
         "alignment", options.get("alignment", _DEFAULT_ALIGNMENT), 1, None, accepted)
     if not (alignment == 1 or (alignment >= 16 and alignment & (alignment - 1) == 0)):
         raise ValueError(f"alignment must be {accepted}, not {alignment!r}")
-    if options.get("tracebacks") is True:
-        raise ValueError(
-            "tracebacks=True is not supported for numpy arrays: the pool's C interface, "
-            "which numpy calls, records no Python tracebacks; fault reports still name "
-            "the block, its size and the arena")
+    options["native_stacks"] = check_bool("native_stacks", options.get("native_stacks", False))
     # numpy's own policy for large arrays: transparent huge pages when
     # numpy asks for them (numpy._core.multiarray._set_madvise_hugepage).
     options.setdefault("hugepages", _numpy_wants_hugepages())
@@ -147,7 +154,8 @@ def handler(**options: Any) -> Handler:
         except AddressSpaceError as exc:
             raise exc.instead("guardalloc.numpy.install(), guarded() or handler()") from None
         numpy_capsule = _default_handler() if fallback or not strict else None
-        made = _numpy_handler.make_handler(pool, numpy_capsule, dict(options), fallback, strict)
+        made = _numpy_handler.make_handler(pool, numpy_capsule, dict(options), fallback, strict,
+                                           pool.options.tracebacks)
         if not _handlers:
             atexit.register(_say_oversize)
         _handlers[key] = made

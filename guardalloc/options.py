@@ -172,7 +172,7 @@ class GuardOptions:
 #: The keyword arguments of :class:`guardalloc.Pool`: the guard options,
 #: then the pool's own limits and growth mode.
 POOL_OPTIONS = tuple(field.name for field in dataclasses.fields(GuardOptions)) + (
-    "max_bytes", "max_arenas", "grow", "hugepages", "keep_bytes")
+    "max_bytes", "max_arenas", "grow", "hugepages", "keep_bytes", "native_stacks")
 
 
 # ---------------------------------------------------------------------------

@@ -11,7 +11,7 @@ The state and internals below the contract are pool.pyx's own.
 
 from libc.stdint cimport uint32_t, uint64_t
 
-from guardalloc._core cimport ga_damage_t
+from guardalloc._core cimport ga_arena_t, ga_damage_t, ga_stack_t
 from guardalloc.arena cimport Arena
 
 cdef extern from "_c/classes.h" nogil:
@@ -87,6 +87,9 @@ cdef class Pool:
     cdef bint owns_ptr(self, const void *ptr) noexcept nogil
     # Requested size of the live block at ptr, 0 if not a live block.
     cdef size_t size_of(self, const void *ptr) noexcept nogil
+    # The arena whose mapping holds ptr, or NULL. The arena lives as long as
+    # the pool; its slot of ptr is the caller's while ptr is live.
+    cdef ga_arena_t *arena_of(self, const void *ptr) noexcept nogil
 
     # -- state (pool.pyx) -------------------------------------------------
     cdef pthread_mutex_t lock
@@ -126,13 +129,15 @@ cdef class Pool:
     cdef readonly str on_fault
     cdef readonly object options      # GuardOptions of every arena
     cdef object tracebacks            # options.tracebacks, read on every alloc
+    cdef readonly bint native_stacks  # the C methods record native stacks per slot
     cdef object __weakref__
 
     # -- internals (pool.pyx) ---------------------------------------------
     cdef long _find(self, const char *address) noexcept nogil
     cdef long _take(self, int cls, size_t nbytes, bint zero, bint raw,
                     void **where) noexcept nogil
-    cdef int _free_locked(self, char *address, int raw_only, ga_damage_t *damage) noexcept nogil
+    cdef int _free_locked(self, char *address, int raw_only, ga_damage_t *damage,
+                          const ga_stack_t *stack=*) noexcept nogil
     cdef void *_c_alloc(self, size_t nbytes, bint zero) noexcept nogil
     cdef void _schedule_growth(self, int cls) noexcept nogil
     cdef long _grow_sync(self, int cls, size_t nbytes, bint zero, void **where) noexcept nogil

@@ -119,6 +119,8 @@ cdef extern from *:
 
 cdef size_t PAGE = ga_page_size()
 cdef size_t MAX_BLOCK = GA_MAX_CLASS_PAGES * PAGE
+# Native stacks start at the pool's caller: this module's frames are left out.
+ga_stacks_skip_library(<const void *>_free_hook)
 
 # From this slot size on, one dedicated one-slot arena per block.
 cdef size_t LARGE_SLOT = <size_t>1 << 20
@@ -184,7 +186,7 @@ cdef class Pool:
     Pool(*, guard_pages=1, backend="auto", align="right", alignment=16,
          uaf=False, quarantine=None, tracebacks=None, on_fault="abort",
          max_bytes=None, max_arenas=None, grow="sync",
-         hugepages=False, keep_bytes=64 MiB)
+         hugepages=False, keep_bytes=64 MiB, native_stacks=False)
 
     The arena options mean what they mean for :class:`guardalloc.Arena` and
     apply to every arena of the pool (``quarantine`` is per arena). Limits:
@@ -205,6 +207,13 @@ cdef class Pool:
         keep_bytes: freed large blocks keep their pages for reuse while
             they hold at most this many bytes (0: always give them back;
             ignored with ``uaf=True``, which always gives them back).
+        native_stacks: the C methods (what the numpy handler and the PyMem
+            hooks call) record the native stack of each allocation and free
+            per slot (a few return addresses; 128 bytes per slot, in the
+            arena's mapping), and fault reports show them, symbolized. Off
+            by default: it makes a C alloc+free several times slower
+            (bench/bench_pool.py measures it); Python callers get Python
+            tracebacks instead (``tracebacks``).
 
     Thread-safe: the pool's own mutex serialises every allocation and free,
     with or without the GIL.
@@ -225,7 +234,7 @@ cdef class Pool:
     def __init__(self, *, guard_pages=1, backend="auto", align="right", alignment=16,
                  uaf=False, quarantine=None, tracebacks=None, on_fault="abort",
                  max_bytes=None, max_arenas=None, grow="sync",
-                 hugepages=False, keep_bytes=DEFAULT_KEEP_BYTES):
+                 hugepages=False, keep_bytes=DEFAULT_KEEP_BYTES, native_stacks=False):
         cdef size_t reserve
         cdef void *base
         cdef int i
@@ -243,6 +252,7 @@ cdef class Pool:
             max_arenas = _default_max_arenas(max_bytes)
         max_arenas = check_int("max_arenas", max_arenas, 1, MAX_MAX_ARENAS)
         self.hugepages = check_bool("hugepages", hugepages)
+        self.native_stacks = check_bool("native_stacks", native_stacks)
         self.keep_bytes_ = 0 if options.uaf else check_int("keep_bytes", keep_bytes, 0, 1 << 44)
 
         self.backend = _choose_backend(options.backend, False)
@@ -265,6 +275,10 @@ cdef class Pool:
         # Every slot costs at most guard_pages guard pages on top (1-page
         # slots), every arena one more guard at its start.
         reserve = _reservation(max_bytes, options.guard_pages, max_arenas)
+        if self.native_stacks:
+            # Every arena's stack table (two stacks per slot, at most
+            # max_bytes / PAGE slots, a page of rounding per arena).
+            reserve += ga_round_up(max_bytes // PAGE * 2 * sizeof(ga_stack_t), PAGE) + max_arenas * PAGE
         base = ga_reserve(NULL, reserve)
         if base == NULL:
             raise _reservation_error(reserve, strerror(errno).decode(), max_bytes,
@@ -402,6 +416,9 @@ cdef class Pool:
             e = &self.table[c.avail[c.navail - 1]]
             result = ga_alloc(&(<Arena>e.arena).a, nbytes, zero, raw, -1)
             if result >= 0:
+                if (<Arena>e.arena).a.stacks != NULL:
+                    # The C caller records the new ones; a Python caller none.
+                    memset(&(<Arena>e.arena).a.stacks[2 * result], 0, 2 * sizeof(ga_stack_t))
                 if e.kept:
                     e.kept = False
                     self.kept_bytes -= c.slot_size
@@ -416,11 +433,14 @@ cdef class Pool:
             c.navail -= 1
         return GA_ERR_FULL
 
-    cdef int _free_locked(self, char *address, int raw_only, ga_damage_t *damage) noexcept nogil:
+    cdef int _free_locked(self, char *address, int raw_only, ga_damage_t *damage,
+                          const ga_stack_t *stack=NULL) noexcept nogil:
         """Free the block at address through the core: its result code.
 
         ``raw_only`` refuses (GA_ERR_OWNED) blocks that a Python Buffer
         owns: C callers must not free those behind the Buffer's back.
+        ``stack``: the caller's native stack, kept as the slot's free stack
+        (under the lock: the slot may be handed out again right after).
         """
         cdef long index, slot
         cdef pool_arena_t *e
@@ -443,6 +463,8 @@ cdef class Pool:
                 self.corruptions += 1
             c = &self.classes[e.cls]
             slot = ga_slot_of(a, address)
+            if stack != NULL:
+                ga_stacks_record(a, slot, 1, stack)
             if c.slot_size >= LARGE_SLOT and not a.uaf and a.slots[slot].state == GA_SLOT_FREE:
                 # A dedicated arena keeps its address range for the next
                 # block of its class, and its memory within the budget.
@@ -473,10 +495,13 @@ cdef class Pool:
         cdef long slot
         cdef void *arena = NULL
         cdef ga_arena_t *a
+        cdef ga_stack_t stack
         if nbytes == 0:
             nbytes = 1    # a unique pointer, like malloc(0)
         if nbytes > MAX_BLOCK:
             return NULL
+        if self.native_stacks:
+            ga_stack_capture(&stack)   # before the lock: unwinding is the slow part
         cls = ga_class_of(nbytes, PAGE)
         pthread_mutex_lock(&self.lock)
         slot = self._take(cls, nbytes, zero, True, &arena)
@@ -488,6 +513,8 @@ cdef class Pool:
         if slot < 0:
             self.refused += 1   # a statistic: a lost update is harmless
             return NULL
+        if self.native_stacks:
+            ga_stacks_record(&(<Arena>arena).a, slot, 0, &stack)   # the slot is ours
         return ga_block_start(&(<Arena>arena).a, slot)
 
     cdef void _schedule_growth(self, int cls) noexcept nogil:
@@ -542,9 +569,13 @@ cdef class Pool:
         return moved
 
     cdef int free_ptr(self, void *ptr, ga_damage_t *damage) noexcept nogil:
+        cdef ga_stack_t stack
         damage.damaged = 0
         if not self.owns_ptr(ptr):
             return GA_ERR_FOREIGN
+        if self.native_stacks:
+            ga_stack_capture(&stack)
+            return self._free_locked(<char *>ptr, True, damage, &stack)
         return self._free_locked(<char *>ptr, True, damage)
 
     cdef bint owns_ptr(self, const void *ptr) noexcept nogil:
@@ -566,6 +597,18 @@ cdef class Pool:
                 nbytes = a.slots[slot].nbytes
         pthread_mutex_unlock(&self.lock)
         return nbytes
+
+    cdef ga_arena_t *arena_of(self, const void *ptr) noexcept nogil:
+        cdef long index
+        cdef ga_arena_t *a = NULL
+        if not self.owns_ptr(ptr):
+            return NULL
+        pthread_mutex_lock(&self.lock)
+        index = self._find(<const char *>ptr) if not self.is_closed else -1
+        if index >= 0:
+            a = &(<Arena>self.table[index].arena).a
+        pthread_mutex_unlock(&self.lock)
+        return a
 
     # -- growth (GIL held, lock not held) -------------------------------------
 
@@ -597,6 +640,8 @@ cdef class Pool:
                 if self.mapped_bytes < self.max_bytes_ else 0
             slots = c.next_slots if c.next_slots <= budget else <uint32_t>budget
             footprint = ga_anonymous_mapping_size(slot_size, slots, self.guard_size, self.uaf, PAGE)
+            if self.native_stacks:
+                footprint += ga_stacks_table_size(slots, PAGE)
             if slots == 0:
                 problem = 2
             elif footprint > <size_t>(self.reserve_end - self.bump):
@@ -632,7 +677,8 @@ cdef class Pool:
         if options.quarantine is not None and options.quarantine > slots:
             options = options.replace(quarantine=slots)   # the quarantine is per arena
         try:
-            arena = new_pooled_arena(place, slot_size, slots, options, _free_hook, <void *>self)
+            arena = new_pooled_arena(place, slot_size, slots, options, _free_hook, <void *>self,
+                                     self.native_stacks)
             if self.hugepages and slot_size >= HUGEPAGE_MIN_SLOT:
                 _ask_hugepages(&arena.a)
             self._add_arena(arena, cls, slots)

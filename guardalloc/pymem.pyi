@@ -8,6 +8,7 @@ from guardalloc.pool import Pool
 from guardalloc.stats import PymemStats
 
 DOMAIN_NAMES: tuple[str, str, str]
+NATIVE_STACKS_MIN_RATE: int
 
 def install(
     sample_rate: int = 5000,
@@ -19,6 +20,7 @@ def install(
     alignment: int = 16,
     uaf: bool = False,
     guard_pages: int = 1,
+    native_stacks: bool | None = None,
 ) -> None: ...
 def uninstall() -> bool: ...
 def state() -> Literal["sampling", "draining", "off"]: ...

@@ -34,6 +34,7 @@ from cpython.ref cimport Py_INCREF
 
 from guardalloc._core cimport (
     GA_ERR_CORRUPT, GA_ERR_SYSCALL, GA_OK, ga_damage_t, ga_report_bad_free, ga_report_corruption,
+    ga_stacks_skip_library,
 )
 from guardalloc.pool cimport GROW_NEVER, GROW_PENDING, Pool
 
@@ -133,7 +134,7 @@ cdef void *_pool_ptr = NULL          # borrowed: _pool holds it
 cdef const char *_pool_low = NULL
 cdef const char *_pool_high = NULL
 cdef Pool _pool = None
-cdef tuple _pool_options = None      # (max_bytes, alignment, uaf, guard_pages)
+cdef tuple _pool_options = None      # (max_bytes, alignment, uaf, guard_pages, native_stacks)
 cdef uint64_t _rate = 1
 cdef bint _random = False
 cdef uint64_t _seed = 0
@@ -141,10 +142,17 @@ cdef uint64_t _generation = 0       # bumped by install(): countdowns restart
 cdef bint _draining = False          # uninstalled, but guarded blocks live
 cdef bint _finish_scheduled = False
 _lock = threading.Lock()
+# From this sample_rate on, install() records native stacks by default.
+NATIVE_STACKS_MIN_RATE = 1000
 
 
 # ---------------------------------------------------------------------------
 # The hooks (no GIL in the RAW domain, no Python anywhere)
+
+# Native stacks start at the hooks' caller (PyMem_Malloc...): this module's
+# frames are left out.
+ga_stacks_skip_library(<const void *>_hook_malloc)
+
 
 cdef inline bint _should_sample(domain_t *d) noexcept nogil:
     if not d.sampling:
@@ -302,7 +310,8 @@ def _note_refusals() -> None:
 
 
 def install(sample_rate=5000, *, domains=("raw", "mem", "obj"), max_bytes=None,
-            random=False, seed=None, alignment=16, uaf=False, guard_pages=1) -> None:
+            random=False, seed=None, alignment=16, uaf=False, guard_pages=1,
+            native_stacks=None) -> None:
     """Send one allocation in ``sample_rate`` of the given domains to guarded
     slots; everything else goes to the allocators installed before.
 
@@ -323,6 +332,12 @@ def install(sample_rate=5000, *, domains=("raw", "mem", "obj"), max_bytes=None,
             relies on aligned memory).
         uaf: guard freed blocks too (use-after-free faults).
         guard_pages: guard pages after (and before) each block.
+        native_stacks: keep the native stack (the C caller of PyMem_Malloc,
+            PyObject_Malloc...) of each guarded block's allocation and free
+            for fault reports. Only guarded requests pay for it (a few
+            microseconds each: unwinding); None (the default) records them
+            when ``sample_rate`` is at least 1000, where that cost is lost
+            in the noise (bench/bench_pymem.py).
 
     The pool is made by the first install() and reused by later ones; one
     with other pool options (max_bytes, alignment, uaf, guard_pages) gets a
@@ -359,6 +374,9 @@ def install(sample_rate=5000, *, domains=("raw", "mem", "obj"), max_bytes=None,
     alignment = check_int("alignment", alignment, 1)
     uaf = check_bool("uaf", uaf)
     guard_pages = check_int("guard_pages", guard_pages, 1)
+    native_stacks = check_bool("native_stacks", native_stacks, none_ok=True)
+    if native_stacks is None:
+        native_stacks = sample_rate >= NATIVE_STACKS_MIN_RATE
     with _lock:
         for i in range(3):
             if _domains[i].hooked and not _is_ours(i):
@@ -367,12 +385,13 @@ def install(sample_rate=5000, *, domains=("raw", "mem", "obj"), max_bytes=None,
                     f"{DOMAIN_NAMES[i]} domain (tracemalloc?): remove it first")
         if max_bytes is None:
             max_bytes = default_max_bytes(guard_pages)
-        options = (max_bytes, alignment, uaf, guard_pages)
+        options = (max_bytes, alignment, uaf, guard_pages, native_stacks)
         if _pool is None or (_pool_options != options and _pool.live == 0
                              and not any(_domains[i].hooked for i in range(3))):
             try:
                 new_pool = _PoolClass(max_bytes=max_bytes, alignment=alignment, uaf=uaf,
-                                      guard_pages=guard_pages, grow="pending")
+                                      guard_pages=guard_pages, grow="pending",
+                                      native_stacks=native_stacks)
             except AddressSpaceError as exc:
                 raise exc.instead("guardalloc.pymem.install()") from None
             # Most objects fit in a page or two: have those classes ready.

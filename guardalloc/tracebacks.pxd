@@ -9,6 +9,8 @@ from guardalloc._core cimport ga_arena_t
 # Whether an allocator whose own choice is `choice` (True, False or None:
 # the process default) records tracebacks.
 cdef bint wants_traces(object choice)
+# The process default (enable_tracebacks()), readable without the GIL.
+cdef bint tracebacks_default() noexcept nogil
 # Render the caller's Python stack into the slot's allocation (or free)
 # entry; recording an allocation drops the slot's stale free traceback.
 cdef int record_trace(ga_arena_t *a, uint32_t slot, bint at_free) except -1

@@ -64,6 +64,10 @@ def get_tracebacks() -> bool:
     return _default
 
 
+cdef bint tracebacks_default() noexcept nogil:
+    return _default
+
+
 cdef bint wants_traces(object choice):
     return _default if choice is None else choice is True
 

@@ -21,7 +21,7 @@ import guardalloc
 ROOT = Path(__file__).resolve().parent.parent
 CORE_DIR = ROOT / "guardalloc" / "_c"
 TEST_DIR = ROOT / "tests" / "c"
-CORE_SOURCES = [CORE_DIR / name for name in ("core.c", "guards.c", "faults.c")]
+CORE_SOURCES = [CORE_DIR / name for name in ("core.c", "guards.c", "faults.c", "stacks.c")]
 BACKENDS = ["madvise", "mprotect"] if guardalloc.support().anonymous else ["mprotect"]
 CFLAGS = ["-std=c11", "-O1", "-g", "-Wall", "-Wextra", "-Wno-missing-field-initializers", "-Werror"]
 
@@ -47,7 +47,7 @@ def build(tmp_path_factory):
         program = out / source.stem
         if not program.exists():
             proc = subprocess.run([*compiler, *CFLAGS, f"-I{CORE_DIR}", f"-I{TEST_DIR}", str(source),
-                                   *map(str, CORE_SOURCES), "-lpthread", "-o", str(program)],
+                                   *map(str, CORE_SOURCES), "-lpthread", "-lgcc_s", "-ldl", "-o", str(program)],
                                   capture_output=True, text=True, timeout=300)
             assert proc.returncode == 0, proc.stderr
         return program

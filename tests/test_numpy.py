@@ -73,8 +73,10 @@ def test_bad_alignment_is_refused(alignment, error):
 
 
 def test_bad_options_are_refused():
-    with pytest.raises(ValueError, match="tracebacks"):
-        gnp.guarded(tracebacks=True)
+    with pytest.raises(TypeError, match="native_stacks"):
+        gnp.guarded(native_stacks="yes")
+    with pytest.raises(TypeError, match="tracebacks"):
+        gnp.guarded(tracebacks="yes")
     with pytest.raises(TypeError, match="fallback"):
         gnp.guarded(fallback="yes")
     with pytest.raises(TypeError, match="hashable"):

@@ -15,7 +15,6 @@
  * disposition that was installed before it, unchanged.
  */
 #define _GNU_SOURCE
-#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -29,6 +28,7 @@
 #include "faults.h"
 #include "guards.h"
 #include "options.h"
+#include "stacks.h"
 
 #define GA_CHUNK 1024
 #define GA_CHUNKS 256
@@ -475,53 +475,38 @@ static void ga_json_report(int sig, int si_code, const ga_arena_t *a, const char
  * The report. */
 
 
-static ga_stack_writer_t ga_stack_writer;
-
-void ga_set_stack_writer(ga_stack_writer_t writer)
-{
-    ga_stack_writer = writer;
-}
-
 /* "0x7f..: function+0x1c (/lib/libfoo.so)" for one code address. */
 static void ga_put_frame(ga_line_t *line, const void *pc)
 {
-    Dl_info info;
-    ga_put_ptr(line, pc);
-    if (dladdr(pc, &info) == 0 || info.dli_fname == NULL) {
-        ga_put(line, " (no symbol)");
-        return;
-    }
-    ga_put(line, ": ");
-    if (info.dli_sname != NULL) {
-        ga_put(line, info.dli_sname);
-        ga_put(line, "+");
-        ga_put_hex(line, (unsigned long long)((const char *)pc - (const char *)info.dli_saddr));
-    } else {
-        ga_put(line, "?+");
-        ga_put_hex(line, (unsigned long long)((const char *)pc - (const char *)info.dli_fbase));
-    }
-    ga_put(line, " (");
-    ga_put(line, info.dli_fname[0] ? info.dli_fname : "the program");
-    ga_put(line, ")");
+    char frame[1024];
+    ga_stack_format_frame(pc, frame, sizeof(frame));
+    ga_put(line, frame);
 }
 
-void ga_write_frames(const char *title, void *const *pcs, size_t n)
+/* One line per return address of a recorded stack:
+ *     #0 0x7f...: function+0x1c (/lib/libfoo.so) */
+static void ga_put_stack(ga_line_t *line, const ga_stack_t *s)
+{
+    size_t i, n = s != NULL ? ga_stack_len(s) : 0;
+    for (i = 0; i < n; i++) {
+        ga_put(line, "    #");
+        ga_put_dec(line, i);
+        ga_put(line, " ");
+        /* A return address points after the call: look up the call. */
+        ga_put_frame(line, (const char *)s->pc[i] - 1);
+        ga_put(line, "\n");
+    }
+}
+
+void ga_write_stack(const char *title, const ga_stack_t *s)
 {
     ga_line_t line;
-    size_t i;
     line.len = 0;
     line.fd = __atomic_load_n(&ga_text_fd, __ATOMIC_RELAXED);
     line.json = 0;
     ga_put(&line, title);
-    ga_put(&line, n == 0 ? " (no stack recorded)\n" : "\n");
-    for (i = 0; i < n; i++) {
-        ga_put(&line, "    #");
-        ga_put_dec(&line, i);
-        ga_put(&line, " ");
-        /* A return address points after the call: look up the call. */
-        ga_put_frame(&line, (const char *)pcs[i] - 1);
-        ga_put(&line, "\n");
-    }
+    ga_put(&line, s == NULL || ga_stack_len(s) == 0 ? " (no stack recorded)\n" : "\n");
+    ga_put_stack(&line, s);
     ga_flush(&line);
 }
 
@@ -571,16 +556,20 @@ void ga_report_slot_error(const char *what, const void *ptr, const ga_arena_t *a
     ga_flush(&line);
 }
 
+/* A slot's allocation (freed = 0) or free stacks under title: its Python
+ * traceback, then its native stack (title + " (native)" after a Python
+ * one); "(not recorded: ...)" when it has neither. */
 static void ga_put_trace(ga_line_t *line, const ga_arena_t *a, const char *title, char **table,
                          long slot, int freed)
 {
     const char *trace = table != NULL ? table[slot] : NULL;
-    if (trace == NULL && ga_stack_writer != NULL) {
-        ga_flush(line);
-        if (ga_stack_writer(a, slot, freed))
-            return;
-    }
+    const ga_stack_t *native = ga_stacks_of(a, slot, freed);
     ga_put(line, title);
+    if (trace == NULL && native != NULL) {
+        ga_put(line, "\n");
+        ga_put_stack(line, native);
+        return;
+    }
     if (trace == NULL) {
         ga_put(line, " (not recorded: ");
         ga_put(line, a->untraced_hint != NULL ? a->untraced_hint
@@ -590,6 +579,13 @@ static void ga_put_trace(ga_line_t *line, const ga_arena_t *a, const char *title
     }
     ga_put(line, "\n");
     ga_put(line, trace);
+    if (native != NULL) {
+        size_t i;
+        for (i = 0; title[i] != '\0' && title[i + 1] != '\0'; i++)   /* the title less its ':' */
+            ga_put_byte(line, title[i]);
+        ga_put(line, " (native):\n");
+        ga_put_stack(line, native);
+    }
 }
 
 static void ga_put_neighbour(ga_line_t *line, const ga_arena_t *a, long i, int state)
@@ -804,6 +800,26 @@ static void ga_json_dec(ga_line_t *line, const char *key, unsigned long long v)
     ga_put_dec(line, v);
 }
 
+/* A recorded native stack as an array of frames ("0x..: function+0x1c
+ * (library)", innermost first), or null. */
+static void ga_json_stack(ga_line_t *line, const ga_stack_t *s)
+{
+    size_t i, n = s != NULL ? ga_stack_len(s) : 0;
+    if (n == 0) {
+        ga_put(line, "null");
+        return;
+    }
+    ga_put(line, "[");
+    for (i = 0; i < n; i++) {
+        ga_put(line, i ? ",\"" : "\"");
+        line->json = 1;
+        ga_put_frame(line, (const char *)s->pc[i] - 1);
+        line->json = 0;
+        ga_put(line, "\"");
+    }
+    ga_put(line, "]");
+}
+
 /* A slot's recorded traceback, or null. */
 static const char *ga_trace_of(char **table, long slot)
 {
@@ -883,7 +899,21 @@ static void ga_json_report(int sig, int si_code, const ga_arena_t *a, const char
     ga_put(&line, "{\"allocated\":");
     ga_json_value(&line, ga_trace_of(a->alloc_trace, f->slot));
     ga_json_str(&line, "freed", ga_trace_of(f->kind == GA_KIND_UAF ? a->free_trace : NULL, f->slot));
+    ga_json_key(&line, "allocated_native");
+    ga_json_stack(&line, ga_stacks_of(a, f->slot, 0));
+    ga_json_key(&line, "freed_native");
+    ga_json_stack(&line, f->kind == GA_KIND_UAF ? ga_stacks_of(a, f->slot, 1) : NULL);
     ga_put(&line, "}");
+    ga_json_key(&line, "faulting_instruction");
+    if (pc != NULL) {
+        ga_put(&line, "\"");
+        line.json = 1;
+        ga_put_frame(&line, pc);
+        line.json = 0;
+        ga_put(&line, "\"");
+    } else {
+        ga_put(&line, "null");
+    }
     if (clock_gettime(CLOCK_REALTIME, &now) == 0) {
         char ms[4] = {(char)('0' + now.tv_nsec / 100000000), (char)('0' + now.tv_nsec / 10000000 % 10),
                       (char)('0' + now.tv_nsec / 1000000 % 10), 0};
@@ -1075,6 +1105,17 @@ static const void *ga_fault_pc(const void *ucontext)
 #endif
 }
 
+/* The faulting instruction. From the kernel: the signal context's. Passed
+ * on by a handler installed above ours (faulthandler enabled after
+ * guardalloc: it dumps its traceback, puts ours back and raise()s), the
+ * context is that of raise() inside that handler; the fault's own context
+ * is one signal frame further up this thread's stack: the unwinder finds
+ * it (the first signal frame is raise()'s, the second the fault's). */
+static const void *ga_faulting_pc(int from_kernel, const void *ucontext)
+{
+    return from_kernel ? ga_fault_pc(ucontext) : ga_stack_interrupted_pc(2);
+}
+
 static void ga_handler(int sig, siginfo_t *info, void *ucontext)
 {
     int saved_errno = errno;
@@ -1109,13 +1150,12 @@ static void ga_handler(int sig, siginfo_t *info, void *ucontext)
         if (first) {
             ga_mark_reported(a, &f);
             ga_report(sig, info->si_code, a, addr, ga_access(ucontext), &f, 1,
-                      from_kernel ? ga_fault_pc(ucontext) : NULL);
+                      ga_faulting_pc(from_kernel, ucontext));
         }
         errno = saved_errno;
         return;
     }
-    ga_report(sig, info->si_code, a, addr, ga_access(ucontext), &f, 0,
-              from_kernel ? ga_fault_pc(ucontext) : NULL);
+    ga_report(sig, info->si_code, a, addr, ga_access(ucontext), &f, 0, ga_faulting_pc(from_kernel, ucontext));
     /* Die as without us: the previous disposition (faulthandler, a host's
      * handler, or SIG_DFL) meets the fault again when the access re-executes
      * (or the signal, raised again: it stays pending until we return). It

@@ -6,6 +6,7 @@
 #define GUARDALLOC_FAULTS_H
 
 #include "layout.h"
+#include "stacks.h"
 
 /* Make an arena visible to the fault handler. Returns 0, or -1 when the
  * registry is full (GA_MAX_ARENAS) or out of memory. Not async-signal-safe;
@@ -47,24 +48,14 @@ void ga_report_corruption(const void *ptr, const ga_damage_t *damage);
  * Async-signal-safe. */
 void ga_report_bad_free(const char *who, const char *what, const void *ptr);
 
-/* Native stacks (the malloc library's per-slot stacks; symbolized here, at
- * report time, with dladdr(3)). */
-
-/* Writes a slot's recorded allocation (freed = 0) or free (1) stack under
- * its title and returns 1, or returns 0 when the arena is not its own. */
-typedef int (*ga_stack_writer_t)(const ga_arena_t *a, long slot, int freed);
-
-/* The fault report asks this writer for the stacks of arenas that record no
- * Python tracebacks. One writer per process (the native heap's). */
-void ga_set_stack_writer(ga_stack_writer_t writer);
-
-/* `title` then one line per return address on stderr:
+/* `title` then one line per frame of a recorded native stack (stacks.h)
+ * on the text report's descriptor:
  *     #0 0x7f...: function+0x1c (/lib/libfoo.so)
- * dladdr() is not on POSIX's async-signal-safe list: glibc's reads the
- * loader's tables under its recursive loader lock, without malloc, so it is
- * only unsafe in a fault that hits while that thread holds the lock (inside
- * dlopen); the trade-off is made for readable reports. */
-void ga_write_frames(const char *title, void *const *pcs, size_t n);
+ * "(no stack recorded)" after the title when s is NULL or empty. The fault
+ * report writes an arena's per-slot stacks itself (ga_arena_t.stacks); this
+ * is for reports made outside the handler (the heap's bad frees). Symbols
+ * come from dladdr(): see ga_stack_format_frame. */
+void ga_write_stack(const char *title, const ga_stack_t *s);
 
 /* One line on stderr: `what` ("double-free", "invalid-free") of ptr, the
  * slot and buffer it falls in (a may be NULL: outside every arena).

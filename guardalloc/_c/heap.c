@@ -4,7 +4,8 @@
  * Layout: one PROT_NONE reservation; each arena is mapped read-write at the
  * next free address inside it ("bump"), so arenas sit in address order and
  * the table of arenas is sorted (free() finds its arena by binary search).
- * An arena's mapping is [guards and slots][core tables][stack table]; its
+ * An arena's mapping is [guards and slots][core tables][meta][stack table
+ * (stacks.h)]; its
  * descriptor lives in a static table (no malloc anywhere in here except the
  * fault registry's, which the library routes to the next allocator).
  *
@@ -15,17 +16,16 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <link.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unwind.h>
 #include <unistd.h>
 #include "classes.h"
 #include "core.h"
 #include "faults.h"
 #include "guards.h"
 #include "heap.h"
+#include "stacks.h"
 
 #define GA_HEAP_MAX_ARENAS 16384
 #define GA_FIRST_ARENA ((size_t)1 << 20)
@@ -34,13 +34,9 @@
 #define GA_MAX_ARENA_BYTES ((size_t)1 << 30)
 #define GA_LARGE_SLOT ((size_t)1 << 20)
 
+/* What the heap keeps per slot besides the core's ga_slot_t (and its
+ * stacks, in the arena's stack table). */
 typedef struct {
-    void *pc[GA_STACK_DEPTH];   /* zero-terminated when shorter */
-} ga_stack_t;
-
-/* What the heap keeps per slot besides the core's ga_slot_t. */
-typedef struct {
-    ga_stack_t alloc, free;
     /* Bytes between the end of the block's padding and the guard: an
      * aligned block (posix_memalign...) whose size is not a multiple of
      * its alignment cannot end at the guard; these bytes hold the slack
@@ -72,81 +68,6 @@ static ga_heap_arena_t ga_arenas[GA_HEAP_MAX_ARENAS];
 static uint32_t ga_narenas;
 static ga_heap_class_t ga_classes[GA_NCLASSES];
 static ga_heap_stats_t ga_counts;
-/* The library's own code: leading frames inside it are not captured. */
-static uintptr_t ga_text_lo, ga_text_hi;
-
-/* -- stacks --------------------------------------------------------------- */
-
-typedef struct {
-    ga_stack_t *out;
-    int n;
-} ga_unwind_t;
-
-static _Unwind_Reason_Code ga_unwind_one(struct _Unwind_Context *ctx, void *arg)
-{
-    ga_unwind_t *u = arg;
-    uintptr_t ip = (uintptr_t)_Unwind_GetIP(ctx);
-    if (ip == 0)
-        return _URC_END_OF_STACK;
-    if (u->n == 0 && ip >= ga_text_lo && ip < ga_text_hi)
-        return _URC_NO_REASON;   /* malloc itself and the heap */
-    u->out->pc[u->n++] = (void *)ip;
-    return u->n == GA_STACK_DEPTH ? _URC_END_OF_STACK : _URC_NO_REASON;
-}
-
-/* The caller's native stack (outside this library). Called without the
- * heap's lock: unwinding is the slow part. */
-static void ga_capture(ga_stack_t *out)
-{
-    ga_unwind_t u = {out, 0};
-    memset(out, 0, sizeof(*out));
-    _Unwind_Backtrace(ga_unwind_one, &u);
-}
-
-static int ga_find_text(struct dl_phdr_info *info, size_t size, void *arg)
-{
-    uintptr_t self = (uintptr_t)arg;
-    int i;
-    (void)size;
-    for (i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
-        if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X) && self >= lo && self < lo + ph->p_memsz) {
-            ga_text_lo = lo;
-            ga_text_hi = lo + ph->p_memsz;
-            return 1;
-        }
-    }
-    return 0;
-}
-
-static size_t ga_stack_len(const ga_stack_t *s)
-{
-    size_t n = 0;
-    while (n < GA_STACK_DEPTH && s->pc[n] != NULL)
-        n++;
-    return n;
-}
-
-static ga_heap_arena_t *ga_heap_arena_of(const ga_arena_t *a)
-{
-    const char *p = (const char *)a;
-    if (p < (const char *)ga_arenas || p >= (const char *)(ga_arenas + GA_HEAP_MAX_ARENAS))
-        return NULL;
-    return (ga_heap_arena_t *)a;
-}
-
-/* faults.c's stack writer for heap arenas: the slot's recorded stack. */
-static int ga_write_slot_stack(const ga_arena_t *a, long slot, int freed)
-{
-    ga_heap_arena_t *e = ga_heap_arena_of(a);
-    const ga_stack_t *s;
-    if (e == NULL || slot < 0 || (uint32_t)slot >= a->nslots)
-        return 0;
-    s = freed ? &e->meta[slot].free : &e->meta[slot].alloc;
-    ga_write_frames(freed ? "  freed at:" : "  allocated at:", s->pc, ga_stack_len(s));
-    return 1;
-}
 
 /* -- fork ------------------------------------------------------------------ */
 
@@ -176,7 +97,7 @@ int ga_heap_init(const ga_options_t *options)
     }
     /* Worst case one page slots: a guard page and the bookkeeping per slot. */
     per_slot = ga_page + sizeof(ga_slot_t) + 3 * sizeof(uint32_t) + 2 * sizeof(char *)
-        + sizeof(ga_slot_meta_t);
+        + sizeof(ga_slot_meta_t) + 2 * sizeof(ga_stack_t);
     reserve = ga_round_up(options->max_bytes, ga_page) / ga_page * (ga_page + per_slot)
         + (size_t)GA_HEAP_MAX_ARENAS * 3 * ga_page;
     reserve = ga_round_up(reserve, ga_page);
@@ -185,8 +106,8 @@ int ga_heap_init(const ga_options_t *options)
         return -1;
     ga_heap_start = ga_bump = base;
     ga_heap_end = ga_heap_start + reserve;
-    dl_iterate_phdr(ga_find_text, (void *)(uintptr_t)&ga_capture);
-    ga_set_stack_writer(ga_write_slot_stack);
+    /* Captured stacks start at malloc's caller, not inside this library. */
+    ga_stacks_skip_library((const void *)&ga_heap_alloc);
     pthread_atfork(ga_prefork, ga_postfork_parent, ga_postfork_child);
     return 0;
 }
@@ -197,7 +118,7 @@ static int ga_grow(int cls)
     ga_heap_class_t *c = &ga_classes[cls];
     ga_heap_arena_t *e;
     ga_arena_t *a;
-    size_t guard = ga_page, slots_size, tables, stacks, total, budget;
+    size_t guard = ga_page, slots_size, tables, meta, stacks, total, budget;
     uint32_t n = c->next_slots;
     if (ga_narenas == GA_HEAP_MAX_ARENAS || ga_counts.mapped_bytes >= ga_opts.max_bytes)
         return -1;
@@ -208,8 +129,9 @@ static int ga_grow(int cls)
         n = (uint32_t)budget;
     slots_size = ga_slots_size(c->slot_size, n, guard);
     tables = ga_round_up(ga_bookkeeping_size(n, ga_opts.uaf), sizeof(void *));
-    stacks = (size_t)n * sizeof(ga_slot_meta_t);
-    total = slots_size + ga_round_up(tables + stacks, ga_page);
+    meta = ga_round_up((size_t)n * sizeof(ga_slot_meta_t), sizeof(void *));
+    stacks = ga_stacks_table_size(n, ga_page);
+    total = slots_size + ga_round_up(tables + meta, ga_page) + stacks;
     if (total > (size_t)(ga_heap_end - ga_bump))
         return -1;
     if (ga_map_anonymous(ga_bump, total) == NULL)
@@ -230,8 +152,10 @@ static int ga_grow(int cls)
     a->uaf = ga_opts.uaf;
     a->batched = ga_backend == GA_BACKEND_MADVISE;
     a->quarantine_limit = ga_opts.quarantine > n ? n : (uint32_t)ga_opts.quarantine;
+    a->untraced_hint = "native_stacks=0 in GUARDALLOC_OPTIONS";
     ga_arena_attach(a, a->base + slots_size);
     e->meta = (ga_slot_meta_t *)(a->base + slots_size + tables);
+    a->stacks = (ga_stack_t *)(a->base + total - stacks);
     e->cls = cls;
     if (ga_arena_guard_all(a) != 0 || ga_register_arena(a) != 0) {
         ga_reserve(ga_bump, total);   /* back to the reservation */
@@ -269,7 +193,8 @@ void *ga_heap_alloc(size_t nbytes, size_t alignment, int zero)
         goto refused;
     cls = ga_class_of(want, ga_page);
     c = &ga_classes[cls];
-    ga_capture(&stack);
+    if (ga_opts.native_stacks)
+        ga_stack_capture(&stack);
     pthread_mutex_lock(&ga_lock);
     for (;;) {
         if (c->avail < 0 && ga_grow(cls) < 0)
@@ -299,8 +224,10 @@ void *ga_heap_alloc(size_t nbytes, size_t alignment, int zero)
     } else {
         e->meta[slot].tail = 0;
     }
-    e->meta[slot].alloc = stack;
-    memset(&e->meta[slot].free, 0, sizeof(ga_stack_t));
+    if (ga_opts.native_stacks)
+        ga_stacks_record(&e->a, slot, 0, &stack);
+    else
+        memset(&e->a.stacks[2 * slot], 0, 2 * sizeof(ga_stack_t));
     ga_counts.allocations++;
     ga_counts.live++;
     p = ga_block_start(&e->a, slot);
@@ -360,7 +287,10 @@ void ga_heap_free(void *ptr)
     int code;
     size_t tail_damage, tail_first = 0;
     char *p = ptr;
-    ga_capture(&stack);
+    if (ga_opts.native_stacks)
+        ga_stack_capture(&stack);
+    else
+        memset(&stack, 0, sizeof(stack));
     pthread_mutex_lock(&ga_lock);
     e = ga_find(p);
     slot = e != NULL ? ga_live_slot_at(&e->a, p) : -1;
@@ -376,7 +306,7 @@ void ga_heap_free(void *ptr)
     if (code == GA_OK || code == GA_ERR_CORRUPT || code == GA_ERR_SYSCALL) {
         ga_counts.frees++;
         ga_counts.live--;
-        e->meta[slot].free = stack;
+        ga_stacks_record(&e->a, slot, 1, &stack);
         c = &ga_classes[e->cls];
         if (c->slot_size >= GA_LARGE_SLOT && !e->a.uaf && e->a.slots[slot].state == GA_SLOT_FREE
                 && ga_discard(ga_slot_start(&e->a, (size_t)slot), e->a.slot_size) == 0)
@@ -392,21 +322,19 @@ void ga_heap_free(void *ptr)
         return;
     if (code == GA_ERR_CORRUPT) {
         ga_report_corruption(p, &damage);
-        ga_write_slot_stack(&e->a, slot, 0);
-        ga_write_frames("  freed at:", stack.pc, ga_stack_len(&stack));
+        ga_write_stack("  allocated at:", ga_stacks_of(&e->a, slot, 0));
+        ga_write_stack("  freed at:", &stack);
         ga_fatal();
         return;
     }
     /* Double or invalid free: name the slot, show every stack we have. */
     ga_report_slot_error(code == GA_ERR_DOUBLE ? "double-free" : "invalid-free", p,
                          e != NULL ? &e->a : NULL, slot);
-    ga_write_frames("  this free:", stack.pc, ga_stack_len(&stack));
+    ga_write_stack("  this free:", &stack);
     if (e != NULL && slot >= 0) {
-        ga_write_slot_stack(&e->a, slot, 0);
-        if (code == GA_ERR_DOUBLE) {
-            const ga_stack_t *s = &e->meta[slot].free;
-            ga_write_frames("  first freed at:", s->pc, ga_stack_len(s));
-        }
+        ga_write_stack("  allocated at:", ga_stacks_of(&e->a, slot, 0));
+        if (code == GA_ERR_DOUBLE)
+            ga_write_stack("  first freed at:", ga_stacks_of(&e->a, slot, 1));
     }
     ga_fatal();
 }

@@ -6,8 +6,9 @@
  * preloadable library (malloc.c), which decides what is sampled.
  *
  * Every slot keeps the native stacks of its last allocation and free (a few
- * return addresses each, captured with libgcc's unwinder) in the arena's own
- * mapping; they are symbolized only when a report is written.
+ * return addresses each, stacks.h: the core's one capture and symbolization)
+ * in the arena's own mapping; they are symbolized only when a report is
+ * written.
  */
 #ifndef GUARDALLOC_HEAP_H
 #define GUARDALLOC_HEAP_H
@@ -15,9 +16,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "options.h"
-
-/* Return addresses kept per stack (allocation, free). */
-#define GA_STACK_DEPTH 8
 
 typedef struct ga_heap_stats {
     uint64_t allocations;   /* guarded blocks handed out                     */

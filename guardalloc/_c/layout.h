@@ -114,6 +114,9 @@ typedef struct ga_arena {
     /* What the report says where a slot has no traceback: how to get one
      * for this kind of block (the front end that made the arena knows). */
     const char *untraced_hint;
+    /* Native allocation and free stacks, two per slot (stacks.h), or NULL
+     * when the arena records none. */
+    struct ga_stack *stacks;
     /* Updated by the fault handler in continue mode. */
     volatile uint64_t faults_continued;
 

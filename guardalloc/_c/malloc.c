@@ -131,6 +131,9 @@ static void ga_initialise(void)
     if (ga_options_parse(text, &ga_opts, err, sizeof(err)) != 0)
         ga_die_bad_options(err);
     if (ga_opts.sample_rate > 0 && ga_heap_init(&ga_opts) == 0) {
+        /* JSON reports (docs/report-schema.json) beside the text one; in a
+         * Python process guardalloc.faults reads the same option again. */
+        ga_set_report_path(ga_opts.log_path);
         ga_reports_enable();
         ga_guarding = 1;
     }

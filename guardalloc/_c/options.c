@@ -33,6 +33,8 @@ const ga_option_t ga_option_table[] = {
      "sample at random (probability 1/sample_rate) instead of every N-th"},
     {"align", GA_OPT_CHOICE, GA_FIELD(align), "right", 0, 0, ga_align_choices,
      "right: blocks end at the guard (overflows); left: start after it; random: either"},
+    {"native_stacks", GA_OPT_BOOL, GA_FIELD(native_stacks), "1", 0, 1, NULL,
+     "record each guarded block's native allocation and free stacks for reports"},
     {"log_path", GA_OPT_STRING, GA_FIELD(log_path), "", 0, GA_LOG_PATH_MAX, NULL,
      "write a JSON report per fault to this file; %p becomes the process id"},
     {NULL, GA_OPT_BOOL, 0, NULL, 0, 0, NULL, NULL},

@@ -34,6 +34,7 @@ typedef struct ga_options {
     int on_fault;          /* GA_ON_FAULT_*                                     */
     int random;            /* 1: sample at random instead of every N-th        */
     int align;             /* GA_ALIGN_*: where a block sits in its slot        */
+    int native_stacks;     /* 1: keep each block's alloc/free native stacks     */
     char log_path[GA_LOG_PATH_MAX + 1]; /* JSON reports; %p: pid; "" = none    */
 } ga_options_t;
 

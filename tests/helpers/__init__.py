@@ -51,3 +51,9 @@ def pool_stress(pool, iterations: int, seed: int, max_nbytes: int = 65536) -> in
     """Random malloc/calloc/realloc/free_ptr calls through ``pool``'s C
     interface without the GIL; how many checks failed (0 unless it is broken)."""
     return load_helper("pool_stress").pool_stress(pool, iterations, seed, max_nbytes)
+
+
+def alloc_free_pairs(pool, pairs: int, nbytes: int = 64) -> int:
+    """``pairs`` malloc + free_ptr calls through ``pool``'s C interface
+    without the GIL; how many failed (0 unless it is broken or full)."""
+    return load_helper("pool_stress").alloc_free_pairs(pool, pairs, nbytes)

@@ -83,3 +83,20 @@ def pool_stress(Pool pool, Py_ssize_t iterations, uint64_t seed, size_t max_nbyt
             if blocks[i] != NULL and pool.free_ptr(blocks[i], &damage) != GA_OK:
                 failures += 1
     return failures
+
+
+def alloc_free_pairs(Pool pool, Py_ssize_t pairs, size_t nbytes) -> int:
+    """``pairs`` malloc + free_ptr calls of nbytes through the pool's C
+    interface without the GIL, one block live at a time (the cost of one
+    allocation and free as a hook pays it). Returns the pairs the pool
+    refused or failed to free (0 unless it is broken or full)."""
+    cdef Py_ssize_t i
+    cdef long failed = 0
+    cdef void *p
+    cdef ga_damage_t damage
+    with nogil:
+        for i in range(pairs):
+            p = pool.malloc(nbytes)
+            if p == NULL or pool.free_ptr(p, &damage) != GA_OK:
+                failed += 1
+    return failed

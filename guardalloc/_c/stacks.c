@@ -1,0 +1,181 @@
+/*
+ * Native stacks (see stacks.h): capture with libgcc's unwinder, the table
+ * of guardalloc's own code ranges left out of captured stacks, and the
+ * symbolization of one frame for reports.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <link.h>
+#include <stdint.h>
+#include <unwind.h>
+#include "stacks.h"
+
+#define GA_SKIP_MAX 8
+
+typedef struct {
+    uintptr_t lo, hi;
+} ga_range_t;
+
+/* Written at load time (under the GIL or the library's initialiser),
+ * read by every capture: entries are published before the count. */
+static ga_range_t ga_skip[GA_SKIP_MAX];
+static int ga_nskip;
+
+static int ga_find_segment(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    ga_range_t *r = arg;
+    uintptr_t code = r->lo;
+    int i;
+    (void)size;
+    for (i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+        if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X) && code >= lo && code < lo + ph->p_memsz) {
+            r->lo = lo;
+            r->hi = lo + ph->p_memsz;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int ga_stacks_skip_library(const void *code)
+{
+    ga_range_t r = {(uintptr_t)code, 0};
+    int i, n = __atomic_load_n(&ga_nskip, __ATOMIC_ACQUIRE);
+    for (i = 0; i < n; i++)
+        if ((uintptr_t)code >= ga_skip[i].lo && (uintptr_t)code < ga_skip[i].hi)
+            return 0;   /* known already */
+    if (n == GA_SKIP_MAX || dl_iterate_phdr(ga_find_segment, &r) == 0)
+        return -1;
+    ga_skip[n] = r;
+    __atomic_store_n(&ga_nskip, n + 1, __ATOMIC_RELEASE);
+    return 0;
+}
+
+static int ga_skipped(uintptr_t ip)
+{
+    int i, n = __atomic_load_n(&ga_nskip, __ATOMIC_ACQUIRE);
+    for (i = 0; i < n; i++)
+        if (ip >= ga_skip[i].lo && ip < ga_skip[i].hi)
+            return 1;
+    return 0;
+}
+
+typedef struct {
+    ga_stack_t *out;
+    int n;
+} ga_unwind_t;
+
+static _Unwind_Reason_Code ga_unwind_one(struct _Unwind_Context *ctx, void *arg)
+{
+    ga_unwind_t *u = arg;
+    uintptr_t ip = (uintptr_t)_Unwind_GetIP(ctx);
+    if (ip == 0)
+        return _URC_END_OF_STACK;
+    if (u->n == 0 && ga_skipped(ip))
+        return _URC_NO_REASON;   /* the allocator's own frames */
+    u->out->pc[u->n++] = (void *)ip;
+    return u->n == GA_STACK_DEPTH ? _URC_END_OF_STACK : _URC_NO_REASON;
+}
+
+void ga_stack_capture(ga_stack_t *out)
+{
+    ga_unwind_t u = {out, 0};
+    static int self_known;
+    if (!__atomic_load_n(&self_known, __ATOMIC_RELAXED)) {
+        /* This library's own frames (ga_stack_capture) are always left out. */
+        ga_stacks_skip_library((const void *)&ga_stack_capture);
+        __atomic_store_n(&self_known, 1, __ATOMIC_RELAXED);
+    }
+    memset(out, 0, sizeof(*out));
+    _Unwind_Backtrace(ga_unwind_one, &u);
+}
+
+size_t ga_stack_len(const ga_stack_t *s)
+{
+    size_t n = 0;
+    while (n < GA_STACK_DEPTH && s->pc[n] != NULL)
+        n++;
+    return n;
+}
+
+typedef struct {
+    int want, seen;
+    const void *pc;
+} ga_interrupted_t;
+
+static _Unwind_Reason_Code ga_unwind_signal(struct _Unwind_Context *ctx, void *arg)
+{
+    ga_interrupted_t *w = arg;
+    int before = 0;
+    uintptr_t ip = (uintptr_t)_Unwind_GetIPInfo(ctx, &before);
+    if (ip == 0)
+        return _URC_END_OF_STACK;
+    /* A frame interrupted by a signal: its IP is the instruction itself,
+     * not a return address (libgcc flags the frames the kernel's signal
+     * trampoline, __restore_rt, leads back to). */
+    if (before && ++w->seen == w->want) {
+        w->pc = (const void *)ip;
+        return _URC_END_OF_STACK;
+    }
+    return _URC_NO_REASON;
+}
+
+const void *ga_stack_interrupted_pc(int n)
+{
+    ga_interrupted_t w = {n, 0, NULL};
+    _Unwind_Backtrace(ga_unwind_signal, &w);
+    return w.pc;
+}
+
+/* Append s to out[*len..size-1) (cut when full). */
+static void ga_append(char *out, size_t size, size_t *len, const char *s)
+{
+    while (*s && *len + 1 < size)
+        out[(*len)++] = *s++;
+}
+
+static void ga_append_hex(char *out, size_t size, size_t *len, uintptr_t v)
+{
+    char digits[2 + 2 * sizeof(v) + 1];
+    int n = 0, i;
+    char rev[2 * sizeof(v)];
+    do {
+        rev[n++] = "0123456789abcdef"[v & 15];
+        v >>= 4;
+    } while (v);
+    digits[0] = '0';
+    digits[1] = 'x';
+    for (i = 0; i < n; i++)
+        digits[2 + i] = rev[n - 1 - i];
+    digits[2 + n] = '\0';
+    ga_append(out, size, len, digits);
+}
+
+size_t ga_stack_format_frame(const void *pc, char *out, size_t size)
+{
+    Dl_info info;
+    size_t len = 0;
+    if (size == 0)
+        return 0;
+    ga_append_hex(out, size, &len, (uintptr_t)pc);
+    if (dladdr(pc, &info) == 0 || info.dli_fname == NULL) {
+        ga_append(out, size, &len, " (no symbol)");
+    } else {
+        ga_append(out, size, &len, ": ");
+        if (info.dli_sname != NULL) {
+            ga_append(out, size, &len, info.dli_sname);
+            ga_append(out, size, &len, "+");
+            ga_append_hex(out, size, &len, (uintptr_t)((const char *)pc - (const char *)info.dli_saddr));
+        } else {
+            ga_append(out, size, &len, "?+");
+            ga_append_hex(out, size, &len, (uintptr_t)((const char *)pc - (const char *)info.dli_fbase));
+        }
+        ga_append(out, size, &len, " (");
+        ga_append(out, size, &len, info.dli_fname[0] ? info.dli_fname : "the program");
+        ga_append(out, size, &len, ")");
+    }
+    out[len] = '\0';
+    return len;
+}

@@ -1,0 +1,129 @@
+"""The native library's JSON reports (log_path, docs/report-schema.json)
+under ``guardalloc exec`` and ``run --native``, its native_stacks option,
+and the faulting instruction when faulthandler sits above its handler."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from native_support import CORPUS, build, python_argv, run_preloaded  # noqa: F401 (build: a fixture)
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from test_reports_json import validate  # noqa: E402
+
+OVERFLOW = os.path.join(CORPUS, "overflow_write.c")
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env.pop("PYTHONFAULTHANDLER", None)
+    env.pop("GUARDALLOC_OPTIONS", None)
+    return env
+
+
+def _one_report(directory, pid: int) -> dict:
+    """The one JSON report in directory, named for pid (%p expanded)."""
+    names = os.listdir(directory)
+    assert names == [f"report.{pid}.json"], names
+    with open(os.path.join(directory, names[0])) as f:
+        lines = f.read().splitlines()
+    assert len(lines) == 1
+    report = json.loads(lines[0])
+    validate(report)
+    assert report["pid"] == pid
+    return report
+
+
+def _exec(argv, env=None):
+    """guardalloc exec in a child whose own pid is the program's (exec)."""
+    proc = subprocess.Popen([sys.executable, "-m", "guardalloc", "exec", *argv],
+                            env=env or _env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate(timeout=120)
+    return proc.pid, proc.returncode, err
+
+
+@pytest.mark.parametrize("how", ["flag", "environment"])
+def test_exec_writes_a_json_report(build, tmp_path, how):
+    program = build(OVERFLOW)
+    template = str(tmp_path / "report.%p.json")
+    env = _env()
+    if how == "flag":
+        argv = ["--sample-rate", "1", "--alignment", "1", "--log-path", template, "--", program]
+    else:
+        env["GUARDALLOC_OPTIONS"] = f"log_path='{template}'"
+        argv = ["--sample-rate", "1", "--alignment", "1", "--", program]   # exec's own options keep the user's
+    pid, status, stderr = _exec(argv, env)
+    assert status == -signal.SIGSEGV, stderr   # exec: the program is the child itself
+    assert "heap-buffer-overflow WRITE" in stderr
+    report = _one_report(tmp_path, pid)
+    assert report["kind"] == "heap-buffer-overflow" and report["access"] == "WRITE"
+    assert report["signal"] == "SIGSEGV" and report["si_code"] == "SEGV_MAPERR"
+    assert report["text"] in stderr
+    # The program's own function, in the allocation stack and at the fault.
+    assert any("main+" in frame for frame in report["stacks"]["allocated_native"]), report
+    assert "overflow_write" in report["faulting_instruction"] or "main+" in report["faulting_instruction"]
+
+
+def test_run_native_writes_a_json_report(tmp_path):
+    script = tmp_path / "prog.py"
+    script.write_text("import ctypes\n"
+                      "libc = ctypes.CDLL(None)\n"
+                      "libc.malloc.restype = ctypes.c_void_p\n"
+                      "p = libc.malloc(100)\n"
+                      "ctypes.memset(p + 112, 0, 1)\n")
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "guardalloc", "run", "--native", "1",
+                             "--log-path", str(reports / "report.%p.json"), str(script)],
+                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGSEGV, stderr
+    report = _one_report(reports, proc.pid)   # run --native re-executes in place: same pid
+    assert report["kind"] == "heap-buffer-overflow"
+    assert report["stacks"]["allocated_native"]
+    assert "libc.so" in report["faulting_instruction"]
+
+
+def test_native_stacks_off(build):
+    program = build(OVERFLOW)
+    result = run_preloaded([program], "sample_rate=1:alignment=1:native_stacks=0")
+    assert result.returncode == -signal.SIGSEGV, result.stderr
+    assert "allocated at: (not recorded: native_stacks=0 in GUARDALLOC_OPTIONS)" in result.stderr
+    assert "faulting instruction:" in result.stderr   # from the signal context, not a stack
+
+
+def test_native_stacks_option_string():
+    from guardalloc import native
+
+    assert native.options_string(native_stacks=False) == "native_stacks=0"
+    with pytest.raises(TypeError, match="native_stacks"):
+        native.options_string(native_stacks=1)
+
+
+def test_faulting_instruction_under_the_library_with_faulthandler(tmp_path):
+    """-X faulthandler installs faulthandler after the library's handler (its
+    constructor runs first): faulthandler dumps the Python traceback and
+    raise()s; the report still names the faulting instruction."""
+    script = tmp_path / "prog.py"
+    script.write_text("import ctypes\n"
+                      "libc = ctypes.CDLL(None)\n"
+                      "libc.malloc.restype = ctypes.c_void_p\n"
+                      "p = libc.malloc(100)\n"
+                      "ctypes.memset(p + 112, 0, 1)\n")
+    lines = []
+    for extra in ((), ("-X", "faulthandler")):
+        proc = run_preloaded(python_argv(*extra, str(script)), "sample_rate=1")
+        assert proc.returncode == -signal.SIGSEGV, proc.stderr
+        match = re.search(r"  faulting instruction: 0x[0-9a-f]+: (.*)\n", proc.stderr)
+        assert match, proc.stderr
+        lines.append(match.group(1))
+    assert "Fatal Python error: Segmentation fault" in proc.stderr
+    assert "raised again by a handler installed later" in proc.stderr
+    assert lines[0] == lines[1] and "libc.so" in lines[0], lines
