@@ -36,7 +36,8 @@ def reports_in(directory: Path) -> list[dict]:
 def test_defaults():
     assert faults.parse_options() == {
         "sample_rate": 5000, "max_bytes": 1 << 30, "alignment": 16, "uaf": False,
-        "quarantine": 4096, "on_fault": "abort", "random": False, "align": "right", "log_path": ""}
+        "quarantine": 4096, "on_fault": "abort", "random": False, "align": "right",
+        "native_stacks": True, "log_path": ""}
     assert faults.parse_options("") == faults.parse_options(None)
     assert set(faults.option_help()) == set(faults.parse_options())
 
@@ -44,10 +45,10 @@ def test_defaults():
 def test_every_type_parses():
     options = faults.parse_options(
         "sample_rate=1:max_bytes=4G,alignment=1 uaf=yes:quarantine=64:on_fault=continue:"
-        "random=on:align=random:log_path='/var/log/a:b/guardalloc.%p.json'")
+        "random=on:align=random:native_stacks=off:log_path='/var/log/a:b/guardalloc.%p.json'")
     assert options == {
         "sample_rate": 1, "max_bytes": 4 << 30, "alignment": 1, "uaf": True, "quarantine": 64,
-        "on_fault": "continue", "random": True, "align": "random",
+        "on_fault": "continue", "random": True, "align": "random", "native_stacks": False,
         "log_path": "/var/log/a:b/guardalloc.%p.json"}
 
 
@@ -206,7 +207,8 @@ def test_test_name_and_escaping(child, tmp_path):
     validate(report)
     assert report["test"] == {"nodeid": 't.py::test_x["a\\b\n\x01"]', "phase": "call"}
     assert 'test: t.py::test_x["a\\b' in result.stderr
-    assert report["stacks"] == {"allocated": None, "freed": None}
+    assert report["stacks"] == {"allocated": None, "freed": None, "allocated_native": None,
+                                "freed_native": None}
 
 
 def test_continue_mode_writes_one_report_per_slot(child, tmp_path):

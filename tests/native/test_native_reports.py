@@ -19,6 +19,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from test_reports_json import validate  # noqa: E402
 
 OVERFLOW = os.path.join(CORPUS, "overflow_write.c")
+# A Python program whose malloc() block (under the library) overflows into
+# the guard: 100 bytes, 16-byte aligned, end at 112.
+MALLOC_OVERFLOW = """import ctypes
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+p = libc.malloc(100)
+ctypes.memset(p + 112, 0, 1)
+"""
 
 
 def _env() -> dict:
@@ -73,11 +81,7 @@ def test_exec_writes_a_json_report(build, tmp_path, how):
 
 def test_run_native_writes_a_json_report(tmp_path):
     script = tmp_path / "prog.py"
-    script.write_text("import ctypes\n"
-                      "libc = ctypes.CDLL(None)\n"
-                      "libc.malloc.restype = ctypes.c_void_p\n"
-                      "p = libc.malloc(100)\n"
-                      "ctypes.memset(p + 112, 0, 1)\n")
+    script.write_text(MALLOC_OVERFLOW)
     reports = tmp_path / "reports"
     reports.mkdir()
     proc = subprocess.Popen([sys.executable, "-m", "guardalloc", "run", "--native", "1",
@@ -112,11 +116,7 @@ def test_faulting_instruction_under_the_library_with_faulthandler(tmp_path):
     constructor runs first): faulthandler dumps the Python traceback and
     raise()s; the report still names the faulting instruction."""
     script = tmp_path / "prog.py"
-    script.write_text("import ctypes\n"
-                      "libc = ctypes.CDLL(None)\n"
-                      "libc.malloc.restype = ctypes.c_void_p\n"
-                      "p = libc.malloc(100)\n"
-                      "ctypes.memset(p + 112, 0, 1)\n")
+    script.write_text(MALLOC_OVERFLOW)
     lines = []
     for extra in ((), ("-X", "faulthandler")):
         proc = run_preloaded(python_argv(*extra, str(script)), "sample_rate=1")
