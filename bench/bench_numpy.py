@@ -44,6 +44,11 @@ MODES = {
     "numpy": None,                       # numpy's default allocator
     "guarded": {},                       # 16-byte aligned (the default)
     "guarded-exact": {"alignment": 1},   # byte-exact
+    # What the stacks for fault reports cost on top of "guarded": native
+    # stacks (libgcc's unwinder at every alloc and free) and Python
+    # tracebacks (recorded under the GIL).
+    "guarded-native-stacks": {"native_stacks": True},
+    "guarded-tracebacks": {"tracebacks": True},
 }
 
 

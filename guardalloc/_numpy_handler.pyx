@@ -31,7 +31,7 @@ from cpython.pycapsule cimport (
 )
 from cpython.ref cimport Py_INCREF, PyObject
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, uintptr_t
-from libc.stdlib cimport realloc as c_realloc
+from libc.stdlib cimport free, realloc as c_realloc
 from libc.string cimport memcpy, memset, strncpy
 
 from guardalloc._core cimport (
@@ -449,8 +449,7 @@ cdef void *_malloc(Handler h, size_t size) noexcept nogil:
     p = h.pool.malloc(size if size else 1)
     if p == NULL:
         return _fallback_malloc(h, size)
-    if _wants_trace(h):
-        _record_trace(h, p, False)
+    _trace(h, p, False)
     return p
 
 
@@ -465,8 +464,8 @@ cdef void *_calloc(Handler h, size_t nelem, size_t elsize) noexcept nogil:
     if _oversize(h, nelem * elsize):
         return _big_malloc(h, nelem * elsize, True)
     p = h.pool.calloc(nelem, elsize)
-    if p != NULL and _wants_trace(h):
-        _record_trace(h, p, False)
+    if p != NULL:
+        _trace(h, p, False)
     if p == NULL:
         if h.fallback_:
             ga_np_count(&h.counters[C_FALLBACK])
@@ -521,11 +520,10 @@ cdef void *_realloc(Handler h, void *ptr, size_t new_size) noexcept nogil:
         memcpy(p, ptr, old_size)
         h.pool.free_ptr(ptr, &damage)
     else:
-        if _wants_trace(h):
-            _record_trace(h, ptr, True)
+        _trace(h, ptr, True)
         p = h.pool.realloc(ptr, new_size, &damage)
-        if p != NULL and _wants_trace(h):
-            _record_trace(h, p, False)
+        if p != NULL:
+            _trace(h, p, False)
     if p == NULL and h.fallback_:
         p = _fallback_malloc(h, new_size)
         if p != NULL:
@@ -553,8 +551,7 @@ cdef void _free(Handler h, void *ptr, size_t size) noexcept nogil:
         ga_np_count(&h.counters[C_BAD_FREE])
         _report(h, BAD_FOREIGN, ptr, 0, 0, 0)
         return
-    if _wants_trace(h):
-        _record_trace(h, ptr, True)   # while the slot is still ours
+    _trace(h, ptr, True)   # while the slot is still ours
     code = h.pool.free_ptr(ptr, &damage)
     if code == GA_ERR_CORRUPT:
         _corrupt(h, ptr, &damage)
@@ -565,10 +562,32 @@ cdef void _free(Handler h, void *ptr, size_t size) noexcept nogil:
         _report(h, BAD_NOT_LIVE, ptr, 0, 0, 0)
 
 
-cdef inline bint _wants_trace(Handler h) noexcept nogil:
-    """Whether to record a Python traceback now: wanted, and the GIL held
-    (numpy holds it around nearly every allocation; never taken here)."""
-    return (h.traces > 0 or (h.traces < 0 and tracebacks_default())) and PyGILState_Check()
+cdef inline void _trace(Handler h, void *ptr, bint at_free) noexcept nogil:
+    """The Python traceback of this allocation or free of the live block at
+    ptr, when tracebacks are wanted: recorded when the GIL is held (numpy
+    holds it around nearly every allocation; it is never taken here);
+    without it an allocation drops the slot's previous tracebacks, which
+    belong to an earlier block."""
+    if h.traces == 0 or (h.traces < 0 and not tracebacks_default()):
+        return
+    if PyGILState_Check():
+        _record_trace(h, ptr, at_free)
+    elif not at_free:
+        _forget_traces(h, ptr)
+
+
+cdef void _forget_traces(Handler h, void *ptr) noexcept nogil:
+    cdef ga_arena_t *a = h.pool.arena_of(ptr)
+    cdef long slot = ga_live_slot_at(a, ptr) if a != NULL else -1
+    cdef char *old
+    if slot < 0 or a.alloc_trace == NULL:
+        return
+    old = a.alloc_trace[slot]
+    a.alloc_trace[slot] = NULL
+    free(old)
+    old = a.free_trace[slot]
+    a.free_trace[slot] = NULL
+    free(old)
 
 
 cdef void _record_trace(Handler h, void *ptr, bint at_free) noexcept with gil:

@@ -318,3 +318,48 @@ def test_faulting_instruction_whichever_handler_comes_first(child, tmp_path):
     # The same instruction (memset's store in libc), found from the signal
     # context or, with faulthandler on top, from the fault's signal frame.
     assert lines["none"] == lines["before"] == lines["after"], lines
+
+
+def test_numpy_handler_call_without_the_gil_drops_stale_tracebacks(child):
+    """A handler call made without the GIL (ctypes releases it) records no
+    Python traceback, and the slot does not keep the traceback of the block
+    that was in it before: the report shows the native stack instead."""
+    numpy_or_skip()
+    proc = child("""
+        import ctypes, numpy as np, guardalloc.numpy as gnp
+        h = gnp.handler(tracebacks=True, native_stacks=True)
+        with gnp.guarded(tracebacks=True, native_stacks=True):
+            a = np.zeros(1000)                 # a Python traceback in its slot
+        address = a.ctypes.data
+        del a
+        get = ctypes.pythonapi.PyCapsule_GetPointer
+        get.restype = ctypes.c_void_p
+        get.argtypes = [ctypes.py_object, ctypes.c_char_p]
+        struct = get(h.capsule, b"mem_handler")
+        ctx, malloc = ctypes.c_void_p.from_address(struct + 128).value, \\
+            ctypes.c_void_p.from_address(struct + 136).value
+        p = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)(malloc)(ctx, 8000)
+        assert p == address, (p, address)      # the same slot again
+        ctypes.memset(p + 8000, 0, 1)
+    """)
+    assert proc.returncode == -signal.SIGSEGV, proc.stderr
+    assert "heap-buffer-overflow WRITE" in proc.stderr
+    assert 'File "<string>"' not in proc.stderr, proc.stderr
+    frames = frames_under(proc.stderr, "  allocated at:")
+    assert frames and "libffi" in frames[0], proc.stderr
+
+
+def test_pool_c_interface_with_native_stacks_from_threads():
+    import threading
+
+    from helpers import pool_stress
+
+    with guardalloc.Pool(max_bytes=256 << 20, native_stacks=True) as pool:
+        failures = []
+        threads = [threading.Thread(target=lambda seed=seed: failures.append(pool_stress(pool, 3_000, seed)))
+                   for seed in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert failures == [0, 0, 0, 0]
