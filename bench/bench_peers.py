@@ -33,7 +33,7 @@ def _tool(name):
 def programs():
     with tempfile.TemporaryDirectory(prefix="guardalloc-bench-peers-") as scratch:
         yield {name: peers._compile(os.path.join(peers.PROGRAMS, f"{name}.c"), scratch)
-               for name in ("live", "forker")}
+               for name in ("live", "forker", "mallocfree")}
 
 
 @pytest.mark.slow
@@ -74,3 +74,20 @@ def test_guardalloc_scale_adds_no_vma(benchmark, record, programs):
     live, added, heap = int(done[-5]), int(done[-3]), int(done[done.index("heap_vmas") + 1])
     assert live == 100000 and added <= 4 and heap <= 4
     record(benchmark, side="guardalloc", live=live, vmas_added=added, heap_vmas=heap)
+
+
+@pytest.mark.benchmark(group="native library: 100,000 malloc(64)+free at sample_rate=1")
+@pytest.mark.parametrize("side", ["native_stacks=0", "native_stacks=1"])
+def test_native_stacks_cost(benchmark, record, programs, side):
+    """What the per-block native stacks (two unwinds per malloc+free) cost
+    the library when it guards every allocation; the program prints its own
+    ns per pair, the benchmark times the whole run."""
+    from guardalloc import native
+
+    env = native.environment(sample_rate=1, native_stacks=side.endswith("1"))
+    env.pop("PYTHONFAULTHANDLER", None)
+    run = lambda: subprocess.run([programs["mallocfree"], "100000"], env=env, check=True,  # noqa: E731
+                                 capture_output=True, text=True)
+    proc = benchmark.pedantic(run, rounds=3, iterations=1)
+    assert "ns per malloc+free" in proc.stdout
+    record(benchmark, side=side, baseline=side.endswith("0"), pairs=100000)
