@@ -844,7 +844,7 @@ def switch_pymem(rate: int, uaf: bool):
     from guardalloc import pymem
     before = pymem.stats()
     sampling = before["state"] == "sampling"
-    domains = tuple(name for name in pymem.DOMAIN_NAMES if before[name]["sampling"]) or pymem.DOMAIN_NAMES
+    domains: Any = tuple(name for name in pymem.DOMAIN_NAMES if before[name]["sampling"]) or pymem.DOMAIN_NAMES
     if rate == (before["sample_rate"] if sampling else 0):
         return None
     if rate == 0:
