@@ -195,6 +195,82 @@ def test_marker(pytester, args, guarded):
     assert "@pytest.mark.guardalloc: unknown option(s) ['colour']" in result.stdout.str()
 
 
+PYMEM_MARKER_TESTS = """
+import pytest
+import guardalloc.pymem as pymem
+
+kept = []
+
+def rate():
+    # The sample rate in force; 0: not sampling (off, or draining: guarded
+    # blocks of an earlier setting still live).
+    stats = pymem.stats()
+    return stats["sample_rate"] if stats["state"] == "sampling" else 0
+
+def sampled():
+    stats = pymem.stats()
+    return sum(stats[d]["sampled"] for d in pymem.DOMAIN_NAMES)
+
+def test_session_rate_before():
+    assert rate() == SESSION
+
+@pytest.mark.guardalloc(pymem=1)
+def test_every_allocation():
+    assert rate() == 1
+    # Objects guarded now outlive the test: they must stay valid after the switch.
+    kept.extend(bytearray(b"x" * 200) for _ in range(50))
+    assert all(pymem.pool().owns(id(b)) for b in kept)
+
+def test_session_rate_restored():
+    assert rate() == SESSION
+    assert all(pymem.pool().owns(id(b)) and bytes(b) == b"x" * 200 for b in kept)
+    kept.clear()         # freed under the session's setting: routed to the pool by ownership
+
+@pytest.mark.guardalloc(pymem=False)
+def test_pymem_off():
+    assert rate() == 0
+    before = sampled()
+    junk = [bytearray(100) for _ in range(20000)]
+    assert sampled() == before
+    del junk
+
+@pytest.mark.guardalloc(False)
+def test_opted_out_of_pymem_too():
+    assert rate() == 0
+
+@pytest.mark.guardalloc(pymem=True)
+def test_default_rate():
+    assert rate() == DEFAULT
+
+def test_session_rate_after():
+    assert rate() == SESSION
+
+@pytest.mark.guardalloc(pymem="often")
+def test_bad_rate():
+    pass
+
+@pytest.mark.guardalloc(pymem=-1)
+def test_negative_rate():
+    pass
+"""
+
+
+@pytest.mark.parametrize("args, session", [
+    (["--guardalloc-pymem=100"], 100),
+    (["--guardalloc-pymem=100", "--guardalloc-forked"], 100),
+    (["--guardalloc-report-dir=reports"], 0),
+    ([], 0),
+], ids=["pymem-100", "pymem-100-forked", "active-no-pymem", "inactive"])
+def test_marker_switches_pymem_for_one_test(pytester, args, session):
+    pytester.makepyfile(test_pymem_marker=PYMEM_MARKER_TESTS.replace("SESSION", repr(session)).replace(
+        "DEFAULT", str(pytest_plugin.DEFAULT_PYMEM_RATE)))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--strict-markers", *args)
+    result.assert_outcomes(passed=7, errors=2)
+    out = result.stdout.str()
+    assert "pymem must be a sample rate (an int >= 0, 0: off) or True/False, not 'often'" in out
+    assert "not -1" in out
+
+
 def test_marker_is_registered(pytester):
     result = pytester.runpytest_subprocess("--markers")
     result.stdout.fnmatch_lines(["@pytest.mark.guardalloc(enabled=True, *"])

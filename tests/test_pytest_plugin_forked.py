@@ -335,3 +335,54 @@ def test_a_crash_gets_the_next_tests_a_fresh_child(pytester):
     """)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--guardalloc-forked")
     result.assert_outcomes(passed=3, failed=1)
+
+
+IMPORT_COUNTING_TESTS = """
+import os, signal
+
+with open(os.environ["IMPORT_LOG"], "a") as f:     # an import-time side effect
+    f.write(f"{os.getpid()}\\n")
+
+def record():
+    with open(os.environ["RUN_LOG"], "a") as f:
+        f.write(f"{os.getpid()} {os.getppid()}\\n")
+
+def test_one():
+    record()
+
+def test_crash():
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+def test_two():
+    record()
+"""
+
+
+@pytest.mark.parametrize("forked", [True, False], ids=["forked", "unforked"])
+def test_modules_are_imported_once_by_the_session_and_once_by_a_probe(pytester, forked):
+    # docs/pytest-plugin.md, "Imports": with --guardalloc-forked a test module
+    # runs twice, in a throwaway child forked to import it first (a fault at
+    # import is then that module's collection error) and in the session. The
+    # children that run the tests are forked from the session after
+    # collection and import nothing again, also the one forked after a crash.
+    # Without forking it runs once.
+    import_log, run_log = pytester.path / "imports.txt", pytester.path / "runs.txt"
+    pytester._monkeypatch.setenv("IMPORT_LOG", str(import_log))
+    pytester._monkeypatch.setenv("RUN_LOG", str(run_log))
+    pytester.makepyfile(test_counted=IMPORT_COUNTING_TESTS)
+    args = ["--guardalloc-forked"] if forked else ["--guardalloc-report-dir=reports", "-k", "not crash"]
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
+    imports = import_log.read_text().split()
+    runs = [line.split() for line in run_log.read_text().splitlines()]
+    if not forked:
+        result.assert_outcomes(passed=2, deselected=1)
+        assert len(imports) == 1 and {pid for pid, _ in runs} == {imports[0]}
+        return
+    result.assert_outcomes(passed=2, failed=1)
+    runners = {pid for pid, _ in runs}
+    sessions = {ppid for _, ppid in runs}
+    assert len(runners) == 2            # test_two ran in a fresh child after the crash
+    assert len(sessions) == 1           # both forked from the session...
+    assert len(imports) == 2 and len(set(imports)) == 2
+    assert sessions < set(imports)      # ...which imported the module once
+    assert not runners & set(imports)   # the test children never import it
