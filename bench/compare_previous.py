@@ -25,7 +25,11 @@ issue14 (the default; what docs/performance.md tabulates for issue 14):
 - uaf: ``Arena(uaf=True)`` alloc + free with 10,000 live buffers, madvise
   and mprotect.
 - pymem: one round of bench/bench_pymem.py's workload, ``sample_rate=1``
-  against the plain interpreter.
+  against the plain interpreter (the worker's CPU time).
+- floor: bench/kernel/guard_floor.c, the kernel's own cost of the same calls
+  without Python (``floor_batched_ns`` per guard of an eager arena,
+  ``floor_uafcycle_ns`` per use-after-free cycle), interpreter-independent:
+  measured once per round, reported as side "kernel".
 
 issue10 (the C-core refactor's before/after table):
 
@@ -35,6 +39,11 @@ issue10 (the C-core refactor's before/after table):
 - numpy_handler: ``np.empty(128)`` + del inside ``guardalloc.numpy.guarded()``.
 - pymem_hooks: a json dumps + loads round of a 200-key document under
   ``guardalloc.pymem.install(sample_rate=100)``.
+
+Times are CPU time (the worker thread's; the pymem worker's process), so
+that waiting for a CPU on a busy machine counts on neither side. Besides
+the medians, the output (and --json) has every figure's new / old ratio
+round by round (the two workers of a round ran back to back).
 """
 
 from __future__ import annotations
@@ -56,11 +65,13 @@ NEUTRAL_DIR = tempfile.gettempdir()
 COMMON = """
 import json, statistics, sys, time, warnings
 warnings.simplefilter("ignore")
+# The thread's CPU time: waiting for a CPU on a busy machine counts on no side.
+clock = time.thread_time
 def median_of(fn, n, setup=None):
     times = []
     for _ in range(n):
         if setup: setup()
-        t = time.perf_counter(); fn(); times.append(time.perf_counter() - t)
+        t = clock(); fn(); times.append(clock() - t)
     return statistics.median(times)
 def alloc_free(alloc, n=100_000):
     # Median seconds of one alloc(64).free(), over loops of n after a warm-up loop.
@@ -95,19 +106,19 @@ def build(backend):
 build("madvise"); build("none")
 madvise, none = [], []
 for _ in range(15):
-    t = time.perf_counter(); a = Arena(4096, N, backend="madvise"); madvise.append(time.perf_counter() - t)
+    t = clock(); a = Arena(4096, N, backend="madvise"); madvise.append(clock() - t)
     out["create_syscalls"] = a.stats()["guard_syscalls"]; a.close()
-    t = time.perf_counter(); a = Arena(4096, N, backend="none"); none.append(time.perf_counter() - t); a.close()
+    t = clock(); a = Arena(4096, N, backend="none"); none.append(clock() - t); a.close()
 out["create_madvise_us"] = statistics.median(madvise) * 1e6
 out["create_none_us"] = statistics.median(none) * 1e6
 # Guarding every slot: build, then open (lazy) or nothing left to do (eager).
 whole = []
 for _ in range(5):
-    t = time.perf_counter()
+    t = clock()
     a = Arena(4096, N, backend="madvise")
     if hasattr(a, "alloc"):
         a.alloc(1, slot=N - 1).free()
-    whole.append(time.perf_counter() - t)
+    whole.append(clock() - t)
     out["whole_syscalls"] = a.stats()["guard_syscalls"]
     a.close()
 out["per_slot_ns"] = statistics.median(whole) / N * 1e9
@@ -115,9 +126,9 @@ out["per_slot_ns"] = statistics.median(whole) / N * 1e9
     "bookkeeping": """
 from guardalloc import Arena
 before = rss()
-t = time.perf_counter()
+t = clock()
 a = Arena(4096, 20_000_000, backend="madvise")
-out["big_build_ms"] = (time.perf_counter() - t) * 1e3
+out["big_build_ms"] = (clock() - t) * 1e3
 out["big_rss_mb"] = (rss() - before) / 1e6
 bufs = [a.alloc_raw(64) for _ in range(10_000)]
 out["big_rss_10k_mb"] = (rss() - before) / 1e6
@@ -183,15 +194,19 @@ out["pymem_hooks_json_us"] = median_of(cycle, 5) / N * 1e6
 pm.uninstall()
 """,
 }
-# pymem is measured by pymem_round(), not by a FIGURES snippet.
+# pymem is measured by pymem_round() and floor by kernel_floor(), not by a
+# FIGURES snippet.
+SPECIAL = ("pymem", "floor")
 GROUPS = {
-    "issue14": ["numpy", "create", "bookkeeping", "uaf", "pymem"],
+    "issue14": ["numpy", "create", "bookkeeping", "uaf", "pymem", "floor"],
     "issue10": ["create_30k", "create_1m", "arena_alloc", "pool_alloc", "numpy_handler", "pymem_hooks"],
 }
 
 
-def pymem_round(python: str, rate: int) -> float:
-    """Median seconds of bench_pymem.py's workload round in a worker."""
+def pymem_round(python: str, rate: int) -> tuple[float, dict]:
+    """Median seconds of bench_pymem.py's workload round in a worker (the
+    CPU time the worker reports, else the round trip) and the last round's
+    counts."""
     sys.path.insert(0, str(HERE))
     from bench_pymem import WORKER  # noqa: E402
 
@@ -207,10 +222,31 @@ def pymem_round(python: str, rate: int) -> float:
         proc.stdin.write("go\n")
         proc.stdin.flush()
         info = json.loads(proc.stdout.readline())
-        times.append(time.perf_counter() - t)
+        times.append(info.get("cpu_s", time.perf_counter() - t))
     proc.stdin.close()
     proc.wait(timeout=120)
     return statistics.median(times[1:]), info
+
+
+def kernel_floor() -> dict:
+    """bench/kernel/guard_floor.c's medians (3 rounds, 30,000 guards): ns per
+    guard of each method and per use-after-free cycle, as floor_*_ns."""
+    sys.path.insert(0, str(HERE / "kernel"))
+    from guard_floor import run_columns  # noqa: E402
+
+    columns = run_columns("guard_floor.c", ["30000", "3"])
+    return {f"floor_{name}_ns": statistics.median(values) for name, values in columns.items()}
+
+
+def per_round(samples: dict[str, dict[str, list]]) -> dict[str, dict]:
+    """new / old of every numeric figure, round by round, and their median."""
+    ratios = {}
+    for key, new in samples["new"].items():
+        old = samples["old"].get(key, [])
+        pairs = [n / o for n, o in zip(new, old) if isinstance(n, (int, float)) and o]
+        if pairs:
+            ratios[key] = {"per_round": [round(x, 3) for x in pairs], "median": round(statistics.median(pairs), 3)}
+    return ratios
 
 
 def run_figure(python: str, name: str) -> dict:
@@ -249,15 +285,20 @@ def main(argv=None) -> int:
     parser.add_argument("--old-python", required=True)
     parser.add_argument("--new-python", default=sys.executable)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--only", nargs="*", default=None, choices=[*GROUPS, *FIGURES, "pymem"],
-                        metavar="FIGURE", help=f"figures or groups: {', '.join([*GROUPS, *FIGURES, 'pymem'])}")
+    parser.add_argument("--only", nargs="*", default=None, choices=[*GROUPS, *FIGURES, *SPECIAL],
+                        metavar="FIGURE", help=f"figures or groups: {', '.join([*GROUPS, *FIGURES, *SPECIAL])}")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     sides = [("new", args.new_python), ("old", args.old_python)]
     names = selected(args.only)
     samples: dict[str, dict[str, list]] = {side: {} for side, _ in sides}
+    samples["kernel"] = {}
     for r in range(args.rounds):
         for name in names:
+            if name == "floor":
+                for key, value in kernel_floor().items():
+                    samples["kernel"].setdefault(key, []).append(value)
+                continue
             # Odd rounds run old first, so neither side always goes first.
             for side, python in (sides if r % 2 == 0 else sides[::-1]):
                 if name == "pymem":
@@ -272,10 +313,12 @@ def main(argv=None) -> int:
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
     medians = {side: {k: statistics.median(v) for k, v in figs.items() if v and v[0] is not None}
                for side, figs in samples.items()}
-    print(json.dumps(medians, indent=1))
+    ratios = per_round(samples)
+    print(json.dumps({"medians": medians, "new_over_old": ratios}, indent=1))
     print(table(medians))
     if args.json:
-        args.json.write_text(json.dumps({"medians": medians, "samples": samples}, indent=1))
+        args.json.write_text(json.dumps({"medians": medians, "new_over_old": ratios, "samples": samples},
+                                        indent=1))
     return 0
 
 

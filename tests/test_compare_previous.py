@@ -24,11 +24,11 @@ def load():
 
 def test_groups_expand_in_order_each_figure_once():
     compare = load()
-    assert compare.selected(None) == ["numpy", "create", "bookkeeping", "uaf", "pymem"]
+    assert compare.selected(None) == ["numpy", "create", "bookkeeping", "uaf", "pymem", "floor"]
     assert compare.selected(["pool_alloc", "issue10"]) == [
         "pool_alloc", "create_30k", "create_1m", "arena_alloc", "numpy_handler", "pymem_hooks"]
     for group in compare.GROUPS.values():
-        assert all(name in compare.FIGURES or name == "pymem" for name in group)
+        assert all(name in compare.FIGURES or name in compare.SPECIAL for name in group)
     assert not (BENCH / "ab_compare.py").exists()
 
 
