@@ -115,3 +115,52 @@ def test_uaf_cycle(benchmark, side, quarantine):
             buf.free()
     finally:
         arena.close()
+
+
+def test_uaf_cycle_against_kernel_floor(benchmark):
+    """The madvise uaf cycle (quarantine 1,000) beside the kernel's own cost
+    of the same calls from C (bench/kernel/guard_floor.c's ``uafcycle``: one
+    MADV_GUARD_INSTALL per free, 1/1,024 of a batched MADV_GUARD_REMOVE),
+    measured right after it: ``ratio_to_floor`` in extra_info."""
+    import shutil
+    import statistics
+    import sys
+    from pathlib import Path
+
+    benchmark.group = f"uaf: {LIVE:,} live slots, against the kernel floor"
+    if not guardalloc.support().anonymous:
+        pytest.skip("kernel without MADV_GUARD_INSTALL")
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        pytest.skip("no C compiler for the kernel floor")
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "kernel"))
+    from guard_floor import run_columns
+
+    arena = Arena(4096, LIVE + 1_000 + 1, backend="madvise", uaf=True, quarantine=1_000)
+    try:
+        live = [arena.alloc(64) for _ in range(LIVE)]
+
+        done = [0]
+
+        def cycle():
+            arena.alloc(64).free()
+            done[0] += 1
+
+        for _ in range(2 * 1_001):
+            cycle()
+        before = arena.stats()["uaf_syscalls"]
+        done[0] = 0
+        benchmark.pedantic(cycle, rounds=ROUNDS, iterations=ITERATIONS, warmup_rounds=WARMUP_ROUNDS)
+        cycles = done[0]
+        spent = arena.stats()["uaf_syscalls"] - before
+        floor_ns = statistics.median(run_columns("guard_floor.c", ["1000", "3"])["uafcycle"])
+        median_ns = benchmark.stats.stats.median * 1e9 if benchmark.stats else None
+        benchmark.extra_info.update(
+            side="madvise-uaf", slots=arena.slots, live=LIVE, quarantine=1_000,
+            uaf_syscalls_per_cycle=spent / cycles, floor_uafcycle_ns=floor_ns,
+            ratio_to_floor=None if median_ns is None else median_ns / floor_ns)
+        # One guard per free plus one batched release per ~500 (as above).
+        assert cycles + cycles // 501 <= spent <= cycles + -(-cycles // 500) + 1, (spent, cycles)
+        for buf in live:
+            buf.free()
+    finally:
+        arena.close()
