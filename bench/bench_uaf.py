@@ -48,6 +48,24 @@ def vmas_in_range(start: int, end: int) -> int:
     return count
 
 
+def steady_cycle(arena, quarantine):
+    """LIVE live buffers in arena and the alloc(64) + free cycle, run until
+    the steady state (the quarantine full, every spare slot freed and
+    guarded once). Returns (live, cycle, done): done[0] counts the cycles
+    run after this call."""
+    live = [arena.alloc(64) for _ in range(LIVE)]
+    done = [0]
+
+    def cycle():
+        arena.alloc(64).free()
+        done[0] += 1
+
+    for _ in range(2 * (quarantine + 1)):
+        cycle()
+    done[0] = 0
+    return live, cycle, done
+
+
 @pytest.mark.parametrize("quarantine", [0, 1_000])
 @pytest.mark.parametrize("side", list(SIDES))
 def test_uaf_cycle(benchmark, side, quarantine):
@@ -62,20 +80,8 @@ def test_uaf_cycle(benchmark, side, quarantine):
         warnings.simplefilter("ignore", RuntimeWarning)
         arena = Arena(4096, LIVE + quarantine + 1, **options)
     try:
-        live = [arena.alloc(64) for _ in range(LIVE)]
-
-        done = [0]
-
-        def cycle():
-            arena.alloc(64).free()
-            done[0] += 1
-
-        # Reach the steady state: the quarantine full, every spare slot
-        # freed (and guarded) once.
-        for _ in range(2 * (quarantine + 1)):
-            cycle()
+        live, cycle, done = steady_cycle(arena, quarantine)
         before = arena.stats()["uaf_syscalls"]
-        done[0] = 0
         benchmark.pedantic(cycle, rounds=ROUNDS, iterations=ITERATIONS, warmup_rounds=WARMUP_ROUNDS)
         stats = arena.stats()
         cycles = done[0]
@@ -137,18 +143,8 @@ def test_uaf_cycle_against_kernel_floor(benchmark):
 
     arena = Arena(4096, LIVE + 1_000 + 1, backend="madvise", uaf=True, quarantine=1_000)
     try:
-        live = [arena.alloc(64) for _ in range(LIVE)]
-
-        done = [0]
-
-        def cycle():
-            arena.alloc(64).free()
-            done[0] += 1
-
-        for _ in range(2 * 1_001):
-            cycle()
+        live, cycle, done = steady_cycle(arena, 1_000)
         before = arena.stats()["uaf_syscalls"]
-        done[0] = 0
         benchmark.pedantic(cycle, rounds=ROUNDS, iterations=ITERATIONS, warmup_rounds=WARMUP_ROUNDS)
         cycles = done[0]
         spent = arena.stats()["uaf_syscalls"] - before
