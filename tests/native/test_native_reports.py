@@ -79,17 +79,23 @@ def test_exec_writes_a_json_report(build, tmp_path, how):
     assert "overflow_write" in report["faulting_instruction"] or "main+" in report["faulting_instruction"]
 
 
-def test_run_native_writes_a_json_report(tmp_path):
+def _run_native(tmp_path, source: str, expected: int) -> dict:
+    """``guardalloc run --native 1 --log-path`` on a Python program that dies
+    of signal `expected`; its one JSON report."""
     script = tmp_path / "prog.py"
-    script.write_text(MALLOC_OVERFLOW)
+    script.write_text(source)
     reports = tmp_path / "reports"
     reports.mkdir()
     proc = subprocess.Popen([sys.executable, "-m", "guardalloc", "run", "--native", "1",
                              "--log-path", str(reports / "report.%p.json"), str(script)],
                             env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == -signal.SIGSEGV, stderr
-    report = _one_report(reports, proc.pid)   # run --native re-executes in place: same pid
+    assert proc.returncode == -expected, stderr
+    return _one_report(reports, proc.pid)   # run --native re-executes in place: same pid
+
+
+def test_run_native_writes_a_json_report(tmp_path):
+    report = _run_native(tmp_path, MALLOC_OVERFLOW, signal.SIGSEGV)
     assert report["kind"] == "heap-buffer-overflow"
     assert report["stacks"]["allocated_native"]
     assert "libc.so" in report["faulting_instruction"]
@@ -131,7 +137,7 @@ def test_faulting_instruction_under_the_library_with_faulthandler(tmp_path):
 
 # -- the reports of a free (double, invalid, damaged slack): kind, slot, stacks, pid --
 
-# corpus program -> (kind, offset, size, the functions in this free's stack)
+# corpus program -> (kind, offset, size) of its report
 BAD_FREES = {
     "double_free.c": ("double-free", 0, 24),
     "invalid_free.c": ("invalid-free", 8, 24),
@@ -220,16 +226,8 @@ def test_a_bad_free_without_native_stacks(build, tmp_path):
 
 
 def test_run_native_double_free_through_ctypes(tmp_path):
-    script = tmp_path / "prog.py"
-    script.write_text("import ctypes\nlibc = ctypes.CDLL(None)\nlibc.malloc.restype = ctypes.c_void_p\n"
-                      "libc.free.argtypes = [ctypes.c_void_p]\np = libc.malloc(100)\nlibc.free(p)\nlibc.free(p)\n")
-    reports = tmp_path / "reports"
-    reports.mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "guardalloc", "run", "--native", "1",
-                             "--log-path", str(reports / "report.%p.json"), str(script)],
-                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == -signal.SIGABRT, stderr
-    report = _one_report(reports, proc.pid)
+    report = _run_native(tmp_path, "import ctypes\nlibc = ctypes.CDLL(None)\nlibc.malloc.restype = ctypes.c_void_p\n"
+                         "libc.free.argtypes = [ctypes.c_void_p]\np = libc.malloc(100)\nlibc.free(p)\nlibc.free(p)\n",
+                         signal.SIGABRT)
     assert (report["kind"], report["size"], report["offset"]) == ("double-free", 100, 0)
     assert report["stacks"]["freed_native"] and report["stacks"]["this_free_native"]
