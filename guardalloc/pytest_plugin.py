@@ -21,8 +21,8 @@ fails that module's collection. Without forking, a fault ends the session as
 it would without pytest, and the report names the test (node id and phase)
 that was running.
 
-Fault reports are also written as JSON (docs/report-schema.json), one object
-per fault, to ``--guardalloc-report-dir`` (or ``GUARDALLOC_OPTIONS=log_path``).
+Fault reports (and the malloc library's reports of a bad free) are also
+written as JSON (docs/report-schema.json), one object per report, to ``--guardalloc-report-dir`` (or ``GUARDALLOC_OPTIONS=log_path``).
 
 Tests that use pytest-benchmark's ``benchmark`` fixture run in the session
 process even with forking, so that their timings reach pytest-benchmark.
@@ -286,9 +286,12 @@ def read_reports(path: str, pid: int | None = None) -> list[dict]:
 
 
 def describe(report: dict) -> str:
-    """One line: kind, access and the buffer's size, as the summary shows it."""
+    """One line: kind, access and the buffer's size, as the summary shows it
+    (for a bad free the native heap found, access "free": what was freed)."""
     size = report.get("size")
     offset = report.get("offset")
+    if report.get("access") == "free":
+        return _describe_free(report, size, offset)
     where = ""
     if size is not None and offset is not None:
         if offset >= size:
@@ -298,6 +301,19 @@ def describe(report: dict) -> str:
         else:
             where = f", at offset {offset} of a {size}-byte buffer"
     return f"{report.get('kind')} {report.get('access')}{where}"
+
+
+def _describe_free(report: dict, size: int | None, offset: int | None) -> str:
+    kind = report.get("kind")
+    if size is None or offset is None:
+        return f"{kind} at free, of a pointer in no slot"
+    if kind == "heap-buffer-overflow":
+        return (f"heap-buffer-overflow found at free: {report.get('damaged')} slack byte(s) "
+                f"after a {size}-byte buffer overwritten")
+    if offset == 0:
+        return f"{kind} of a {size}-byte buffer (slot {report.get('slot')})"
+    side = f"{offset} bytes inside" if offset > 0 else f"{-offset} bytes before"
+    return f"{kind} of a pointer {side} a {size}-byte buffer (slot {report.get('slot')})"
 
 
 # -- running one test (or importing one module) in a forked child ------------------

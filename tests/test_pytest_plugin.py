@@ -345,6 +345,20 @@ def test_describe():
                                    "size": None}) == "wild-access READ"
 
 
+def test_describe_a_bad_free():
+    """The native heap's reports of a free (access "free", schema_version 2)."""
+    describe = pytest_plugin.describe
+    assert describe({"kind": "double-free", "access": "free", "offset": 0, "size": 24, "slot": 3}) == \
+        "double-free of a 24-byte buffer (slot 3)"
+    assert describe({"kind": "invalid-free", "access": "free", "offset": 8, "size": 24, "slot": 0}) == \
+        "invalid-free of a pointer 8 bytes inside a 24-byte buffer (slot 0)"
+    assert describe({"kind": "invalid-free", "access": "free", "offset": None, "size": None}) == \
+        "invalid-free at free, of a pointer in no slot"
+    assert describe({"kind": "heap-buffer-overflow", "access": "free", "offset": 13, "size": 13,
+                     "slot": 0, "damaged": 3}) == \
+        "heap-buffer-overflow found at free: 3 slack byte(s) after a 13-byte buffer overwritten"
+
+
 def test_ci_recipe_runs_the_plugin_and_uploads_the_reports():
     from pathlib import Path
 

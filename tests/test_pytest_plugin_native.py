@@ -85,3 +85,47 @@ def test_native_malloc_overflow_fails_its_test(pytester):
     out = result.stdout.str()
     assert "test_native.py::test_native_malloc_overflow" in out
     assert "died of SIGSEGV" in out or "died of SIGABRT" in out
+
+
+DOUBLE_FREE_SUITE = """
+import ctypes
+
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+
+def test_fine():
+    libc.free(libc.malloc(10))
+
+def test_double_free():
+    block = libc.malloc(48)
+    libc.free(block)
+    libc.free(block)
+"""
+
+
+@pytest.mark.skipif(not HAVE_NATIVE, reason="needs guardalloc.native (the native-heap issue)")
+def test_native_double_free_fails_its_test_with_the_report(pytester, tmp_path):
+    """The malloc library's report of a bad free (JSON, access "free") fails
+    the forked test that made it, like a fault's."""
+    from test_reports_json import validate
+
+    from guardalloc import pytest_plugin
+
+    pytester.makepyfile(test_native=DOUBLE_FREE_SUITE)
+    reports = tmp_path / "reports"
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--guardalloc-native=1",
+                                           "--guardalloc-forked", f"--guardalloc-report-dir={reports}")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(passed=1, failed=1)
+    out = result.stdout.str()
+    assert "died of SIGABRT" in out
+    assert "double-free of a 48-byte buffer (slot" in out       # describe(), in the failure and the summary
+    assert "guardalloc: double-free of 0x" in out and "first freed at:" in out   # the text report
+    assert "test_native.py::test_double_free (call): double-free of a 48-byte buffer" in out
+    found = [r for path in reports.iterdir() for r in pytest_plugin.read_reports(str(path))]
+    assert [(r["kind"], r["access"], r["test"]) for r in found] == [
+        ("double-free", "free", {"nodeid": "test_native.py::test_double_free", "phase": "call"})]
+    validate(found[0])
+    assert found[0]["stacks"]["this_free_native"]

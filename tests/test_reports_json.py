@@ -263,3 +263,27 @@ def test_report_fd_redirects_the_text(child, tmp_path):
     assert result.returncode == -signal.SIGSEGV
     assert "guardalloc:" not in result.stderr
     assert "guardalloc: heap-buffer-overflow WRITE" in (tmp_path / "text").read_text()
+
+
+def test_schema_version_2_keeps_version_1_reports_valid():
+    """A fault's report is the same in versions 1 and 2; the fields a free's
+    report leaves null (signal, si_code, arena) stay required in a fault's."""
+    import jsonschema
+
+    fault = {"schema_version": 1, "tool": "guardalloc", "kind": "use-after-free", "access": "READ",
+             "address": "0x7f00", "offset": 0, "size": 96, "buffer": "0x7f00", "slot": 0,
+             "arena": {"base": "0x7e00", "slots": 4, "slot_size": 4096, "guard_size": 4096},
+             "pid": 5, "tid": 5, "signal": "SIGSEGV", "si_code": "SEGV_MAPERR", "on_fault": "abort",
+             "test": None, "stacks": {"allocated": None, "freed": None}, "text": "..."}
+    validate(fault)
+    validate({**fault, "schema_version": 2})
+    free = {**fault, "schema_version": 2, "kind": "double-free", "access": "free", "signal": None,
+            "si_code": None, "stacks": {"allocated": None, "freed": None, "this_free_native": ["0x1: f+0x1 (a)"]}}
+    validate(free)
+    validate({**free, "kind": "invalid-free", "arena": None, "slot": None, "offset": None, "size": None,
+              "buffer": None})
+    for bad in ({**fault, "signal": None}, {**fault, "arena": None}, {**fault, "kind": "double-free"},
+                {**fault, "damaged": 3}, {**free, "signal": "SIGSEGV"}, {**free, "schema_version": 1},
+                {**free, "kind": "use-after-free"}):
+        with pytest.raises(jsonschema.ValidationError):
+            validate(bad)

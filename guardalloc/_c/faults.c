@@ -222,19 +222,25 @@ static void ga_put_ptr(ga_line_t *line, const void *p)
 }
 
 
+/* "guardalloc: heap corruption: N slack byte(s) ... (found when it was freed)" */
+static void ga_put_corruption(ga_line_t *line, const void *ptr, const ga_damage_t *damage)
+{
+    ga_put(line, "guardalloc: heap corruption: ");
+    ga_put_dec(line, damage->damaged);
+    ga_put(line, " slack byte(s) after the block at ");
+    ga_put_ptr(line, ptr);
+    ga_put(line, " were overwritten, the first at offset ");
+    ga_put_dec(line, damage->first_offset);
+    ga_put(line, " (found when it was freed)\n");
+}
+
 void ga_report_corruption(const void *ptr, const ga_damage_t *damage)
 {
     ga_line_t line;
     line.len = 0;
     line.fd = __atomic_load_n(&ga_text_fd, __ATOMIC_RELAXED);
     line.json = 0;
-    ga_put(&line, "guardalloc: heap corruption: ");
-    ga_put_dec(&line, damage->damaged);
-    ga_put(&line, " slack byte(s) after the block at ");
-    ga_put_ptr(&line, ptr);
-    ga_put(&line, " were overwritten, the first at offset ");
-    ga_put_dec(&line, damage->first_offset);
-    ga_put(&line, " (found when it was freed)\n");
+    ga_put_corruption(&line, ptr, damage);
     ga_flush(&line);
 }
 
@@ -498,62 +504,58 @@ static void ga_put_stack(ga_line_t *line, const ga_stack_t *s)
     }
 }
 
-void ga_write_stack(const char *title, const ga_stack_t *s)
+/* title, then the stack's frames (or " (no stack recorded)"). */
+static void ga_put_titled_stack(ga_line_t *line, const char *title, const ga_stack_t *s)
 {
-    ga_line_t line;
-    line.len = 0;
-    line.fd = __atomic_load_n(&ga_text_fd, __ATOMIC_RELAXED);
-    line.json = 0;
-    ga_put(&line, title);
-    ga_put(&line, s == NULL || ga_stack_len(s) == 0 ? " (no stack recorded)\n" : "\n");
-    ga_put_stack(&line, s);
-    ga_flush(&line);
+    ga_put(line, title);
+    ga_put(line, s == NULL || ga_stack_len(s) == 0 ? " (no stack recorded)\n" : "\n");
+    ga_put_stack(line, s);
 }
 
-void ga_report_slot_error(const char *what, const void *ptr, const ga_arena_t *a, long slot)
+/* "==pid== guardalloc: <what> of <ptr>", the slot and buffer it falls in
+ * (a may be NULL: outside every arena), the thread. */
+static void ga_put_slot_error(ga_line_t *line, const char *what, const void *ptr,
+                              const ga_arena_t *a, long slot)
 {
-    ga_line_t line;
-    line.len = 0;
-    line.fd = __atomic_load_n(&ga_text_fd, __ATOMIC_RELAXED);
-    line.json = 0;
-    ga_put(&line, "==");
-    ga_put_dec(&line, (unsigned long long)getpid());
-    ga_put(&line, "== guardalloc: ");
-    ga_put(&line, what);
-    ga_put(&line, " of ");
-    ga_put_ptr(&line, ptr);
+    ga_put(line, "==");
+    ga_put_dec(line, (unsigned long long)getpid());
+    ga_put(line, "== guardalloc: ");
+    ga_put(line, what);
+    ga_put(line, " of ");
+    ga_put_ptr(line, ptr);
+    ga_put(line, "\n");
+    ga_put_test(line);
     if (a != NULL && slot >= 0) {
         const ga_slot_t *s = &a->slots[slot];
         const char *start = ga_slot_start(a, (size_t)slot) + s->offset;
-        ga_put(&line, "\n  slot ");
-        ga_put_dec(&line, (unsigned long long)slot);
-        ga_put(&line, " (");
-        ga_put(&line, ga_state_names[s->state & 3]);
-        ga_put(&line, ") of arena ");
-        ga_put_ptr(&line, a->base);
-        ga_put(&line, ": ");
-        ga_put(&line, s->state == GA_SLOT_LIVE ? "its " : "its last ");
-        ga_put_dec(&line, s->nbytes);
-        ga_put(&line, "-byte buffer [");
-        ga_put_ptr(&line, start);
-        ga_put(&line, ", ");
-        ga_put_ptr(&line, start + s->nbytes);
-        ga_put(&line, ")");
+        ga_put(line, "  slot ");
+        ga_put_dec(line, (unsigned long long)slot);
+        ga_put(line, " (");
+        ga_put(line, ga_state_names[s->state & 3]);
+        ga_put(line, ") of arena ");
+        ga_put_ptr(line, a->base);
+        ga_put(line, ": ");
+        ga_put(line, s->state == GA_SLOT_LIVE ? "its " : "its last ");
+        ga_put_dec(line, s->nbytes);
+        ga_put(line, "-byte buffer [");
+        ga_put_ptr(line, start);
+        ga_put(line, ", ");
+        ga_put_ptr(line, start + s->nbytes);
+        ga_put(line, ")");
         if ((const char *)ptr != start) {
-            ga_put(&line, ", the pointer ");
-            ga_put_dec(&line, (unsigned long long)((const char *)ptr > start
-                                                   ? (const char *)ptr - start : start - (const char *)ptr));
-            ga_put(&line, (const char *)ptr > start ? " bytes inside it" : " bytes before it");
+            ga_put(line, ", the pointer ");
+            ga_put_dec(line, (unsigned long long)((const char *)ptr > start
+                                                  ? (const char *)ptr - start : start - (const char *)ptr));
+            ga_put(line, (const char *)ptr > start ? " bytes inside it" : " bytes before it");
         } else if (s->state != GA_SLOT_LIVE) {
-            ga_put(&line, " was freed already");
+            ga_put(line, " was freed already");
         }
     } else {
-        ga_put(&line, "\n  inside the guarded heap but in no slot (a guard page or unused space)");
+        ga_put(line, "  inside the guarded heap but in no slot (a guard page or unused space)");
     }
-    ga_put(&line, "\n  in thread ");
-    ga_put_dec(&line, (unsigned long long)syscall(SYS_gettid));
-    ga_put(&line, "\n");
-    ga_flush(&line);
+    ga_put(line, "\n  in thread ");
+    ga_put_dec(line, (unsigned long long)syscall(SYS_gettid));
+    ga_put(line, "\n");
 }
 
 /* A slot's allocation (freed = 0) or free stacks under title: its Python
@@ -727,7 +729,7 @@ static void ga_report(int sig, int si_code, const ga_arena_t *a, const char *add
  * line, appended to the log_path file. Same data as the text report, which
  * it carries whole in "text". */
 
-#define GA_REPORT_SCHEMA_VERSION 1
+#define GA_REPORT_SCHEMA_VERSION 2   /* 2: the reports of a free (ga_report_free) */
 
 /* The log_path template with %p replaced by the pid (%% by %). -1 when
  * no path is set or it does not fit. */
@@ -826,75 +828,144 @@ static const char *ga_trace_of(char **table, long slot)
     return table != NULL && slot >= 0 ? table[slot] : NULL;
 }
 
+/* Open the log_path file and start a report: schema_version, tool, kind,
+ * access, address. Returns 0, or -1 when no report is to be written (no
+ * log_path, or it cannot be opened). */
+static int ga_json_begin(ga_line_t *line, const char *kind, const char *access, const void *addr)
+{
+    char path[GA_LOG_PATH_MAX + 64];
+    if (ga_expand_log_path(path, sizeof(path)) != 0)
+        return -1;
+    line->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (line->fd < 0)
+        return -1;
+    line->len = 0;
+    line->json = 0;
+    ga_put(line, "{\"schema_version\":");
+    ga_put_dec(line, GA_REPORT_SCHEMA_VERSION);
+    ga_json_str(line, "tool", "guardalloc");
+    ga_json_str(line, "kind", kind);
+    ga_json_str(line, "access", access);
+    ga_json_hex(line, "address", addr);
+    return 0;
+}
+
+/* offset (of addr), size, buffer and slot of the blamed slot's buffer, or
+ * nulls (slot < 0); then the arena (null when a is NULL). */
+static void ga_json_buffer(ga_line_t *line, const ga_arena_t *a, long slot, const char *addr)
+{
+    if (a != NULL && slot >= 0) {
+        const ga_slot_t *s = &a->slots[slot];
+        const char *start = ga_slot_start(a, (size_t)slot) + s->offset;
+        ga_json_key(line, "offset");
+        if (addr < start)
+            ga_put(line, "-");
+        ga_put_dec(line, (unsigned long long)(addr < start ? start - addr : addr - start));
+        ga_json_dec(line, "size", s->nbytes);
+        ga_json_hex(line, "buffer", start);
+        ga_json_dec(line, "slot", (unsigned long long)slot);
+    } else {
+        ga_json_key(line, "offset");
+        ga_put(line, "null");
+        ga_json_key(line, "size");
+        ga_put(line, "null");
+        ga_json_key(line, "buffer");
+        ga_put(line, "null");
+        ga_json_key(line, "slot");
+        ga_put(line, "null");
+    }
+    ga_json_key(line, "arena");
+    if (a == NULL) {
+        ga_put(line, "null");
+        return;
+    }
+    ga_put(line, "{\"base\":\"");
+    ga_put_ptr(line, a->base);
+    ga_put(line, "\",\"slots\":");
+    ga_put_dec(line, a->nslots);
+    ga_put(line, ",\"slot_size\":");
+    ga_put_dec(line, a->slot_size);
+    ga_put(line, ",\"guard_size\":");
+    ga_put_dec(line, a->guard_size);
+    ga_put(line, "}");
+}
+
+static void ga_json_pids(ga_line_t *line)
+{
+    ga_json_dec(line, "pid", (unsigned long long)getpid());
+    ga_json_dec(line, "tid", (unsigned long long)syscall(SYS_gettid));
+}
+
+/* on_fault, then the running test (or null). */
+static void ga_json_on_fault_and_test(ga_line_t *line, int continuing)
+{
+    const char *test = ga_pubstr_get(&ga_test_id), *phase = ga_pubstr_get(&ga_test_phase);
+    ga_json_str(line, "on_fault", continuing ? "continue" : "abort");
+    ga_json_key(line, "test");
+    if (test != NULL) {
+        ga_put(line, "{\"nodeid\":");
+        ga_json_value(line, test);
+        ga_json_str(line, "phase", phase);
+        ga_put(line, "}");
+    } else {
+        ga_put(line, "null");
+    }
+}
+
+/* faulting_instruction: pc symbolized, or null. */
+static void ga_json_pc(ga_line_t *line, const void *pc)
+{
+    ga_json_key(line, "faulting_instruction");
+    if (pc != NULL) {
+        ga_put(line, "\"");
+        line->json = 1;
+        ga_put_frame(line, pc);
+        line->json = 0;
+        ga_put(line, "\"");
+    } else {
+        ga_put(line, "null");
+    }
+}
+
+/* time, then the opening of "text": the caller writes the text report
+ * (escaped) to line->fd and ends the report with ga_json_end. */
+static void ga_json_time_and_text(ga_line_t *line)
+{
+    struct timespec now;
+    if (clock_gettime(CLOCK_REALTIME, &now) == 0) {
+        char ms[4] = {(char)('0' + now.tv_nsec / 100000000), (char)('0' + now.tv_nsec / 10000000 % 10),
+                      (char)('0' + now.tv_nsec / 1000000 % 10), 0};
+        ga_json_dec(line, "time", (unsigned long long)now.tv_sec);
+        ga_put(line, ".");
+        ga_put(line, ms);
+    }
+    ga_json_key(line, "text");
+    ga_put(line, "\"");
+    ga_flush(line);
+}
+
+static void ga_json_end(ga_line_t *line)
+{
+    ga_put(line, "\"}\n");
+    ga_flush(line);
+    close(line->fd);
+}
+
 static void ga_json_report(int sig, int si_code, const ga_arena_t *a, const char *addr,
                            const char *access, const ga_fault_t *f, int continuing, const void *pc)
 {
-    char path[GA_LOG_PATH_MAX + 64];
     ga_line_t line;
-    struct timespec now;
-    const char *test, *phase;
-    if (ga_expand_log_path(path, sizeof(path)) != 0)
+    if (ga_json_begin(&line, sig == SIGBUS && !f->guarded ? "bus-error" : ga_kind_names[f->kind],
+                      access, addr) != 0)
         return;
-    line.fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (line.fd < 0)
-        return;
-    line.len = 0;
-    line.json = 0;
-    ga_put(&line, "{\"schema_version\":");
-    ga_put_dec(&line, GA_REPORT_SCHEMA_VERSION);
-    ga_json_str(&line, "tool", "guardalloc");
-    ga_json_str(&line, "kind", sig == SIGBUS && !f->guarded ? "bus-error" : ga_kind_names[f->kind]);
-    ga_json_str(&line, "access", access);
-    ga_json_hex(&line, "address", addr);
-    if (f->slot >= 0) {
-        const ga_slot_t *s = &a->slots[f->slot];
-        const char *start = ga_slot_start(a, (size_t)f->slot) + s->offset;
-        ga_json_key(&line, "offset");
-        if (addr < start)
-            ga_put(&line, "-");
-        ga_put_dec(&line, (unsigned long long)(addr < start ? start - addr : addr - start));
-        ga_json_dec(&line, "size", s->nbytes);
-        ga_json_hex(&line, "buffer", start);
-        ga_json_dec(&line, "slot", (unsigned long long)f->slot);
-    } else {
-        ga_json_key(&line, "offset");
-        ga_put(&line, "null");
-        ga_json_key(&line, "size");
-        ga_put(&line, "null");
-        ga_json_key(&line, "buffer");
-        ga_put(&line, "null");
-        ga_json_key(&line, "slot");
-        ga_put(&line, "null");
-    }
-    ga_json_key(&line, "arena");
-    ga_put(&line, "{\"base\":\"");
-    ga_put_ptr(&line, a->base);
-    ga_put(&line, "\",\"slots\":");
-    ga_put_dec(&line, a->nslots);
-    ga_put(&line, ",\"slot_size\":");
-    ga_put_dec(&line, a->slot_size);
-    ga_put(&line, ",\"guard_size\":");
-    ga_put_dec(&line, a->guard_size);
-    ga_put(&line, "}");
-    ga_json_dec(&line, "pid", (unsigned long long)getpid());
-    ga_json_dec(&line, "tid", (unsigned long long)syscall(SYS_gettid));
+    ga_json_buffer(&line, a, f->slot, addr);
+    ga_json_pids(&line);
     ga_json_str(&line, "signal", sig == SIGBUS ? "SIGBUS" : "SIGSEGV");
     ga_json_str(&line, "si_code",
                 sig == SIGSEGV ? (si_code == SEGV_MAPERR ? "SEGV_MAPERR"
                                   : si_code == SEGV_ACCERR ? "SEGV_ACCERR" : "passed-on")
                                : (si_code == BUS_ADRERR ? "BUS_ADRERR" : "passed-on"));
-    ga_json_str(&line, "on_fault", continuing ? "continue" : "abort");
-    test = ga_pubstr_get(&ga_test_id);
-    phase = ga_pubstr_get(&ga_test_phase);
-    ga_json_key(&line, "test");
-    if (test != NULL) {
-        ga_put(&line, "{\"nodeid\":");
-        ga_json_value(&line, test);
-        ga_json_str(&line, "phase", phase);
-        ga_put(&line, "}");
-    } else {
-        ga_put(&line, "null");
-    }
+    ga_json_on_fault_and_test(&line, continuing);
     ga_json_key(&line, "stacks");
     ga_put(&line, "{\"allocated\":");
     ga_json_value(&line, ga_trace_of(a->alloc_trace, f->slot));
@@ -904,30 +975,93 @@ static void ga_json_report(int sig, int si_code, const ga_arena_t *a, const char
     ga_json_key(&line, "freed_native");
     ga_json_stack(&line, f->kind == GA_KIND_UAF ? ga_stacks_of(a, f->slot, 1) : NULL);
     ga_put(&line, "}");
-    ga_json_key(&line, "faulting_instruction");
-    if (pc != NULL) {
-        ga_put(&line, "\"");
-        line.json = 1;
-        ga_put_frame(&line, pc);
-        line.json = 0;
-        ga_put(&line, "\"");
-    } else {
-        ga_put(&line, "null");
-    }
-    if (clock_gettime(CLOCK_REALTIME, &now) == 0) {
-        char ms[4] = {(char)('0' + now.tv_nsec / 100000000), (char)('0' + now.tv_nsec / 10000000 % 10),
-                      (char)('0' + now.tv_nsec / 1000000 % 10), 0};
-        ga_json_dec(&line, "time", (unsigned long long)now.tv_sec);
-        ga_put(&line, ".");
-        ga_put(&line, ms);
-    }
-    ga_json_key(&line, "text");
-    ga_put(&line, "\"");
-    ga_flush(&line);
+    ga_json_pc(&line, pc);
+    ga_json_time_and_text(&line);
     ga_format_report(line.fd, 1, sig, si_code, a, addr, access, f, continuing, pc);
-    ga_put(&line, "\"}\n");
+    ga_json_end(&line);
+}
+
+
+/* ------------------------------------------------------------------------
+ * Reports of a free (the native heap): a double or invalid free, or slack
+ * found damaged. The text on the text descriptor, then the same as JSON. */
+
+static const char *const ga_free_kinds[] = {"double-free", "invalid-free", "heap-buffer-overflow"};
+
+/* The stack of the free that freed the slot before (a double free, or an
+ * invalid free into a freed slot), this free's for damage found now, or NULL. */
+static const ga_stack_t *ga_freed_stack(int error, const ga_arena_t *a, long slot,
+                                        const ga_stack_t *this_free)
+{
+    if (error == GA_FREE_CORRUPT)
+        return this_free;
+    if (a == NULL || slot < 0 || (error != GA_FREE_DOUBLE && a->slots[slot].state == GA_SLOT_LIVE))
+        return NULL;
+    return ga_stacks_of(a, slot, 1);
+}
+
+/* The text report of a free, to fd (json: escaped for a JSON string). */
+static void ga_format_free_report(int fd, int json, int error, const void *ptr, const ga_arena_t *a,
+                                  long slot, const ga_damage_t *damage, const ga_stack_t *this_free)
+{
+    ga_line_t line;
+    line.len = 0;
+    line.fd = fd;
+    line.json = json;
+    if (error == GA_FREE_CORRUPT) {
+        ga_put_corruption(&line, ptr, damage);
+        ga_put_test(&line);
+        ga_put_titled_stack(&line, "  allocated at:", a != NULL ? ga_stacks_of(a, slot, 0) : NULL);
+        ga_put_titled_stack(&line, "  freed at:", this_free);
+    } else {
+        ga_put_slot_error(&line, ga_free_kinds[error], ptr, a, slot);
+        ga_put_titled_stack(&line, "  this free:", this_free);
+        if (a != NULL && slot >= 0) {
+            const ga_stack_t *freed = ga_freed_stack(error, a, slot, this_free);
+            ga_put_titled_stack(&line, "  allocated at:", ga_stacks_of(a, slot, 0));
+            if (error == GA_FREE_DOUBLE || freed != NULL)
+                ga_put_titled_stack(&line, error == GA_FREE_DOUBLE ? "  first freed at:" : "  last freed at:",
+                                    freed);
+        }
+    }
     ga_flush(&line);
-    close(line.fd);
+}
+
+void ga_report_free(int error, const void *ptr, const ga_arena_t *a, long slot,
+                    const ga_damage_t *damage, const ga_stack_t *this_free, int continuing)
+{
+    ga_line_t line;
+    const char *addr = (const char *)ptr;
+    if (a == NULL)
+        slot = -1;
+    if (error == GA_FREE_CORRUPT && a != NULL && slot >= 0)   /* blame the first damaged byte */
+        addr = ga_slot_start(a, (size_t)slot) + a->slots[slot].offset + damage->first_offset;
+    ga_format_free_report(__atomic_load_n(&ga_text_fd, __ATOMIC_RELAXED), 0, error, ptr, a, slot,
+                          damage, this_free);
+    if (ga_json_begin(&line, ga_free_kinds[error], "free", addr) != 0)
+        return;
+    ga_json_buffer(&line, a, slot, addr);
+    if (error == GA_FREE_CORRUPT)
+        ga_json_dec(&line, "damaged", damage->damaged);
+    ga_json_pids(&line);
+    ga_json_key(&line, "signal");
+    ga_put(&line, "null");
+    ga_json_key(&line, "si_code");
+    ga_put(&line, "null");
+    ga_json_on_fault_and_test(&line, continuing);
+    ga_json_key(&line, "stacks");
+    ga_put(&line, "{\"allocated\":null,\"freed\":null");
+    ga_json_key(&line, "allocated_native");
+    ga_json_stack(&line, a != NULL ? ga_stacks_of(a, slot, 0) : NULL);
+    ga_json_key(&line, "freed_native");
+    ga_json_stack(&line, ga_freed_stack(error, a, slot, this_free));
+    ga_json_key(&line, "this_free_native");
+    ga_json_stack(&line, this_free);
+    ga_put(&line, "}");
+    ga_json_pc(&line, NULL);
+    ga_json_time_and_text(&line);
+    ga_format_free_report(line.fd, 1, error, ptr, a, slot, damage, this_free);
+    ga_json_end(&line);
 }
 
 

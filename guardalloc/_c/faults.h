@@ -48,24 +48,28 @@ void ga_report_corruption(const void *ptr, const ga_damage_t *damage);
  * Async-signal-safe. */
 void ga_report_bad_free(const char *who, const char *what, const void *ptr);
 
-/* `title` then one line per frame of a recorded native stack (stacks.h)
- * on the text report's descriptor:
- *     #0 0x7f...: function+0x1c (/lib/libfoo.so)
- * "(no stack recorded)" after the title when s is NULL or empty. The fault
- * report writes an arena's per-slot stacks itself (ga_arena_t.stacks); this
- * is for reports made outside the handler (the heap's bad frees). Symbols
- * come from dladdr(): see ga_stack_format_frame. */
-void ga_write_stack(const char *title, const ga_stack_t *s);
+/* What a free found wrong (ga_report_free). */
+enum {
+    GA_FREE_DOUBLE,    /* the block was freed already                       */
+    GA_FREE_INVALID,   /* not the start of a live block                     */
+    GA_FREE_CORRUPT,   /* freed, but its slack was overwritten (an overflow) */
+};
 
-/* One line on stderr: `what` ("double-free", "invalid-free") of ptr, the
- * slot and buffer it falls in (a may be NULL: outside every arena).
- * Async-signal-safe. */
-void ga_report_slot_error(const char *what, const void *ptr, const ga_arena_t *a, long slot);
+/* The report of a free (the native heap's): `error` (GA_FREE_*) of ptr, the
+ * slot it falls in (a NULL: outside every arena; slot -1: in no slot),
+ * damage (GA_FREE_CORRUPT), this free's native stack and the slot's recorded
+ * ones. The text report on the text descriptor, naming the slot and every
+ * stack; and, with a log_path, the same as one JSON object (kind
+ * "double-free", "invalid-free" or, for damage, "heap-buffer-overflow";
+ * access "free"; docs/report-schema.json). continuing: the caller goes on
+ * (on_fault=continue) instead of aborting. Async-signal-safe. */
+void ga_report_free(int error, const void *ptr, const ga_arena_t *a, long slot,
+                    const ga_damage_t *damage, const ga_stack_t *this_free, int continuing);
 
 /* Where JSON reports go: a path template ("%p": the pid of the process
  * that faults, "%%": a percent sign), NULL or "" for none. One JSON object
- * per fault, on one line, appended (docs/report-schema.json). Returns 0, or
- * -1 when the template is longer than GA_LOG_PATH_MAX (options.h). */
+ * per fault (and per report of ga_report_free), on one line, appended
+ * (docs/report-schema.json). Returns 0, or -1 when the template is longer than GA_LOG_PATH_MAX (options.h). */
 int ga_set_report_path(const char *path_template);
 const char *ga_get_report_path(void);   /* NULL when none */
 

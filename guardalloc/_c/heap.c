@@ -320,22 +320,11 @@ void ga_heap_free(void *ptr)
     pthread_mutex_unlock(&ga_lock);
     if (code == GA_OK || code == GA_ERR_SYSCALL)
         return;
-    if (code == GA_ERR_CORRUPT) {
-        ga_report_corruption(p, &damage);
-        ga_write_stack("  allocated at:", ga_stacks_of(&e->a, slot, 0));
-        ga_write_stack("  freed at:", &stack);
-        ga_fatal();
-        return;
-    }
-    /* Double or invalid free: name the slot, show every stack we have. */
-    ga_report_slot_error(code == GA_ERR_DOUBLE ? "double-free" : "invalid-free", p,
-                         e != NULL ? &e->a : NULL, slot);
-    ga_write_stack("  this free:", &stack);
-    if (e != NULL && slot >= 0) {
-        ga_write_stack("  allocated at:", ga_stacks_of(&e->a, slot, 0));
-        if (code == GA_ERR_DOUBLE)
-            ga_write_stack("  first freed at:", ga_stacks_of(&e->a, slot, 1));
-    }
+    /* A double or invalid free, or damage: name the slot, show every stack. */
+    ga_report_free(code == GA_ERR_CORRUPT ? GA_FREE_CORRUPT : code == GA_ERR_DOUBLE ? GA_FREE_DOUBLE
+                   : GA_FREE_INVALID, p, e != NULL ? &e->a : NULL, slot,
+                   code == GA_ERR_CORRUPT ? &damage : NULL, &stack,
+                   ga_opts.on_fault == GA_ON_FAULT_CONTINUE);
     ga_fatal();
 }
 

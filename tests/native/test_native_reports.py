@@ -79,17 +79,23 @@ def test_exec_writes_a_json_report(build, tmp_path, how):
     assert "overflow_write" in report["faulting_instruction"] or "main+" in report["faulting_instruction"]
 
 
-def test_run_native_writes_a_json_report(tmp_path):
+def _run_native(tmp_path, source: str, expected: int) -> dict:
+    """``guardalloc run --native 1 --log-path`` on a Python program that dies
+    of signal `expected`; its one JSON report."""
     script = tmp_path / "prog.py"
-    script.write_text(MALLOC_OVERFLOW)
+    script.write_text(source)
     reports = tmp_path / "reports"
     reports.mkdir()
     proc = subprocess.Popen([sys.executable, "-m", "guardalloc", "run", "--native", "1",
                              "--log-path", str(reports / "report.%p.json"), str(script)],
                             env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == -signal.SIGSEGV, stderr
-    report = _one_report(reports, proc.pid)   # run --native re-executes in place: same pid
+    assert proc.returncode == -expected, stderr
+    return _one_report(reports, proc.pid)   # run --native re-executes in place: same pid
+
+
+def test_run_native_writes_a_json_report(tmp_path):
+    report = _run_native(tmp_path, MALLOC_OVERFLOW, signal.SIGSEGV)
     assert report["kind"] == "heap-buffer-overflow"
     assert report["stacks"]["allocated_native"]
     assert "libc.so" in report["faulting_instruction"]
@@ -127,3 +133,101 @@ def test_faulting_instruction_under_the_library_with_faulthandler(tmp_path):
     assert "Fatal Python error: Segmentation fault" in proc.stderr
     assert "raised again by a handler installed later" in proc.stderr
     assert lines[0] == lines[1] and "libc.so" in lines[0], lines
+
+
+# -- the reports of a free (double, invalid, damaged slack): kind, slot, stacks, pid --
+
+# corpus program -> (kind, offset, size) of its report
+BAD_FREES = {
+    "double_free.c": ("double-free", 0, 24),
+    "invalid_free.c": ("invalid-free", 8, 24),
+    "slack_overflow.c": ("heap-buffer-overflow", 13, 13),
+}
+# An invalid free inside the heap's reservation but past every arena.
+OUTSIDE_EVERY_ARENA = r"""
+#include <stdlib.h>
+__attribute__((noinline)) void trigger(char *p) { free(p + (64 << 20)); }
+int main(void) { char *p = malloc(24); trigger(p); return 0; }
+"""
+
+
+def _frames(stack) -> str:
+    assert stack, stack
+    return "\n".join(stack)
+
+
+@pytest.mark.parametrize("name", sorted(BAD_FREES))
+def test_a_bad_free_writes_a_json_report(build, tmp_path, name):
+    kind, offset, size = BAD_FREES[name]
+    program = build(os.path.join(CORPUS, name))
+    pid, status, stderr = _exec(["--sample-rate", "1", "--log-path", str(tmp_path / "report.%p.json"),
+                                 "--", program])
+    assert status == -signal.SIGABRT, stderr
+    report = _one_report(tmp_path, pid)   # validated against docs/report-schema.json
+    assert report["schema_version"] == 2
+    assert (report["kind"], report["access"], report["offset"], report["size"]) == (kind, "free", offset, size)
+    assert report["slot"] is not None and report["arena"]["slots"] >= 1
+    assert int(report["address"], 16) - int(report["buffer"], 16) == offset
+    assert report["tid"] == pid   # the program's one thread
+    assert (report["signal"], report["si_code"], report["on_fault"]) == (None, None, "abort")
+    assert report["faulting_instruction"] is None
+    assert report["text"] in stderr
+    stacks = report["stacks"]
+    assert "main+" in _frames(stacks["allocated_native"])
+    if name == "slack_overflow.c":
+        assert report["damaged"] == 3
+        assert stacks["freed_native"] == stacks["this_free_native"]   # this free freed it
+        assert "main+" in _frames(stacks["this_free_native"])
+    else:
+        assert "damaged" not in report
+        assert "trigger+" in _frames(stacks["this_free_native"])
+    if name == "double_free.c":
+        assert "main+" in _frames(stacks["freed_native"])   # the first free, in main()
+        assert "trigger+" not in _frames(stacks["freed_native"])
+        assert "first freed at:" in report["text"]
+    elif name == "invalid_free.c":
+        assert stacks["freed_native"] is None   # the block is live
+
+
+def test_an_invalid_free_outside_every_arena(build, tmp_path):
+    source = tmp_path / "outside.c"
+    source.write_text(OUTSIDE_EVERY_ARENA)
+    program = build(str(source))
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    pid, status, stderr = _exec(["--sample-rate", "1", "--log-path", str(reports / "report.%p.json"),
+                                 "--", program])
+    assert status == -signal.SIGABRT, stderr
+    assert "inside the guarded heap but in no slot" in stderr
+    report = _one_report(reports, pid)
+    assert (report["kind"], report["access"], report["arena"], report["slot"]) == ("invalid-free", "free", None, None)
+    assert "trigger+" in _frames(report["stacks"]["this_free_native"])
+    assert report["stacks"]["allocated_native"] is None
+
+
+def test_a_bad_free_with_on_fault_continue(build, tmp_path):
+    """on_fault=continue: the report says so, and the program goes on."""
+    program = build(os.path.join(CORPUS, "double_free.c"))
+    pid, status, stderr = _exec(["--sample-rate", "1", "--on-fault", "continue",
+                                 "--log-path", str(tmp_path / "report.%p.json"), "--", program])
+    assert status == 0, stderr
+    report = _one_report(tmp_path, pid)
+    assert (report["kind"], report["on_fault"]) == ("double-free", "continue")
+
+
+def test_a_bad_free_without_native_stacks(build, tmp_path):
+    program = build(os.path.join(CORPUS, "double_free.c"))
+    pid, status, stderr = _exec(["--sample-rate", "1", "--no-native-stacks",
+                                 "--log-path", str(tmp_path / "report.%p.json"), "--", program])
+    assert status == -signal.SIGABRT, stderr
+    stacks = _one_report(tmp_path, pid)["stacks"]
+    assert stacks["allocated_native"] is stacks["freed_native"] is stacks["this_free_native"] is None
+    assert "this free: (no stack recorded)" in stderr
+
+
+def test_run_native_double_free_through_ctypes(tmp_path):
+    report = _run_native(tmp_path, "import ctypes\nlibc = ctypes.CDLL(None)\nlibc.malloc.restype = ctypes.c_void_p\n"
+                         "libc.free.argtypes = [ctypes.c_void_p]\np = libc.malloc(100)\nlibc.free(p)\nlibc.free(p)\n",
+                         signal.SIGABRT)
+    assert (report["kind"], report["size"], report["offset"]) == ("double-free", 100, 0)
+    assert report["stacks"]["freed_native"] and report["stacks"]["this_free_native"]
