@@ -896,7 +896,6 @@ cdef class Buffer:
 
     def __cinit__(self):
         self.shape[0] = 0
-        self.slot_ = -1
 
     def __init__(self):
         raise TypeError("guardalloc.Buffer cannot be created directly: use Arena.alloc() or Pool.alloc()")
@@ -1212,7 +1211,8 @@ cdef class Buffer:
 
     @property
     def slot(self) -> int:
-        return self.slot_
+        """The slot it was placed in (-1 for a Buffer never allocated)."""
+        return -1 if self.owner is None else self.slot_
 
     @property
     def arena(self):

@@ -7,8 +7,10 @@ from libc.stdint cimport uint32_t
 from guardalloc._core cimport ga_arena_t
 
 # Whether an allocator whose own choice is `choice` (True, False or None:
-# the process default) records tracebacks.
-cdef bint wants_traces(object choice)
+# the process default) records tracebacks. noexcept: it cannot raise, and
+# without it Cython checks PyErr_Occurred() after every call (twice per
+# Arena alloc/free cycle).
+cdef bint wants_traces(object choice) noexcept
 # The process default (enable_tracebacks()), readable without the GIL.
 cdef bint tracebacks_default() noexcept nogil
 # Render the caller's Python stack into the slot's allocation (or free)

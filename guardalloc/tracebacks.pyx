@@ -68,7 +68,7 @@ cdef bint tracebacks_default() noexcept nogil:
     return _default
 
 
-cdef bint wants_traces(object choice):
+cdef bint wants_traces(object choice) noexcept:
     return _default if choice is None else choice is True
 
 

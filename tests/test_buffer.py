@@ -104,6 +104,23 @@ def test_freed_buffer_refuses_use(arena):
     assert buf.freed and buf.nbytes == 10 and buf.slot == 0
 
 
+def test_slot_of_unallocated_and_claimed_buffers(arena):
+    assert guardalloc.Buffer.__new__(guardalloc.Buffer).slot == -1
+    last = arena.slots - 1
+    buf = arena.alloc(8, slot=last)
+    assert buf.slot == last and f"slot {last} of {arena.slots}" in repr(buf)
+    buf.free()
+    assert buf.slot == last
+
+
+@pytest.mark.parametrize("nbytes", [0, -1, -(2 ** 30), 2 ** 30 - 1, 2 ** 30, 2 ** 31, 2 ** 64])
+def test_nbytes_out_of_range_on_both_sides_of_one_digit(arena, nbytes):
+    # Ints of one digit (< 2**30) are read in place, longer ones through
+    # PyLong_AsLongAndOverflow: the same ValueError either way.
+    with pytest.raises(ValueError, match=f"nbytes must be between 1 and the slot size .*not {nbytes}$"):
+        arena.alloc(nbytes)
+
+
 # ---------------------------------------------------------------------------
 # A fixed-size bytearray: every answer checked against bytearray's own
 
