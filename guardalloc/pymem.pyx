@@ -33,8 +33,8 @@ from libc.string cimport memcpy
 from cpython.ref cimport Py_INCREF
 
 from guardalloc._core cimport (
-    GA_ERR_CORRUPT, GA_ERR_SYSCALL, GA_OK, ga_damage_t, ga_report_bad_free, ga_report_corruption,
-    ga_stacks_skip_library,
+    GA_ERR_CORRUPT, GA_ERR_DOUBLE, GA_ERR_SYSCALL, GA_FREE_CORRUPT, GA_FREE_DOUBLE, GA_FREE_INVALID, GA_OK,
+    ga_arena_t, ga_damage_t, ga_report_free, ga_slot_of, ga_stack_capture, ga_stack_t, ga_stacks_skip_library,
 )
 from guardalloc.pool cimport GROW_NEVER, GROW_PENDING, Pool
 
@@ -203,13 +203,14 @@ cdef void *_hook_realloc(void *ctx, void *ptr, size_t new_size) noexcept nogil:
         return d.saved.realloc(d.saved.ctx, ptr, new_size)
     old = (<Pool>_pool_ptr).size_of(ptr)
     if old == 0:
-        _bad_pointer(b"realloc", ptr)
+        # Not a live block: free_ptr changes nothing and says why.
+        _bad_pointer((<Pool>_pool_ptr).free_ptr(ptr, &damage), ptr)
     if d.sampling:
         # A guarded block stays guarded while sampling is on.
         moved = (<Pool>_pool_ptr).realloc(ptr, new_size, &damage)
         if moved != NULL:
             if damage.damaged:
-                ga_report_corruption(ptr, &damage)
+                _report_free(GA_FREE_CORRUPT, ptr, &damage, True)
             return moved
     # Copy out to the saved allocator (pool full, or uninstalled).
     moved = d.saved.malloc(d.saved.ctx, new_size)
@@ -233,9 +234,9 @@ cdef inline void _free_guarded(void *ptr) noexcept nogil:
     cdef ga_damage_t damage
     cdef int code = (<Pool>_pool_ptr).free_ptr(ptr, &damage)
     if code == GA_ERR_CORRUPT:
-        ga_report_corruption(ptr, &damage)
+        _report_free(GA_FREE_CORRUPT, ptr, &damage, True)
     elif code != GA_OK and code != GA_ERR_SYSCALL:
-        _bad_pointer(b"free", ptr)
+        _bad_pointer(code, ptr)
     if _draining and not _finish_scheduled and ga_atomic_load(&(<Pool>_pool_ptr).live) == 0:
         # The last guarded block is gone: restore the saved allocators at
         # the main thread's next safe point (never from inside a hook).
@@ -244,12 +245,29 @@ cdef inline void _free_guarded(void *ptr) noexcept nogil:
             _finish_scheduled = False
 
 
-cdef void _bad_pointer(const char *what, void *ptr) noexcept nogil:
+cdef void _bad_pointer(int code, void *ptr) noexcept nogil:
     """An invalid or double free (or realloc) of a pointer inside the guarded
-    pool: no other allocator owns it, so report it and abort, as GWP-ASan
-    does."""
-    ga_report_bad_free(b"pymem", what, ptr)
+    pool (code: the pool's GA_ERR_*): no other allocator owns it, so report
+    it and abort, as GWP-ASan does."""
+    _report_free(GA_FREE_DOUBLE if code == GA_ERR_DOUBLE else GA_FREE_INVALID, ptr, NULL, False)
     abort()
+
+
+cdef void _report_free(int error, void *ptr, ga_damage_t *damage, bint continuing) noexcept nogil:
+    """The report of a free (ga_report_free: text on the report descriptor,
+    JSON to log_path) naming ptr's arena and slot, with this free's native
+    stack when the pool records stacks. continuing: the program goes on
+    (damaged slack: the block was freed)."""
+    cdef ga_stack_t stack
+    cdef const ga_stack_t *this_free = NULL
+    cdef ga_arena_t *a = (<Pool>_pool_ptr).arena_of(ptr)
+    cdef long slot = ga_slot_of(a, ptr) if a != NULL else -1
+    if (<Pool>_pool_ptr).native_stacks:
+        # Captured again, not read from the slot: once freed, the slot may
+        # be handed out (and its stacks replaced) by another thread.
+        ga_stack_capture(&stack)
+        this_free = &stack
+    ga_report_free(error, ptr, a, slot, damage, this_free, continuing)
 
 
 cdef int _finish_uninstall(void *arg) noexcept with gil:

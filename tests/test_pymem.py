@@ -6,6 +6,7 @@ see every allocation of the process, and guarded blocks outlive uninstall().
 
 from __future__ import annotations
 
+import re
 import signal
 import textwrap
 
@@ -186,7 +187,9 @@ def test_double_free_of_a_guarded_block_aborts_with_a_report(child, free):
     """))
     assert proc.returncode == -signal.SIGABRT, proc.stderr
     assert proc.stdout == "freed once\n"
-    assert "guardalloc: pymem: invalid free of 0x" in proc.stderr
+    assert "== guardalloc: double-free of 0x" in proc.stderr, proc.stderr
+    assert re.search(r"  slot \d+ \(free\) of arena 0x[0-9a-f]+: its last 64-byte buffer .* was freed already\n",
+                     proc.stderr), proc.stderr
 
 
 def test_a_hook_installed_on_top_blocks_uninstall(child):
@@ -352,6 +355,130 @@ def test_slack_overwrite_is_reported_when_the_block_is_freed(child):
     assert proc.stdout == "still running 1\n"
     assert "guardalloc: heap corruption: 3 slack byte(s) after the block at 0x" in proc.stderr
     assert "first at offset 100" in proc.stderr
+    assert re.search(r"\n  slot \d+ of arena 0x[0-9a-f]+\n", proc.stderr), proc.stderr
+
+
+# -- reports of a free (ga_report_free): text and JSON to log_path ------------------
+
+def _one_report(tmp_path, proc) -> dict:
+    """The one JSON report the child wrote, checked against the schema and
+    against the text it wrote to stderr."""
+    from test_reports_json import reports_in, validate
+    (report,) = reports_in(tmp_path)
+    validate(report)
+    assert (report["schema_version"], report["access"], report["signal"]) == (2, "free", None)
+    assert report["text"] in proc.stderr, (report["text"], proc.stderr)
+    assert isinstance(report["slot"], int) and report["arena"]["slots"] >= 1
+    return report
+
+
+def test_slack_damaged_by_c_code_is_reported_as_json_at_the_objects_deallocation(child, tmp_path):
+    # A C extension writes past a bytearray's buffer into the slack before
+    # the guard (alignment 16: no fault); the object's deallocation frees
+    # the buffer (PyObject_Free), and the free finds the damage.
+    proc = child("""
+        import ctypes, os, guardalloc.pymem as pymem
+        pymem.install(sample_rate=1, domains=("obj",), alignment=16, native_stacks=True)
+        pool = pymem.pool()
+        for _ in range(100_000):
+            data = bytearray(100)                     # a 101-byte buffer (NUL), padded to 112
+            address = ctypes.addressof((ctypes.c_char * 100).from_buffer(data))
+            if pool.owns(address):
+                break
+        ctypes.memset(address + 101, 0x41, 4)
+        del data
+        print("still running", os.getpid(), address, pool.stats()["corruptions"], flush=True)
+    """, env={"GUARDALLOC_OPTIONS": f"log_path={tmp_path}/r.%p.json"})
+    assert proc.returncode == 0, proc.stderr
+    words = proc.stdout.split()
+    assert words[0:2] == ["still", "running"] and words[4] == "1", proc.stdout
+    pid, address = int(words[2]), int(words[3])
+    report = _one_report(tmp_path, proc)
+    assert (report["kind"], report["pid"], report["on_fault"]) == ("heap-buffer-overflow", pid, "continue")
+    assert (report["size"], report["offset"], report["damaged"]) == (101, 101, 4)
+    assert int(report["buffer"], 16) == address and int(report["address"], 16) == address + 101
+    assert f"slot {report['slot']} of arena {report['arena']['base']}\n" in report["text"]
+    # The allocation's native stack (the C caller of PyObject_Malloc), and this free's.
+    assert report["stacks"]["allocated_native"] and report["stacks"]["this_free_native"]
+    assert report["stacks"]["freed_native"] == report["stacks"]["this_free_native"]
+    assert "  allocated at:\n    #0 0x" in report["text"] and "  freed at:\n    #0 0x" in report["text"]
+
+
+def test_slack_damage_found_by_realloc_at_the_default_rate_has_native_stacks(child, tmp_path):
+    # sample_rate >= 1000 records native stacks by default (NATIVE_STACKS_MIN_RATE).
+    proc = child(with_api("""
+        import sys, guardalloc.pymem as pymem
+        pymem.install(sample_rate=1000, domains=("mem",))
+        pool = pymem.pool()
+        assert pool.native_stacks
+        for _ in range(100_000):
+            p = api.PyMem_Malloc(100)
+            if pool.owns(p):
+                break
+            api.PyMem_Free(p)
+        ctypes.memset(p + 100, 0, 3)
+        q = api.PyMem_Realloc(p, 300)          # moves: the old block's free finds the damage
+        assert pool.owns(q) and pool.block_size(q) == 300
+        api.PyMem_Free(q)
+        print("still running", pool.stats()["corruptions"], flush=True)
+    """), env={"GUARDALLOC_OPTIONS": f"log_path={tmp_path}/r.%p.json"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "still running 1\n"
+    report = _one_report(tmp_path, proc)
+    assert (report["kind"], report["size"], report["offset"], report["damaged"]) == ("heap-buffer-overflow", 100,
+                                                                                    100, 3)
+    assert report["on_fault"] == "continue"
+    assert report["stacks"]["allocated_native"] and report["stacks"]["this_free_native"]
+
+
+BAD_FREES = {
+    # name: (the bad call, kind, offset)
+    "double": ("api.PyMem_Free(p); api.PyMem_Free(p)", "double-free", 0),
+    "inside": ("api.PyMem_Free(p + 8)", "invalid-free", 8),
+    "realloc-freed": ("api.PyMem_Free(p); api.PyMem_Realloc(p, 200)", "double-free", 0),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_FREES))
+def test_bad_frees_through_the_pymem_api_are_reported_as_json(child, tmp_path, name):
+    call, kind, offset = BAD_FREES[name]
+    proc = child(with_api(f"""
+        import os, sys, guardalloc, guardalloc.pymem as pymem
+        guardalloc.set_report_path(sys.argv[1] + "/r.%p.json")
+        pymem.install(sample_rate=1, domains=("mem",), native_stacks=True)
+        p = api.PyMem_Malloc(64)
+        assert pymem.pool().owns(p)
+        print(os.getpid(), p, flush=True)
+        {call}
+        print("not reached", flush=True)
+    """), str(tmp_path))
+    assert proc.returncode == -signal.SIGABRT, proc.stderr
+    pid, address = map(int, proc.stdout.split())
+    report = _one_report(tmp_path, proc)
+    assert (report["kind"], report["pid"], report["on_fault"]) == (kind, pid, "abort")
+    assert (report["size"], report["offset"]) == (64, offset)
+    assert int(report["address"], 16) == address + offset and int(report["buffer"], 16) == address
+    assert report["text"].startswith(f"=={pid}== guardalloc: {kind} of {report['address']}\n")
+    stacks = report["stacks"]
+    assert stacks["allocated_native"] and stacks["this_free_native"]
+    # A double free shows the first free's stack; a free inside a live block none.
+    assert bool(stacks["freed_native"]) == (kind == "double-free")
+
+
+def test_bad_free_reports_carry_no_stacks_without_native_stacks(child, tmp_path):
+    proc = child(with_api("""
+        import sys, guardalloc.pymem as pymem
+        pymem.install(sample_rate=1, domains=("raw",))   # below 1000: no native stacks
+        assert not pymem.pool().native_stacks
+        p = api.PyMem_RawMalloc(64)
+        api.PyMem_RawFree(p + 16)
+    """), env={"GUARDALLOC_OPTIONS": f"log_path={tmp_path}/r.%p.json"})
+    assert proc.returncode == -signal.SIGABRT, proc.stderr
+    report = _one_report(tmp_path, proc)
+    assert (report["kind"], report["offset"], report["size"]) == ("invalid-free", 16, 64)
+    assert report["stacks"] == {"allocated": None, "freed": None, "allocated_native": None,
+                                "freed_native": None, "this_free_native": None}
+    assert "  this free: (no stack recorded)\n" in report["text"]
 
 
 # -- limits: sized from the machine, refusals said once ----------------------------

@@ -234,34 +234,6 @@ static void ga_put_corruption(ga_line_t *line, const void *ptr, const ga_damage_
     ga_put(line, " (found when it was freed)\n");
 }
 
-void ga_report_corruption(const void *ptr, const ga_damage_t *damage)
-{
-    ga_line_t line;
-    line.len = 0;
-    line.fd = __atomic_load_n(&ga_text_fd, __ATOMIC_RELAXED);
-    line.json = 0;
-    ga_put_corruption(&line, ptr, damage);
-    ga_flush(&line);
-}
-
-void ga_report_bad_free(const char *who, const char *what, const void *ptr)
-{
-    ga_line_t line;
-    line.len = 0;
-    line.fd = __atomic_load_n(&ga_text_fd, __ATOMIC_RELAXED);
-    line.json = 0;
-    ga_put(&line, "guardalloc: ");
-    ga_put(&line, who);
-    ga_put(&line, ": invalid ");
-    ga_put(&line, what);
-    ga_put(&line, " of ");
-    ga_put_ptr(&line, ptr);
-    ga_put(&line, ": inside the guarded pool but not the start of a live block "
-                  "(double free, or a pointer into a block)\n");
-    ga_flush(&line);
-}
-
-
 /* ------------------------------------------------------------------------
  * What a fault address means, worked out from the arena layout (layout.h). */
 
@@ -1011,6 +983,13 @@ static void ga_format_free_report(int fd, int json, int error, const void *ptr, 
     if (error == GA_FREE_CORRUPT) {
         ga_put_corruption(&line, ptr, damage);
         ga_put_test(&line);
+        if (a != NULL && slot >= 0) {
+            ga_put(&line, "  slot ");
+            ga_put_dec(&line, (unsigned long long)slot);
+            ga_put(&line, " of arena ");
+            ga_put_ptr(&line, a->base);
+            ga_put(&line, "\n");
+        }
         ga_put_titled_stack(&line, "  allocated at:", a != NULL ? ga_stacks_of(a, slot, 0) : NULL);
         ga_put_titled_stack(&line, "  freed at:", this_free);
     } else {

@@ -39,15 +39,6 @@ int ga_reports_active(void);
 /* 1 when guardalloc's handler is the current SIGSEGV disposition. */
 int ga_reports_handler_on_top(void);
 
-/* One line on stderr: a free by a C caller (the PyMem hooks) found the slack after the block at ptr overwritten; the block was freed.
- * Async-signal-safe. */
-void ga_report_corruption(const void *ptr, const ga_damage_t *damage);
-
-/* One line on stderr: `who` was asked to `what` ("free", "realloc") ptr,
- * which lies in a guarded pool but is not the start of a live block.
- * Async-signal-safe. */
-void ga_report_bad_free(const char *who, const char *what, const void *ptr);
-
 /* What a free found wrong (ga_report_free). */
 enum {
     GA_FREE_DOUBLE,    /* the block was freed already                       */
@@ -55,7 +46,8 @@ enum {
     GA_FREE_CORRUPT,   /* freed, but its slack was overwritten (an overflow) */
 };
 
-/* The report of a free (the native heap's): `error` (GA_FREE_*) of ptr, the
+/* The report of a free (the native heap's, the PyMem hooks'; the one
+ * reporter of frees): `error` (GA_FREE_*) of ptr, the
  * slot it falls in (a NULL: outside every arena; slot -1: in no slot),
  * damage (GA_FREE_CORRUPT), this free's native stack and the slot's recorded
  * ones. The text report on the text descriptor, naming the slot and every
