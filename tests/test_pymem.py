@@ -465,6 +465,21 @@ def test_bad_frees_through_the_pymem_api_are_reported_as_json(child, tmp_path, n
     assert bool(stacks["freed_native"]) == (kind == "double-free")
 
 
+def test_a_free_in_the_pools_reservation_but_in_no_arena_is_an_invalid_free(child, tmp_path):
+    proc = child(with_api("""
+        import guardalloc.pymem as pymem
+        pymem.install(sample_rate=1, domains=("mem",))
+        pool = pymem.pool()
+        api.PyMem_Free(pool.address + pool.reserved - 4096)   # the reservation's last page: no arena yet
+    """), env={"GUARDALLOC_OPTIONS": f"log_path={tmp_path}/r.%p.json"})
+    assert proc.returncode == -signal.SIGABRT, proc.stderr
+    from test_reports_json import reports_in, validate
+    (report,) = reports_in(tmp_path)
+    validate(report)
+    assert (report["kind"], report["arena"], report["slot"], report["offset"]) == ("invalid-free", None, None, None)
+    assert "  inside the guarded heap but in no slot" in report["text"] and report["text"] in proc.stderr
+
+
 def test_bad_free_reports_carry_no_stacks_without_native_stacks(child, tmp_path):
     proc = child(with_api("""
         import sys, guardalloc.pymem as pymem

@@ -955,8 +955,9 @@ static void ga_json_report(int sig, int si_code, const ga_arena_t *a, const char
 
 
 /* ------------------------------------------------------------------------
- * Reports of a free (the native heap): a double or invalid free, or slack
- * found damaged. The text on the text descriptor, then the same as JSON. */
+ * Reports of a free (the native heap, the PyMem hooks): a double or invalid
+ * free, or slack found damaged. The text on the text descriptor, then the
+ * same as JSON. */
 
 static const char *const ga_free_kinds[] = {"double-free", "invalid-free", "heap-buffer-overflow"};
 
