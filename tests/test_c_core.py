@@ -84,13 +84,13 @@ BUGS = {
     "wild_guard_access": (signal.SIGSEGV, [rf"guardalloc: wild-access WRITE at {HEX}\n",
                                            r"guard page between slot 1 \(free\) and slot 2 \(free\)"]),
     "double_free": (signal.SIGABRT, [rf"guardalloc: double-free of {HEX}\n",
-                                     r"slot 0 \(free\) of arena 0x[0-9a-f]+: its last 64-byte buffer .* was freed already"]),
+                                     rf"slot 0 \(free\) of arena {HEX}: its last 64-byte buffer .* was freed already"]),
     "invalid_free": (signal.SIGABRT, [rf"guardalloc: invalid-free of {HEX}\n",
-                                      r"slot 0 \(live\) of arena 0x[0-9a-f]+: its 64-byte buffer .*, the pointer 8 bytes "
+                                      rf"slot 0 \(live\) of arena {HEX}: its 64-byte buffer .*, the pointer 8 bytes "
                                       r"inside it"]),
     "slack_overwrite": (signal.SIGABRT, [rf"guardalloc: heap corruption: 1 slack byte\(s\) after the block "
                                          rf"at {HEX} were overwritten, the first at offset 100 "
-                                         r"\(found when it was freed\)\n", r"  slot 0 of arena 0x[0-9a-f]+\n"]),
+                                         r"\(found when it was freed\)\n", rf"  slot 0 of arena {HEX}\n"]),
 }
 
 
