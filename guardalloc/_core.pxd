@@ -168,9 +168,5 @@ cdef extern from "_c/faults.h":
     void ga_reports_disable()
     int ga_reports_active()
     int ga_reports_handler_on_top()
-    enum:
-        GA_FREE_DOUBLE
-        GA_FREE_INVALID
-        GA_FREE_CORRUPT
-    void ga_report_free(int error, const void *ptr, const ga_arena_t *a, long slot,
+    void ga_report_free(int code, const void *ptr, const ga_arena_t *a, long slot,
                         const ga_damage_t *damage, const ga_stack_t *this_free, int continuing) nogil

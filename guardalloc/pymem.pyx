@@ -33,7 +33,7 @@ from libc.string cimport memcpy
 from cpython.ref cimport Py_INCREF
 
 from guardalloc._core cimport (
-    GA_ERR_CORRUPT, GA_ERR_DOUBLE, GA_ERR_SYSCALL, GA_FREE_CORRUPT, GA_FREE_DOUBLE, GA_FREE_INVALID, GA_OK,
+    GA_ERR_CORRUPT, GA_ERR_SYSCALL, GA_OK,
     ga_arena_t, ga_damage_t, ga_report_free, ga_slot_of, ga_stack_capture, ga_stack_t, ga_stacks_skip_library,
 )
 from guardalloc.pool cimport GROW_NEVER, GROW_PENDING, Pool
@@ -210,7 +210,7 @@ cdef void *_hook_realloc(void *ctx, void *ptr, size_t new_size) noexcept nogil:
         moved = (<Pool>_pool_ptr).realloc(ptr, new_size, &damage)
         if moved != NULL:
             if damage.damaged:
-                _report_free(GA_FREE_CORRUPT, ptr, &damage, True)
+                _report_free(GA_ERR_CORRUPT, ptr, &damage, True)
             return moved
     # Copy out to the saved allocator (pool full, or uninstalled).
     moved = d.saved.malloc(d.saved.ctx, new_size)
@@ -234,7 +234,7 @@ cdef inline void _free_guarded(void *ptr) noexcept nogil:
     cdef ga_damage_t damage
     cdef int code = (<Pool>_pool_ptr).free_ptr(ptr, &damage)
     if code == GA_ERR_CORRUPT:
-        _report_free(GA_FREE_CORRUPT, ptr, &damage, True)
+        _report_free(code, ptr, &damage, True)
     elif code != GA_OK and code != GA_ERR_SYSCALL:
         _bad_pointer(code, ptr)
     if _draining and not _finish_scheduled and ga_atomic_load(&(<Pool>_pool_ptr).live) == 0:
@@ -249,11 +249,11 @@ cdef void _bad_pointer(int code, void *ptr) noexcept nogil:
     """An invalid or double free (or realloc) of a pointer inside the guarded
     pool (code: the pool's GA_ERR_*): no other allocator owns it, so report
     it and abort, as GWP-ASan does."""
-    _report_free(GA_FREE_DOUBLE if code == GA_ERR_DOUBLE else GA_FREE_INVALID, ptr, NULL, False)
+    _report_free(code, ptr, NULL, False)
     abort()
 
 
-cdef void _report_free(int error, void *ptr, ga_damage_t *damage, bint continuing) noexcept nogil:
+cdef void _report_free(int code, void *ptr, ga_damage_t *damage, bint continuing) noexcept nogil:
     """The report of a free (ga_report_free: text on the report descriptor,
     JSON to log_path) naming ptr's arena and slot, with this free's native
     stack when the pool records stacks. continuing: the program goes on
@@ -267,7 +267,7 @@ cdef void _report_free(int error, void *ptr, ga_damage_t *damage, bint continuin
         # be handed out (and its stacks replaced) by another thread.
         ga_stack_capture(&stack)
         this_free = &stack
-    ga_report_free(error, ptr, a, slot, damage, this_free, continuing)
+    ga_report_free(code, ptr, a, slot, damage, this_free, continuing)
 
 
 cdef int _finish_uninstall(void *arg) noexcept with gil:

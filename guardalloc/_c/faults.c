@@ -959,6 +959,7 @@ static void ga_json_report(int sig, int si_code, const ga_arena_t *a, const char
  * free, or slack found damaged. The text on the text descriptor, then the
  * same as JSON. */
 
+enum { GA_FREE_DOUBLE, GA_FREE_INVALID, GA_FREE_CORRUPT };
 static const char *const ga_free_kinds[] = {"double-free", "invalid-free", "heap-buffer-overflow"};
 
 /* The stack of the free that freed the slot before (a double free, or an
@@ -1007,11 +1008,13 @@ static void ga_format_free_report(int fd, int json, int error, const void *ptr, 
     ga_flush(&line);
 }
 
-void ga_report_free(int error, const void *ptr, const ga_arena_t *a, long slot,
+void ga_report_free(int code, const void *ptr, const ga_arena_t *a, long slot,
                     const ga_damage_t *damage, const ga_stack_t *this_free, int continuing)
 {
     ga_line_t line;
     const char *addr = (const char *)ptr;
+    int error = code == GA_ERR_CORRUPT ? GA_FREE_CORRUPT
+                : code == GA_ERR_DOUBLE ? GA_FREE_DOUBLE : GA_FREE_INVALID;
     if (a == NULL)
         slot = -1;
     if (error == GA_FREE_CORRUPT && a != NULL && slot >= 0)   /* blame the first damaged byte */

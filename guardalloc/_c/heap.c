@@ -321,8 +321,7 @@ void ga_heap_free(void *ptr)
     if (code == GA_OK || code == GA_ERR_SYSCALL)
         return;
     /* A double or invalid free, or damage: name the slot, show every stack. */
-    ga_report_free(code == GA_ERR_CORRUPT ? GA_FREE_CORRUPT : code == GA_ERR_DOUBLE ? GA_FREE_DOUBLE
-                   : GA_FREE_INVALID, p, e != NULL ? &e->a : NULL, slot,
+    ga_report_free(code, p, e != NULL ? &e->a : NULL, slot,
                    code == GA_ERR_CORRUPT ? &damage : NULL, &stack,
                    ga_opts.on_fault == GA_ON_FAULT_CONTINUE);
     ga_fatal();

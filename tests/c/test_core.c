@@ -92,7 +92,7 @@ static void report_corruption(void *arg)
     struct corrupt_free *c = arg;
     ga_damage_t damage;
     if (ga_free(c->a, c->p, 1, &damage) == GA_ERR_CORRUPT)
-        ga_report_free(GA_FREE_CORRUPT, c->p, c->a, ga_slot_of(c->a, c->p), &damage, NULL, 0);
+        ga_report_free(GA_ERR_CORRUPT, c->p, c->a, ga_slot_of(c->a, c->p), &damage, NULL, 0);
 }
 
 static void test_alloc_and_free(int backend)
@@ -289,7 +289,7 @@ static void test_fault_reports(int backend)
     snprintf(expect, sizeof expect, "guardalloc: heap corruption: 1 slack byte(s) after the block at %p", (void *)q);
     CHECK(WIFEXITED(status) && strstr(err, expect) != NULL
               && strstr(err, "the first at offset 101 (found when it was freed)") != NULL,
-          "ga_report_free(GA_FREE_CORRUPT): \"%s ... offset 101\"", expect);
+          "ga_report_free(GA_ERR_CORRUPT): \"%s ... offset 101\"", expect);
     ga_unregister_arena(&a);
 }
 

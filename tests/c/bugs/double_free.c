@@ -10,7 +10,7 @@ int main(int argc, char **argv)
     p = ga_test_alloc(&a, 64, 1);
     ga_free(&a, p, 1, &damage);
     if (ga_free(&a, p, 1, &damage) == GA_ERR_DOUBLE) {
-        ga_report_free(GA_FREE_DOUBLE, p, &a, ga_slot_of(&a, p), NULL, NULL, 0);
+        ga_report_free(GA_ERR_DOUBLE, p, &a, ga_slot_of(&a, p), NULL, NULL, 0);
         abort();
     }
     return 0;

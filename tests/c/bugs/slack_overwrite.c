@@ -11,7 +11,7 @@ int main(int argc, char **argv)
     p = ga_test_alloc(&a, 100, 1);
     p[100] = 0;
     if (ga_free(&a, p, 1, &damage) == GA_ERR_CORRUPT) {
-        ga_report_free(GA_FREE_CORRUPT, p, &a, ga_slot_of(&a, p), &damage, NULL, 0);
+        ga_report_free(GA_ERR_CORRUPT, p, &a, ga_slot_of(&a, p), &damage, NULL, 0);
         abort();
     }
     return 0;
