@@ -144,7 +144,7 @@ cdef extern from "_c/stacks.h" nogil:
     int ga_stacks_skip_library(const void *code)
     void ga_stack_capture(ga_stack_t *out)
     size_t ga_stack_len(const ga_stack_t *s)
-    size_t ga_stacks_table_size(uint32_t nslots, size_t page)
+    size_t ga_stacks_table_size(size_t nslots, size_t page)
     const ga_stack_t *ga_stacks_of(const ga_arena_t *a, long slot, int freed)
     void ga_stacks_record(ga_arena_t *a, long slot, int freed, const ga_stack_t *s)
 

@@ -278,7 +278,7 @@ cdef class Pool:
         if self.native_stacks:
             # Every arena's stack table (two stacks per slot, at most
             # max_bytes / PAGE slots, a page of rounding per arena).
-            reserve += ga_round_up(max_bytes // PAGE * 2 * sizeof(ga_stack_t), PAGE) + max_arenas * PAGE
+            reserve += ga_stacks_table_size(max_bytes // PAGE, PAGE) + max_arenas * PAGE
         base = ga_reserve(NULL, reserve)
         if base == NULL:
             raise _reservation_error(reserve, strerror(errno).decode(), max_bytes,

@@ -55,9 +55,9 @@ const void *ga_stack_interrupted_pc(int n);
 size_t ga_stack_format_frame(const void *pc, char *out, size_t size);
 
 /* Bytes of a per-slot stack table for nslots slots, rounded up to `page`. */
-static inline size_t ga_stacks_table_size(uint32_t nslots, size_t page)
+static inline size_t ga_stacks_table_size(size_t nslots, size_t page)
 {
-    return ga_round_up((size_t)nslots * 2 * sizeof(ga_stack_t), page);
+    return ga_round_up(nslots * 2 * sizeof(ga_stack_t), page);
 }
 
 /* A slot's recorded allocation (freed = 0) or free (1) stack, or NULL when
