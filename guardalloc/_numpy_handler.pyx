@@ -31,14 +31,14 @@ from cpython.pycapsule cimport (
 )
 from cpython.ref cimport Py_INCREF, PyObject
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, uintptr_t
-from libc.stdlib cimport free, realloc as c_realloc
+from libc.stdlib cimport realloc as c_realloc
 from libc.string cimport memcpy, memset, strncpy
 
 from guardalloc._core cimport (
     GA_ERR_CORRUPT, GA_ERR_SYSCALL, GA_OK, ga_arena_t, ga_damage_t, ga_live_slot_at, ga_page_size,
     ga_stacks_skip_library,
 )
-from guardalloc.tracebacks cimport record_trace, tracebacks_default
+from guardalloc.tracebacks cimport forget_traces, record_trace, tracebacks_default
 from guardalloc.pool cimport (
     GA_MAX_CLASS_PAGES, Pool, pthread_mutex_init, pthread_mutex_lock, pthread_mutex_t,
     pthread_mutex_unlock,
@@ -579,15 +579,8 @@ cdef inline void _trace(Handler h, void *ptr, bint at_free) noexcept nogil:
 cdef void _forget_traces(Handler h, void *ptr) noexcept nogil:
     cdef ga_arena_t *a = h.pool.arena_of(ptr)
     cdef long slot = ga_live_slot_at(a, ptr) if a != NULL else -1
-    cdef char *old
-    if slot < 0 or a.alloc_trace == NULL:
-        return
-    old = a.alloc_trace[slot]
-    a.alloc_trace[slot] = NULL
-    free(old)
-    old = a.free_trace[slot]
-    a.free_trace[slot] = NULL
-    free(old)
+    if slot >= 0:
+        forget_traces(a, <uint32_t>slot)
 
 
 cdef void _record_trace(Handler h, void *ptr, bint at_free) noexcept with gil:

@@ -16,5 +16,7 @@ cdef bint tracebacks_default() noexcept nogil
 # Render the caller's Python stack into the slot's allocation (or free)
 # entry; recording an allocation drops the slot's stale free traceback.
 cdef int record_trace(ga_arena_t *a, uint32_t slot, bint at_free) except -1
+# Drop one slot's tracebacks (no GIL needed: the caller owns the slot).
+cdef void forget_traces(ga_arena_t *a, uint32_t slot) noexcept nogil
 # Free every rendered traceback of the arena (not the tables themselves).
 cdef void release_traces(ga_arena_t *a) noexcept

@@ -173,12 +173,21 @@ cdef int record_trace(ga_arena_t *a, uint32_t slot, bint at_free) except -1:
     return 0
 
 
+cdef void forget_traces(ga_arena_t *a, uint32_t slot) noexcept nogil:
+    cdef char *old
+    if a.alloc_trace == NULL:
+        return
+    old = a.alloc_trace[slot]
+    a.alloc_trace[slot] = NULL
+    free(old)
+    old = a.free_trace[slot]
+    a.free_trace[slot] = NULL
+    free(old)
+
+
 cdef void release_traces(ga_arena_t *a) noexcept:
     cdef uint32_t i
     if a.alloc_trace == NULL:
         return
     for i in range(a.nslots):
-        free(a.alloc_trace[i])
-        a.alloc_trace[i] = NULL
-        free(a.free_trace[i])
-        a.free_trace[i] = NULL
+        forget_traces(a, i)
