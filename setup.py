@@ -25,13 +25,13 @@ from setuptools.modified import newer_group
 
 C_FLAGS = ["-O2", "-Wall", "-Wno-unused-function"]
 CORE = "guardalloc.libguardalloc_core"
-CORE_SOURCES = ["guardalloc/_c/core.c", "guardalloc/_c/guards.c", "guardalloc/_c/faults.c",
-                "guardalloc/_c/options.c", "guardalloc/_c/stacks.c"]
+CORE_SOURCES = ["src/guardalloc/_c/core.c", "src/guardalloc/_c/guards.c", "src/guardalloc/_c/faults.c",
+                "src/guardalloc/_c/options.c", "src/guardalloc/_c/stacks.c"]
 MALLOC = "guardalloc.libguardalloc_malloc"
-MALLOC_SOURCES = ["guardalloc/_c/malloc.c", "guardalloc/_c/heap.c"]
+MALLOC_SOURCES = ["src/guardalloc/_c/malloc.c", "src/guardalloc/_c/heap.c"]
 # Every header: an editable reinstall reuses a module only when it is newer
 # than all of them (ReusingBuildExt).
-HEADERS = sorted(glob.glob("guardalloc/_c/*.h"))
+HEADERS = sorted(glob.glob("src/guardalloc/_c/*.h"))
 
 # One extension per concern.
 MODULES = [
@@ -73,7 +73,9 @@ class ReusingBuildExt(build_ext):
     def build_extension(self, ext):
         if self.editable_mode and not self.force:
             # The module's path in the source tree, and where this build puts it.
-            inplace_file = self.get_ext_filename(ext.name)
+            package, _, name = ext.name.rpartition(".")
+            package_dir = self.get_finalized_command("build_py").get_package_dir(package)
+            inplace_file = os.path.join(package_dir, os.path.basename(self.get_ext_filename(ext.name)))
             regular_file = self.get_ext_fullpath(ext.name)
             sources = [*ext.sources, *ext.depends]
             if os.path.exists(inplace_file) and not newer_group(sources, inplace_file, "newer"):
@@ -93,7 +95,7 @@ def _keep_fresh_c(extension):
     pip installs Cython afresh for every isolated build, so it regenerated
     every module (and build_ext recompiled it) on each ``pip install -e``.
     """
-    inputs = [__file__, *glob.glob("guardalloc/*.pxd"), *glob.glob("guardalloc/*.pxi")]
+    inputs = [__file__, *glob.glob("src/guardalloc/*.pxd"), *glob.glob("src/guardalloc/*.pxi")]
     sources = []
     for source in extension.sources:
         generated = source[:-len(".pyx")] + ".c"
@@ -136,7 +138,7 @@ malloc_library = Extension(MALLOC, MALLOC_SOURCES,
                            extra_link_args=["-ldl", "-pthread"], depends=HEADERS)
 
 extensions = [
-    Extension(name, [name.replace(".", "/") + ".pyx"], extra_compile_args=C_FLAGS, depends=HEADERS)
+    Extension(name, ["src/" + name.replace(".", "/") + ".pyx"], extra_compile_args=C_FLAGS, depends=HEADERS)
     for name in MODULES
 ]
 
@@ -144,6 +146,7 @@ setup(
     ext_modules=[core_library, malloc_library, *cythonize(
         [_keep_fresh_c(extension) for extension in extensions],
         nthreads=JOBS if JOBS > 1 else 0,
+        include_path=["src"],
         compiler_directives={"language_level": 3, "embedsignature": True},
     )],
     cmdclass={"build_ext": BuildCoreFirst},

@@ -19,7 +19,7 @@ import pytest
 import guardalloc
 
 ROOT = Path(__file__).resolve().parent.parent
-CORE_DIR = ROOT / "guardalloc" / "_c"
+CORE_DIR = ROOT / "src" / "guardalloc" / "_c"
 TEST_DIR = ROOT / "tests" / "c"
 CORE_SOURCES = [CORE_DIR / name for name in ("core.c", "guards.c", "faults.c", "stacks.c")]
 BACKENDS = ["madvise", "mprotect"] if guardalloc.support().anonymous else ["mprotect"]

@@ -22,7 +22,7 @@ def test_license_is_an_spdx_string_and_every_package_is_listed():
     config = pyproject()
     assert config["project"]["license"] == "MIT"
     packages = config["tool"]["setuptools"]["packages"]
-    on_disk = {str(p.relative_to(ROOT)).replace(os.sep, ".") for p in (ROOT / "guardalloc").rglob("*")
+    on_disk = {str(p.relative_to(ROOT / "src")).replace(os.sep, ".") for p in (ROOT / "src" / "guardalloc").rglob("*")
                if p.is_dir() and p.name != "__pycache__"}
     assert {"guardalloc", *on_disk} <= set(packages)
 
