@@ -10,10 +10,18 @@ SIGSEGV/SIGBUS disposition was in place), unless the environment variable
 Beside the text report (stderr), each fault can be written as one JSON
 object (docs/report-schema.json) to a file: :func:`set_report_path`, or
 ``GUARDALLOC_OPTIONS=log_path=/path/guardalloc.%p.json`` read at import.
-``GUARDALLOC_OPTIONS`` is parsed by the C parser the native library shares
-(``_c/options.c``); a bad option raises ValueError on import.
+
+``GUARDALLOC_OPTIONS`` belongs to the native library; its one table of
+options and its parser (``_c/options.c``) are exposed here:
+:func:`option_table`, :func:`parse_options`, :func:`parse_option`,
+:func:`options_help`, :func:`expand_log_path`. A bad value in the
+environment never breaks an import: the launchers of the native library
+refuse it in one line, and the reports of this process's arenas say once,
+when the first of them installs the handler, that its ``log_path`` is not
+used.
 """
 
+import collections
 import os
 
 from libc.errno cimport errno
@@ -46,14 +54,22 @@ cdef extern from "_c/options.h":
         ga_opt_type_t type
         size_t offset
         const char *default_value
+        uint64_t min
+        uint64_t max
         const char *const *choices
         const char *help
+        unsigned flags
     ctypedef struct ga_options_t:
         pass
     const ga_option_t ga_option_table[]
     void ga_options_defaults(ga_options_t *out)
     int ga_options_parse(const char *text, ga_options_t *out, char *err, size_t errlen)
+    int ga_options_set(const char *name, const char *value, ga_options_t *out, char *err,
+                       size_t errlen)
+    size_t ga_options_help(char *out, size_t size)
+    int ga_log_path_expand(const char *template_, uint64_t pid, char *out, size_t size)
     int GA_LOG_PATH_MAX
+    int GA_OPTF_NO_FLAG
 
 
 # Environment variable that opts out of the automatic installation.
@@ -79,6 +95,7 @@ cdef int register_arena(ga_arena_t *arena) except -1:
         # disposition back (faulthandler.disable() after -X faulthandler).
         _install_with_first_arena = False
         _reports_wanted = True
+        _say_env_options_error()
         if ga_reports_enable() != 0:
             ga_unregister_arena(arena)
             raise OSError(errno, f"installing the fault handler failed: {strerror(errno).decode()}")
@@ -112,6 +129,7 @@ def enable_reports() -> None:
     global _install_with_first_arena, _reports_wanted
     _install_with_first_arena = False
     _reports_wanted = True
+    _say_env_options_error()
     if ga_reports_enable() != 0:
         raise OSError(errno, f"installing the fault handler failed: {strerror(errno).decode()}")
 
@@ -144,11 +162,85 @@ def _handler_on_top() -> bool:
 
 OPTIONS_ENV = "GUARDALLOC_OPTIONS"
 
+_TYPE_NAMES = {GA_OPT_BOOL: "bool", GA_OPT_UINT: "uint", GA_OPT_SIZE: "size", GA_OPT_POW2: "pow2",
+               GA_OPT_CHOICE: "choice", GA_OPT_STRING: "string"}
+
+Option = collections.namedtuple("Option", "name type default min max choices help flag")
+Option.__doc__ = """One row of the C table of ``GUARDALLOC_OPTIONS`` (``_c/options.c``).
+
+Attributes:
+    name: the key, as written in ``GUARDALLOC_OPTIONS``.
+    type: "bool", "uint", "size" (K/M/G/T suffixes), "pow2" (a power of two),
+        "choice" or "string".
+    default: the default, as it would be written in ``GUARDALLOC_OPTIONS``.
+    min, max: bounds of uint, size and pow2; the longest string (max); 0
+        and 1 for bool, None for choice.
+    choices: the names a choice accepts, else None.
+    help: one line.
+    flag: whether the launchers (``exec``, ``run --native``) offer it as a
+        command-line flag (``help`` is not one: argparse has --help).
+"""
+
+cdef object _OPTION_TABLE = None
+
+
+def option_table() -> tuple:
+    """Every ``GUARDALLOC_OPTIONS`` key as an :class:`Option`, in the C
+    table's order."""
+    global _OPTION_TABLE
+    cdef int i = 0, k
+    cdef const ga_option_t *o
+    if _OPTION_TABLE is None:
+        rows = []
+        while ga_option_table[i].name != NULL:
+            o = &ga_option_table[i]
+            choices = None
+            if o.type == GA_OPT_CHOICE:
+                choices = []
+                k = 0
+                while o.choices[k] != NULL:
+                    choices.append(o.choices[k].decode())
+                    k += 1
+                choices = tuple(choices)
+            bounds = (None, None) if o.type == GA_OPT_CHOICE else (int(o.min), int(o.max))
+            rows.append(Option(o.name.decode(), _TYPE_NAMES[o.type], o.default_value.decode(),
+                               bounds[0], bounds[1], choices, o.help.decode(),
+                               not (o.flags & GA_OPTF_NO_FLAG)))
+            i += 1
+        _OPTION_TABLE = tuple(rows)
+    return _OPTION_TABLE
+
+
+cdef object _field_value(const ga_option_t *o, ga_options_t *opts):
+    """The value of o's field in opts, as Python: bool, int or str."""
+    cdef char *field = <char *>opts + o.offset
+    if o.type == GA_OPT_BOOL:
+        return bool((<int *>field)[0])
+    if o.type == GA_OPT_CHOICE:
+        return o.choices[(<int *>field)[0]].decode()
+    if o.type == GA_OPT_STRING:
+        return field.decode("utf-8", "surrogateescape")
+    return int((<uint64_t *>field)[0])
+
+
+cdef bytes _c_text(what, text):
+    """text as the C parser's bytes.
+
+    Raises:
+        TypeError: not a str. ValueError: it holds a NUL character.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"{what} must be a str, not {type(text).__name__}")
+    raw = text.encode("utf-8", "surrogateescape")
+    if b"\0" in raw:
+        raise ValueError(f"{OPTIONS_ENV}: embedded NUL character")
+    return raw
+
 
 def parse_options(text=None) -> dict:
     """Parse a ``GUARDALLOC_OPTIONS`` string (``"uaf=1:log_path=/tmp/r.%p.json"``)
     with the C parser the native library uses; return every option's value
-    (defaults for those not given) by name.
+    (defaults for those not given) by name: bool, int or str by its type.
 
     Raises:
         TypeError: text is not a str (or None).
@@ -156,45 +248,73 @@ def parse_options(text=None) -> dict:
     """
     cdef ga_options_t opts
     cdef char err[512]
-    cdef const ga_option_t *o
-    cdef char *field
     cdef int i = 0
-    cdef bytes raw
     if text is not None and not isinstance(text, str):
         raise TypeError(f"text must be a str or None, not {type(text).__name__}")
     ga_options_defaults(&opts)
     if text:
-        raw = text.encode("utf-8", "surrogateescape")
-        if b"\0" in raw:
-            raise ValueError(f"{OPTIONS_ENV}: embedded NUL character")
-        if ga_options_parse(raw, &opts, err, sizeof(err)) != 0:
+        if ga_options_parse(_c_text("text", text), &opts, err, sizeof(err)) != 0:
             raise ValueError(err.decode("utf-8", "replace"))
     values = {}
     while ga_option_table[i].name != NULL:
-        o = &ga_option_table[i]
-        field = <char *>&opts + o.offset
-        name = o.name.decode()
-        if o.type == GA_OPT_BOOL:
-            values[name] = bool((<int *>field)[0])
-        elif o.type == GA_OPT_CHOICE:
-            values[name] = o.choices[(<int *>field)[0]].decode()
-        elif o.type == GA_OPT_STRING:
-            values[name] = field.decode("utf-8", "surrogateescape")
-        else:
-            values[name] = int((<uint64_t *>field)[0])
+        values[ga_option_table[i].name.decode()] = _field_value(&ga_option_table[i], &opts)
         i += 1
     return values
 
 
-def option_help() -> dict:
-    """Each ``GUARDALLOC_OPTIONS`` option's one-line description and default, by name."""
+def parse_option(name, value) -> object:
+    """One option's value text (``"4G"``, ``"continue"``; the whole text is
+    the value, no quoting), checked by the C parser's rule for it: its
+    value as :func:`parse_options` gives it.
+
+    Raises:
+        TypeError: name or value is not a str.
+        ValueError: an unknown name or a bad value: the C parser's one-line
+            message (``GUARDALLOC_OPTIONS: alignment: expected a power of two
+            between 1 and 4096, not 24``).
+    """
+    cdef ga_options_t opts
+    cdef char err[512]
     cdef int i = 0
-    out = {}
+    raw_name = _c_text("name", name)
+    raw_value = _c_text("value", value)
+    ga_options_defaults(&opts)
+    if ga_options_set(raw_name, raw_value, &opts, err, sizeof(err)) != 0:
+        raise ValueError(err.decode("utf-8", "replace"))
     while ga_option_table[i].name != NULL:
-        out[ga_option_table[i].name.decode()] = (ga_option_table[i].help.decode(),
-                                                 ga_option_table[i].default_value.decode())
+        if ga_option_table[i].name.decode() == name:
+            return _field_value(&ga_option_table[i], &opts)
         i += 1
-    return out
+    raise AssertionError("ga_options_set accepted a name the table lacks")   # not reached
+
+
+def options_help() -> str:
+    """The text ``help=1`` makes the native library print: every option, its
+    default and its help, one per line."""
+    cdef size_t n = ga_options_help(NULL, 0)
+    cdef bytearray out = bytearray(n + 1)
+    ga_options_help(out, n + 1)
+    return out[:n].decode("utf-8", "replace")
+
+
+def expand_log_path(template, pid) -> str:
+    """A ``log_path`` template as the process ``pid`` writes it: ``%p``
+    becomes the pid, ``%%`` a percent sign (the C handler's expansion).
+
+    Raises:
+        TypeError: template is not a str or pid not an int.
+        ValueError: pid is negative, or the result is longer than the
+            longest log_path.
+    """
+    cdef char out[4096]
+    if not isinstance(pid, int) or isinstance(pid, bool):
+        raise TypeError(f"pid must be an int, not {type(pid).__name__}")
+    if pid < 0:
+        raise ValueError(f"pid must be 0 or more, not {pid}")
+    raw = _c_text("template", template)
+    if ga_log_path_expand(raw, pid, out, sizeof(out)) != 0:
+        raise ValueError(f"the expanded log_path is longer than {sizeof(out) - 1} bytes")
+    return out.decode("utf-8", "surrogateescape")
 
 
 def set_report_path(path) -> None:
@@ -274,7 +394,28 @@ def get_report_fd() -> int:
     return ga_get_report_fd()
 
 
-# GUARDALLOC_OPTIONS at import: the options this module uses (log_path).
-_env_options = parse_options(os.environ.get(OPTIONS_ENV))
-if _env_options["log_path"]:
-    set_report_path(_env_options["log_path"])
+# GUARDALLOC_OPTIONS at import: this module uses its log_path. A bad value
+# must not break the import (the pytest plugin imports guardalloc in every
+# session of the environment); it is said once, in one line, when this
+# process's first arena installs the handler (or enable_reports() does): then
+# the log_path the variable may have meant is not used.
+_env_options_error = None
+try:
+    _env_log_path = parse_options(os.environ.get(OPTIONS_ENV))["log_path"]
+except ValueError as exc:
+    _env_options_error = str(exc)
+else:
+    if _env_log_path:
+        set_report_path(_env_log_path)   # fits: the parser bounds log_path
+
+
+def _say_env_options_error() -> None:
+    """Say once, in one line on stderr, that GUARDALLOC_OPTIONS was refused at import."""
+    global _env_options_error
+    if _env_options_error is not None:
+        message, _env_options_error = _env_options_error, None
+        try:
+            os.write(2, f"guardalloc: {message}; its log_path is not used\n".encode(
+                "utf-8", "replace"))
+        except OSError:
+            pass

@@ -703,33 +703,12 @@ static void ga_report(int sig, int si_code, const ga_arena_t *a, const char *add
 
 #define GA_REPORT_SCHEMA_VERSION 2   /* 2: the reports of a free (ga_report_free) */
 
-/* The log_path template with %p replaced by the pid (%% by %). -1 when
- * no path is set or it does not fit. */
+/* The log_path template expanded for this process (ga_log_path_expand).
+ * -1 when no path is set or it does not fit. */
 static int ga_expand_log_path(char *out, size_t size)
 {
     const char *t = ga_pubstr_get(&ga_log_path);
-    size_t n = 0;
-    if (t == NULL)
-        return -1;
-    for (; *t; t++) {
-        char piece[24];
-        size_t k = 1, i;
-        if (t[0] == '%' && t[1] == 'p') {
-            k = ga_format_dec((uint64_t)getpid(), piece);
-            t++;
-        } else {
-            piece[0] = *t;
-            if (t[0] == '%' && t[1] == '%')
-                t++;
-        }
-        for (i = 0; i < k; i++) {
-            if (n + 1 >= size)
-                return -1;
-            out[n++] = piece[i];
-        }
-    }
-    out[n] = '\0';
-    return 0;
+    return t == NULL ? -1 : ga_log_path_expand(t, (uint64_t)getpid(), out, size);
 }
 
 static void ga_json_key(ga_line_t *line, const char *key)

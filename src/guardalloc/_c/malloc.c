@@ -100,6 +100,15 @@ static void ga_die_bad_options(const char *message)
     _exit(2);
 }
 
+/* help=1, as ASan's: every option with its default and help on stderr;
+ * the program then runs. */
+static void ga_write_help(void)
+{
+    char text[4096];
+    size_t n = ga_options_help(text, sizeof(text));
+    (void)!write(STDERR_FILENO, text, n < sizeof(text) ? n : sizeof(text) - 1);
+}
+
 static void *ga_sym(const char *name)
 {
     return dlsym(RTLD_NEXT, name);
@@ -130,6 +139,8 @@ static void ga_initialise(void)
     text = getenv(GA_OPTIONS_ENV);
     if (ga_options_parse(text, &ga_opts, err, sizeof(err)) != 0)
         ga_die_bad_options(err);
+    if (ga_opts.help)
+        ga_write_help();
     if (ga_opts.sample_rate > 0 && ga_heap_init(&ga_opts) == 0) {
         /* JSON reports (docs/report-schema.json) beside the text one; in a
          * Python process guardalloc.faults reads the same option again. */

@@ -37,7 +37,10 @@ const ga_option_t ga_option_table[] = {
      "record each guarded block's native allocation and free stacks for reports"},
     {"log_path", GA_OPT_STRING, GA_FIELD(log_path), "", 0, GA_LOG_PATH_MAX, NULL,
      "write a JSON report per fault to this file; %p becomes the process id"},
-    {NULL, GA_OPT_BOOL, 0, NULL, 0, 0, NULL, NULL},
+    {"help", GA_OPT_BOOL, GA_FIELD(help), "0", 0, 1, NULL,
+     "print every option, its default and its help at start, then run the program",
+     GA_OPTF_NO_FLAG},
+    {NULL, GA_OPT_BOOL, 0, NULL, 0, 0, NULL, NULL, 0},
 };
 
 /* ------------------------------------------------------------------------
@@ -220,6 +223,30 @@ static const ga_option_t *ga_find_option(const char *name, size_t n)
     return NULL;
 }
 
+/* One name=value into *out: 0, or -1 with the message in m. */
+static int ga_set_one(const char *name, size_t name_len, const char *value, size_t value_len,
+                      ga_options_t *out, ga_msg_t *m)
+{
+    const ga_option_t *o = ga_find_option(name, name_len);
+    if (o == NULL) {
+        ga_msg_start(m, name, name_len);
+        ga_msg_str(m, "unknown option (known:");
+        for (o = ga_option_table; o->name != NULL; o++) {
+            ga_msg_str(m, " ");
+            ga_msg_str(m, o->name);
+        }
+        ga_msg_str(m, ")");
+        return -1;
+    }
+    ga_msg_start(m, o->name, strlen(o->name));
+    if (ga_parse_value(o, value, value_len, out, m) != 0)
+        return -1;
+    m->len = 0;                 /* this one was fine: forget its prefix */
+    if (m->size > 0)
+        m->buf[0] = '\0';
+    return 0;
+}
+
 void ga_options_defaults(ga_options_t *out)
 {
     const ga_option_t *o;
@@ -246,7 +273,6 @@ int ga_options_parse(const char *text, ga_options_t *out, char *err, size_t errl
     memcpy(&parsed, out, sizeof(parsed));
     while (*p) {
         const char *name, *eq, *value, *end;
-        const ga_option_t *o;
         while (ga_is_separator(*p))
             p++;
         if (!*p)
@@ -275,25 +301,79 @@ int ga_options_parse(const char *text, ga_options_t *out, char *err, size_t errl
             while (*end && !ga_is_separator(*end))
                 end++;
         }
-        o = ga_find_option(name, (size_t)(eq - name));
-        if (o == NULL) {
-            ga_msg_start(&m, name, (size_t)(eq - name));
-            ga_msg_str(&m, "unknown option (known:");
-            for (o = ga_option_table; o->name != NULL; o++) {
-                ga_msg_str(&m, " ");
-                ga_msg_str(&m, o->name);
-            }
-            ga_msg_str(&m, ")");
+        if (ga_set_one(name, (size_t)(eq - name), value, (size_t)(end - value), &parsed, &m) != 0)
             return -1;
-        }
-        ga_msg_start(&m, o->name, strlen(o->name));
-        if (ga_parse_value(o, value, (size_t)(end - value), &parsed, &m) != 0)
-            return -1;
-        m.len = 0;              /* this one was fine: forget its prefix */
-        if (m.size > 0)
-            m.buf[0] = '\0';
         p = *end == '"' || *end == '\'' ? end + 1 : end;
     }
     memcpy(out, &parsed, sizeof(parsed));
+    return 0;
+}
+
+int ga_options_set(const char *name, const char *value, ga_options_t *out, char *err,
+                   size_t errlen)
+{
+    ga_options_t parsed;
+    ga_msg_t m = {err, errlen, 0};
+    if (err != NULL && errlen > 0)
+        err[0] = '\0';
+    memcpy(&parsed, out, sizeof(parsed));
+    if (ga_set_one(name, strlen(name), value, strlen(value), &parsed, &m) != 0)
+        return -1;
+    memcpy(out, &parsed, sizeof(parsed));
+    return 0;
+}
+
+/* The width of the "name=default" column of the help text. */
+#define GA_HELP_COLUMN 24
+
+size_t ga_options_help(char *out, size_t size)
+{
+    /* Counted as written, then cut to fit: the caller learns the whole size. */
+    ga_msg_t m = {out, size, 0};
+    size_t total = 0, column;
+    const ga_option_t *o;
+#define GA_HELP_PUT(s) do { const char *s_ = (s); total += strlen(s_); ga_msg_str(&m, s_); } while (0)
+    GA_HELP_PUT(GA_OPTIONS_ENV ": name=value pairs separated by ':'; each with its default:\n");
+    for (o = ga_option_table; o->name != NULL; o++) {
+        GA_HELP_PUT("  ");
+        GA_HELP_PUT(o->name);
+        GA_HELP_PUT("=");
+        GA_HELP_PUT(o->default_value);
+        column = strlen(o->name) + 1 + strlen(o->default_value);
+        do
+            GA_HELP_PUT(" ");
+        while (++column < GA_HELP_COLUMN);
+        GA_HELP_PUT(o->help);
+        GA_HELP_PUT("\n");
+    }
+#undef GA_HELP_PUT
+    if (size > 0 && total >= size)
+        out[size - 1] = '\0';
+    return total;
+}
+
+int ga_log_path_expand(const char *t, uint64_t pid, char *out, size_t size)
+{
+    size_t n = 0;
+    for (; *t; t++) {
+        char piece[24];
+        size_t k = 1, i;
+        if (t[0] == '%' && t[1] == 'p') {
+            k = ga_format_dec(pid, piece);
+            t++;
+        } else {
+            piece[0] = *t;
+            if (t[0] == '%' && t[1] == '%')
+                t++;
+        }
+        for (i = 0; i < k; i++) {
+            if (n + 1 >= size)
+                return -1;
+            out[n++] = piece[i];
+        }
+    }
+    if (size == 0)
+        return -1;
+    out[n] = '\0';
     return 0;
 }

@@ -5,8 +5,11 @@
  * library, which must parse it before the program runs and without Python.
  *
  * The parser is a table of options (options.c: ga_option_table): name, type,
- * where the value goes in ga_options_t, default, and limits. Adding an option
- * is one field in ga_options_t and one row in the table.
+ * where the value goes in ga_options_t, default, limits and help. It is the
+ * one source of every option: the Python side reads it through
+ * guardalloc.faults (the launchers' flags, their validation, help=1 and the
+ * docs table are made from it). Adding an option is one field in
+ * ga_options_t and one row in the table.
  *
  * No malloc, no stdio, no locale: safe before main and inside an allocator.
  */
@@ -36,6 +39,7 @@ typedef struct ga_options {
     int align;             /* GA_ALIGN_*: where a block sits in its slot        */
     int native_stacks;     /* 1: keep each block's alloc/free native stacks     */
     char log_path[GA_LOG_PATH_MAX + 1]; /* JSON reports; %p: pid; "" = none    */
+    int help;              /* 1: print every option at start, then go on       */
 } ga_options_t;
 
 /* Value types of the table. */
@@ -56,7 +60,13 @@ typedef struct ga_option {
     uint64_t min, max;           /* UINT/SIZE/POW2: bounds; STRING: max len  */
     const char *const *choices;  /* CHOICE: NULL-terminated names            */
     const char *help;            /* one line, for messages and docs          */
+    unsigned flags;              /* GA_OPTF_*; 0 for most rows               */
 } ga_option_t;
+
+/* Row flags. */
+enum {
+    GA_OPTF_NO_FLAG = 1,         /* no command-line flag of the launchers    */
+};
 
 /* v in decimal into out (at least 21 bytes; no NUL); returns the digit
  * count. Async-signal-safe: the parser's messages and the fault reports use it. */
@@ -85,5 +95,21 @@ void ga_options_defaults(ga_options_t *out);
  * with a NUL-terminated message naming the bad option in err (errlen bytes;
  * err may be NULL) and *out unchanged. */
 int ga_options_parse(const char *text, ga_options_t *out, char *err, size_t errlen);
+
+/* Set one option from its whole value text (no quoting: every byte is the
+ * value) over the values in *out. Returns 0, or -1 with a message as
+ * ga_options_parse writes it (the same rule, the same words) and *out
+ * unchanged. */
+int ga_options_set(const char *name, const char *value, ga_options_t *out, char *err,
+                   size_t errlen);
+
+/* Every option, its default and its help, one per line, into out (size
+ * bytes, NUL-terminated, cut to fit). Returns the length of the whole
+ * text (a size + 1 buffer holds it when the return value is >= size). */
+size_t ga_options_help(char *out, size_t size);
+
+/* A log_path template with %p replaced by pid and %% by %, into out (size
+ * bytes, NUL-terminated). Returns 0, or -1 when it does not fit. */
+int ga_log_path_expand(const char *template_, uint64_t pid, char *out, size_t size);
 
 #endif
