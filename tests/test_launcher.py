@@ -168,3 +168,114 @@ def test_fault_tracebacks_start_at_the_programs_code(tmp_path):
     frames = proc.stderr.split("allocated at:\n")[1].splitlines()
     frames = [line.strip() for line in frames if line.strip().startswith("File ")]
     assert frames == [f'File "{script}", line 8, in <module>', f'File "{script}", line 6, in load'], proc.stderr
+
+
+# -- the native library's flags without --native (the PyMem and numpy pools) --------
+
+POOLS = """
+import json, guardalloc, guardalloc.pymem
+numpy_options = None
+try:
+    import guardalloc.numpy
+    handler = guardalloc.numpy.installed()
+    numpy_options = handler.options if handler is not None else None
+except ImportError:
+    pass
+pool = guardalloc.pymem.pool()
+print(json.dumps({
+    "pymem": None if pool is None or guardalloc.pymem.state() == "off" else
+             {"uaf": pool.uaf, "max_bytes": pool.max_bytes, "native_stacks": pool.native_stacks},
+    "numpy": numpy_options, "report_path": guardalloc.get_report_path(),
+}))
+"""
+
+
+def test_guard_flags_apply_to_the_pymem_pool(tmp_path):
+    script = write(tmp_path / "prog.py", POOLS)
+    proc = launch("--pymem", "7", "--uaf", "--max-bytes", "64M", "--no-native-stacks",
+                  "--log-path", str(tmp_path / "r.%p.json"), script, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout)
+    assert seen["pymem"] == {"uaf": True, "max_bytes": 64 << 20, "native_stacks": False}
+    assert seen["report_path"] == str(tmp_path / "r.%p.json")
+
+
+def test_guard_flags_apply_to_the_numpy_pool(tmp_path):
+    pytest.importorskip("numpy")
+    pytest.importorskip("guardalloc.numpy")
+    script = write(tmp_path / "prog.py", POOLS)
+    proc = launch("--pymem", "0", "--numpy", "--uaf", "--alignment", "1", "--align", "left",
+                  "--on-fault", "continue", "--quarantine", "8", script, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout)
+    assert seen["pymem"] is None
+    options = seen["numpy"]
+    assert (options["uaf"], options["alignment"], options["align"], options["on_fault"],
+            options["quarantine"]) == (True, 1, "left", "continue", 8)
+
+
+def test_use_after_free_is_caught_with_uaf_and_not_without(tmp_path):
+    """run --uaf guards the PyMem pool's freed blocks: a read after free
+    faults; its bug-free twin (read before the free) runs silently."""
+    body = """
+        import ctypes
+        api = ctypes.pythonapi
+        api.PyMem_Malloc.restype = ctypes.c_void_p
+        api.PyMem_Malloc.argtypes = [ctypes.c_size_t]
+        api.PyMem_Free.argtypes = [ctypes.c_void_p]
+        p = api.PyMem_Malloc(64)
+        ctypes.memset(p, 1, 64)
+        {before}
+        api.PyMem_Free(p)
+        {after}
+        print("done", flush=True)
+    """
+    read = "print(ctypes.string_at(p, 1), flush=True)"
+    buggy = write(tmp_path / "buggy.py", body.format(before="", after=read))
+    proc = launch("--pymem", "1", "--uaf", buggy, cwd=str(tmp_path))
+    assert proc.returncode == -signal.SIGSEGV, proc.stderr
+    assert "guardalloc: use-after-free READ" in proc.stderr
+    twin = write(tmp_path / "twin.py", body.format(before=read, after=""))
+    proc = launch("--pymem", "1", "--uaf", twin, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "b'\\x01'\ndone\n" and proc.stderr == ""
+
+
+def test_log_path_gets_the_report_of_a_pymem_fault(tmp_path):
+    script = write(tmp_path / "prog.py", """
+        import ctypes
+        api = ctypes.pythonapi
+        api.PyMem_Malloc.restype = ctypes.c_void_p
+        p = api.PyMem_Malloc(ctypes.c_size_t(64))
+        ctypes.memset(p, 0, 64 + 4096)
+    """)
+    proc = launch("--pymem", "1", "--log-path", str(tmp_path / "r.%p.json"), script, cwd=str(tmp_path))
+    assert proc.returncode == -signal.SIGSEGV, proc.stderr
+    reports = [json.loads(line) for path in tmp_path.glob("r.*.json") for line in path.read_text().splitlines()]
+    assert [r["kind"] for r in reports] == ["heap-buffer-overflow"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--pymem", "0", "--uaf"), "--uaf needs --pymem RATE or --numpy or --native"),
+    (("--alignment", "1"), "--alignment needs --numpy or --native"),
+    (("--on-fault", "continue"), "--on-fault needs --numpy or --native"),
+    (("--align", "left"), "--align needs --numpy or --native"),
+    (("--quarantine", "8"), "--quarantine needs --numpy or --native"),
+    (("--pymem", "0", "--log-path", "r.json"), "--log-path needs --pymem/--numpy or --native"),
+    (("--pymem", "0", "--random"), "--random needs --pymem RATE or --native"),
+])
+def test_guard_flags_no_front_end_takes_are_refused(tmp_path, args, message):
+    script = write(tmp_path / "prog.py", "print('ran')")
+    proc = launch(*args, script, cwd=str(tmp_path))
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == f"python -m guardalloc run: {message}: nothing in this run takes it\n"
+
+
+def test_a_pool_refusing_a_flag_value_is_one_line(tmp_path):
+    pytest.importorskip("numpy")
+    pytest.importorskip("guardalloc.numpy")
+    script = write(tmp_path / "prog.py", "print('ran')")
+    proc = launch("--numpy", "--alignment", "8", script, cwd=str(tmp_path))
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("python -m guardalloc run: --numpy: alignment must be 1 (byte-exact)")
+    assert proc.stderr.count("\n") == 1

@@ -321,12 +321,6 @@ def test_fixtures(pytester, args, uaf):
 
 # -- units ------------------------------------------------------------------------
 
-def test_expand_log_path():
-    assert pytest_plugin.expand_log_path("/r/g.%p.json", 42) == "/r/g.42.json"
-    assert pytest_plugin.expand_log_path("/r/100%%.%p", 7) == "/r/100%.7"
-    assert pytest_plugin.expand_log_path("/r/plain", 7) == "/r/plain"
-
-
 def test_read_reports_skips_torn_lines(tmp_path):
     path = tmp_path / "r.json"
     path.write_text('{"pid": 1, "kind": "use-after-free"}\n{"pid": 2}\n{"pid": 1, "ki\n')

@@ -22,7 +22,7 @@ COMMANDS = {
     "bench": ("guardalloc.bench.guard_costs", "compare guardalloc with mprotect guards and no guards: table, plots, report"),
     "maps": ("guardalloc.cli.maps", "a process's VMAs with the guard pages inside them, which /proc/PID/maps hides"),
     "run": ("guardalloc.cli.run", "run a script or module (-m) with guarding on; exits with its status"),
-    "exec": ("guardalloc.hooks.preload", "run any program under the preloadable malloc library; exits with its status"),
+    "exec": ("guardalloc.cli.exec", "run any program under the preloadable malloc library; exits with its status"),
 }
 
 DESCRIPTION = ("Guard pages between the slots of one mapping (MADV_GUARD_INSTALL): "

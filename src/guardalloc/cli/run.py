@@ -19,6 +19,11 @@ under them); in the re-executed process ``LD_PRELOAD`` and
 environment it was given. It composes with ``--numpy`` and ``--pymem``:
 their blocks come from their own pools, never from ``malloc``, so no block
 is guarded twice.
+
+The library's options are flags here too (``cli/native_flags.py``). With
+``--native`` they are the library's; without it, they apply to the pools of
+``--pymem`` and ``--numpy`` that take them (``--log-path`` to the reports of
+both), and one that neither takes is refused (exit 2), never ignored.
 """
 
 from __future__ import annotations
@@ -33,13 +38,21 @@ import sys
 import types
 import traceback
 
+from guardalloc.cli import native_flags
 from guardalloc.cli.main import int_at_least
-
-DEFAULT_PYMEM_RATE = 5000
+from guardalloc.hooks.pymem import DEFAULT_SAMPLE_RATE as DEFAULT_PYMEM_RATE
 # Set in the re-executed interpreter of --native: the LD_PRELOAD and
 # GUARDALLOC_OPTIONS to put back (JSON; null: unset).
 _REEXEC_ENV = "_GUARDALLOC_NATIVE_REEXEC"
 _NATIVE_DEFAULT = "default"
+# The library's options that the in-process front ends take without
+# --native (keywords of pymem.install() and guardalloc.numpy.install());
+# log_path applies to the reports of both (set_report_path). Not
+# alignment for pymem: below 2 the interpreter's own data breaks (a code
+# object's bytecode must be 2-aligned), so --alignment needs --numpy.
+_PYMEM_TAKES = ("uaf", "max_bytes", "random", "native_stacks")
+_NUMPY_TAKES = ("uaf", "alignment", "align", "quarantine", "on_fault", "max_bytes", "native_stacks")
+_REPORTS_TAKE = ("log_path",)
 
 
 _rate = int_at_least(0, "0 (off)")
@@ -57,16 +70,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--native", nargs="?", const=_NATIVE_DEFAULT, metavar="RATE",
                         help="re-run under the preloadable malloc library, guarding one in RATE "
                              "of the process's malloc calls (1: all; default: the library's)")
-    from guardalloc.hooks.preload import add_guard_arguments
-    add_guard_arguments(parser, native_only=True)
+    native_flags.add_arguments(parser.add_argument_group(
+        "guard options",
+        "The native library's options. With --native they are the library's; without it they "
+        "apply to the --pymem and --numpy pools that take them (--log-path: to the reports of "
+        "both), and one that neither takes is refused."), skip=("sample_rate",))
     parser.add_argument("-m", dest="module", nargs=argparse.REMAINDER, metavar="MODULE ...",
                         help="run a library module as a script, like python -m")
     parser.add_argument("script", nargs="?", help="the script to run")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="its arguments")
-    parser.usage = ("%(prog)s [--pymem RATE] [--numpy] [--traceback] "
-                    "[--native [RATE] [--uaf] [--quarantine N] [--alignment N] [--align A] "
-                    "[--on-fault F] [--max-bytes SIZE] [--random] [--no-native-stacks] [--log-path PATH]] "
-                    "(script.py | -m module) [args ...]")
+    parser.usage = ("%(prog)s [--pymem RATE] [--numpy] [--traceback] [--native [RATE]]\n"
+                    f"       {native_flags.usage(skip=('sample_rate',), start=7, indent=7)}\n"
+                    "       (script.py | -m module) [args ...]")
     parser.epilog = "Exits with the program's exit status."
 
 
@@ -80,24 +95,65 @@ def _fail(message: str) -> int:
     return 2
 
 
+def _pool_options(args: argparse.Namespace) -> tuple[dict, dict, str | None] | str:
+    """Without --native: the guard flags given as options of the PyMem and
+    numpy pools, and the report path; or the message refusing a flag that
+    no front end of this run takes."""
+    pymem_options: dict = {}
+    numpy_options: dict = {}
+    log_path = None
+    for name, value in native_flags.given(args).items():
+        taken = False
+        if name in _PYMEM_TAKES and args.pymem:
+            pymem_options[name] = value
+            taken = True
+        if name in _NUMPY_TAKES and args.numpy:
+            numpy_options[name] = value
+            taken = True
+        if name in _REPORTS_TAKE and (args.pymem or args.numpy):
+            log_path = value
+            taken = True
+        if not taken:
+            takers = [front for front, takes in (("--pymem RATE", _PYMEM_TAKES), ("--numpy", _NUMPY_TAKES),
+                                                 ("--pymem/--numpy", _REPORTS_TAKE)) if name in takes]
+            return f"{native_flags.flag_of(name)} needs {' or '.join([*takers, '--native'])}: nothing in this run takes it"
+    return pymem_options, numpy_options, log_path
+
+
 def _enable_guarding(args: argparse.Namespace) -> int | None:
     """Turn on what the options ask for; an exit status on failure."""
     import guardalloc
 
+    pymem_options: dict = {}
+    numpy_options: dict = {}
+    if args.native is None:
+        found = _pool_options(args)
+        if isinstance(found, str):
+            return _fail(found)
+        pymem_options, numpy_options, log_path = found
+        if log_path is not None:
+            guardalloc.set_report_path(log_path or None)
     guardalloc.enable_reports()
     if args.traceback:
         guardalloc.enable_tracebacks()
     if args.numpy:
         try:
             guarded_numpy = importlib.import_module("guardalloc.numpy")
-            # --traceback: Python tracebacks (enable_tracebacks) and the
-            # native stacks of numpy's C frames for every array.
-            guarded_numpy.install(native_stacks=bool(args.traceback))
         except ImportError as exc:
             return _fail(f"--numpy needs numpy and guardalloc.numpy: {exc}")
+        # --traceback: Python tracebacks (enable_tracebacks) and the
+        # native stacks of numpy's C frames for every array.
+        numpy_options.setdefault("native_stacks", bool(args.traceback))
+        try:
+            guarded_numpy.install(**numpy_options)
+        except (TypeError, ValueError) as exc:
+            return _fail(f"--numpy: {exc}")
     if args.pymem:
         from guardalloc.hooks import pymem
-        pymem.install(sample_rate=args.pymem)
+        try:
+            pymem.install(sample_rate=args.pymem, **pymem_options)
+        except (TypeError, ValueError) as exc:
+            return _fail(f"--pymem: {exc}")
     return None
 
 
@@ -145,7 +201,7 @@ def _native_rate(args: argparse.Namespace) -> int | None | str:
 def _reexec_native(args: argparse.Namespace) -> int:
     """Re-execute this interpreter's command line under the library; returns
     only on failure (an exit status)."""
-    from guardalloc.hooks import preload as native
+    from guardalloc.hooks import preload
 
     rate = _native_rate(args)
     if isinstance(rate, str):
@@ -153,11 +209,11 @@ def _reexec_native(args: argparse.Namespace) -> int:
     if args.module is None and args.script is not None and not os.path.exists(args.script):
         return _fail(f"can't open file {args.script!r}: no such file")
     try:
-        env = native.environment(None, **native.guard_options(args, rate))
+        env = preload.environment(None, sample_rate=rate, **native_flags.given(args))
     except (TypeError, ValueError, FileNotFoundError) as exc:
         return _fail(f"--native: {exc}")
     env[_REEXEC_ENV] = json.dumps({name: os.environ.get(name)
-                                   for name in ("LD_PRELOAD", native.OPTIONS_ENV)})
+                                   for name in ("LD_PRELOAD", preload.OPTIONS_ENV)})
     argv = list(getattr(sys, "orig_argv", [])) or [sys.executable, "-m", "guardalloc", *sys.argv[1:]]
     sys.stdout.flush()
     sys.stderr.flush()

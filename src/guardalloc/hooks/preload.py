@@ -9,27 +9,31 @@ guarded too. It reads its options from ``GUARDALLOC_OPTIONS``
 
     guardalloc exec [--sample-rate N] [--uaf] [...] -- PROGRAM [ARGS...]
     python -m guardalloc run --native [RATE] script.py [ARGS...]
+
+Those two commands live in guardalloc.cli (``exec``, ``run``); their flags
+are made from the library's table of options (``cli/native_flags.py``).
 """
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import glob
+import operator
 import os
-import sys
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
-from guardalloc.options import ALIGNS, ON_FAULT, check_alignment, check_bool, check_choice, check_int
+from guardalloc import faults
+from guardalloc.options import check_bool
 from guardalloc.stats import NativeStats
 
 __all__ = ["library_path", "options_string", "environment", "is_active", "stats",
            "DEFAULT_SAMPLE_RATE", "OPTIONS_ENV"]
 
-OPTIONS_ENV = "GUARDALLOC_OPTIONS"
-# The C table's default (guardalloc/_c/options.c).
-DEFAULT_SAMPLE_RATE = 5000
-_MAX_BYTES_LIMIT = 1 << 44
+OPTIONS_ENV = faults.OPTIONS_ENV
+# The library's default, read from its table (_c/options.c).
+DEFAULT_SAMPLE_RATE = int(faults.parse_options()["sample_rate"])
+
+
 def library_path() -> str:
     """The absolute path of the preloadable library inside the package.
 
@@ -45,42 +49,64 @@ def library_path() -> str:
     return found[0]
 
 
-def options_string(*, sample_rate: Optional[int] = None, max_bytes: Optional[int] = None,
-                   alignment: Optional[int] = None, uaf: Optional[bool] = None,
-                   quarantine: Optional[int] = None, on_fault: Optional[str] = None,
-                   random: Optional[bool] = None, align: Optional[str] = None,
-                   native_stacks: Optional[bool] = None, log_path: Optional[str] = None) -> str:
-    """A ``GUARDALLOC_OPTIONS`` value for the options given (None: the
-    library's default). ``max_bytes`` is in bytes.
+def _option_text(option: faults.Option, value: Any) -> str:
+    """A Python value of ``option`` as ``GUARDALLOC_OPTIONS`` writes it.
 
     Raises:
-        TypeError, ValueError: an option has the wrong type or range (named).
+        TypeError: a value of the wrong type for the option's type (named).
     """
+    name = option.name
+    if option.type == "bool":
+        return "1" if check_bool(name, value) else "0"
+    if option.type in ("uint", "size", "pow2"):
+        if isinstance(value, bool):
+            raise TypeError(f"{name} must be an integer, not bool")
+        try:
+            return str(operator.index(value))
+        except TypeError:
+            raise TypeError(f"{name} must be an integer, not {type(value).__name__}") from None
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+    return value
+
+
+def _quoted(name: str, text: str) -> str:
+    """A string value quoted, so that the parser reads it back whole
+    (separators included).
+
+    Raises:
+        ValueError: it holds both quote characters (the parser has no escape).
+    """
+    for quote in "'\"":
+        if quote not in text:
+            return f"{quote}{text}{quote}"
+    raise ValueError(f"{OPTIONS_ENV}: {name}: holds both ' and \", which cannot be quoted")
+
+
+def options_string(**options: Any) -> str:
+    """A ``GUARDALLOC_OPTIONS`` value for the options given, one keyword per
+    key of the library's table (:func:`guardalloc.faults.option_table`;
+    None: the library's default). Booleans are True/False, numbers ints
+    (``max_bytes`` in bytes), the rest str. Each value is checked by the
+    library's own parser, with its message.
+
+    Raises:
+        TypeError: an unknown option, or a value of the wrong type (named).
+        ValueError: a value the library refuses (its one-line message).
+    """
+    rows = {option.name: option for option in faults.option_table()}
+    unknown = sorted(set(options) - set(rows))
+    if unknown:
+        raise TypeError(f"options_string() got unknown option(s) {', '.join(map(repr, unknown))}; "
+                        f"the options are {', '.join(rows)}")
     parts = []
-    if sample_rate is not None:
-        parts.append(f"sample_rate={check_int('sample_rate', sample_rate, 0, (1 << 32) - 1)}")
-    if max_bytes is not None:
-        parts.append(f"max_bytes={check_int('max_bytes', max_bytes, 0, _MAX_BYTES_LIMIT)}")
-    if alignment is not None:
-        parts.append(f"alignment={check_alignment('alignment', alignment)}")
-    if uaf is not None:
-        parts.append(f"uaf={int(check_bool('uaf', uaf))}")
-    if quarantine is not None:
-        parts.append(f"quarantine={check_int('quarantine', quarantine, 0, (1 << 32) - 1)}")
-    if on_fault is not None:
-        parts.append(f"on_fault={check_choice('on_fault', on_fault, ON_FAULT)}")
-    if random is not None:
-        parts.append(f"random={int(check_bool('random', random))}")
-    if align is not None:
-        parts.append(f"align={check_choice('align', align, ALIGNS)}")
-    if native_stacks is not None:
-        parts.append(f"native_stacks={int(check_bool('native_stacks', native_stacks))}")
-    if log_path is not None:
-        if not isinstance(log_path, str):
-            raise TypeError(f"log_path must be a str, not {type(log_path).__name__}")
-        if "'" in log_path or "\0" in log_path:
-            raise ValueError("log_path must not hold a quote or NUL character")
-        parts.append(f"log_path='{log_path}'")
+    for name, option in rows.items():   # the table's order
+        value = options.get(name)
+        if value is None:
+            continue
+        text = _option_text(option, value)
+        faults.parse_option(name, text)
+        parts.append(f"{name}={_quoted(name, text) if option.type == 'string' else text}")
     return ":".join(parts)
 
 
@@ -93,7 +119,9 @@ def environment(base: Optional[Mapping[str, str]] = None, **options) -> dict:
     in the environment reach the program.
 
     Raises:
-        TypeError, ValueError: a bad option. FileNotFoundError: no library.
+        TypeError: a bad option. ValueError: a bad option, or a bad
+            ``GUARDALLOC_OPTIONS`` in ``base`` (the library's one-line
+            message). FileNotFoundError: no library.
     """
     env = dict(os.environ if base is None else base)
     library = library_path()
@@ -103,6 +131,7 @@ def environment(base: Optional[Mapping[str, str]] = None, **options) -> dict:
     given = env.get(OPTIONS_ENV, "").strip()
     if text:
         env[OPTIONS_ENV] = f"{given}:{text}" if given else text
+    faults.parse_options(env.get(OPTIONS_ENV))   # the library would refuse it at start
     return env
 
 
@@ -134,91 +163,3 @@ def stats() -> Optional[NativeStats]:
     out = (ctypes.c_uint64 * len(NativeStats.__match_args__))()
     lib.guardalloc_native_stats(out)
     return NativeStats(*out)
-
-
-# -- command line -----------------------------------------------------------
-
-def _count(text: str) -> int:
-    """A count of 0 or more, for argparse (the launcher's RATE parser)."""
-    from guardalloc.cli.run import _rate
-    return _rate(text)
-
-
-def _size(text: str) -> int:
-    """A byte count with an optional K, M, G or T suffix (powers of 1024)."""
-    units = {"k": 10, "m": 20, "g": 30, "t": 40}
-    shift = units.get(text[-1:].lower(), 0)
-    try:
-        value = int(text[:-1] if shift else text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a size (N, NK, NM, NG): {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
-    return value << shift
-
-
-def add_guard_arguments(parser: argparse.ArgumentParser, *, native_only: bool = False) -> None:
-    """The native library's guard modes as options (exec; run --native)."""
-    note = " (with --native)" if native_only else ""
-    parser.add_argument("--uaf", action="store_true", default=None,
-                        help="guard freed blocks: catch use-after-free" + note)
-    parser.add_argument("--quarantine", type=_count, metavar="N",
-                        help="with --uaf: freed slots kept guarded before reuse" + note)
-    parser.add_argument("--alignment", type=_count, metavar="N",
-                        help="block alignment: 1 = byte-exact (default 16)" + note)
-    parser.add_argument("--align", choices=ALIGNS,
-                        help="where a block sits in its slot (default right)" + note)
-    parser.add_argument("--on-fault", choices=ON_FAULT,
-                        help="abort (default) or continue: report once and go on" + note)
-    parser.add_argument("--max-bytes", type=_size, metavar="SIZE",
-                        help="guarded bytes at most, e.g. 4G (default 1G)" + note)
-    parser.add_argument("--random", action="store_true", default=None,
-                        help="sample at random instead of every N-th" + note)
-    parser.add_argument("--no-native-stacks", dest="native_stacks", action="store_false", default=None,
-                        help="do not record each block's native allocation and free stacks "
-                             "(faster; reports then show none)" + note)
-    parser.add_argument("--log-path", metavar="PATH",
-                        help="also write each fault as one JSON line to PATH "
-                             "(%%p: the process id; docs/report-schema.json)" + note)
-
-
-def guard_options(args: argparse.Namespace, sample_rate: Optional[int]) -> dict:
-    """The keyword options of :func:`environment` from parsed arguments."""
-    return dict(sample_rate=sample_rate, uaf=args.uaf, quarantine=args.quarantine,
-                alignment=args.alignment, align=args.align, on_fault=args.on_fault,
-                max_bytes=args.max_bytes, random=args.random, native_stacks=args.native_stacks,
-                log_path=args.log_path)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sample-rate", type=_count, metavar="N",
-                        help=f"guard one allocation in N (1: all; 0: none; default {DEFAULT_SAMPLE_RATE})")
-    add_guard_arguments(parser)
-    parser.add_argument("program", nargs=argparse.REMAINDER, help="-- PROGRAM [ARGS...]")
-    parser.usage = ("guardalloc exec [--sample-rate N] [--uaf [--quarantine N]] [--alignment N] "
-                    "[--align left|right|random] [--on-fault abort|continue] [--max-bytes SIZE] "
-                    "[--random] [--no-native-stacks] [--log-path PATH] -- PROGRAM [ARGS...]")
-    parser.epilog = "Exits with the program's exit status (128 + N when a signal N killed it)."
-
-
-def run(args: argparse.Namespace) -> int:
-    program = list(args.program)
-    if program[:1] == ["--"]:
-        program = program[1:]
-    if not program:
-        print("guardalloc exec: no program given (guardalloc exec [options] -- PROGRAM [ARGS...])",
-              file=sys.stderr)
-        return 2
-    try:
-        env = environment(**guard_options(args, args.sample_rate))
-    except (TypeError, ValueError, FileNotFoundError) as exc:
-        print(f"guardalloc exec: {exc}", file=sys.stderr)
-        return 2
-    sys.stdout.flush()
-    sys.stderr.flush()
-    try:
-        os.execvpe(program[0], program, env)
-    except OSError as exc:
-        print(f"guardalloc exec: cannot run {program[0]!r}: {exc.strerror}", file=sys.stderr)
-        return 127
-    return 0  # not reached

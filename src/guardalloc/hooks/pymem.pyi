@@ -9,9 +9,10 @@ from guardalloc.stats import PymemStats
 
 DOMAIN_NAMES: tuple[str, str, str]
 NATIVE_STACKS_MIN_RATE: int
+DEFAULT_SAMPLE_RATE: int
 
 def install(
-    sample_rate: int = 5000,
+    sample_rate: int = ...,
     *,
     domains: Iterable[Literal["raw", "mem", "obj"]] = ("raw", "mem", "obj"),
     max_bytes: int | None = None,

@@ -144,6 +144,9 @@ cdef bint _finish_scheduled = False
 _lock = threading.Lock()
 # From this sample_rate on, install() records native stacks by default.
 NATIVE_STACKS_MIN_RATE = 1000
+# install()'s rate, and that of run --pymem and pytest --guardalloc when no
+# RATE is given: the one spelling of it.
+DEFAULT_SAMPLE_RATE = 5000
 
 
 # ---------------------------------------------------------------------------
@@ -327,7 +330,7 @@ def _note_refusals() -> None:
                  "raise it with guardalloc.pymem.install(max_bytes=...)\n").encode())
 
 
-def install(sample_rate=5000, *, domains=("raw", "mem", "obj"), max_bytes=None,
+def install(sample_rate=DEFAULT_SAMPLE_RATE, *, domains=("raw", "mem", "obj"), max_bytes=None,
             random=False, seed=None, alignment=16, uaf=False, guard_pages=1,
             native_stacks=None) -> None:
     """Send one allocation in ``sample_rate`` of the given domains to guarded

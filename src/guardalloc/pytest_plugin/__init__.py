@@ -37,7 +37,6 @@ import gc
 import json
 import marshal
 import os
-import re
 import shutil
 import signal
 import struct
@@ -52,7 +51,7 @@ import pytest
 import guardalloc
 from guardalloc import faults
 from guardalloc.cli import run as launcher
-from guardalloc.cli.run import DEFAULT_PYMEM_RATE
+from guardalloc.hooks.pymem import DEFAULT_SAMPLE_RATE as DEFAULT_PYMEM_RATE
 
 FAULT_PROPERTY = "guardalloc_fault"  # user_properties key: the JSON report
 # Set in the environment of a pytest re-executed with the native library
@@ -222,22 +221,35 @@ def _library_loaded(path: str) -> bool:
 
 
 def _native_environment(settings: Settings, library: str) -> dict[str, str]:
+    """The environment of the re-executed session: the library first in
+    LD_PRELOAD, the session's options after a GUARDALLOC_OPTIONS already
+    set, and a log_path where the session reads the library's reports
+    unless one is set.
+
+    Raises:
+        pytest.UsageError: a bad option, here or in GUARDALLOC_OPTIONS (the
+            library's one-line message).
+    """
+    from guardalloc import native   # there: native_library_path() found it
+
     env = dict(os.environ)
     env["LD_PRELOAD"] = " ".join(p for p in (library, env.get("LD_PRELOAD", "")) if p)
     env[NATIVE_ENV] = library
-    options = [f"sample_rate={settings.native}"]
-    if settings.uaf:
-        options.append("uaf=1")
-    if settings.alignment is not None:
-        options.append(f"alignment={settings.alignment}")
     current = env.get(faults.OPTIONS_ENV, "")
-    if "log_path" not in faults.parse_options(current) or not faults.parse_options(current)["log_path"]:
+    try:
+        log_path = faults.parse_options(current)["log_path"]
+        options = [native.options_string(sample_rate=settings.native, uaf=settings.uaf or None,
+                                         alignment=settings.alignment)]
+    except (TypeError, ValueError) as exc:
+        raise pytest.UsageError(f"--guardalloc-native: {exc}") from None
+    if not log_path:
         # Children's reports must land where the session reads them.
         directory = settings.report_dir
         if directory is None:
             directory = tempfile.mkdtemp(prefix="guardalloc-reports-")
             env[CLEANUP_ENV] = directory
-        options.append(f"log_path='{os.path.abspath(os.path.join(directory, 'guardalloc.%p.json'))}'")
+        options.append(native.options_string(
+            log_path=os.path.abspath(os.path.join(directory, "guardalloc.%p.json"))))
     env[faults.OPTIONS_ENV] = ":".join(p for p in (current, *options) if p)
     return env
 
@@ -265,12 +277,6 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
 
 
 # -- fault reports -------------------------------------------------------------
-
-def expand_log_path(template: str, pid: int | str) -> str:
-    """A log_path template with ``%p`` replaced by pid (``%%`` by ``%``), as
-    the C handler expands it."""
-    return re.sub(r"%[p%]", lambda m: str(pid) if m.group() == "%p" else "%", template)
-
 
 def read_reports(path: str, pid: int | None = None) -> list[dict]:
     """The JSON reports in a log file (one object per line), only those of
@@ -551,11 +557,13 @@ class GuardallocPlugin:
     def _child_reports(self, pid: int, label: str) -> list[dict]:
         if not self.template:
             return []
-        path = expand_log_path(self.template, pid)
+        path = faults.expand_log_path(self.template, pid)
         reports = read_reports(path, pid)
         if self._owned_template and os.path.exists(path):
-            # Free the pid's name for a later child with the same pid.
-            os.replace(path, expand_log_path(self.template, f"{pid}-{self.children}"))
+            # Free the pid's name for a later child with the same pid:
+            # guardalloc.PID.json becomes guardalloc.PID-N.json.
+            stem, extension = os.path.splitext(path)
+            os.replace(path, f"{stem}-{self.children}{extension}")
         # A runner ran other tests before (continue-mode reports of theirs).
         return [r for r in reports if (r.get("test") or {}).get("nodeid") in (label, None)]
 

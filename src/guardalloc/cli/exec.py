@@ -1,0 +1,53 @@
+"""``guardalloc exec``: run any program under the preloadable malloc library.
+
+    guardalloc exec [--sample-rate N] [--uaf] [...] -- PROGRAM [ARGS...]
+
+The flags are the library's options (``cli/native_flags.py``, made from its
+table); a ``GUARDALLOC_OPTIONS`` already in the environment is kept, the
+flags after it. A bad option, from either, is refused in one line with exit
+status 2 before the program starts. Exits with the program's status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from guardalloc.cli import native_flags
+from guardalloc.hooks import preload
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    native_flags.add_arguments(parser)
+    parser.add_argument("program", nargs=argparse.REMAINDER, help="-- PROGRAM [ARGS...]")
+    # "usage: guardalloc exec " comes before the flags.
+    flags = native_flags.usage(start=len(f"usage: {parser.prog} "), indent=7)
+    parser.usage = f"%(prog)s {flags}\n       -- PROGRAM [ARGS...]"
+    parser.epilog = ("Exits with the program's exit status (128 + N when a signal N killed it). "
+                     f"{preload.OPTIONS_ENV}=help=1 makes the library list its options at start.")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Replace this process with the program under the library; returns only
+    on failure: 2 for a bad option or no program, 127 when it cannot run."""
+    prog = getattr(args, "prog", "guardalloc exec")
+    program = list(args.program)
+    if program[:1] == ["--"]:
+        program = program[1:]
+    if not program:
+        print(f"{prog}: no program given ({prog} [options] -- PROGRAM [ARGS...])", file=sys.stderr)
+        return 2
+    try:
+        env = preload.environment(**native_flags.given(args))
+    except (TypeError, ValueError, FileNotFoundError) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execvpe(program[0], program, env)
+    except OSError as exc:
+        print(f"{prog}: cannot run {program[0]!r}: {exc.strerror}", file=sys.stderr)
+        return 127
+    return 0  # not reached
