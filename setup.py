@@ -95,7 +95,8 @@ def _keep_fresh_c(extension):
     pip installs Cython afresh for every isolated build, so it regenerated
     every module (and build_ext recompiled it) on each ``pip install -e``.
     """
-    inputs = [__file__, *glob.glob("src/guardalloc/**/*.pxd", recursive=True)]
+    inputs = [__file__, *glob.glob("src/guardalloc/**/*.pxd", recursive=True),
+              *glob.glob("src/guardalloc/**/*.pxi", recursive=True)]
     sources = []
     for source in extension.sources:
         generated = source[:-len(".pyx")] + ".c"

@@ -46,7 +46,8 @@ from guardalloc._core cimport *
 from guardalloc.arena cimport Arena, Buffer, make_buffer, size_arg, new_pooled_arena, raise_free_error
 from guardalloc.tracebacks cimport record_trace, wants_traces
 
-from guardalloc.arena import _address, _choose_backend
+from guardalloc.arena import _address
+from guardalloc.backing import choose_backend
 from guardalloc.errors import AddressSpaceError, ForeignBufferError, GuardInstallError, InvalidFreeError
 from guardalloc.options import (
     POOL_OPTIONS as _POOL_OPTIONS, GuardOptions, address_space_left, check_bool, check_choice, check_int,
@@ -255,7 +256,7 @@ cdef class Pool:
         self.native_stacks = check_bool("native_stacks", native_stacks)
         self.keep_bytes_ = 0 if options.uaf else check_int("keep_bytes", keep_bytes, 0, 1 << 44)
 
-        self.backend = _choose_backend(options.backend, False)
+        self.backend = choose_backend(options.backend, False)
         # Every arena gets the backend chosen once, here.
         self.options = options.replace(backend=self.backend)
         self.tracebacks = options.tracebacks
