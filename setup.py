@@ -25,8 +25,11 @@ from setuptools.modified import newer_group
 
 C_FLAGS = ["-O2", "-Wall", "-Wno-unused-function"]
 CORE = "guardalloc.libguardalloc_core"
-CORE_SOURCES = ["src/guardalloc/_c/core.c", "src/guardalloc/_c/guards.c", "src/guardalloc/_c/faults.c",
-                "src/guardalloc/_c/options.c", "src/guardalloc/_c/stacks.c"]
+CORE_SOURCES = ["src/guardalloc/_c/" + name for name in (
+    "core.c", "guards.c", "options.c", "stacks.c",
+    # the fault reporter
+    "registry.c", "classify.c", "handler.c", "continue_mode.c", "sigsafe_format.c",
+    "report_context.c", "report_text.c", "report_json.c", "report_free.c")]
 MALLOC = "guardalloc.libguardalloc_malloc"
 MALLOC_SOURCES = ["src/guardalloc/_c/malloc.c", "src/guardalloc/_c/heap.c"]
 # Every header: an editable reinstall reuses a module only when it is newer

@@ -1,7 +1,8 @@
 """The C core with no Python: tests/c/test_core.c and one small program per
 bug class (tests/c/bugs/, after hardened_malloc's test/ directory), linked
-with guardalloc/_c/core.c + guards.c + faults.c alone and built here with
-the system compiler ($CC, else the compiler Python was built with)."""
+with the C core (guardalloc/_c: core.c, guards.c, the fault reporter) alone
+and built here with the system compiler ($CC, else the compiler Python was
+built with)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ import guardalloc
 ROOT = Path(__file__).resolve().parent.parent
 CORE_DIR = ROOT / "src" / "guardalloc" / "_c"
 TEST_DIR = ROOT / "tests" / "c"
-CORE_SOURCES = [CORE_DIR / name for name in ("core.c", "guards.c", "faults.c", "stacks.c")]
+CORE_SOURCES = [CORE_DIR / name for name in (
+    "core.c", "guards.c", "stacks.c", "registry.c", "classify.c", "handler.c", "continue_mode.c",
+    "sigsafe_format.c", "report_context.c", "report_text.c", "report_json.c", "report_free.c")]
 BACKENDS = ["madvise", "mprotect"] if guardalloc.support().anonymous else ["mprotect"]
 CFLAGS = ["-std=c11", "-O1", "-g", "-Wall", "-Wextra", "-Wno-missing-field-initializers", "-Werror"]
 

@@ -1,6 +1,7 @@
 # cython: language_level=3
 """The fault reporter: knows every live arena, so that a SIGSEGV inside one
-can be explained. The handler itself lives in ``_c/faults.c``.
+can be explained. The handler itself lives in ``_c/handler.c``, its reports in
+``_c/report_*.c``.
 
 Default: the first arena created installs the handler (chaining to whatever
 SIGSEGV/SIGBUS disposition was in place), unless the environment variable
