@@ -12,6 +12,7 @@ rather than compiling the core in again: in a Python process that also uses
 for every guarded block. Neither library depends on libpython.
 """
 
+import configparser
 import glob
 import logging
 import os
@@ -25,13 +26,24 @@ from setuptools.modified import newer_group
 
 C_FLAGS = ["-O2", "-Wall", "-Wno-unused-function"]
 CORE = "guardalloc.libguardalloc_core"
-CORE_SOURCES = ["src/guardalloc/_c/" + name for name in (
-    "core.c", "guards.c", "options.c", "stacks.c",
-    # the fault reporter
-    "registry.c", "classify.c", "handler.c", "continue_mode.c", "sigsafe_format.c",
-    "report_context.c", "report_text.c", "report_json.c", "report_free.c")]
+C_DIR = "src/guardalloc/_c"
+# Each library's C sources, listed once (tests/test_c_core.py reads it too).
+# Both libraries depend on it, which also puts it in the sdist.
+SOURCES_LIST = f"{C_DIR}/sources.txt"
+
+
+def _library_sources(library):
+    """The C sources of one library in SOURCES_LIST (its [library] section)."""
+    parser = configparser.ConfigParser(allow_no_value=True, delimiters=("=",))
+    parser.optionxform = str
+    with open(SOURCES_LIST, encoding="utf-8") as f:
+        parser.read_file(f)
+    return [f"{C_DIR}/{name}" for name in parser[library]]
+
+
+CORE_SOURCES = _library_sources("libguardalloc_core")
 MALLOC = "guardalloc.libguardalloc_malloc"
-MALLOC_SOURCES = ["src/guardalloc/_c/malloc.c", "src/guardalloc/_c/heap.c"]
+MALLOC_SOURCES = _library_sources("libguardalloc_malloc")
 # Every header: an editable reinstall reuses a module only when it is newer
 # than all of them (ReusingBuildExt).
 HEADERS = sorted(glob.glob("src/guardalloc/_c/*.h"))
@@ -132,13 +144,13 @@ class BuildCoreFirst(ReusingBuildExt):
 
 # libgcc_s for _Unwind_Backtrace (stacks.c), libdl for dladdr on older glibc.
 core_library = Extension(CORE, CORE_SOURCES, extra_compile_args=[*C_FLAGS, "-fvisibility=default"],
-                         extra_link_args=["-lgcc_s", "-ldl"], depends=HEADERS)
+                         extra_link_args=["-lgcc_s", "-ldl"], depends=[*HEADERS, SOURCES_LIST])
 
 # LD_PRELOAD library: exports only the malloc family (and guardalloc_native_*);
 # libdl for dlsym on older glibc.
 malloc_library = Extension(MALLOC, MALLOC_SOURCES,
                            extra_compile_args=[*C_FLAGS, "-fvisibility=hidden", "-pthread"],
-                           extra_link_args=["-ldl", "-pthread"], depends=HEADERS)
+                           extra_link_args=["-ldl", "-pthread"], depends=[*HEADERS, SOURCES_LIST])
 
 extensions = [
     Extension(name, ["src/" + name.replace(".", "/") + ".pyx"], extra_compile_args=C_FLAGS, depends=HEADERS)
