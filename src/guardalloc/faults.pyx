@@ -26,7 +26,7 @@ from guardalloc._core cimport (
     ga_reports_enable, ga_reports_handler_on_top, ga_unregister_arena,
 )
 
-cdef extern from "_c/faults.h":
+cdef extern from "_c/report_context.h":
     int ga_set_report_path(const char *path_template)
     const char *ga_get_report_path()
     void ga_set_report_test(const char *nodeid, const char *phase)
