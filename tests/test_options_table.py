@@ -102,6 +102,28 @@ def test_expand_log_path_is_the_c_handlers():
         faults.expand_log_path("%p" * 1000, 1 << 60)
 
 
+def _expanded_model(template: str, pid: int) -> str:
+    """%p -> pid, %% -> %, anything else as it is, left to right."""
+    out, i = [], 0
+    while i < len(template):
+        pair = template[i:i + 2]
+        if pair == "%p":
+            out.append(str(pid))
+            i += 2
+        elif pair == "%%":
+            out.append("%")
+            i += 2
+        else:
+            out.append(template[i])
+            i += 1
+    return "".join(out)
+
+
+@given(st.text(alphabet=st.sampled_from(list("%p%/a.é")), max_size=60), st.integers(0, (1 << 64) - 1))
+def test_expand_log_path_matches_its_model(template, pid):
+    assert faults.expand_log_path(template, pid) == _expanded_model(template, pid)
+
+
 def test_defaults_are_read_from_the_table():
     assert native.DEFAULT_SAMPLE_RATE == int(next(r for r in ROWS if r.name == "sample_rate").default)
 
@@ -113,6 +135,26 @@ def test_options_string_takes_every_row():
     assert faults.parse_options(native.options_string(**values)) == faults.parse_options()
     with pytest.raises(TypeError, match="unknown option.*'colour'"):
         native.options_string(colour="red")
+
+
+_HOSTILE = st.one_of(st.none(), st.booleans(), st.integers(-2, 1 << 65), st.floats(allow_nan=False),
+                     st.text(alphabet=st.sampled_from(list("0123456789abcdefglmnoprstuKG:,'\" %")), max_size=12),
+                     st.binary(max_size=4))
+
+
+@given(st.dictionaries(st.sampled_from([row.name for row in ROWS]), _HOSTILE, max_size=4))
+def test_options_string_gives_text_the_library_reads_back_or_refuses(options):
+    """Hostile values: options_string raises TypeError or ValueError, or its
+    text parses back (by the library's parser) to exactly what was given."""
+    try:
+        text = native.options_string(**options)
+    except (TypeError, ValueError) as exc:
+        assert "\n" not in str(exc)
+        return
+    parsed = faults.parse_options(text)
+    for name, value in options.items():
+        if value is not None:
+            assert parsed[name] == (faults.parse_option(name, value) if isinstance(value, str) else value)
 
 
 def test_options_string_quotes_strings_whatever_they_hold():
