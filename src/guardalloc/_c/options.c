@@ -326,29 +326,39 @@ int ga_options_set(const char *name, const char *value, ga_options_t *out, char 
 /* The width of the "name=default" column of the help text. */
 #define GA_HELP_COLUMN 24
 
+/* s appended to out as it is (newlines included, unlike a message), cut to
+ * size - 1 bytes and NUL-terminated; *total counts it whole. */
+static void ga_help_put(char *out, size_t size, size_t *total, const char *s)
+{
+    size_t n = strlen(s);
+    if (*total + 1 < size) {
+        size_t room = size - 1 - *total;
+        memcpy(out + *total, s, n < room ? n : room);
+        out[*total + (n < room ? n : room)] = '\0';
+    }
+    *total += n;
+}
+
 size_t ga_options_help(char *out, size_t size)
 {
-    /* Counted as written, then cut to fit: the caller learns the whole size. */
-    ga_msg_t m = {out, size, 0};
     size_t total = 0, column;
     const ga_option_t *o;
-#define GA_HELP_PUT(s) do { const char *s_ = (s); total += strlen(s_); ga_msg_str(&m, s_); } while (0)
-    GA_HELP_PUT(GA_OPTIONS_ENV ": name=value pairs separated by ':'; each with its default:\n");
+    if (size > 0)
+        out[0] = '\0';
+    ga_help_put(out, size, &total,
+                GA_OPTIONS_ENV ": name=value pairs separated by ':'; each with its default:\n");
     for (o = ga_option_table; o->name != NULL; o++) {
-        GA_HELP_PUT("  ");
-        GA_HELP_PUT(o->name);
-        GA_HELP_PUT("=");
-        GA_HELP_PUT(o->default_value);
+        ga_help_put(out, size, &total, "  ");
+        ga_help_put(out, size, &total, o->name);
+        ga_help_put(out, size, &total, "=");
+        ga_help_put(out, size, &total, o->default_value);
         column = strlen(o->name) + 1 + strlen(o->default_value);
         do
-            GA_HELP_PUT(" ");
+            ga_help_put(out, size, &total, " ");
         while (++column < GA_HELP_COLUMN);
-        GA_HELP_PUT(o->help);
-        GA_HELP_PUT("\n");
+        ga_help_put(out, size, &total, o->help);
+        ga_help_put(out, size, &total, "\n");
     }
-#undef GA_HELP_PUT
-    if (size > 0 && total >= size)
-        out[size - 1] = '\0';
     return total;
 }
 
