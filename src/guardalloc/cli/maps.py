@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         render(pid, args.all)
     except ValueError as exc:
         print(f"guardalloc maps: {exc}", file=sys.stderr)
-        return 1
+        return 2   # a usage error, as argparse's
     except ProcessLookupError:
         print(f"guardalloc maps: no process {args.pid}", file=sys.stderr)
         return 1
