@@ -159,3 +159,28 @@ def test_a_refused_maps_read_names_the_real_reason(monkeypatch, owner, euid, bla
     monkeypatch.setattr(maps_module.os, "stat", lambda path: os.stat_result((0, 0, 0, 0, owner, 0, 0, 0, 0, 0)))
     assert maps_module._why_no_ptrace_read("/proc/1/maps").startswith(blamed)
 
+
+
+def test_an_arena_and_its_unused_tail_are_labelled():
+    with guardalloc.Arena(4096, 5000) as arena:   # more slots than the first batch of guards
+        arena.alloc(10)
+        address = arena.address
+        out = io.StringIO()
+        render("self", out=out, terminal=False)
+    text = out.getvalue()
+    row = next(line for line in text.splitlines() if line.startswith(f"{address:016x}"))
+    assert row.endswith("[guarded slots: 4 kB between guards]")
+    assert "[slots not used yet: guarded on first use]" in text
+
+
+def test_a_narrow_terminal_cuts_the_start_of_a_path_not_its_file_name(monkeypatch):
+    import shutil
+    monkeypatch.setattr(shutil, "get_terminal_size", lambda *a, **k: os.terminal_size((80, 24)))
+    out = io.StringIO()
+    render("self", out=out, terminal=True)
+    paths = {vma.path for vma in vmas("self") if vma.path}
+    rows = [line for line in out.getvalue().splitlines()[2:] if "  …" in line]
+    assert rows, "no long path to cut"
+    for line in rows:
+        tail = line.split("  …", 1)[1]
+        assert len(line) <= 80 and any(path.endswith(tail) for path in paths), line
