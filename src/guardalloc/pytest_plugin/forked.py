@@ -27,7 +27,7 @@ class Runner:
     """A forked child that runs tests one after the other until one kills it."""
     pid: int
     commands: int          # write end: (item index, next item index) per test
-    messages: int          # read end: serialized reports, then {"done": 1}
+    messages: int          # read end: reporting hook calls (ipc.encode_call), then {"done": 1}
     trace_path: str
 
 
@@ -42,6 +42,23 @@ class ChildResult:
     @property
     def signal(self) -> int | None:
         return os.WTERMSIG(self.status) if os.WIFSIGNALED(self.status) else None
+
+
+def _is_phase_report(report: pytest.TestReport) -> bool:
+    """Whether report is the one report of its phase (not a subtest's, nor a
+    rerun attempt's)."""
+    return type(report) is pytest.TestReport and report.outcome != "rerun"  # type: ignore[comparison-overlap]
+
+
+def _captured_sections(config: pytest.Config, phase: str) -> list[tuple[str, str]]:
+    """What a child that died wrote to the captured stdout and stderr (glibc's
+    "free(): double free detected" goes there), taken now so that it shows
+    under the test that wrote it rather than the next one."""
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if capture is None or getattr(capture, "_global_capturing", None) is None:
+        return []
+    out, err = capture.read_global_capture()
+    return [(f"Captured {name} {phase}", text) for name, text in (("stdout", out), ("stderr", err)) if text]
 
 
 def wants_fork(item: pytest.Item) -> bool:
@@ -71,6 +88,7 @@ class ForkedRunner:
         self.children = 0
         self.runner: Runner | None = None
         self._indices: dict[int, int] | None = None
+        self.in_child = False     # True in a child that runs tests
 
     def _spawn(self, body: Callable) -> tuple[int, int, str]:
         """Fork a child that runs body(send) and exits; returns its pid, the
@@ -157,20 +175,22 @@ class ForkedRunner:
             parts.append(trim_traceback(result.text))
         return "\n\n".join(parts)
 
+    def _run_in_child(self, session: pytest.Session, send: Callable[[bytes], None]) -> None:
+        """What a child does before it runs tests: pytest's reporting hooks
+        go to the session (the session object's own count of failures,
+        which -x and --maxfail read, stays here too)."""
+        self.in_child = True
+        ipc.forward_reporting_hooks(session.config, send, keep=lambda plugin: plugin is session)
+
     def _start_runner(self, session: pytest.Session) -> Runner:
         """A child forked from the session that runs the tests it is sent,
         with their fixtures kept between tests as pytest keeps them."""
         commands_read, commands_write = os.pipe()
-        config = session.config
         items = session.items
 
         def body(send):
-            from _pytest.runner import call_and_report, show_test_item
             os.close(commands_write)
-
-            def report(rep):
-                send(marshal.dumps(config.hook.pytest_report_to_serializable(config=config, report=rep)))
-
+            self._run_in_child(session, send)
             while True:
                 command = ipc.read_message(commands_read)
                 if command is None:       # the session is over: tear everything down
@@ -179,18 +199,9 @@ class ForkedRunner:
                 index, next_index = marshal.loads(command)
                 item = items[index]
                 nextitem = items[next_index] if next_index >= 0 else None
-                if hasattr(item, "_request") and not item._request:
-                    item._initrequest()
-                rep = call_and_report(item, "setup", log=False)
-                report(rep)
-                if rep.passed and not config.getoption("setuponly", False):
-                    if config.getoption("setupshow", False):
-                        show_test_item(item)
-                    report(call_and_report(item, "call", log=False))
-                report(call_and_report(item, "teardown", log=False, nextitem=nextitem))
-                if hasattr(item, "_request"):
-                    item._request = False
-                    item.funcargs = None
+                # The whole protocol, with every plugin's part of it (warnings,
+                # reruns, subtests); this plugin's part passes (in_child).
+                item.ihook.pytest_runtest_protocol(item=item, nextitem=nextitem)
                 send(marshal.dumps({"done": 1}))
 
         pid, messages, trace_path = self._spawn(body)
@@ -219,10 +230,12 @@ class ForkedRunner:
             self._indices = {id(it): i for i, it in enumerate(item.session.items)}
         return self._indices.get(id(item), -1)
 
-    def run(self, item: pytest.Item, nextitem: pytest.Item | None) -> list[pytest.TestReport]:
+    def run(self, item: pytest.Item, nextitem: pytest.Item | None) -> list[tuple[str, dict]]:
         """Run item in the runner child (a new one when there is none) and
-        return its reports; a child that died yields a failed report for the
-        phase it died in.
+        return the reporting hook calls it made, (hook name, keyword
+        arguments), for the session to replay in order. A child that died
+        adds a failed report for the phase it died in, with the fault report
+        and what the child wrote to the captured stdout and stderr.
 
         Raises:
             RuntimeError: the plugin's own code failed in the child.
@@ -257,16 +270,22 @@ class ForkedRunner:
                 messages.append(message)
         if result is not None:
             messages = result.messages
-        reports = []
+        calls = []
         for message in messages:
             data = marshal.loads(message)
             if "plugin_error" in data:
                 raise RuntimeError("guardalloc's forked child failed:\n" + data["plugin_error"])
-            reports.append(config.hook.pytest_report_from_serializable(config=config, data=data))
-        done = [r.when for r in reports]
-        if result is None or (result.status == 0 and done and done[-1] == "teardown"):
-            return reports
-        # The child died (or exited) before it finished: fail the phase it was in.
+            calls.append(ipc.decode_call(config, data))
+        if result is None or (result.status == 0 and calls and calls[-1][0] == "pytest_runtest_logfinish"):
+            return calls
+        return self._died(item, calls, result, started)
+
+    def _died(self, item: pytest.Item, calls: list[tuple[str, dict]], result: ChildResult,
+              started: float) -> list[tuple[str, dict]]:
+        """The calls of a child that died (or exited) before it finished a
+        test: its own, then a failed report of the phase it was in."""
+        reports = [kwargs["report"] for name, kwargs in calls if name == "pytest_runtest_logreport"]
+        done = [r.when for r in reports if _is_phase_report(r)]
         phase = next((r["test"].get("phase") for r in result.reports if r.get("test")), None)
         if phase not in ("setup", "call", "teardown"):
             phase = "setup" if not done else "call" if done == ["setup"] else "teardown"
@@ -278,22 +297,30 @@ class ForkedRunner:
         failed = pytest.TestReport(
             item.nodeid, item.location, keywords, "failed",  # type: ignore[arg-type]
             self._failure_text(result, f"test {phase}"), phase,  # type: ignore[arg-type]
-            duration=time.time() - started, user_properties=properties)
-        reports = [r for r in reports if r.when != phase] + [failed]
+            duration=time.time() - started, user_properties=properties,
+            sections=_captured_sections(item.config, phase))
+        location = {"nodeid": item.nodeid, "location": item.location}
+        kept = [(name, kwargs) for name, kwargs in calls
+                if name != "pytest_runtest_logfinish"
+                and not (name == "pytest_runtest_logreport" and kwargs["report"].when == phase
+                         and _is_phase_report(kwargs["report"]))]
+        if not kept or kept[0][0] != "pytest_runtest_logstart":
+            kept.insert(0, ("pytest_runtest_logstart", location))
+        kept.append(("pytest_runtest_logreport", {"report": failed}))
         if phase != "teardown":
             # Close the test case: JUnit XML writes it, and its properties, on teardown.
-            reports.append(pytest.TestReport(item.nodeid, item.location, keywords, "passed", None,  # type: ignore[arg-type]
-                                             "teardown", user_properties=properties))
-        return reports
+            kept.append(("pytest_runtest_logreport", {"report": pytest.TestReport(
+                item.nodeid, item.location, keywords, "passed", None,  # type: ignore[arg-type]
+                "teardown", user_properties=properties)}))
+        kept.append(("pytest_runtest_logfinish", location))
+        return kept
 
     def _fork_one(self, item: pytest.Item) -> ChildResult:
         """Run one test in a child of its own (setup, call, teardown)."""
-        config = item.config
 
         def body(send):
-            from _pytest.runner import runtestprotocol
-            for rep in runtestprotocol(item, log=False, nextitem=None):
-                send(marshal.dumps(config.hook.pytest_report_to_serializable(config=config, report=rep)))
+            self._run_in_child(item.session, send)
+            item.ihook.pytest_runtest_protocol(item=item, nextitem=None)
 
         return self._fork(item.nodeid, body)
 

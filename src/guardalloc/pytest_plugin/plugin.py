@@ -118,13 +118,14 @@ class GuardallocPlugin:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None):
-        if self.forked is None or not wants_fork(item):
+        if self.forked is None or self.forked.in_child or not wants_fork(item):
             return None
         hook = item.ihook
-        hook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-        for report in self.forked.run(item, nextitem):
-            hook.pytest_runtest_logreport(report=report)
-        hook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+        for name, kwargs in self.forked.run(item, nextitem):
+            if name == "pytest_warning_recorded":
+                hook.pytest_warning_recorded.call_historic(kwargs=kwargs)
+            else:
+                getattr(hook, name)(**kwargs)
         return True
 
     def pytest_sessionfinish(self) -> None:
