@@ -48,13 +48,13 @@ from . import native
 from .forked import ChildResult, ForkedRunner, Runner, wants_fork
 from .marker import (MARKER_HELP, MARKER_OPTIONS, import_guardalloc_numpy, marker_pymem_rate,
                      marker_settings, switch_pymem, _MarkerScope)
-from .native import CLEANUP_ENV, NATIVE_ENV, native_library_path
+from .native import NATIVE_ENV, native_library_path
 from .options import Settings, add_options, settings_from
 from .plugin import PLUGIN_NAME, GuardallocPlugin
 from .reports import FAULT_PROPERTY, PLUGIN_DIR, describe, expand_log_path, read_reports
 
 __all__ = [
-    "CLEANUP_ENV", "DEFAULT_PYMEM_RATE", "FAULT_PROPERTY", "MARKER_OPTIONS", "NATIVE_ENV",
+    "DEFAULT_PYMEM_RATE", "FAULT_PROPERTY", "MARKER_OPTIONS", "NATIVE_ENV",
     "PLUGIN_DIR", "PLUGIN_NAME", "ChildResult", "ForkedRunner", "GuardallocPlugin", "Runner",
     "Settings", "describe", "expand_log_path", "guard_pool", "guarded_numpy", "marker_pymem_rate",
     "marker_settings", "native_library_path", "read_reports", "settings_from", "switch_pymem",
@@ -69,12 +69,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_cmdline_main(config: pytest.Config) -> None:
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
     settings = settings_from(config)
     if not settings.native or native.preloaded():
-        return
+        return None
     # Looked up here, in this module: tests replace it with a stand-in library.
-    native.reexecute(config, settings, native_library_path())
+    return native.run_preloaded(config, settings, native_library_path())
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -17,7 +17,6 @@ from guardalloc import faults
 
 from .forked import ForkedRunner, wants_fork
 from .marker import import_guardalloc_numpy
-from .native import CLEANUP_ENV
 from .options import Settings
 from .reports import FAULT_PROPERTY, describe, signal_name
 
@@ -32,7 +31,6 @@ class GuardallocPlugin:
         self.settings = settings
         self.faulted: list[tuple[str, str, dict | None]] = []   # (nodeid, phase, report)
         self.forked: ForkedRunner | None = None
-        self._cleanup: str | None = os.environ.pop(CLEANUP_ENV, None)
         self._stderr_copy = -1
         self._previous_fd = faults.get_report_fd()
         self._previous_path = faults.get_report_path()
@@ -88,8 +86,6 @@ class GuardallocPlugin:
                 os.close(self._stderr_copy)
         faults.set_report_path(self._previous_path)
         shutil.rmtree(self.scratch, ignore_errors=True)
-        if self._cleanup:
-            shutil.rmtree(self._cleanup, ignore_errors=True)
 
     # the running test, named in every report
 
