@@ -4,11 +4,12 @@ to the forked runner, and sums up the faults at the end."""
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import shutil
 import tempfile
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -18,9 +19,13 @@ from guardalloc import faults
 from .forked import ForkedRunner, wants_fork
 from .marker import import_guardalloc_numpy
 from .options import Settings
-from .reports import FAULT_PROPERTY, describe, signal_name
+from .reports import FAULT_PROPERTY, describe, signal_name, trim_traceback, unread_reports
 
 PLUGIN_NAME = "guardalloc-session"
+# workerinput keys: where an xdist worker writes its JSON fault reports and
+# its faulthandler traceback, for the controller to read when it crashes.
+WORKER_REPORTS = "guardalloc_reports"
+WORKER_TRACES = "guardalloc_traces"
 
 
 class GuardallocPlugin:
@@ -40,6 +45,9 @@ class GuardallocPlugin:
         self._distributing = (not hasattr(config, "workerinput")
                               and getattr(config.option, "dist", "no") != "no"
                               and bool(getattr(config.option, "numprocesses", None)))
+        self._workerinput: dict = getattr(config, "workerinput", {})
+        self._seen: set[tuple[str, int]] = set()     # crash reports the controller has shown
+        self._trace: Any = None
 
     # session start and end
 
@@ -49,7 +57,11 @@ class GuardallocPlugin:
             os.makedirs(settings.report_dir, exist_ok=True)
             self.template = os.path.join(os.path.abspath(settings.report_dir), "guardalloc.%p.json")
             self._owned_template = True
-        elif self.template is None and settings.forked:
+        elif self.template is None and self._workerinput.get(WORKER_REPORTS):
+            # An xdist worker: reports go where the controller reads them.
+            self.template = self._workerinput[WORKER_REPORTS]
+            self._owned_template = True
+        elif self.template is None and (settings.forked or self._distributing):
             self.template = os.path.join(self.scratch, "guardalloc.%p.json")
             self._owned_template = True
         faults.set_report_path(self.template)
@@ -60,7 +72,8 @@ class GuardallocPlugin:
         # Text reports to the terminal's stderr, which output capturing
         # (fd 2 redirected while a test runs) does not swallow.
         self._stderr_copy = os.dup(2)
-        faults.set_report_fd(self._stderr_copy)
+        # A worker's controller shows the report under the crashed test.
+        faults.set_report_fd(-1 if self._workerinput.get(WORKER_REPORTS) else self._stderr_copy)
         guardalloc.enable_reports()
         if settings.tracebacks:
             guardalloc.set_tracebacks(True)
@@ -85,6 +98,8 @@ class GuardallocPlugin:
             if self._stderr_copy >= 0:
                 os.close(self._stderr_copy)
         faults.set_report_path(self._previous_path)
+        if self._trace is not None:
+            self._trace.close()
         shutil.rmtree(self.scratch, ignore_errors=True)
 
     # the running test, named in every report
@@ -136,6 +151,52 @@ class GuardallocPlugin:
         if self.forked is None or not isinstance(collector, pytest.Module):
             return None
         return self.forked.collect(collector)
+
+    # pytest-xdist without forking: a worker that crashes
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node) -> None:
+        """(Controller) Tell a worker where to write its reports and traceback."""
+        node.workerinput[WORKER_REPORTS] = self.template
+        node.workerinput[WORKER_TRACES] = self.scratch
+
+    def pytest_sessionstart(self) -> None:
+        traces = self._workerinput.get(WORKER_TRACES)
+        if traces and self.forked is None:
+            # (Worker) After pytest's faulthandler plugin has set up its own.
+            self._trace = open(os.path.join(traces, f"trace-{self._workerinput['workerid']}.txt"), "w")
+            faulthandler.enable(file=self._trace, all_threads=False)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched) -> None:
+        """(Controller) A worker died running crashitem: its failure says
+        what guardalloc reported (and the summary lists it) with the
+        worker's Python traceback."""
+        worker_id = getattr(getattr(report, "node", None), "workerinput", {}).get("workerid")
+        found = unread_reports(self.template, crashitem, self._seen) if self.template else []
+        trace = ""
+        if worker_id:
+            path = os.path.join(self.scratch, f"trace-{worker_id}.txt")
+            try:
+                with open(path, encoding="utf-8", errors="replace") as f:
+                    trace = f.read()
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        if not found and not trace.strip():
+            return None
+        parts = [str(report.longrepr) + "".join(f"\n  {describe(r)}" for r in found)]
+        parts += [r.get("text", "").rstrip() for r in found]
+        if not found:
+            parts.append("(no guardalloc fault report: the crash was not in a guarded slot)")
+        if trace.strip():
+            parts.append(trim_traceback(trace))
+        report.longrepr = "\n\n".join(parts)
+        phase = next(((r.get("test") or {}).get("phase") for r in found), None)
+        if phase in ("setup", "call", "teardown"):
+            report.when = phase
+        report.user_properties.extend((FAULT_PROPERTY, json.dumps(r)) for r in found)
+        return None
 
     # the summary
 

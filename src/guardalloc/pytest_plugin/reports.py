@@ -3,6 +3,7 @@ description and trimmed traceback the plugin shows for a fault."""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
@@ -98,3 +99,15 @@ def trim_traceback(text: str) -> str:
             continue    # the session's frames below pytest's
         kept.append(line)
     return "\n".join(kept).strip()
+
+
+def unread_reports(template: str, nodeid: str, seen: set[tuple[str, int]]) -> list[dict]:
+    """The JSON reports in the files of a ``%p`` template that name the
+    test nodeid and are not in seen, (file, line) pairs; adds them to seen."""
+    found = []
+    for path in sorted(glob.glob(expand_log_path(glob.escape(template), "*"))):
+        for index, report in enumerate(read_reports(path)):
+            if (report.get("test") or {}).get("nodeid") == nodeid and (path, index) not in seen:
+                seen.add((path, index))
+                found.append(report)
+    return found
