@@ -16,10 +16,14 @@ child that dies is replaced by a fresh fork for the next test. A guard fault
 then fails that test only -- or errors it, when a fixture faulted in setup or
 teardown -- with the fault report and the Python traceback as its failure
 text (also in ``--junitxml``), and the terminal summary lists the tests that
-faulted. Modules are imported in a child first as well, so a fault at import
-fails that module's collection. Without forking, a fault ends the session as
-it would without pytest, and the report names the test (node id and phase)
-that was running.
+faulted. The child runs pytest's whole test protocol and sends every
+reporting hook call to the session, which replays them: outcomes, counts and
+exit status are the plain run's (subtests, xfail, warnings, reruns). Modules
+are imported in a child first as well, so a fault at import fails that
+module's collection. Without forking, a fault ends the session as it would
+without pytest, and the report names the test (node id and phase) that was
+running; under pytest-xdist the controller reports the crashed worker's test
+with the fault report.
 
 Fault reports (and the malloc library's reports of a bad free) are also
 written as JSON (docs/report-schema.json), one object per report, to ``--guardalloc-report-dir`` (or ``GUARDALLOC_OPTIONS=log_path``).
@@ -29,10 +33,11 @@ process even with forking, so that their timings reach pytest-benchmark.
 """
 
 # The package's files, one concern each: options (ini and command line),
-# native (the re-exec with the malloc library preloaded), reports (report
-# files and their description), ipc (the pipe protocol with forked children),
+# native (pytest run again with the malloc library preloaded), reports (report
+# files and their description), ipc (the pipe protocol with forked children,
+# the reporting hook calls they send),
 # forked (the forked runner), marker (@pytest.mark.guardalloc), plugin (the
-# session object and its hooks). This module holds the entry points pytest
+# session object and its hooks, xdist crash reports). This module holds the entry points pytest
 # calls (pytest11) and the fixtures.
 
 from __future__ import annotations
