@@ -99,6 +99,9 @@ class GuardallocPlugin:
                 os.close(self._stderr_copy)
         faults.set_report_path(self._previous_path)
         if self._trace is not None:
+            # faulthandler keeps the descriptor: never leave it a closed one
+            # (pytest's faulthandler plugin, when on, sets up its own again).
+            faulthandler.disable()
             self._trace.close()
         shutil.rmtree(self.scratch, ignore_errors=True)
 
