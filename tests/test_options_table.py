@@ -94,8 +94,12 @@ def test_expand_log_path_is_the_c_handlers():
     assert faults.expand_log_path("/r/g.%p.json", 42) == "/r/g.42.json"
     assert faults.expand_log_path("/r/100%%.%p.%p", 7) == "/r/100%.7.7"
     assert faults.expand_log_path("/r/plain%", 7) == "/r/plain%"
+    assert faults.expand_log_path("/r/g.%p.json", "*") == "/r/g.*.json"   # the plugin's glob
+    assert faults.expand_log_path("/r/g.%p.json", "12-3") == "/r/g.12-3.json"
     with pytest.raises(TypeError):
-        faults.expand_log_path("/r/%p", "7")
+        faults.expand_log_path("/r/%p", 7.0)
+    with pytest.raises(ValueError, match="pid: embedded NUL"):
+        faults.expand_log_path("/r/%p", "1\0")
     with pytest.raises(ValueError, match="0 or more"):
         faults.expand_log_path("/r/%p", -1)
     with pytest.raises(ValueError, match="longer than"):

@@ -68,7 +68,7 @@ cdef extern from "_c/options.h":
     int ga_options_set(const char *name, const char *value, ga_options_t *out, char *err,
                        size_t errlen)
     size_t ga_options_help(char *out, size_t size)
-    int ga_log_path_expand(const char *template_, uint64_t pid, char *out, size_t size)
+    int ga_log_path_expand(const char *template_, const char *pid, char *out, size_t size)
     int GA_LOG_PATH_MAX
     int GA_OPTF_NO_FLAG
 
@@ -224,8 +224,8 @@ cdef object _field_value(const ga_option_t *o, ga_options_t *opts):
     return int((<uint64_t *>field)[0])
 
 
-cdef bytes _c_text(what, text):
-    """text as the C parser's bytes.
+cdef bytes _c_text(what, text, where=OPTIONS_ENV):
+    """text as C's bytes (``where``: what a NUL message names).
 
     Raises:
         TypeError: not a str. ValueError: it holds a NUL character.
@@ -234,7 +234,7 @@ cdef bytes _c_text(what, text):
         raise TypeError(f"{what} must be a str, not {type(text).__name__}")
     raw = text.encode("utf-8", "surrogateescape")
     if b"\0" in raw:
-        raise ValueError(f"{OPTIONS_ENV}: embedded NUL character")
+        raise ValueError(f"{where}: embedded NUL character")
     return raw
 
 
@@ -300,20 +300,22 @@ def options_help() -> str:
 
 def expand_log_path(template, pid) -> str:
     """A ``log_path`` template as the process ``pid`` writes it: ``%p``
-    becomes the pid, ``%%`` a percent sign (the C handler's expansion).
+    becomes the pid, ``%%`` a percent sign (the C handler's expansion). pid
+    may also be text, put in as it is (``"*"`` for a glob pattern).
 
     Raises:
-        TypeError: template is not a str or pid not an int.
-        ValueError: pid is negative, or the result is longer than the
-            longest log_path.
+        TypeError: template is not a str, or pid neither an int nor a str.
+        ValueError: pid is negative or holds a NUL, or the result is longer
+            than 4095 bytes.
     """
     cdef char out[4096]
-    if not isinstance(pid, int) or isinstance(pid, bool):
-        raise TypeError(f"pid must be an int, not {type(pid).__name__}")
-    if pid < 0:
-        raise ValueError(f"pid must be 0 or more, not {pid}")
-    raw = _c_text("template", template)
-    if ga_log_path_expand(raw, pid, out, sizeof(out)) != 0:
+    if isinstance(pid, int) and not isinstance(pid, bool):
+        if pid < 0:
+            raise ValueError(f"pid must be 0 or more, not {pid}")
+        pid = str(pid)
+    raw_pid = _c_text("pid", pid, "pid")
+    raw = _c_text("template", template, "template")
+    if ga_log_path_expand(raw, raw_pid, out, sizeof(out)) != 0:
         raise ValueError(f"the expanded log_path is longer than {sizeof(out) - 1} bytes")
     return out.decode("utf-8", "surrogateescape")
 

@@ -362,19 +362,18 @@ size_t ga_options_help(char *out, size_t size)
     return total;
 }
 
-int ga_log_path_expand(const char *t, uint64_t pid, char *out, size_t size)
+int ga_log_path_expand(const char *t, const char *pid, char *out, size_t size)
 {
     size_t n = 0;
     for (; *t; t++) {
-        char piece[24];
+        const char *piece = t;
         size_t k = 1, i;
         if (t[0] == '%' && t[1] == 'p') {
-            k = ga_format_dec(pid, piece);
+            piece = pid;
+            k = strlen(pid);
             t++;
-        } else {
-            piece[0] = *t;
-            if (t[0] == '%' && t[1] == '%')
-                t++;
+        } else if (t[0] == '%' && t[1] == '%') {
+            t++;
         }
         for (i = 0; i < k; i++) {
             if (n + 1 >= size)

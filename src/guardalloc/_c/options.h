@@ -108,8 +108,10 @@ int ga_options_set(const char *name, const char *value, ga_options_t *out, char 
  * text (a size + 1 buffer holds it when the return value is >= size). */
 size_t ga_options_help(char *out, size_t size);
 
-/* A log_path template with %p replaced by pid and %% by %, into out (size
- * bytes, NUL-terminated). Returns 0, or -1 when it does not fit. */
-int ga_log_path_expand(const char *template_, uint64_t pid, char *out, size_t size);
+/* A log_path template with %p replaced by pid (the process id in decimal,
+ * or any text: the pytest plugin globs with "*") and %% by %, into out (size
+ * bytes, NUL-terminated). Returns 0, or -1 when it does not fit.
+ * Async-signal-safe. */
+int ga_log_path_expand(const char *template_, const char *pid, char *out, size_t size);
 
 #endif

@@ -21,7 +21,11 @@
 static int ga_expand_log_path(char *out, size_t size)
 {
     const char *t = ga_get_report_path();
-    return t == NULL ? -1 : ga_log_path_expand(t, (uint64_t)getpid(), out, size);
+    char pid[24];
+    if (t == NULL)
+        return -1;
+    pid[ga_format_dec((uint64_t)getpid(), pid)] = '\0';
+    return ga_log_path_expand(t, pid, out, size);
 }
 
 void ga_json_key(ga_line_t *line, const char *key)
