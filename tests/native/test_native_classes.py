@@ -182,3 +182,12 @@ def test_json_report_of_each_class(build, tmp_path, name):
         assert report["arena"] is None and report["slot"] is None
     else:
         assert report["stacks"]["allocated_native"] and report["arena"]["slots"] >= 1
+
+
+@pytest.mark.parametrize("options", ["sample_rate=5000", "sample_rate=3", "sample_rate=1"])
+def test_glibc_blocks_are_never_taken_for_bad_frees(build, options):
+    """brk heap, thread arenas, mmapped and memalign'd chunks, freed across
+    threads: all handed back to glibc without a report."""
+    program = build(os.path.join(PROGRAMS, "glibc_blocks.c"))
+    result = run_preloaded([program], options)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "ok\n", "")
