@@ -16,11 +16,9 @@
  * while the library is inside itself (the fault registry's calloc,
  * pthread_atfork, the unwinder) to the next allocator.
  *
- * Families: the C++ operators new, new[], delete and delete[] (sized,
- * aligned, nothrow) are defined here too, so that a guarded block records
- * which family made it (heap.h, GA_FAMILY_*) and a free by another family
- * is reported. A request the next allocator cannot serve goes to the next
- * operator (libstdc++'s), which calls the new-handler and throws.
+ * Families: the C++ operators (cxx_operators.c) allocate and free through
+ * ga_new and ga_delete here, so that a guarded block records which family
+ * made it (heap.h, GA_FAMILY_*) and a free by another family is reported.
  *
  * Bad frees: a pointer the heap does not own is handed to the next
  * allocator only when it may be one of its blocks (nonheap.h); a stack
@@ -37,6 +35,7 @@
 #include <unistd.h>
 #include "faults.h"
 #include "guards.h"
+#include "cxx_operators.h"
 #include "heap.h"
 #include "nonheap.h"
 #include "options.h"
@@ -438,12 +437,9 @@ GA_EXPORT size_t malloc_usable_size(void *p)
     return next_usable_size(p);
 }
 
-/* -- the C++ operators (libstdc++'s mangled names) ----------------------- */
+/* -- for the C++ operators (cxx_operators.c) ------------------------------ */
 
-/* The next definition of a C++ operator (libstdc++'s), looked up when a
- * request fails: it runs the new-handler loop and throws std::bad_alloc (or
- * returns NULL for nothrow). NULL when no library defines it. */
-static void *ga_next_operator(const char *name)
+void *ga_next_operator(const char *name)
 {
     void *f;
     ga_depth++;
@@ -452,7 +448,7 @@ static void *ga_next_operator(const char *name)
     return f;
 }
 
-static void ga_no_operator(const char *name)
+void ga_no_operator(const char *name)
 {
     static const char msg[] = "guardalloc: out of memory in a C++ operator new, and no next ";
     (void)!write(STDERR_FILENO, msg, sizeof(msg) - 1);
@@ -461,9 +457,7 @@ static void ga_no_operator(const char *name)
     abort();
 }
 
-/* A block for operator new / new[] of `family`, `alignment` 0 for the
- * plain forms; NULL only when the next allocator failed too. */
-static void *ga_new(size_t n, size_t alignment, int family)
+void *ga_new(size_t n, size_t alignment, int family)
 {
     void *p;
     if (!ga_ready())
@@ -479,7 +473,7 @@ static void *ga_new(size_t n, size_t alignment, int family)
     return next_memalign(alignment, n ? n : 1);
 }
 
-static void ga_delete(void *p, int family, const char *freed_by)
+void ga_delete(void *p, int family, const char *freed_by)
 {
     if (p == NULL || ga_is_boot(p))
         return;
@@ -489,89 +483,6 @@ static void ga_delete(void *p, int family, const char *freed_by)
     }
     if (ga_ready())
         ga_free_foreign(p, freed_by);
-}
-
-typedef void *(*ga_new_fn)(size_t);
-typedef void *(*ga_new_aligned_fn)(size_t, size_t);
-typedef void *(*ga_new_nothrow_fn)(size_t, const void *);
-typedef void *(*ga_new_aligned_nothrow_fn)(size_t, size_t, const void *);
-
-/* The throwing forms: on failure the next operator throws. */
-#define GA_NEW(name, family)                                                  \
-    GA_EXPORT void *name(size_t n)                                            \
-    {                                                                         \
-        void *p = ga_new(n, 0, family);                                       \
-        ga_new_fn next;                                                       \
-        if (p != NULL)                                                        \
-            return p;                                                         \
-        if ((next = (ga_new_fn)ga_next_operator(#name)) == NULL)              \
-            ga_no_operator(#name);                                            \
-        return next(n);                                                       \
-    }
-#define GA_NEW_ALIGNED(name, family)                                          \
-    GA_EXPORT void *name(size_t n, size_t alignment)                          \
-    {                                                                         \
-        void *p = ga_new(n, alignment ? alignment : 1, family);               \
-        ga_new_aligned_fn next;                                               \
-        if (p != NULL)                                                        \
-            return p;                                                         \
-        if ((next = (ga_new_aligned_fn)ga_next_operator(#name)) == NULL)      \
-            ga_no_operator(#name);                                            \
-        return next(n, alignment);                                            \
-    }
-#define GA_NEW_NOTHROW(name, family)                                          \
-    GA_EXPORT void *name(size_t n, const void *tag)                           \
-    {                                                                         \
-        void *p = ga_new(n, 0, family);                                       \
-        ga_new_nothrow_fn next;                                               \
-        if (p != NULL || (next = (ga_new_nothrow_fn)ga_next_operator(#name)) == NULL) \
-            return p;                                                         \
-        return next(n, tag);                                                  \
-    }
-#define GA_NEW_ALIGNED_NOTHROW(name, family)                                  \
-    GA_EXPORT void *name(size_t n, size_t alignment, const void *tag)         \
-    {                                                                         \
-        void *p = ga_new(n, alignment ? alignment : 1, family);               \
-        ga_new_aligned_nothrow_fn next;                                       \
-        if (p != NULL                                                         \
-                || (next = (ga_new_aligned_nothrow_fn)ga_next_operator(#name)) == NULL) \
-            return p;                                                         \
-        return next(n, alignment, tag);                                       \
-    }
-
-GA_NEW(_Znwm, GA_FAMILY_NEW)
-GA_NEW(_Znam, GA_FAMILY_NEW_ARRAY)
-GA_NEW_ALIGNED(_ZnwmSt11align_val_t, GA_FAMILY_NEW)
-GA_NEW_ALIGNED(_ZnamSt11align_val_t, GA_FAMILY_NEW_ARRAY)
-GA_NEW_NOTHROW(_ZnwmRKSt9nothrow_t, GA_FAMILY_NEW)
-GA_NEW_NOTHROW(_ZnamRKSt9nothrow_t, GA_FAMILY_NEW_ARRAY)
-GA_NEW_ALIGNED_NOTHROW(_ZnwmSt11align_val_tRKSt9nothrow_t, GA_FAMILY_NEW)
-GA_NEW_ALIGNED_NOTHROW(_ZnamSt11align_val_tRKSt9nothrow_t, GA_FAMILY_NEW_ARRAY)
-
-/* delete and delete[]: plain, sized (C++14), aligned (C++17), nothrow. The
- * size and alignment arguments are not checked. */
-#define GA_UNUSED __attribute__((unused))
-#define GA_DELETE_NEW(p) ga_delete(p, GA_FAMILY_NEW, "operator delete")
-#define GA_DELETE_ARRAY(p) ga_delete(p, GA_FAMILY_NEW_ARRAY, "operator delete []")
-typedef const void *ga_nothrow_t;
-
-GA_EXPORT void _ZdlPv(void *p) { GA_DELETE_NEW(p); }
-GA_EXPORT void _ZdaPv(void *p) { GA_DELETE_ARRAY(p); }
-GA_EXPORT void _ZdlPvm(void *p, GA_UNUSED size_t n) { GA_DELETE_NEW(p); }
-GA_EXPORT void _ZdaPvm(void *p, GA_UNUSED size_t n) { GA_DELETE_ARRAY(p); }
-GA_EXPORT void _ZdlPvSt11align_val_t(void *p, GA_UNUSED size_t a) { GA_DELETE_NEW(p); }
-GA_EXPORT void _ZdaPvSt11align_val_t(void *p, GA_UNUSED size_t a) { GA_DELETE_ARRAY(p); }
-GA_EXPORT void _ZdlPvmSt11align_val_t(void *p, GA_UNUSED size_t n, GA_UNUSED size_t a) { GA_DELETE_NEW(p); }
-GA_EXPORT void _ZdaPvmSt11align_val_t(void *p, GA_UNUSED size_t n, GA_UNUSED size_t a) { GA_DELETE_ARRAY(p); }
-GA_EXPORT void _ZdlPvRKSt9nothrow_t(void *p, GA_UNUSED ga_nothrow_t t) { GA_DELETE_NEW(p); }
-GA_EXPORT void _ZdaPvRKSt9nothrow_t(void *p, GA_UNUSED ga_nothrow_t t) { GA_DELETE_ARRAY(p); }
-GA_EXPORT void _ZdlPvSt11align_val_tRKSt9nothrow_t(void *p, GA_UNUSED size_t a, GA_UNUSED ga_nothrow_t t)
-{
-    GA_DELETE_NEW(p);
-}
-GA_EXPORT void _ZdaPvSt11align_val_tRKSt9nothrow_t(void *p, GA_UNUSED size_t a, GA_UNUSED ga_nothrow_t t)
-{
-    GA_DELETE_ARRAY(p);
 }
 
 /* -- for guardalloc.native and the tests (ctypes) ------------------------- */
