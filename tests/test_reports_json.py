@@ -59,6 +59,15 @@ def test_alignment_auto_or_power_of_two(text, value):
     assert faults.parse_options(text)["alignment"] == value
 
 
+@given(st.integers(min_value=0, max_value=1 << 40))
+def test_alignment_accepts_exactly_auto_and_powers_of_two(n):
+    if n == 0 or (n <= 4096 and n & (n - 1) == 0):
+        assert faults.parse_options(f"alignment={n}")["alignment"] == n
+    else:
+        with pytest.raises(ValueError, match="expected auto"):
+            faults.parse_options(f"alignment={n}")
+
+
 @pytest.mark.parametrize("text, value", [
     ("max_bytes=0", 0), ("max_bytes=123", 123), ("max_bytes=2k", 2048), ("max_bytes=3M", 3 << 20),
     ("max_bytes=1T", 1 << 40), ("max_bytes=16777215T", 16777215 << 40),
