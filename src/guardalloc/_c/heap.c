@@ -324,7 +324,7 @@ static void ga_fatal(void)
 static const char *const ga_alloc_names[] = {"malloc", "operator new", "operator new []"};
 static const char *const ga_free_names[] = {"free", "operator delete", "operator delete []"};
 
-void ga_heap_free(void *ptr, int family)
+void ga_heap_free(void *ptr, int family, const char *freed_by)
 {
     ga_stack_t stack;
     ga_damage_t damage, front;
@@ -349,8 +349,8 @@ again:
          * with its allocation stack; continue mode then frees it. */
         int allocated_by = e->meta[slot].family;
         pthread_mutex_unlock(&ga_lock);
-        ga_report_mismatch(p, &e->a, slot, ga_alloc_names[allocated_by], ga_free_names[family],
-                           &stack, continuing);
+        ga_report_mismatch(p, &e->a, slot, ga_alloc_names[allocated_by],
+                           freed_by != NULL ? freed_by : ga_free_names[family], &stack, continuing);
         ga_fatal();
         mismatch_reported = 1;
         goto again;

@@ -53,12 +53,14 @@ static inline int ga_heap_owns(const void *p)
     return (const char *)p >= ga_heap_start && (const char *)p < ga_heap_end;
 }
 
-/* Free a block the heap owns, by a function of `family` (GA_FAMILY_*). A
+/* Free a block the heap owns, by a function of `family` (GA_FAMILY_*)
+ * named freed_by in a report (NULL: the family's own free, delete or
+ * delete[]). A
  * double or invalid free, a free by the wrong family, damaged slack (an
  * overflow that stayed inside the block's alignment padding) or damaged
  * front bytes (an underflow, see GA_FRONT_CHECK) is reported with the
  * slot's stacks; then abort() unless on_fault=continue. */
-void ga_heap_free(void *p, int family);
+void ga_heap_free(void *p, int family, const char *freed_by);
 
 /* 1 when p lies in the heap but is not the start of a live block (freed
  * already, or inside a block): realloc() reports it through ga_heap_free

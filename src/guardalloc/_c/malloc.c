@@ -213,11 +213,12 @@ static void *ga_guarded(size_t n, size_t alignment, int zero, int family)
     return p;
 }
 
-/* Free a guarded block by a function of `family`. */
-static void ga_guarded_free(void *p, int family)
+/* Free a guarded block by a function of `family` (freed_by: its name in a
+ * report, NULL for the family's own). */
+static void ga_guarded_free(void *p, int family, const char *freed_by)
 {
     ga_depth++;
-    ga_heap_free(p, family);
+    ga_heap_free(p, family, freed_by);
     ga_depth--;
 }
 
@@ -264,7 +265,7 @@ GA_EXPORT void free(void *p)
     if (p == NULL || ga_is_boot(p))
         return;
     if (ga_heap_owns(p)) {
-        ga_guarded_free(p, GA_FAMILY_MALLOC);
+        ga_guarded_free(p, GA_FAMILY_MALLOC, NULL);
         return;
     }
     if (ga_ready())
@@ -293,6 +294,16 @@ static size_t ga_old_size(void *p)
     return ga_heap_usable_size(p);
 }
 
+/* realloc's release of the old block (a guarded or bootstrap one): a block
+ * that new or new[] made is a mismatch named "realloc". */
+static void ga_realloc_release(void *p)
+{
+    if (ga_heap_owns(p))
+        ga_guarded_free(p, GA_FAMILY_MALLOC, "realloc");
+    else
+        free(p);
+}
+
 GA_EXPORT void *realloc(void *p, size_t n)
 {
     void *q = NULL;
@@ -319,12 +330,12 @@ GA_EXPORT void *realloc(void *p, size_t n)
     if (ga_heap_owns(p) && ga_heap_not_live(p)) {
         /* Freed already (or inside a block): the free reports it, as a
          * double or an invalid free, instead of copying from a free slot. */
-        ga_guarded_free(p, GA_FAMILY_MALLOC);
+        ga_guarded_free(p, GA_FAMILY_MALLOC, "realloc");
         errno = ENOMEM;
         return NULL;
     }
     if (n == 0) {            /* glibc's realloc(p, 0): free, NULL */
-        free(p);
+        ga_realloc_release(p);
         return NULL;
     }
     /* A guarded block stays guarded (so a shrinking realloc gets a block of
@@ -341,7 +352,7 @@ GA_EXPORT void *realloc(void *p, size_t n)
     if (q == NULL)
         return NULL;         /* errno from the allocator; p untouched */
     memcpy(q, p, old < n ? old : n);
-    free(p);
+    ga_realloc_release(p);
     return q;
 }
 
@@ -478,7 +489,7 @@ void ga_delete(void *p, int family, const char *freed_by)
     if (p == NULL || ga_is_boot(p))
         return;
     if (ga_heap_owns(p)) {
-        ga_guarded_free(p, family);
+        ga_guarded_free(p, family, freed_by);
         return;
     }
     if (ga_ready())
