@@ -196,10 +196,13 @@ def test_every_row_is_a_flag(command, skip):
 
 
 def test_a_flag_value_is_refused_with_the_parsers_words():
+    with pytest.raises(ValueError) as refused:
+        faults.parse_option("alignment", "24")
+    words = str(refused.value).removeprefix("GUARDALLOC_OPTIONS: alignment: ")
+    assert "power of two between 1 and 4096, not 24" in words
     result = _cli("exec", "--alignment", "24", "--", "/bin/true")
     assert result.returncode == 2
-    assert result.stderr.splitlines()[-1] == (
-        "python -m guardalloc exec: error: argument --alignment: expected a power of two between 1 and 4096, not 24")
+    assert result.stderr.splitlines()[-1] == f"python -m guardalloc exec: error: argument --alignment: {words}"
     result = _cli("exec", "--on-fault", "ignore", "--", "/bin/true")
     assert result.returncode == 2
     assert result.stderr.splitlines()[-1].endswith(

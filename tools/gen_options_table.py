@@ -41,6 +41,8 @@ def _values(row: faults.Option) -> str:
     bounds = f"{_number(row.min)}..{_number(row.max)}"
     if row.type == "size":
         return f"size, `K`/`M`/`G`/`T` suffixes, {bounds}"
+    if row.type == "pow2" and row.min == 0:   # the parser's rule: min 0 admits "auto" (0)
+        return f"`auto` (0) or a power of two, 1..{_number(row.max)}"
     if row.type == "pow2":
         return f"a power of two, {bounds}"
     return bounds
