@@ -258,6 +258,10 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
     argv = [sys.executable, *subprocess._args_from_interpreter_flags(), "-m", "pytest",  # type: ignore[attr-defined]
             *config.invocation_params.args]
     env = _native_environment(settings, library)
+    from guardalloc.hooks.preload import python_alignment_error
+    refused = python_alignment_error(env[faults.OPTIONS_ENV])
+    if refused is not None:
+        raise pytest.UsageError(f"--guardalloc-native: {refused}")
     sys.stdout.flush()
     sys.stderr.flush()
     os.chdir(config.invocation_params.dir)
