@@ -25,6 +25,7 @@
 #include "faults.h"
 #include "guards.h"
 #include "heap.h"
+#include "locks.h"
 #include "stacks.h"
 
 #define GA_HEAP_MAX_ARENAS 16384
@@ -61,6 +62,9 @@ typedef struct {
 char *ga_heap_start, *ga_heap_end;
 static char *ga_bump;
 static size_t ga_page;
+/* Level GA_LOCK_HEAP of the lock order (locks.h): held while an arena is
+ * mapped and registered (the registry's lock is taken under it), and around
+ * fork() by locks.c's handlers. */
 static pthread_mutex_t ga_lock = PTHREAD_MUTEX_INITIALIZER;
 static ga_options_t ga_opts;
 static int ga_backend;
@@ -68,12 +72,6 @@ static ga_heap_arena_t ga_arenas[GA_HEAP_MAX_ARENAS];
 static uint32_t ga_narenas;
 static ga_heap_class_t ga_classes[GA_NCLASSES];
 static ga_heap_stats_t ga_counts;
-
-/* -- fork ------------------------------------------------------------------ */
-
-static void ga_prefork(void) { pthread_mutex_lock(&ga_lock); }
-static void ga_postfork_parent(void) { pthread_mutex_unlock(&ga_lock); }
-static void ga_postfork_child(void) { pthread_mutex_init(&ga_lock, NULL); }
 
 /* -- set-up ---------------------------------------------------------------- */
 
@@ -101,14 +99,19 @@ int ga_heap_init(const ga_options_t *options)
     reserve = ga_round_up(options->max_bytes, ga_page) / ga_page * (ga_page + per_slot)
         + (size_t)GA_HEAP_MAX_ARENAS * 3 * ga_page;
     reserve = ga_round_up(reserve, ga_page);
-    base = ga_reserve(NULL, reserve);
-    if (base == NULL)
+    /* Held across fork() in the lock order (locks.h); added before the
+     * first arena exists, holding no lock. */
+    if (ga_fork_lock_add(&ga_lock, GA_LOCK_HEAP) != 0)
         return -1;
+    base = ga_reserve(NULL, reserve);
+    if (base == NULL) {
+        ga_fork_lock_remove(&ga_lock);
+        return -1;
+    }
     ga_heap_start = ga_bump = base;
     ga_heap_end = ga_heap_start + reserve;
     /* Captured stacks start at malloc's caller, not inside this library. */
     ga_stacks_skip_library((const void *)&ga_heap_alloc);
-    pthread_atfork(ga_prefork, ga_postfork_parent, ga_postfork_child);
     return 0;
 }
 

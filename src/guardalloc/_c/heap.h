@@ -27,7 +27,8 @@ typedef struct ga_heap_stats {
     uint64_t mapped_bytes;  /* bytes of slots mapped (what max_bytes limits) */
 } ga_heap_stats_t;
 
-/* Reserve the address space and install the fork handlers. Not thread-safe
+/* Reserve the address space and add the heap's lock to the fork table
+ * (locks.h). Not thread-safe
  * (the library calls it once, from its initialiser). Returns 0, or -1 with
  * errno set (the library then guards nothing). */
 int ga_heap_init(const ga_options_t *options);
