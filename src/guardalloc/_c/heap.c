@@ -187,13 +187,17 @@ void *ga_heap_alloc(size_t nbytes, size_t alignment, int zero)
     long slot = GA_ERR_FULL;
     ga_heap_arena_t *e = NULL;
     char *p;
+    /* Checked before any rounding: a size within alignment-1 of SIZE_MAX
+     * would wrap to 0 (and class -1). */
+    if (want > GA_MAX_CLASS_PAGES * ga_page || want > UINT32_MAX)
+        goto refused;
     if (alignment > ga_opts.alignment) {
         if (alignment > ga_page)
             goto refused;
         want = ga_round_up(want, alignment);   /* a right-aligned block starts aligned */
+        if (want > GA_MAX_CLASS_PAGES * ga_page || want > UINT32_MAX)
+            goto refused;
     }
-    if (want > GA_MAX_CLASS_PAGES * ga_page || want > UINT32_MAX)
-        goto refused;
     cls = ga_class_of(want, ga_page);
     c = &ga_classes[cls];
     if (ga_opts.native_stacks)

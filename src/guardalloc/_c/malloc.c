@@ -19,6 +19,7 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -100,6 +101,52 @@ static void ga_die_bad_options(const char *message)
     _exit(2);
 }
 
+/* GUARDALLOC_OPTIONS. Before libc has set environ -- a .preinit_array
+ * function that allocates, as the sanitizer runtimes do -- getenv sees
+ * nothing: the value is read from /proc/self/environ instead, with plain
+ * system calls (no stdio: it may allocate). */
+static const char *ga_options_text(void)
+{
+    static char value[4096];
+    static const char name[] = GA_OPTIONS_ENV "=";
+    char chunk[4096];
+    size_t matched = 0, len = 0;
+    int in_value = 0, at_start = 1, fd;
+    ssize_t got, i;
+    if (environ != NULL)
+        return getenv(GA_OPTIONS_ENV);
+    fd = open("/proc/self/environ", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    while ((got = read(fd, chunk, sizeof(chunk))) > 0) {
+        for (i = 0; i < got; i++) {
+            char c = chunk[i];
+            if (in_value) {
+                if (c == '\0') {
+                    close(fd);
+                    value[len] = '\0';
+                    return value;
+                }
+                if (len < sizeof(value) - 1)
+                    value[len++] = c;
+            } else if (c == '\0') {
+                at_start = 1;
+                matched = 0;
+            } else if (at_start && c == name[matched]) {
+                if (++matched == sizeof(name) - 1)
+                    in_value = 1;
+            } else {
+                at_start = 0;
+            }
+        }
+    }
+    close(fd);
+    if (!in_value)
+        return NULL;
+    value[len] = '\0';
+    return value;
+}
+
 static void *ga_sym(const char *name)
 {
     return dlsym(RTLD_NEXT, name);
@@ -127,7 +174,7 @@ static void ga_initialise(void)
         _exit(2);
     }
     ga_options_defaults(&ga_opts);
-    text = getenv(GA_OPTIONS_ENV);
+    text = ga_options_text();
     if (ga_options_parse(text, &ga_opts, err, sizeof(err)) != 0)
         ga_die_bad_options(err);
     if (ga_opts.sample_rate > 0 && ga_heap_init(&ga_opts) == 0) {
@@ -203,9 +250,25 @@ static void *ga_guarded(size_t n, size_t alignment, int zero)
 
 /* -- the interposed functions --------------------------------------------- */
 
+/* No object may be larger than PTRDIFF_MAX (glibc refuses the same): such a
+ * request, or one that alignment padding would carry past it, fails with
+ * ENOMEM before any size is rounded (rounding near SIZE_MAX wraps). */
+static inline int ga_too_big(size_t n, size_t alignment)
+{
+    return alignment > (size_t)PTRDIFF_MAX || n > (size_t)PTRDIFF_MAX - alignment;
+}
+
+static void *ga_enomem(void)
+{
+    errno = ENOMEM;
+    return NULL;
+}
+
 GA_EXPORT void *malloc(size_t n)
 {
     void *p;
+    if (ga_too_big(n, 0))
+        return ga_enomem();
     if (!ga_ready())
         return ga_boot_alloc(n, 16);
     if (ga_sampled() && (p = ga_guarded(n, 0, 0)) != NULL)
@@ -231,10 +294,8 @@ GA_EXPORT void *calloc(size_t n, size_t size)
 {
     size_t total;
     void *p;
-    if (__builtin_mul_overflow(n, size, &total)) {
-        errno = ENOMEM;
-        return NULL;
-    }
+    if (__builtin_mul_overflow(n, size, &total) || ga_too_big(total, 0))
+        return ga_enomem();
     if (!ga_ready())
         return ga_boot_alloc(total, 16);   /* static: already zero */
     if (ga_sampled() && (p = ga_guarded(total, 0, 1)) != NULL)
@@ -255,6 +316,8 @@ GA_EXPORT void *realloc(void *p, size_t n)
     size_t old;
     if (p == NULL)
         return malloc(n);
+    if (ga_too_big(n, 0))
+        return ga_enomem();  /* p untouched */
     if (!ga_is_boot(p) && !ga_heap_owns(p)) {
         if (!ga_ready())
             return NULL;
@@ -301,6 +364,8 @@ static int ga_pow2(size_t x)
 static void *ga_aligned(size_t alignment, size_t n)
 {
     void *p;
+    if (ga_too_big(n, alignment))
+        return ga_enomem();
     if (!ga_ready())
         return ga_boot_alloc(n, alignment);
     if (ga_sampled() && (p = ga_guarded(n, alignment, 0)) != NULL)
