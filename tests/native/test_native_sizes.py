@@ -6,6 +6,7 @@ once, never wraps to a small block, never loops.
 - The fuzz corpus (tests/native/fuzz/corpus, found by heap_fuzz.c under
   libFuzzer) replayed through the built library by a gcc-built driver.
 - A hypothesis test driving the entry points by ctypes from a preloaded child.
+- max_bytes values the reservation cannot hold: one line, exit status 2.
 """
 
 from __future__ import annotations
@@ -249,3 +250,20 @@ def test_aligned_entry_points(child, alignment, n):
         assert r["p"] is None and r["errno"] == errno.ENOMEM, r
     elif r["p"] is not None:
         check_block(r, n, rounded)
+
+
+# -- max_bytes the reservation cannot hold --------------------------------------
+
+@pytest.mark.parametrize("max_bytes", ["60T", "100T", "16777215T"])
+def test_max_bytes_too_large_exits_2_with_one_line(max_bytes):
+    result = run_preloaded([sys.executable, "-c", ""], f"sample_rate=1:max_bytes={max_bytes}")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1 and f"max_bytes={max_bytes} needs" in lines[0] and "or less" in lines[0], lines
+
+
+def test_max_bytes_it_suggests_works():
+    result = run_preloaded([sys.executable, "-c", ""], "sample_rate=1:max_bytes=100T")
+    suggested = result.stderr.rsplit("use max_bytes=", 1)[1].split()[0]
+    again = run_preloaded([sys.executable, "-c", "print('ok')"], f"sample_rate=1:max_bytes={suggested}")
+    assert again.returncode == 0 and again.stdout.strip() == "ok", again.stderr

@@ -101,6 +101,15 @@ static void ga_die_bad_options(const char *message)
     _exit(2);
 }
 
+/* One line, exit status 2: the message says what to change. */
+static void ga_die(const char *message)
+{
+    (void)!write(STDERR_FILENO, "guardalloc: ", 12);
+    (void)!write(STDERR_FILENO, message, strlen(message));
+    (void)!write(STDERR_FILENO, "\n", 1);
+    _exit(2);
+}
+
 /* GUARDALLOC_OPTIONS. Before libc has set environ -- a .preinit_array
  * function that allocates, as the sanitizer runtimes do -- getenv sees
  * nothing: the value is read from /proc/self/environ instead, with plain
@@ -177,7 +186,11 @@ static void ga_initialise(void)
     text = ga_options_text();
     if (ga_options_parse(text, &ga_opts, err, sizeof(err)) != 0)
         ga_die_bad_options(err);
-    if (ga_opts.sample_rate > 0 && ga_heap_init(&ga_opts) == 0) {
+    /* A heap that cannot be set up (max_bytes larger than the address space
+     * holds) is an error like a bad option, not a silent run unguarded. */
+    if (ga_opts.sample_rate > 0 && ga_heap_init(&ga_opts, err, sizeof(err)) != 0)
+        ga_die(err);
+    if (ga_opts.sample_rate > 0) {
         /* JSON reports (docs/report-schema.json) beside the text one; in a
          * Python process guardalloc.faults reads the same option again. */
         ga_set_report_path(ga_opts.log_path);
