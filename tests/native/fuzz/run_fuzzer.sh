@@ -20,7 +20,7 @@ for options in "sample_rate=1" "sample_rate=1:alignment=1" "sample_rate=3:align=
     echo "fuzz: GUARDALLOC_OPTIONS=$options for ${seconds}s"
     GUARDALLOC_OPTIONS="$options" "$out/heap_fuzz" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 \
         -max_len=720 -artifact_prefix="$out/" -print_final_stats=1 "$out/corpus" "$here/corpus" 2>&1 \
-        | grep -E '^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+== ERROR|heap_fuzz:|SUMMARY)' || true
+        | grep -E '^(#[0-9]+[[:space:]]+DONE|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+== ERROR|heap_fuzz:|SUMMARY)' || true
 done
 echo "fuzz: new inputs in $out/corpus"
 ls "$out"/crash-* "$out"/timeout-* 2>/dev/null && exit 1
