@@ -364,8 +364,9 @@ def run_peers(quick: bool, out: str) -> int:
     print("overhead ...", file=sys.stderr)
     results["overhead"] = overhead(all_tools, 3 if quick else 5)
     print("real programs ...", file=sys.stderr)
-    results["programs"] = real_programs(native.library_path(), ROOT, quick, 1 if quick else 3)
-    text = markdown(results) + "\n\n" + programs_markdown(results["programs"])
+    real = real_programs(native.library_path(), ROOT, quick, 1 if quick else 3)
+    results["programs"] = real
+    text = markdown(results) + "\n\n" + programs_markdown(real)
     print(text)
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "peers.json"), "w") as f:
