@@ -354,18 +354,25 @@ def run_peers(quick: bool, out: str) -> int:
     results = {"command": "python -m guardalloc bench --peers" + (" --quick" if quick else ""),
                "tools": {t.name: t.library for t in all_tools},
                "scale_blocks": scale_blocks, "fork_blocks": fork_blocks}
+    started = time.perf_counter()
+
+    def phase(name: str) -> None:
+        print(f"{name} ... (at {time.perf_counter() - started:.0f} s)", file=sys.stderr)
+
     with tempfile.TemporaryDirectory(prefix="guardalloc-peers-") as scratch:
-        print("detection ...", file=sys.stderr)
+        phase("detection")
         results["detection"] = detection(all_tools, scratch)
-        print("scale ...", file=sys.stderr)
+        phase("scale")
         results["scale"] = scale(all_tools, scratch, scale_blocks)
-        print("fork ...", file=sys.stderr)
+        phase("fork")
         results["fork"] = fork_latency(all_tools, scratch, fork_blocks, fork_rounds)
-    print("overhead ...", file=sys.stderr)
-    results["overhead"] = overhead(all_tools, 3 if quick else 5)
-    print("real programs ...", file=sys.stderr)
+    phase("overhead")
+    # Quick (CI): two rounds, the workload under every peer dominates the run.
+    results["overhead"] = overhead(all_tools, 2 if quick else 5)
+    phase("real programs")
     real = real_programs(native.library_path(), ROOT, quick, 1 if quick else 3)
     results["programs"] = real
+    phase("done")
     text = markdown(results) + "\n\n" + programs_markdown(real)
     print(text)
     os.makedirs(out, exist_ok=True)
