@@ -511,8 +511,11 @@ def write_plots(results: Results, out: str) -> list[str]:
         ax.grid(True, which="major", alpha=0.3)
         return fig, ax
 
-    def legend_outside(ax):
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
+    def legend_outside(ax, below=False):
+        if below:   # long entries: under the axes, so the plot keeps its width
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
+        else:
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
 
     def save(fig, name):
         fig.tight_layout()
@@ -592,8 +595,8 @@ def write_plots(results: Results, out: str) -> list[str]:
         legend_outside(ax)
         save(fig, "fork")
 
-        fig, ax = new("Up to 1,000,000 slots: guarding every slot, lazy creation, no guards",
-                      "slots", "ms (log scale)")
+        fig, ax = new("Guarding up to 1,000,000 slots", "slots", "ms (log scale)")
+        fig.set_size_inches(11.0, 7.5)
         for side, label in (("madvise-batched", "madvise, build + open every slot"),
                             ("mprotect", "mprotect, build + open every slot"),
                             (LAZY_SIDE, "madvise, lazy, as built"),
@@ -608,7 +611,7 @@ def write_plots(results: Results, out: str) -> list[str]:
         log_slots(ax)
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        legend_outside(ax)
+        legend_outside(ax, below=True)
         save(fig, "scaling")
 
         def dots(name, medians, samples, title, xlabel):
