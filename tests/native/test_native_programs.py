@@ -44,7 +44,7 @@ def test_threads_with_uaf(build):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.soak
+@pytest.mark.slow
 def test_threads_soak(build):
     """The issue's minute of 8 threads, as a count of iterations."""
     result = run_preloaded([program(build, "threads.c"), "8", "1500000"], "sample_rate=1",

@@ -669,7 +669,7 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.for_run(args.quick)
     problem = _check_output_dir(args.out)
     if problem is not None:
-        print(f"cannot use {args.out!r} as the output directory: {problem}", file=sys.stderr)
+        print(f"guardalloc bench: cannot use {args.out!r} as the output directory: {problem}", file=sys.stderr)
         return 2
     results = Results(machine=machine_info(args.quick))
     results.machine["fork_samples"] = settings.fork_blocks * settings.forks_per_block
