@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from guardalloc import __version__
 from guardalloc.arena import Arena
 from guardalloc.bench.timing import (
-    alloc_free_loop, bytearray_loop, cymem_loop, fork_and_wait, interleaved, make_arena,
-    numpy_empty_loop,
+    LAZY_SIDE, alloc_free_loop, build_guarded, bytearray_loop, cymem_loop, fork_and_wait, interleaved,
+    make_arena, numpy_empty_loop,
 )
 from guardalloc.introspect.maps import max_map_count, vmas_in_range
 from guardalloc.introspect.maps import vma_count
@@ -46,9 +46,6 @@ from guardalloc.introspect.probe import support
 #: clock stops, whatever the arena defers. "none" is the same, unguarded.
 GUARDED_SIDES = ["madvise-batched", "madvise-per-guard", "mprotect", "python"]
 EAGER_SIDES = [*GUARDED_SIDES, "none"]
-#: A madvise arena as built, ready for its first allocation: guards are laid
-#: later, a chunk of slots at a time, as allocations reach them.
-LAZY_SIDE = "madvise-lazy"
 CREATE_SIDES = [*EAGER_SIDES, LAZY_SIDE]
 FORK_SIDES = ["madvise-batched", "mprotect", "none"]
 ALLOC_SIDES = ["guardalloc", "bytearray", "numpy.empty", "cymem", "guardalloc-uaf", "mprotect-uaf"]
@@ -60,28 +57,6 @@ PLOTS = {
     "teardown": "closing an arena of 30,000 guarded slots, per side",
     "alloc_free": "alloc + free of 64 bytes from Python, per allocator",
 }
-
-
-def build_guarded(side: str, slots: int):
-    """An arena of ``slots`` 4 KiB slots for a side of :data:`CREATE_SIDES`.
-
-    Guarded sides return it with every guard installed: an :class:`Arena` is
-    opened whole by allocating (and freeing) its last slot, which lays the
-    guards a lazily guarded arena defers. :data:`LAZY_SIDE` returns the
-    madvise arena as built, and "none" the unguarded one as built.
-    """
-    if side == LAZY_SIDE:
-        return make_arena("madvise-batched", slots)
-    arena = make_arena(side, slots)
-    # The pure-Python arena guards every slot when built; "none" has nothing
-    # to lay, so it stays the baseline of an arena as built (lazy's too).
-    if side not in ("python", "none"):
-        try:
-            arena.alloc(1, slot=slots - 1).free()
-        except BaseException:
-            arena.close()
-            raise
-    return arena
 
 
 def guards_installed(side: str, slots: int) -> int:
