@@ -32,6 +32,7 @@ def _vmas_in(start: int, end: int) -> int:
 @pytest.fixture(scope="module")
 def million_slot_arena():
     arena = guardalloc.Arena(4096, SLOTS, backend="madvise")
+    arena.alloc(1, slot=SLOTS - 1).free()   # every guard in place (lazy guards wait for use)
     yield arena
     arena.close()
 

@@ -307,3 +307,35 @@ def test_blocks_and_markers_are_found(tmp_path):
     assert [(b.line, b.lang, b.marker) for b in found] == [(3, "python", ""), (8, "python", "continue"),
                                                             (14, "sh", "")]
     assert found[2].text == "$ guardalloc demo"
+
+
+# ---------------------------------------------------------------------------
+# Links into the docs
+
+LINK = re.compile(r"\]\(([^)\s#]*\.md)?#([^)\s]+)\)|(?<![\w/])((?:docs/)?[\w-]+\.md)#([\w-]+)")
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def anchors(path: Path) -> set[str]:
+    text = re.sub(r"```.*?```", "", path.read_text(), flags=re.S)
+    return {slug(m.group(1)) for m in re.finditer(r"^#{1,6}\s+(.*?)\s*#*\s*$", text, re.M)}
+
+
+def test_links_to_sections_resolve():
+    broken = []
+    for page in DOCS:
+        for m in LINK.finditer(page.read_text()):
+            target, anchor = (m.group(1), m.group(2)) if m.group(2) else (m.group(3), m.group(4))
+            path = (page.parent / target).resolve() if target else page
+            if not path.exists() and target:
+                path = (ROOT / target).resolve()
+            if not path.exists():
+                broken.append(f"{page.relative_to(ROOT)}: {target}#{anchor} (no such file)")
+            elif anchor not in anchors(path):
+                broken.append(f"{page.relative_to(ROOT)}: {target or ''}#{anchor}")
+    assert not broken, "links to sections that do not exist:\n" + "\n".join(broken)
