@@ -64,6 +64,8 @@ COMMANDS: dict[str, str | None] = {
         "program (tests/native/corpus, compiled by the native tests, which check its report)",
     "guardalloc exec --sample-rate 1 --log-path 'r.%p.json' -- ./double_free": "a transcript of a corpus "
         "program (tests/native/corpus, compiled by the native tests, which check its report)",
+    "guardalloc exec --sample-rate 1 -- ./free_stack_array": "a transcript of a corpus program "
+        "(tests/native/corpus/classes, compiled by the native tests, which check its report)",
     "python -m guardalloc maps 31786": "a transcript of another process's map; this test runs "
                                        "`python -m guardalloc maps <PID>` on itself",
 }
