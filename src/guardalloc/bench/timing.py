@@ -61,6 +61,8 @@ def make_arena(side: str, slots: int, slot_size: int = 4096, **options):
         return Arena(slot_size, slots, **CREATE_SIDES[side], **options)
 
 
+#: Sides with every guard in place once :func:`build_guarded` returns.
+GUARDED_SIDES = ["madvise-batched", "madvise-per-guard", "mprotect", "python"]
 #: A madvise arena as built, ready for its first allocation: past 1,024
 #: slots its guards are laid later, a chunk at a time, as allocations reach them.
 LAZY_SIDE = "madvise-lazy"
