@@ -10,7 +10,8 @@
  * library's constructor, before our own constructor) initialises: resolve
  * the next allocator (dlsym allocates: those requests are served from a
  * small static bootstrap buffer), parse GUARDALLOC_OPTIONS (a bad option:
- * message, exit status 2), reserve the heap, install the fault handler.
+ * message, exit status 2; in a setuid program it is ignored, see
+ * ga_options_env), reserve the heap, install the fault handler.
  *
  * No recursion: a thread-local depth counter sends every allocation made
  * while the library is inside itself (the fault registry's calloc,
@@ -109,6 +110,7 @@ static void ga_initialise(void)
 {
     char err[512];
     const char *text;
+    int ignored;
     ga_depth++;
     next_malloc = ga_sym("malloc");
     next_free = ga_sym("free");
@@ -127,7 +129,9 @@ static void ga_initialise(void)
         _exit(2);
     }
     ga_options_defaults(&ga_opts);
-    text = getenv(GA_OPTIONS_ENV);
+    text = ga_options_env(&ignored);
+    if (ignored)
+        (void)!write(STDERR_FILENO, GA_SECURE_IGNORED_LINE, sizeof(GA_SECURE_IGNORED_LINE) - 1);
     if (ga_options_parse(text, &ga_opts, err, sizeof(err)) != 0)
         ga_die_bad_options(err);
     if (ga_opts.sample_rate > 0 && ga_heap_init(&ga_opts) == 0) {
