@@ -53,11 +53,14 @@ typedef struct {
     size_t size, len;
 } ga_msg_t;
 
+/* Control characters (a quoted value may hold a newline or an escape
+ * sequence) become '?': a message stays one line and prints as it reads. */
 static void ga_msg_put(ga_msg_t *m, const char *s, size_t n)
 {
     while (n-- > 0 && *s) {
+        unsigned char c = (unsigned char)*s;
         if (m->len + 1 < m->size)
-            m->buf[m->len++] = *s;
+            m->buf[m->len++] = c < 0x20 || c == 0x7f ? '?' : (char)c;
         s++;
     }
     if (m->size > 0)
