@@ -29,6 +29,7 @@
 #include "guards.h"
 #include "heap.h"
 #include "options.h"
+#include "report_file.h"
 
 #define GA_EXPORT __attribute__((visibility("default")))
 #define GA_TLS __thread __attribute__((tls_model("initial-exec")))
@@ -101,6 +102,24 @@ static void ga_die_bad_options(const char *message)
     _exit(2);
 }
 
+/* One line on stderr when log_path names a file reports will not be
+ * written to (a symbolic link, another user's file: report_file.h). */
+static void ga_say_if_log_path_refused(const char *log_path)
+{
+    char expanded[GA_LOG_PATH_MAX + 64], line[GA_LOG_PATH_MAX + 192];
+    ga_rf_why_t why;
+    size_t n;
+    if (log_path[0] == '\0')
+        return;
+    why = ga_report_path_check(log_path, expanded, sizeof(expanded));
+    if (why == GA_RF_OK)
+        return;
+    n = ga_report_file_message(line, sizeof(line) - 1, why == GA_RF_TOO_LONG ? log_path : expanded,
+                               why, 0);
+    line[n++] = '\n';
+    (void)!write(STDERR_FILENO, line, n);
+}
+
 static void *ga_sym(const char *name)
 {
     return dlsym(RTLD_NEXT, name);
@@ -138,6 +157,7 @@ static void ga_initialise(void)
         /* JSON reports (docs/report-schema.json) beside the text one; in a
          * Python process guardalloc.faults reads the same option again. */
         ga_set_report_path(ga_opts.log_path);
+        ga_say_if_log_path_refused(ga_opts.log_path);
         ga_reports_enable();
         ga_guarding = 1;
     }
