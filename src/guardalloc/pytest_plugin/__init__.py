@@ -40,6 +40,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import struct
 import subprocess
 import sys
@@ -221,6 +222,38 @@ def _library_loaded(path: str) -> bool:
         return any(line.rstrip().endswith(real) for line in maps)
 
 
+def _report_directory(path: str) -> str:
+    """The absolute path of the report directory ``path``, created with mode
+    0700 when it does not exist. One that exists must be a directory of the
+    effective user (not a symbolic link) that no group or other user may write
+    to: reports carry the process's addresses, and whoever can write to the
+    directory can plant a link where a report is about to go.
+
+    Raises:
+        pytest.UsageError: it cannot be created, or the one there fails a rule.
+    """
+    what = "--guardalloc-report-dir"
+    try:
+        os.makedirs(path, mode=0o700)
+        return os.path.abspath(path)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise pytest.UsageError(f"{what}: cannot create {path}: {exc.strerror}") from None
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode):
+        problem = "is a symbolic link"
+    elif not stat.S_ISDIR(info.st_mode):
+        problem = "is not a directory"
+    elif info.st_uid != os.geteuid():
+        problem = f"is owned by another user (uid {info.st_uid})"
+    elif info.st_mode & 0o022:
+        problem = f"may be written to by group or other users (mode {stat.S_IMODE(info.st_mode):04o}; chmod go-w it)"
+    else:
+        return os.path.abspath(path)
+    raise pytest.UsageError(f"{what}: {path} {problem}")
+
+
 def _native_environment(settings: Settings, library: str) -> dict[str, str]:
     env = dict(os.environ)
     env["LD_PRELOAD"] = " ".join(p for p in (library, env.get("LD_PRELOAD", "")) if p)
@@ -233,9 +266,10 @@ def _native_environment(settings: Settings, library: str) -> dict[str, str]:
     current = env.get(faults.OPTIONS_ENV, "")
     if "log_path" not in faults.parse_options(current) or not faults.parse_options(current)["log_path"]:
         # Children's reports must land where the session reads them.
-        directory = settings.report_dir
-        if directory is None:
-            directory = tempfile.mkdtemp(prefix="guardalloc-reports-")
+        if settings.report_dir is not None:
+            directory = _report_directory(settings.report_dir)
+        else:
+            directory = tempfile.mkdtemp(prefix="guardalloc-reports-")   # 0700
             env[CLEANUP_ENV] = directory
         options.append(f"log_path='{os.path.abspath(os.path.join(directory, 'guardalloc.%p.json'))}'")
     env[faults.OPTIONS_ENV] = ":".join(p for p in (current, *options) if p)
@@ -420,8 +454,7 @@ class GuardallocPlugin:
     def start(self) -> None:
         settings = self.settings
         if settings.report_dir:
-            os.makedirs(settings.report_dir, exist_ok=True)
-            self.template = os.path.join(os.path.abspath(settings.report_dir), "guardalloc.%p.json")
+            self.template = os.path.join(_report_directory(settings.report_dir), "guardalloc.%p.json")
             self._owned_template = True
         elif self.template is None and settings.forked:
             self.template = os.path.join(self.scratch, "guardalloc.%p.json")
