@@ -16,10 +16,12 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 import tempfile
 
 import pytest
 
+import guardalloc
 from guardalloc import native
 from native_support import build  # noqa: F401 (a fixture)
 
@@ -51,32 +53,35 @@ def _missing() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def rig(build):  # noqa: F811 (build: a fixture)
-    """rig(options, as_user) -> CompletedProcess of the setuid probe run with
+def rig_run():
+    """rig_run(program, options, as_user, *, preload=True, args=(), env=None)
+    -> CompletedProcess of ``program`` installed setuid-root and run with
     GUARDALLOC_OPTIONS=options (None: unset) by uid 65534 (as_user) or root,
-    in a namespace whose /etc/ld.so.preload names the library."""
+    in a namespace whose /etc/ld.so.preload names the library (preload)."""
     reason = _missing()
     if reason is not None:
         pytest.skip(f"setuid rig: {reason}")
     library = native.library_path()
     core = glob.glob(os.path.join(os.path.dirname(library), "libguardalloc_core*.so"))
     assert core, "the core library is not beside the malloc library"
-    probe = build(PROBE)
     stages = []
 
-    def run(options: str | None, as_user: bool) -> subprocess.CompletedProcess:
+    def run(program: str, options: str | None, as_user: bool, *, preload: bool = True,
+            args: tuple[str, ...] = (), env: dict | None = None) -> subprocess.CompletedProcess:
         stage = tempfile.mkdtemp(prefix="guardalloc-setuid-")
         os.chmod(stage, 0o755)
         stages.append(stage)
-        env = {k: v for k, v in os.environ.items() if k not in ("GUARDALLOC_OPTIONS", "LD_PRELOAD")}
-        command = ["env"] if options is None else ["env", f"GUARDALLOC_OPTIONS={options}"]
+        base = {k: v for k, v in os.environ.items() if k not in ("GUARDALLOC_OPTIONS", "LD_PRELOAD")}
+        command = ["env", *(f"{k}={v}" for k, v in (env or {}).items())]
+        if options is not None:
+            command.append(f"GUARDALLOC_OPTIONS={options}")
         if as_user:
             command = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
                        *command]
-        proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", RIG,
-                               stage, library, core[0], probe, "--", *command,
-                               os.path.join(stage, "probe")],
-                              env=env, capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", RIG, stage,
+                               library if preload else "-", core[0], program, "--", *command,
+                               os.path.join(stage, "probe"), *args],
+                              env=base, capture_output=True, text=True, timeout=120)
         if proc.returncode == 77 or (proc.returncode != 0 and "unshare:" in proc.stderr):
             pytest.skip(f"setuid rig: {proc.stderr.strip()}")
         return proc
@@ -84,6 +89,13 @@ def rig(build):  # noqa: F811 (build: a fixture)
     yield run
     for stage in stages:
         os.rmdir(stage)   # the tmpfs on it went with its namespace
+
+
+@pytest.fixture(scope="module")
+def rig(rig_run, build):  # noqa: F811 (build: a fixture)
+    """rig(options, as_user): the probe (setuid/probe.c) under rig_run."""
+    probe = build(PROBE)
+    return lambda options, as_user: rig_run(probe, options, as_user)
 
 
 def _root_only_dir(tmp_path) -> str:
@@ -135,3 +147,28 @@ def test_setuid_program_without_options_is_silent(rig):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == f"uid={NOBODY} euid=0 GUARDALLOC_OPTIONS=(unset)\ndone\n"
     assert proc.stderr == ""
+
+
+# The Python front end (guardalloc.faults reads log_path at import) in a
+# setuid-root copy of this interpreter, without the library preloaded.
+PYTHON_PROBE = ("import os, guardalloc; print(os.geteuid(), os.getuid(), "
+                "os.environ.get('GUARDALLOC_OPTIONS'), guardalloc.get_report_path())")
+
+
+@pytest.mark.parametrize("as_user", [True, False])
+def test_setuid_python_ignores_log_path(rig_run, tmp_path, as_user):
+    """An unprivileged caller's log_path is not taken (and the variable is
+    gone from os.environ); root's own, the twin, is."""
+    interpreter = os.path.realpath(sys.executable)
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(guardalloc.__file__)))
+    victim = os.path.join(_root_only_dir(tmp_path), "victim")
+    proc = rig_run(interpreter, f"log_path={victim}", as_user, preload=False,
+                   args=("-c", PYTHON_PROBE),
+                   env={"PYTHONHOME": sys.base_prefix, "PYTHONPATH": package_parent})
+    assert proc.returncode == 0, proc.stderr
+    if as_user:
+        assert proc.stdout == f"0 {NOBODY} None None\n"
+        assert proc.stderr == SECURE_LINE
+    else:
+        assert proc.stdout == f"0 0 log_path={victim} {victim}\n"
+        assert proc.stderr == ""

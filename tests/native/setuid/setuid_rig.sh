@@ -2,10 +2,11 @@
 # Run inside a private mount namespace (unshare --mount), as root:
 #   setuid_rig.sh STAGE MALLOC_LIBRARY CORE_LIBRARY PROGRAM -- COMMAND...
 # Mounts a tmpfs on STAGE (an empty directory every user can reach), copies
-# the two libraries there (the malloc library finds the core one by $ORIGIN)
-# and PROGRAM as a setuid-root file, makes the namespace's /etc/ld.so.preload
-# name the malloc library (a bind mount over the file, or an overlay on /etc
-# when there is none), then runs COMMAND (the program is STAGE/probe).
+# PROGRAM there as STAGE/probe, a setuid-root file, and the two libraries
+# (the malloc library finds the core one by $ORIGIN), makes the namespace's
+# /etc/ld.so.preload name the malloc library (a bind mount over the file, or
+# an overlay on /etc when there is none), then runs COMMAND. MALLOC_LIBRARY
+# "-": no library, no preload (CORE_LIBRARY is then ignored).
 # Nothing outside the namespace changes. Exit status 77 with a reason on
 # stderr: the rig cannot be set up here.
 set -eu
@@ -19,11 +20,13 @@ cannot() {
 }
 
 mount -t tmpfs -o mode=0755,suid,exec tmpfs "$stage" || cannot "cannot mount a tmpfs on $stage"
-cp "$library" "$core" "$stage/" || cannot "cannot copy the libraries"
 cp "$program" "$stage/probe" || cannot "cannot copy the program"
-chown 0:0 "$stage"/*
-chmod 0755 "$stage"/*
+chown 0:0 "$stage/probe"
 chmod 4755 "$stage/probe"
+[ "$library" = "-" ] && exec "$@"
+cp "$library" "$core" "$stage/" || cannot "cannot copy the libraries"
+chown 0:0 "$stage"/*.so
+chmod 0755 "$stage"/*.so
 printf '%s\n' "$stage/$(basename "$library")" > "$stage/ld.so.preload"
 chmod 0644 "$stage/ld.so.preload"
 
