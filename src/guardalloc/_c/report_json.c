@@ -86,8 +86,10 @@ static const char *ga_trace_of(char **table, long slot)
     return table != NULL && slot >= 0 ? table[slot] : NULL;
 }
 
-/* One line beside the text report: why this JSON report is not written. */
-static void ga_json_say_refused(const char *path, ga_rf_why_t why, int open_errno)
+/* One line beside the text report: why this JSON report is not written.
+ * Not inlined: its buffer is on the (alternate, maybe small) signal stack
+ * only when a file is refused. */
+static __attribute__((noinline)) void ga_json_say_refused(const char *path, ga_rf_why_t why, int open_errno)
 {
     char message[GA_LOG_PATH_MAX + 192];
     size_t n = ga_report_file_message(message, sizeof(message) - 1, path, why, open_errno);
