@@ -1,5 +1,5 @@
 """The pytest plugin's options, ini option, marker and fixtures
-(guardalloc/pytest_plugin.py), through pytester in fresh pytest processes.
+(the package guardalloc/pytest_plugin), through pytester in fresh pytest processes.
 
 Fault isolation (--guardalloc-forked), xdist and pytest-benchmark:
 test_pytest_plugin_forked.py; --guardalloc-native: test_pytest_plugin_native.py.
