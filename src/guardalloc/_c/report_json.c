@@ -16,7 +16,8 @@
 #include "report_file.h"
 #include "report_internal.h"
 
-#define GA_REPORT_SCHEMA_VERSION 2   /* 2: the reports of a free (ga_report_free) */
+#define GA_REPORT_SCHEMA_VERSION 3   /* 2: the reports of a free (ga_report_free); 3: bad-free,
+                                        alloc-dealloc-mismatch, the underflow found at free */
 
 void ga_json_key(ga_line_t *line, const char *key)
 {
@@ -27,7 +28,7 @@ void ga_json_key(ga_line_t *line, const char *key)
 }
 
 /* A JSON string (escaped), or null. */
-static void ga_json_value(ga_line_t *line, const char *value)
+void ga_json_value(ga_line_t *line, const char *value)
 {
     if (value == NULL) {
         ga_put(line, "null");
@@ -40,7 +41,7 @@ static void ga_json_value(ga_line_t *line, const char *value)
     ga_put(line, "\"");
 }
 
-static void ga_json_str(ga_line_t *line, const char *key, const char *value)
+void ga_json_str(ga_line_t *line, const char *key, const char *value)
 {
     ga_json_key(line, key);
     ga_json_value(line, value);

@@ -96,11 +96,20 @@ def describe(report: dict) -> str:
 
 def _describe_free(report: dict, size: int | None, offset: int | None) -> str:
     kind = report.get("kind")
+    if kind == "bad-free":
+        memory = report.get("memory") or {}
+        return f"bad-free by {report.get('freed_by')} of {memory.get('kind')} memory (not from any allocator)"
     if size is None or offset is None:
         return f"{kind} at free, of a pointer in no slot"
     if kind == "heap-buffer-overflow":
         return (f"heap-buffer-overflow found at free: {report.get('damaged')} slack byte(s) "
                 f"after a {size}-byte buffer overwritten")
+    if kind == "heap-buffer-underflow":
+        return (f"heap-buffer-underflow found at free: {report.get('damaged')} byte(s) "
+                f"before a {size}-byte buffer overwritten")
+    if kind == "alloc-dealloc-mismatch":
+        return (f"alloc-dealloc-mismatch: a {size}-byte buffer from {report.get('allocated_by')} "
+                f"freed by {report.get('freed_by')}")
     if offset == 0:
         return f"{kind} of a {size}-byte buffer (slot {report.get('slot')})"
     side = f"{offset} bytes inside" if offset > 0 else f"{-offset} bytes before"
