@@ -10,7 +10,8 @@
  * library's constructor, before our own constructor) initialises: resolve
  * the next allocator (dlsym allocates: those requests are served from a
  * small static bootstrap buffer), parse GUARDALLOC_OPTIONS (a bad option:
- * message, exit status 2), reserve the heap, install the fault handler.
+ * message, exit status 2; in a setuid program it is ignored, see
+ * ga_options_env), reserve the heap, install the fault handler.
  *
  * No recursion: a thread-local depth counter sends every allocation made
  * while the library is inside itself (the fault registry's calloc,
@@ -40,6 +41,7 @@
 #include "heap.h"
 #include "nonheap.h"
 #include "options.h"
+#include "report_file.h"
 
 #define GA_EXPORT __attribute__((visibility("default")))
 #define GA_TLS __thread __attribute__((tls_model("initial-exec")))
@@ -125,7 +127,7 @@ static void ga_die(const char *message)
  * function that allocates, as the sanitizer runtimes do -- getenv sees
  * nothing: the value is read from /proc/self/environ instead, with plain
  * system calls (no stdio: it may allocate). */
-static const char *ga_options_text(void)
+static const char *ga_options_text(int *ignored)
 {
     static char value[4096];
     static const char name[] = GA_OPTIONS_ENV "=";
@@ -134,7 +136,10 @@ static const char *ga_options_text(void)
     int in_value = 0, at_start = 1, fd;
     ssize_t got, i;
     if (environ != NULL)
-        return getenv(GA_OPTIONS_ENV);
+        return ga_options_env(ignored);   /* secure_getenv; nothing in secure mode */
+    *ignored = 0;
+    if (ga_secure_execution())
+        return NULL;   /* never the caller's options in a setuid program (options.h) */
     fd = open("/proc/self/environ", O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return NULL;
@@ -167,6 +172,24 @@ static const char *ga_options_text(void)
     return value;
 }
 
+/* One line on stderr when log_path names a file reports will not be
+ * written to (a symbolic link, another user's file: report_file.h). */
+static void ga_say_if_log_path_refused(const char *log_path)
+{
+    char expanded[GA_LOG_PATH_MAX + 64], line[GA_LOG_PATH_MAX + 192];
+    ga_rf_why_t why;
+    size_t n;
+    if (log_path[0] == '\0')
+        return;
+    why = ga_report_path_check(log_path, expanded, sizeof(expanded));
+    if (why == GA_RF_OK)
+        return;
+    n = ga_report_file_message(line, sizeof(line) - 1, why == GA_RF_TOO_LONG ? log_path : expanded,
+                               why, 0);
+    line[n++] = '\n';
+    (void)!write(STDERR_FILENO, line, n);
+}
+
 static void *ga_sym(const char *name)
 {
     return dlsym(RTLD_NEXT, name);
@@ -176,6 +199,7 @@ static void ga_initialise(void)
 {
     char err[512];
     const char *text;
+    int ignored;
     ga_depth++;
     next_malloc = ga_sym("malloc");
     next_free = ga_sym("free");
@@ -194,7 +218,9 @@ static void ga_initialise(void)
         _exit(2);
     }
     ga_options_defaults(&ga_opts);
-    text = ga_options_text();
+    text = ga_options_text(&ignored);
+    if (ignored)
+        (void)!write(STDERR_FILENO, GA_SECURE_IGNORED_LINE, sizeof(GA_SECURE_IGNORED_LINE) - 1);
     if (ga_options_parse(text, &ga_opts, err, sizeof(err)) != 0)
         ga_die_bad_options(err);
     /* A heap that cannot be set up (max_bytes larger than the address space
@@ -206,6 +232,7 @@ static void ga_initialise(void)
         /* JSON reports (docs/report-schema.json) beside the text one; in a
          * Python process guardalloc.faults reads the same option again. */
         ga_set_report_path(ga_opts.log_path);
+        ga_say_if_log_path_refused(ga_opts.log_path);
         ga_reports_enable();
         ga_guarding = 1;
     }
