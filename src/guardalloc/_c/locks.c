@@ -1,15 +1,16 @@
 /*
  * The table of locks held across fork() (see locks.h for the order).
  *
- * The table is an array kept sorted by level, mapped with mmap and grown by
- * doubling: not malloc, which may be the native heap (whose lock is in the
- * table).
+ * The table is an array kept sorted by level: a static one for the first
+ * GA_STATIC_LOCKS locks (a process with a few pools maps nothing for it),
+ * then mapped pages grown by doubling -- not malloc, which may be the native
+ * heap (whose lock is in the table).
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
-#include <sys/mman.h>
+#include "guards.h"
 #include "locks.h"
 #include "registry.h"
 
@@ -21,8 +22,10 @@ typedef struct {
 static pthread_mutex_t ga_table_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t ga_handlers_once = PTHREAD_ONCE_INIT;
 static int ga_handlers_error;
-static ga_fork_lock_t *ga_table;
-static size_t ga_count, ga_cap;
+#define GA_STATIC_LOCKS 64
+static ga_fork_lock_t ga_static_table[GA_STATIC_LOCKS];
+static ga_fork_lock_t *ga_table = ga_static_table;
+static size_t ga_count, ga_cap = GA_STATIC_LOCKS;
 
 /* Outermost first: the table is sorted by level. */
 static void ga_fork_prepare(void)
@@ -56,15 +59,13 @@ static void ga_install_handlers(void)
 
 static int ga_grow_table(void)
 {
-    size_t cap = ga_cap ? 2 * ga_cap : 64;
-    ga_fork_lock_t *grown = mmap(NULL, cap * sizeof(*grown), PROT_READ | PROT_WRITE,
-                                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (grown == MAP_FAILED)
+    size_t cap = 2 * ga_cap;
+    ga_fork_lock_t *grown = ga_map_anonymous(NULL, cap * sizeof(*grown));
+    if (grown == NULL)
         return -1;
-    if (ga_table != NULL) {
-        memcpy(grown, ga_table, ga_count * sizeof(*grown));
-        munmap(ga_table, ga_cap * sizeof(*grown));
-    }
+    memcpy(grown, ga_table, ga_count * sizeof(*grown));
+    if (ga_table != ga_static_table)
+        ga_unmap(ga_table, ga_cap * sizeof(*grown));
     ga_table = grown;
     ga_cap = cap;
     return 0;
