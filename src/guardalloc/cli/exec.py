@@ -14,6 +14,7 @@ import argparse
 import os
 import sys
 
+from guardalloc import faults
 from guardalloc.cli import native_flags
 from guardalloc.hooks import preload
 
@@ -28,6 +29,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      f"{preload.OPTIONS_ENV}=help=1 makes the library list its options at start.")
 
 
+def _sample_rate_given() -> bool:
+    """Whether GUARDALLOC_OPTIONS in the environment sets sample_rate.
+
+    Raises:
+        ValueError: it is bad (the library's one-line message).
+    """
+    text = os.environ.get(preload.OPTIONS_ENV, "")
+    faults.parse_options(text)
+    return any(part.split("=", 1)[0].strip() == "sample_rate"
+               for part in text.replace(",", ":").replace(" ", ":").split(":"))
+
+
 def run(args: argparse.Namespace) -> int:
     """Replace this process with the program under the library; returns only
     on failure: 2 for a bad option or no program, 127 when it cannot run."""
@@ -38,10 +51,19 @@ def run(args: argparse.Namespace) -> int:
     if not program:
         print(f"{prog}: no program given ({prog} [options] -- PROGRAM [ARGS...])", file=sys.stderr)
         return 2
+    options = native_flags.given(args)
     try:
-        env = preload.environment(**native_flags.given(args))
+        # A debugging command: every allocation guarded, unless --sample-rate
+        # or GUARDALLOC_OPTIONS says otherwise.
+        if "sample_rate" not in options and not _sample_rate_given():
+            options["sample_rate"] = preload.EXEC_SAMPLE_RATE
+        env = preload.environment(**options)
     except (TypeError, ValueError, FileNotFoundError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    problem = preload.unguardable(program[0], env)
+    if problem is not None:
+        print(f"{prog}: {problem}", file=sys.stderr)
         return 2
     sys.stdout.flush()
     sys.stderr.flush()

@@ -213,6 +213,9 @@ def _reexec_native(args: argparse.Namespace) -> int:
         env = preload.environment(None, sample_rate=rate, **native_flags.given(args))
     except (TypeError, ValueError, FileNotFoundError) as exc:
         return _fail(f"--native: {exc}")
+    refused = preload.python_alignment_error(env.get(preload.OPTIONS_ENV, ""))
+    if refused is not None:
+        return _fail(f"--native: {refused}")
     env[_REEXEC_ENV] = json.dumps({name: os.environ.get(name)
                                    for name in ("LD_PRELOAD", preload.OPTIONS_ENV)})
     argv = list(getattr(sys, "orig_argv", [])) or [sys.executable, "-m", "guardalloc", *sys.argv[1:]]

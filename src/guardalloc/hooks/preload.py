@@ -20,6 +20,11 @@ import ctypes
 import glob
 import operator
 import os
+import pwd
+import re
+import shutil
+import stat
+import struct
 from typing import Any, Mapping, Optional
 
 from guardalloc import faults
@@ -27,11 +32,15 @@ from guardalloc.options import check_bool
 from guardalloc.stats import NativeStats
 
 __all__ = ["library_path", "options_string", "environment", "is_active", "stats",
-           "DEFAULT_SAMPLE_RATE", "OPTIONS_ENV"]
+           "python_alignment_error", "unguardable", "DEFAULT_SAMPLE_RATE", "EXEC_SAMPLE_RATE", "OPTIONS_ENV"]
 
 OPTIONS_ENV = faults.OPTIONS_ENV
-# The library's default, read from its table (_c/options.c).
+# The library's default, read from its table (_c/options.c): what a bare
+# LD_PRELOAD and `run --native` without RATE get, meant for long-running services.
 DEFAULT_SAMPLE_RATE = int(faults.parse_options()["sample_rate"])
+# `guardalloc exec` is a debugging command: it guards every allocation unless
+# --sample-rate (or sample_rate in GUARDALLOC_OPTIONS) says otherwise.
+EXEC_SAMPLE_RATE = 1
 
 
 def library_path() -> str:
@@ -163,3 +172,124 @@ def stats() -> Optional[NativeStats]:
     out = (ctypes.c_uint64 * len(NativeStats.__match_args__))()
     lib.guardalloc_native_stats(out)
     return NativeStats(*out)
+
+
+# -- what the library cannot guard -------------------------------------------
+
+def python_alignment_error(options: str) -> Optional[str]:
+    """The one sentence refusing ``GUARDALLOC_OPTIONS`` ``options`` for a
+    Python interpreter, or None when a Python can run under them. (A bad
+    option string gives None: the library itself reports it.)"""
+    from guardalloc import faults
+    try:
+        values = faults.parse_options(options)
+    except ValueError:
+        return None
+    if values["sample_rate"] and values["alignment"] == 1:
+        return ("alignment=1 cannot run a Python interpreter: every guarded block would start at any "
+                "byte, and CPython needs its objects aligned (it dies at start with \"error reading "
+                "frozen getpath.py\"); use alignment=2 or more, or leave alignment alone")
+    return None
+
+
+def _elf_interpreter(path: str) -> Optional[bool]:
+    """Whether the ELF file at path names a program interpreter (PT_INTERP:
+    the dynamic loader, which is what reads LD_PRELOAD); None when path is not
+    an ELF file (or cannot be read)."""
+    try:
+        with open(path, "rb") as f:
+            ident = f.read(64)
+            if len(ident) < 52 or ident[:4] != b"\x7fELF" or ident[4] not in (1, 2) or ident[5] not in (1, 2):
+                return None
+            order = "<" if ident[5] == 1 else ">"
+            if ident[4] == 2:
+                phoff, = struct.unpack_from(order + "Q", ident, 32)
+                phentsize, phnum = struct.unpack_from(order + "HH", ident, 54)
+            else:
+                phoff, = struct.unpack_from(order + "I", ident, 28)
+                phentsize, phnum = struct.unpack_from(order + "HH", ident, 42)
+            f.seek(phoff)
+            table = f.read(phentsize * phnum)
+    except OSError:
+        return None
+    if phentsize < 4 or len(table) < phentsize * phnum:
+        return None
+    pt_interp = 3
+    return any(struct.unpack_from(order + "I", table, i * phentsize)[0] == pt_interp for i in range(phnum))
+
+
+def _shebang(path: str, env: Mapping[str, str]) -> Optional[str]:
+    """The interpreter a ``#!`` script runs under (through ``env NAME``: NAME
+    found on PATH), or None."""
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(256)
+    except OSError:
+        return None
+    if not first.startswith(b"#!"):
+        return None
+    words = first[2:].decode("utf-8", "replace").split()
+    if not words:
+        return None
+    if os.path.basename(words[0]) == "env":
+        names = [w for w in words[1:] if not w.startswith("-") and "=" not in w]
+        return shutil.which(names[0], path=env.get("PATH")) if names else None
+    return words[0]
+
+
+def _resolve(name: str, env: Mapping[str, str]) -> Optional[str]:
+    """The file execvpe would run for name, or None."""
+    if "/" in name:
+        return name if os.path.exists(name) else None
+    return shutil.which(name, path=env.get("PATH", os.defpath))
+
+
+def _secure_execution(path: str) -> Optional[str]:
+    """Why the loader would run path in secure-execution mode (and ignore
+    LD_PRELOAD) for this user, or None."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+
+    def owner(uid: int) -> str:
+        try:
+            return pwd.getpwuid(uid).pw_name
+        except KeyError:
+            return f"uid {uid}"
+    if st.st_mode & stat.S_ISUID and st.st_uid != os.geteuid():
+        return f"is setuid {owner(st.st_uid)} and runs here as {owner(os.geteuid())}"
+    if st.st_mode & stat.S_ISGID and st.st_mode & stat.S_IXGRP and st.st_gid != os.getegid():
+        return f"is setgid (group id {st.st_gid}, yours is {os.getegid()})"
+    try:
+        if os.getxattr(path, "security.capability"):
+            return "has file capabilities (security.capability)"
+    except OSError:
+        pass
+    return None
+
+
+def unguardable(program: str, env: Mapping[str, str]) -> Optional[str]:
+    """The one line saying why ``exec`` cannot guard ``program`` (a name or
+    path, looked up on env's PATH), or None: a statically linked program (no
+    dynamic loader, so nothing reads LD_PRELOAD), a setuid/setgid program or
+    one with file capabilities not run by its owner (the loader ignores
+    LD_PRELOAD in secure-execution mode), or a Python interpreter with
+    options it cannot run under."""
+    path = _resolve(program, env)
+    if path is None:
+        return None     # execvpe says why
+    runs = path
+    interpreter = _shebang(path, env)
+    if interpreter is not None:
+        runs = interpreter
+    secure = _secure_execution(runs)
+    if secure is not None:
+        return (f"{runs} {secure}: the dynamic loader ignores LD_PRELOAD for such a program "
+                "(secure execution), so nothing would be guarded")
+    if _elf_interpreter(runs) is False:
+        return (f"{runs} is statically linked (an ELF with no program interpreter): no dynamic loader "
+                "runs, so LD_PRELOAD is never read and nothing would be guarded")
+    if re.fullmatch(r"python[0-9.]*[dmu]?", os.path.basename(os.path.realpath(runs))):
+        return python_alignment_error(env.get(OPTIONS_ENV, ""))
+    return None
