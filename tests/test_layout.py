@@ -3,6 +3,8 @@ MAX_LINES (one concern per file, docs/design.md's file table)."""
 
 from __future__ import annotations
 
+import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -56,3 +58,109 @@ def test_the_count_sees_the_c_core(line_counts):
     assert "_c/core.c" in line_counts and "_c/layout.h" in line_counts
     generated = {p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.c") if p.with_suffix(".pyx").exists()}
     assert "arena.pyx" in line_counts and not generated & line_counts.keys()
+
+
+# ---------------------------------------------------------------------------
+# Imports: the package's modules form no cycle
+
+_IMPORT = re.compile(r"^[ \t]*(?:from[ \t]+(guardalloc[\w.]*)[ \t]+c?import[ \t]+(\([^)]*\)|[^\n#]*)"
+                     r"|c?import[ \t]+(guardalloc[\w.]*))", re.M)
+
+
+def _import_statements(path: Path) -> list[tuple[str, str, str]]:
+    """(from-package, names, plain module) of each import of a guardalloc
+    module in path: a .py file's from its syntax tree (docstrings are not
+    imports), a Cython file's from its text."""
+    text = path.read_text()
+    if path.suffix != ".py":
+        return _IMPORT.findall(text)
+    found = []
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("guardalloc"):
+            found.append((node.module, ", ".join(alias.name for alias in node.names), ""))
+        elif isinstance(node, ast.Import):
+            found += [("", "", alias.name) for alias in node.names if alias.name.startswith("guardalloc")]
+    return found
+
+
+def _module_of(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _modules() -> dict[str, Path]:
+    """Every module of the package (.py, .pyx; a .pxd stands for its module)."""
+    found = {}
+    for path in sorted(PACKAGE.rglob("*")):
+        if path.suffix in (".py", ".pyx", ".pxd", ".pxi") and "__pycache__" not in path.parts:
+            found.setdefault(_module_of(path), []).append(path)
+    return found
+
+
+def _imports(modules: dict) -> dict[str, set[str]]:
+    """module -> the package's modules it imports or cimports, wherever the
+    import statement stands (a function-level import is an edge too). A
+    .pxi is text included into the module that includes it."""
+    included = {}
+    for name, paths in modules.items():
+        for path in paths:
+            for pxi in re.findall(r'^[ \t]*include[ \t]+"([^"]+)"', path.read_text(), re.M):
+                included.setdefault(name, []).append(path.parent / pxi)
+    edges = {}
+    for name, paths in modules.items():
+        if any(p.suffix == ".pxi" for p in paths):
+            continue
+        targets = set()
+        for path in [*paths, *included.get(name, [])]:
+            for base, names, plain in _import_statements(path):
+                if plain:
+                    targets.add(plain)
+                    continue
+                for word in re.findall(r"\w+", names.split(" as ")[0] if "(" not in names else names):
+                    targets.add(f"{base}.{word}" if f"{base}.{word}" in modules else base)
+        edges[name] = {t for t in targets if t in modules and t != name}
+    return edges
+
+
+def _cycle(edges: dict[str, set[str]]):
+    """One import cycle as a list of modules, or None."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node):
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(edges.get(node, ())):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        state[node] = 2
+        stack.pop()
+        return None
+
+    for node in sorted(edges):
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def test_no_import_cycle_inside_the_package():
+    if not PACKAGE.is_dir():   # pragma: no cover
+        pytest.skip("src/guardalloc is not here")
+    edges = _imports(_modules())
+    # The package's __init__ re-exports the public objects; a module that
+    # reads `guardalloc.__version__` or a re-export is not a cycle of concerns.
+    edges = {name: targets - {"guardalloc"} for name, targets in edges.items()}
+    assert _cycle(edges) is None, " -> ".join(_cycle(edges))
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
