@@ -16,6 +16,14 @@ import glob
 import logging
 import os
 import shutil
+import sys
+import sysconfig
+
+# Arena's bookkeeping relies on the GIL, and nothing has run on a
+# free-threaded build yet (docs/design.md, "Free-threaded CPython").
+if sysconfig.get_config_var("Py_GIL_DISABLED"):
+    sys.exit("guardalloc does not support free-threaded CPython (3.13t, 3.14t) yet: build and use it "
+             "with a regular CPython (docs/design.md, \"Free-threaded CPython\", says what is missing).")
 
 import Cython
 from Cython.Build import cythonize
