@@ -118,9 +118,15 @@ def _keep_fresh_c(extension):
 
 
 class BuildCoreFirst(ReusingBuildExt):
-    """Build the core library before the modules that link to it."""
+    """Build the core library before the modules that link to it; link
+    every library with no run path but its own ``$ORIGIN`` ones."""
 
     def build_extensions(self):
+        # An interpreter built with --enable-shared and an rpath (pyenv's)
+        # puts -Wl,-rpath,<its lib directory> in LDSHARED. Nothing here
+        # links libpython, and a wheel would carry the build machine's path.
+        self.compiler.linker_so = [arg for arg in self.compiler.linker_so
+                                   if not arg.startswith(("-Wl,-rpath,/", "-Wl,-rpath=/", "-Wl,-R/"))]
         core = [ext for ext in self.extensions if ext.name == CORE]
         modules = [ext for ext in self.extensions if ext.name != CORE]
         self.extensions = core
