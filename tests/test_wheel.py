@@ -151,6 +151,7 @@ def test_the_sdist_holds_every_source_and_builds_the_wheel(dist):
         names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
     for needed in ("setup.py", "pyproject.toml", "README.md", "src/guardalloc/_c/core.c",
                    "src/guardalloc/_c/malloc.c", "src/guardalloc/_c/layout.h", "src/guardalloc/arena.pyx",
+                   "src/guardalloc/_c/sources.txt", "src/guardalloc/pool_slots.pxi",
                    "src/guardalloc/hooks/pymem.pyx", "src/guardalloc/arena.pxd", "src/guardalloc/py.typed"):
         assert needed in names, needed
     assert not [name for name in names if name.endswith(".so")], sorted(names)
