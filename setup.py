@@ -18,6 +18,14 @@ import logging
 import os
 import re
 import shutil
+import sys
+import sysconfig
+
+# Arena's bookkeeping relies on the GIL, and nothing has run on a
+# free-threaded build yet (docs/design.md, "Free-threaded CPython").
+if sysconfig.get_config_var("Py_GIL_DISABLED"):
+    sys.exit("guardalloc does not support free-threaded CPython (3.13t, 3.14t) yet: build and use it "
+             "with a regular CPython (docs/design.md, \"Free-threaded CPython\", says what is missing).")
 
 import Cython
 from Cython.Build import cythonize
@@ -180,9 +188,15 @@ def _keep_fresh_c(extension):
 
 
 class BuildCoreFirst(ReusingBuildExt):
-    """Build the core library before the modules that link to it."""
+    """Build the core library before the modules that link to it; link
+    every library with no run path but its own ``$ORIGIN`` ones."""
 
     def build_extensions(self):
+        # An interpreter built with --enable-shared and an rpath (pyenv's)
+        # puts -Wl,-rpath,<its lib directory> in LDSHARED. Nothing here
+        # links libpython, and a wheel would carry the build machine's path.
+        self.compiler.linker_so = [arg for arg in self.compiler.linker_so
+                                   if not arg.startswith(("-Wl,-rpath,/", "-Wl,-rpath=/", "-Wl,-R/"))]
         core = [ext for ext in self.extensions if ext.name == CORE]
         modules = [ext for ext in self.extensions if ext.name != CORE]
         self.extensions = core

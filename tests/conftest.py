@@ -24,6 +24,17 @@ TESTS_DIR = str(Path(__file__).resolve().parent)
 # pytester runs the plugin's tests (tests/test_pytest_plugin*.py).
 pytest_plugins = ("pytester",)
 
+
+def pytest_collection_modifyitems(config, items):
+    """Leave out the tests marked ``wheel`` (they build the package from
+    scratch: minutes) unless a -m expression names them (``-m wheel``)."""
+    if "wheel" in (config.getoption("markexpr") or ""):
+        return
+    wheel = [item for item in items if item.get_closest_marker("wheel")]
+    if wheel:
+        config.hook.pytest_deselected(items=wheel)
+        items[:] = [item for item in items if not item.get_closest_marker("wheel")]
+
 # The directory that holds the imported guardalloc package (an in-place build
 # or site-packages), so that children import the very same build.
 PACKAGE_PARENT = str(Path(guardalloc.__file__).resolve().parent.parent)

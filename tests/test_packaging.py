@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,28 @@ def test_build_py_copies_no_c_sources_and_warns_about_nothing(tmp_path):
             "guardalloc/arena.pyi", "guardalloc/arena.pxd"} <= shipped
     for warning in ("absent from the `packages` configuration", "project.license", "SetuptoolsDeprecationWarning"):
         assert warning not in result.stderr, result.stderr
+
+
+@pytest.mark.skipif(not (ROOT / "setup.py").exists(), reason="not run from a source tree")
+def test_the_build_refuses_a_free_threaded_interpreter_in_one_sentence():
+    """No free-threaded CPython here: setup.py is run with sysconfig saying
+    Py_GIL_DISABLED, as a 3.13t interpreter's does; its twin, unchanged,
+    goes on to print the project's name."""
+    run_setup = textwrap.dedent("""
+        import runpy, sys, sysconfig
+        if sys.argv[1] == "free-threaded":
+            real = sysconfig.get_config_var
+            sysconfig.get_config_var = lambda name: 1 if name == "Py_GIL_DISABLED" else real(name)
+        sys.argv = ["setup.py", "--name"]
+        runpy.run_path("setup.py", run_name="__main__")
+    """)
+    refused = subprocess.run([sys.executable, "-c", run_setup, "free-threaded"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=600)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert refused.stdout == ""
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and "free-threaded" in lines[0] and "docs/design.md" in lines[0], refused.stderr
+    regular = subprocess.run([sys.executable, "-c", run_setup, "regular"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=600)
+    assert regular.returncode == 0, regular.stderr
+    assert regular.stdout.strip().splitlines()[-1] == "guardalloc"

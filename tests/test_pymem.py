@@ -32,6 +32,38 @@ def with_api(code: str) -> str:
     return CTYPES_API + textwrap.dedent(code)
 
 
+# Which hooked domain serves a bytearray's buffer (the object allocator up to
+# 3.12, PyMem_Malloc from 3.13 on): asked of the interpreter, one domain's
+# hook at a time, instead of assumed.
+BYTEARRAY_DOMAIN_PROBE = """
+import ctypes, guardalloc.pymem as pymem
+serving = []
+for domain in ("raw", "mem", "obj"):
+    pymem.install(sample_rate=1, domains=(domain,))
+    pool = pymem.pool()
+    keep = []
+    for _ in range(1000):
+        keep.append(bytearray(100))
+        if pool.owns(ctypes.addressof((ctypes.c_char * 100).from_buffer(keep[-1]))):
+            serving.append(domain)
+            break
+print(*serving)
+"""
+
+
+@pytest.fixture(scope="module")
+def bytearray_domain():
+    """The one allocator domain ("mem" or "obj") whose hook receives a
+    bytearray's buffer in this interpreter."""
+    from conftest import run_child
+
+    proc = run_child(BYTEARRAY_DOMAIN_PROBE)
+    assert proc.returncode == 0, proc.stderr
+    serving = proc.stdout.split()
+    assert len(serving) == 1 and serving[0] in ("mem", "obj"), proc.stdout
+    return serving[0]
+
+
 def test_sample_every_allocation_runs_a_real_workload(child):
     proc = child("""
         import gc, json, re, struct, threading
@@ -150,10 +182,10 @@ def test_a_full_pool_forwards(child):
     assert proc.stdout == "ok\n"
 
 
-def test_bytearray_overflow_by_c_code_faults(child):
-    proc = child("""
+def test_bytearray_overflow_by_c_code_faults(child, bytearray_domain):
+    proc = child(f"""
         import ctypes, guardalloc.pymem as pymem
-        pymem.install(sample_rate=1, domains=("obj",))
+        pymem.install(sample_rate=1, domains=("{bytearray_domain}",))
         pool = pymem.pool()
         for _ in range(100_000):
             data = bytearray(100)
@@ -372,13 +404,14 @@ def _one_report(tmp_path, proc) -> dict:
     return report
 
 
-def test_slack_damaged_by_c_code_is_reported_as_json_at_the_objects_deallocation(child, tmp_path):
+def test_slack_damaged_by_c_code_is_reported_as_json_at_the_objects_deallocation(child, tmp_path,
+                                                                                 bytearray_domain):
     # A C extension writes past a bytearray's buffer into the slack before
     # the guard (alignment 16: no fault); the object's deallocation frees
-    # the buffer (PyObject_Free), and the free finds the damage.
-    proc = child("""
+    # the buffer (PyObject_Free or PyMem_Free), and the free finds the damage.
+    proc = child(f"""
         import ctypes, os, guardalloc.pymem as pymem
-        pymem.install(sample_rate=1, domains=("obj",), alignment=16, native_stacks=True)
+        pymem.install(sample_rate=1, domains=("{bytearray_domain}",), alignment=16, native_stacks=True)
         pool = pymem.pool()
         for _ in range(100_000):
             data = bytearray(100)                     # a 101-byte buffer (NUL), padded to 112
