@@ -164,3 +164,24 @@ def test_no_import_cycle_inside_the_package():
 def test_the_cycle_finder_finds_a_cycle():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+# ---------------------------------------------------------------------------
+# docs/design.md names every source file
+
+DESIGN = ROOT / "docs" / "design.md"
+
+
+def test_the_design_map_names_every_source_file(line_counts):
+    """Each hand-written source file (and .pyi stub) of the package appears in
+    docs/design.md by its path under src/guardalloc (`_c/heap.c`,
+    `hooks/pymem.pyx`), so the map cannot go stale; a name the map gives for
+    a file that is gone fails too."""
+    text = DESIGN.read_text()
+    named = set(re.findall(r"`((?:[\w]+/)*[\w.]+\.(?:c|h|pyx|pxd|pxi|py|txt))`", text))
+    files = set(line_counts) | {"_c/sources.txt"}
+    missing = sorted(name for name in files if name not in named)
+    assert not missing, f"docs/design.md does not name: {missing}"
+    gone = sorted(name for name in named if "/" in name and name.split("/")[0] in {
+        "_c", "hooks", "introspect", "cli", "bench", "symbolize", "pytest_plugin"} and name not in files)
+    assert not gone, f"docs/design.md names files that do not exist: {gone}"
