@@ -36,14 +36,14 @@ HEADERS = sorted(glob.glob("src/guardalloc/_c/*.h"))
 
 # One extension per concern.
 MODULES = [
-    "guardalloc.support",
+    "guardalloc.introspect.probe",
     "guardalloc.faults",
     "guardalloc.tracebacks",
     "guardalloc.arena",
-    "guardalloc.pagemap",
+    "guardalloc.introspect.pagemap",
     "guardalloc.pool",
-    "guardalloc.pymem",
-    "guardalloc._numpy_handler",
+    "guardalloc.hooks.pymem",
+    "guardalloc.hooks._numpy_handler",
 ]
 
 
@@ -96,7 +96,7 @@ def _keep_fresh_c(extension):
     pip installs Cython afresh for every isolated build, so it regenerated
     every module (and build_ext recompiled it) on each ``pip install -e``.
     """
-    inputs = [__file__, *glob.glob("src/guardalloc/*.pxd"), *glob.glob("src/guardalloc/*.pxi")]
+    inputs = [__file__, *glob.glob("src/guardalloc/**/*.pxd", recursive=True)]
     sources = []
     for source in extension.sources:
         generated = source[:-len(".pyx")] + ".c"
@@ -121,7 +121,9 @@ class BuildCoreFirst(ReusingBuildExt):
         core_file = os.path.basename(self.get_ext_fullpath(CORE))
         core_dir = os.path.dirname(os.path.abspath(self.get_ext_fullpath(CORE)))
         for ext in modules:
-            ext.extra_link_args = [f"-L{core_dir}", f"-l:{core_file}", "-Wl,-rpath,$ORIGIN",
+            # $ORIGIN/.. for a module in a subpackage (guardalloc.hooks.pymem).
+            origin = "/".join(["$ORIGIN", *[".."] * (ext.name.count(".") - 1)])
+            ext.extra_link_args = [f"-L{core_dir}", f"-l:{core_file}", f"-Wl,-rpath,{origin}",
                                    *ext.extra_link_args]
         self.extensions = modules
         super().build_extensions()
@@ -139,7 +141,9 @@ malloc_library = Extension(MALLOC, MALLOC_SOURCES,
                            extra_link_args=["-ldl", "-pthread"], depends=HEADERS)
 
 extensions = [
-    Extension(name, ["src/" + name.replace(".", "/") + ".pyx"], extra_compile_args=C_FLAGS, depends=HEADERS)
+    # include_dirs: "_c/layout.h" as _core.pxd names it, from modules in subpackages too.
+    Extension(name, ["src/" + name.replace(".", "/") + ".pyx"], include_dirs=["src/guardalloc"],
+              extra_compile_args=C_FLAGS, depends=HEADERS)
     for name in MODULES
 ]
 

@@ -10,7 +10,7 @@ import math
 import pytest
 
 from guardalloc import Arena, vma_count
-from guardalloc.benchtools import (
+from guardalloc.bench.timing import (
     alloc_free_loop, bytearray_loop, cymem_loop, fork_and_wait, make_arena, numpy_empty_loop,
 )
 from guardalloc.maps import max_map_count, vmas_in_range

@@ -16,7 +16,7 @@ import tempfile
 
 import pytest
 
-from guardalloc import peers
+from guardalloc.bench import peers
 
 TOOLS = {tool.name: tool for tool in peers.tools()}
 WORKLOAD = os.path.join(peers.PROGRAMS, "workload.py")

@@ -24,7 +24,7 @@ from guardalloc import pool as pool_module
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from helpers import alloc_free_pairs, pool_stress  # noqa: E402
 
-from guardalloc.benchtools import interleaved  # noqa: E402
+from guardalloc.bench.timing import interleaved  # noqa: E402
 
 SIZES = {"64B": 64, "4KiB": 4096, "64KiB": 65536, "1MiB": 1 << 20}
 

@@ -79,7 +79,7 @@ def main(argv: list[str]) -> None:
     import tempfile
     import time
 
-    from guardalloc.benchtools import Comparison, cpu_clock_with_children
+    from guardalloc.bench.timing import Comparison, cpu_clock_with_children
 
     selection = FULL if "--full" in argv else SLICE
     numbers = [a for a in argv if a != "--full"]

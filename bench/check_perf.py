@@ -49,7 +49,7 @@ import sys
 from pathlib import Path
 
 from guardalloc import Arena, vma_count
-from guardalloc.benchtools import (
+from guardalloc.bench.timing import (
     alloc_free_loop, bytearray_loop, cpu_clock, cpu_clock_with_children, fork_and_wait, interleaved,
     make_arena, measure_create, slowed,
 )

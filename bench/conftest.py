@@ -9,7 +9,7 @@ Files and names
     the compared sides are a ``side`` parameter, so a row reads
     ``test_create[mprotect-30000]``. Shared helpers (interleaved timing,
     exact VMA counts, the operations compared, a pure-Python arena) live in
-    :mod:`guardalloc.benchtools`, so that ``python -m guardalloc bench``
+    :mod:`guardalloc.bench.timing`, so that ``python -m guardalloc bench``
     uses the same ones; import them from there.
 
 Groups: one comparison, one table
@@ -29,7 +29,7 @@ fixture: ``record(benchmark, side="mprotect", baseline=True, slots=n, ...)``
     ``slots`` (int): slots in the arena(s) involved.
     ``vmas_added`` (int): change of the process's VMA count.
     ``vmas_in_arena`` (int): VMAs overlapping the arena's address range
-        (:func:`guardalloc.benchtools.vmas_in_range`; exact, unlike
+        (:func:`guardalloc.bench.timing.vmas_in_range`; exact, unlike
         ``vmas_added``, which also sees glibc's own mmaps).
     ``guard_syscalls`` (int): system calls spent installing guards
         (``arena.stats()["guard_syscalls"]``), plus ``uaf_syscalls`` where

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from guardalloc import benchmark, cli
+from guardalloc.bench import guard_costs as benchmark
+from guardalloc.cli import main as cli
 
 
 @pytest.fixture

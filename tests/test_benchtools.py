@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import guardalloc
-from guardalloc.benchtools import PyArena, interleaved, make_arena, measure_create
+from guardalloc.bench.timing import PyArena, interleaved, make_arena, measure_create
 from guardalloc.maps import vmas_in_range
 
 from conftest import PAGE, is_guard_page

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from guardalloc.benchtools import slowed
+from guardalloc.bench.timing import slowed
 
 CHECK = Path(__file__).resolve().parent.parent / "bench" / "check_perf.py"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import guardalloc
-from guardalloc import cli
+from guardalloc.cli import main as cli
 
 from conftest import PACKAGE_PARENT
 
@@ -43,7 +43,7 @@ def test_demo_child_traceback_points_at_a_readable_file(capsys):
     assert cli.main(["demo", "--slots", "100", "--rounds", "1"]) == 0
     out = capsys.readouterr().out
     assert "<string>" not in out
-    child = Path(guardalloc.__file__).parent / "demo_child.py"
+    child = Path(guardalloc.__file__).parent / "cli" / "demo_child.py"
     assert f'File "{child}", line' in out and child.exists()
     # Oldest frame first: the innermost line named is the one that allocated.
     lines = [int(part.split(",")[0]) for part in out.split(f'File "{child}", line ')[1:]]
@@ -120,7 +120,8 @@ def test_demo_into_head_ends_quietly_like_a_unix_tool():
 
 TINY_BENCH = """
 import sys
-from guardalloc import benchmark, cli
+from guardalloc.bench import guard_costs as benchmark
+from guardalloc.cli import main as cli
 settings = benchmark.Settings([100, 300], [1_000], [0, 100], create_rounds=1, scale_rounds=1,
                               fork_blocks=1, forks_per_block=1, alloc_rounds=1, alloc_inner=10)
 benchmark.Settings.for_run = classmethod(lambda cls, quick: settings)
@@ -151,14 +152,14 @@ def test_run_a_directory_without_main_is_one_clean_line(tmp_path):
 
 
 @pytest.mark.parametrize("command, absent", [
-    ("run", ["guardalloc.benchmark", "guardalloc.benchtools", "guardalloc.demo"]),
-    ("maps", ["guardalloc.benchmark", "guardalloc.benchtools", "guardalloc.launcher"]),
-    ("demo", ["guardalloc.benchmark", "guardalloc.launcher"]),
+    ("run", ["guardalloc.bench.guard_costs", "guardalloc.bench.timing", "guardalloc.cli.demo"]),
+    ("maps", ["guardalloc.bench.guard_costs", "guardalloc.bench.timing", "guardalloc.cli.run"]),
+    ("demo", ["guardalloc.bench.guard_costs", "guardalloc.cli.run"]),
 ])
 def test_only_the_command_being_run_is_imported(command, absent):
     code = textwrap.dedent(f"""
         import sys
-        from guardalloc import cli
+        from guardalloc.cli import main as cli
         parser, found = cli.build_parser([{command!r}, "x"])
         assert found["module"].__name__ == cli.COMMANDS[{command!r}][0]
         print(sorted(m for m in {absent!r} if m in sys.modules))

@@ -21,7 +21,7 @@ import guardalloc
 import guardalloc.maps as maps
 from guardalloc import GuardUnsupportedError
 from guardalloc.maps import GuardRun, GuardRuns, Range, Ranges, guard_pages, readable_ranges, vma_count, vmas
-from guardalloc.support import support
+from guardalloc.introspect.probe import support
 
 from conftest import PACKAGE_PARENT, PAGE
 

@@ -13,7 +13,7 @@ import pytest
 
 import guardalloc
 from guardalloc.maps import vmas
-from guardalloc.maps_cli import RUNS_SHOWN, render
+from guardalloc.cli.maps import RUNS_SHOWN, render
 
 from conftest import PACKAGE_PARENT
 
@@ -113,7 +113,7 @@ def test_unreadable_pid_exits_1_with_a_message(child, root_process):
     result = child(
         """
         import importlib, locale, os, sys
-        from guardalloc.cli import COMMANDS, main
+        from guardalloc.cli.main import COMMANDS, main
         # Import now: the interpreter's own files may be readable by root only.
         for module, _ in COMMANDS.values():
             importlib.import_module(module)

@@ -59,7 +59,7 @@ def test_pool_c_interface_with_native_stacks_stays_correct():
 def test_native_stack_tables_add_no_vma_per_arena():
     """The stack table lives in each arena's own mapping: a pool with native
     stacks has as many VMAs in its reservation as one without."""
-    from guardalloc.benchtools import vmas_in_range
+    from guardalloc.bench.timing import vmas_in_range
 
     counts = []
     for stacks in (False, True):

@@ -17,8 +17,8 @@ np = pytest.importorskip("numpy")
 
 import guardalloc  # noqa: E402
 import guardalloc.numpy as gnp  # noqa: E402
-from guardalloc import _numpy_handler  # noqa: E402
-from guardalloc.support import PAGE_SIZE, support  # noqa: E402
+from guardalloc.hooks import _numpy_handler  # noqa: E402
+from guardalloc.introspect.probe import PAGE_SIZE, support  # noqa: E402
 
 get_handler_name = gnp.get_handler_name
 

@@ -98,9 +98,9 @@ def test_every_class_survives_new_without_init(child):
     assert proc.stdout.rstrip().endswith(f"sweep done {proc.stdout.split()[1]}")
     # The sweep saw the extension types and the Python classes alike.
     for name in ("guardalloc.arena.Buffer", "guardalloc.arena.Arena", "guardalloc.pool.Pool",
-                 "guardalloc._numpy_handler.Handler", "guardalloc.shared.SharedArena",
-                 "guardalloc.support.Support", "guardalloc.options.GuardOptions",
-                 "guardalloc.pagemap.GuardRuns", "guardalloc.pagemap.Ranges"):
+                 "guardalloc.hooks._numpy_handler.Handler", "guardalloc.shared.SharedArena",
+                 "guardalloc.introspect.probe.Support", "guardalloc.options.GuardOptions",
+                 "guardalloc.introspect.pagemap.GuardRuns", "guardalloc.introspect.pagemap.Ranges"):
         assert f"{name}.__new__" in proc.stdout
 
 

@@ -32,7 +32,7 @@ def test_support_on_this_kernel_matches_a_real_guard():
 
 
 def test_auto_fallback_warns_with_the_reason(monkeypatch):
-    support_module = sys.modules["guardalloc.support"]
+    support_module = sys.modules["guardalloc.introspect.probe"]
     refused = guardalloc.Support(kernel="6.1.0", anonymous=False, file_shared=False,
                                  process_madvise=False, pagemap_guard_bit=False,
                                  auto_backend="mprotect",

@@ -29,10 +29,10 @@ from guardalloc.faults import (
     set_report_path,
 )
 from guardalloc.options import GuardOptions
-from guardalloc.maps import vma_count
+from guardalloc.introspect.maps import vma_count
 from guardalloc.shared import SharedArena
 from guardalloc.pool import Pool, alloc, configure, default_pool
-from guardalloc.support import Support, support
+from guardalloc.introspect.probe import Support, support
 from guardalloc.tracebacks import (
     disable_tracebacks,
     enable_tracebacks,

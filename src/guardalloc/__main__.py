@@ -1,5 +1,5 @@
 import sys
 
-from guardalloc.cli import main
+from guardalloc.cli.main import main
 
 sys.exit(main())

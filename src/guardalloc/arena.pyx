@@ -41,7 +41,7 @@ from guardalloc.errors import (
 )
 from guardalloc.options import GuardOptions, check_bool, check_int
 from guardalloc.stats import ArenaStats
-from guardalloc.support import max_map_count, support
+from guardalloc.introspect.probe import max_map_count, support
 
 cdef extern from "<string.h>" nogil:
     # GNU (pyconfig.h defines _GNU_SOURCE before any header).

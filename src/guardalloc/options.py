@@ -13,6 +13,7 @@ import mmap
 import operator
 import os
 import resource
+import typing
 from typing import Any, Optional
 
 __all__ = ["GuardOptions", "POOL_OPTIONS", "check_alignment", "check_int", "check_choice", "check_bool",
@@ -80,6 +81,10 @@ def check_choice(name: str, value: Any, choices: tuple) -> str:
     return value
 
 
+@typing.overload
+def check_bool(name: str, value: Any, none_ok: typing.Literal[False] = False) -> bool: ...
+@typing.overload
+def check_bool(name: str, value: Any, none_ok: bool) -> Optional[bool]: ...
 def check_bool(name: str, value: Any, none_ok: bool = False) -> Optional[bool]:
     """``value`` if it is True or False (or None when ``none_ok``).
 

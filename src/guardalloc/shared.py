@@ -20,12 +20,17 @@ does not know which slots other processes use.
 from __future__ import annotations
 
 import os
-from typing import Any
+import typing
+from typing import Any, Literal
 
 from guardalloc.arena import Arena, Buffer
 from guardalloc.options import check_int
 
 __all__ = ["SharedArena"]
+
+if typing.TYPE_CHECKING:   # annotations only (they are strings at run time)
+    _Backend = Literal["auto", "madvise", "mprotect", "none"]
+    _Align = Literal["right", "left", "random"]
 
 
 class SharedArena:
@@ -49,7 +54,7 @@ class SharedArena:
     """
 
     def __init__(self, slot_size: int, slots: int, *, file: Any = "memfd", guard_pages: int = 1,
-                 backend: str = "auto", align: str = "right", alignment: int = 16, uaf: bool = False,
+                 backend: _Backend = "auto", align: _Align = "right", alignment: int = 16, uaf: bool = False,
                  **arena_options: Any) -> None:
         if getattr(self, "arena", None) is not None:
             raise RuntimeError("SharedArena.__init__ called twice")
@@ -65,7 +70,7 @@ class SharedArena:
 
     @classmethod
     def open(cls, file: str | bytes | os.PathLike | int, slot_size: int, slots: int, *,
-             guard_pages: int = 1, backend: str = "auto", align: str = "right", alignment: int = 16,
+             guard_pages: int = 1, backend: _Backend = "auto", align: _Align = "right", alignment: int = 16,
              uaf: bool = False, **arena_options: Any) -> SharedArena:
         """Map the file of an existing shared arena (a path or an fd), with
         this process's own guards. Never creates, grows or clears the file.
@@ -92,7 +97,7 @@ class SharedArena:
             self = cls.__new__(cls)
             self.arena = Arena(slot_size, slots, guard_pages=guard_pages, backend=backend, align=align,
                                alignment=alignment, uaf=uaf, file=fd, shared=True, **arena_options)
-            self.path = os.path.abspath(os.fsdecode(file)) if owned else None
+            self.path = os.path.abspath(os.fsdecode(typing.cast("str | bytes", file))) if owned else None
             return self
         finally:
             if owned:

@@ -12,6 +12,7 @@ import textwrap
 
 import pytest
 
+import guardalloc
 from guardalloc import native
 from native_support import CORPUS, build, run_preloaded  # noqa: F401 (build: a fixture)
 
@@ -19,7 +20,7 @@ from native_support import CORPUS, build, run_preloaded  # noqa: F401 (build: a 
 def test_library_path_is_in_the_package():
     path = native.library_path()
     assert os.path.isfile(path)
-    assert os.path.dirname(path) == os.path.dirname(os.path.abspath(native.__file__))
+    assert os.path.dirname(path) == os.path.dirname(os.path.abspath(guardalloc.__file__))   # beside the core library
     assert os.path.basename(path).startswith("libguardalloc_malloc")
 
 

@@ -1,4 +1,4 @@
-"""guardalloc.peers without running the peers: outcome classes, tool
+"""guardalloc.bench.peers without running the peers: outcome classes, tool
 discovery ("not installed"), the table, and the detection of guardalloc's
 own column (the corpus under the library: every case at the access)."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import signal
 
-from guardalloc import peers
+from guardalloc.bench import peers
 
 
 def test_classify():

@@ -18,11 +18,11 @@ from guardalloc import __version__
 
 # command -> (module, one-line help)
 COMMANDS = {
-    "demo": ("guardalloc.demo", "build the same arena with madvise and mprotect guards, catch an overflow"),
-    "bench": ("guardalloc.benchmark", "compare guardalloc with mprotect guards and no guards: table, plots, report"),
-    "maps": ("guardalloc.maps_cli", "a process's VMAs with the guard pages inside them, which /proc/PID/maps hides"),
-    "run": ("guardalloc.launcher", "run a script or module (-m) with guarding on; exits with its status"),
-    "exec": ("guardalloc.native", "run any program under the preloadable malloc library; exits with its status"),
+    "demo": ("guardalloc.cli.demo", "build the same arena with madvise and mprotect guards, catch an overflow"),
+    "bench": ("guardalloc.bench.guard_costs", "compare guardalloc with mprotect guards and no guards: table, plots, report"),
+    "maps": ("guardalloc.cli.maps", "a process's VMAs with the guard pages inside them, which /proc/PID/maps hides"),
+    "run": ("guardalloc.cli.run", "run a script or module (-m) with guarding on; exits with its status"),
+    "exec": ("guardalloc.hooks.preload", "run any program under the preloadable malloc library; exits with its status"),
 }
 
 DESCRIPTION = ("Guard pages between the slots of one mapping (MADV_GUARD_INSTALL): "

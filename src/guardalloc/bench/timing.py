@@ -1,6 +1,6 @@
 """Measuring guardalloc fairly on a noisy machine: the shared benchmark toolkit.
 
-Used by ``python -m guardalloc bench`` (:mod:`guardalloc.benchmark`), by the
+Used by ``python -m guardalloc bench`` (:mod:`guardalloc.bench.guard_costs`), by the
 pytest-benchmark suite under ``bench/`` and by the CI performance check
 (``bench/check_perf.py``). It lives in the package, not under ``bench/``, so
 that an installed guardalloc can run its own comparison.
@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Mapping
 
 from guardalloc.arena import Arena
-from guardalloc.maps import vma_count, vmas_in_range
+from guardalloc.introspect.maps import vma_count, vmas_in_range
 
 PAGE_SIZE = mmap.PAGESIZE
 # The madvise advice values (the standard library's mmap module has no names

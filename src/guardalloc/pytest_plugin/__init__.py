@@ -50,8 +50,10 @@ from typing import Any, Iterator
 import pytest
 
 import guardalloc
-from guardalloc import faults, launcher
-from guardalloc.launcher import DEFAULT_PYMEM_RATE
+from guardalloc import faults
+from guardalloc.cli import run as launcher
+from guardalloc.cli.run import DEFAULT_PYMEM_RATE
+
 FAULT_PROPERTY = "guardalloc_fault"  # user_properties key: the JSON report
 # Set in the environment of a pytest re-executed with the native library
 # preloaded: its path (so the re-executed session does not exec again).
@@ -59,6 +61,10 @@ NATIVE_ENV = "GUARDALLOC_PYTEST_NATIVE"
 # A report directory the re-executed session should remove at its end.
 CLEANUP_ENV = "GUARDALLOC_PYTEST_CLEANUP"
 MARKER_OPTIONS = ("uaf", "alignment", "align", "guard_pages")
+
+# Frames of the plugin itself (left out of the tracebacks it shows).
+PLUGIN_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
 
 
 # -- settings -----------------------------------------------------------------
@@ -201,7 +207,7 @@ def native_library_path() -> str:
         pytest.UsageError: this guardalloc has no guardalloc.native module.
     """
     try:
-        from guardalloc import native  # type: ignore[attr-defined]
+        from guardalloc import native
     except ImportError as exc:
         raise pytest.UsageError(
             "--guardalloc-native needs guardalloc.native (the preloadable malloc library), "
@@ -434,7 +440,7 @@ class GuardallocPlugin:
             guarded_numpy = _import_guardalloc_numpy("--guardalloc-numpy")
             guarded_numpy.install(**settings.pool_options())
         if settings.pymem:
-            from guardalloc import pymem
+            from guardalloc.hooks import pymem
             pymem.install(sample_rate=settings.pymem, uaf=settings.uaf)
 
     def stop(self) -> None:
@@ -444,7 +450,7 @@ class GuardallocPlugin:
             if settings.numpy:
                 _import_guardalloc_numpy("--guardalloc-numpy").uninstall()
             if settings.pymem:
-                from guardalloc import pymem
+                from guardalloc.hooks import pymem
                 pymem.uninstall()
             faults.set_report_fd(self._previous_fd)
             if self._stderr_copy >= 0:
@@ -771,7 +777,7 @@ def _trim_traceback(text: str) -> str:
         if line.startswith("Extension modules:"):
             continue
         frame = line.lstrip().startswith("File ")
-        if frame and any(part in line for part in ("/_pytest/", "/pluggy/", os.path.basename(__file__))):
+        if frame and any(part in line for part in ("/_pytest/", "/pluggy/", PLUGIN_DIR)):
             if not skipping:
                 kept.append("  ... (pytest's and guardalloc's frames)")
             skipping = True
@@ -794,7 +800,7 @@ def _wants_fork(item: pytest.Item) -> bool:
 
 def _import_guardalloc_numpy(what: str):
     try:
-        import guardalloc.numpy as guarded_numpy
+        import guardalloc.hooks.numpy as guarded_numpy
     except ImportError as exc:
         raise pytest.UsageError(f"{what} needs numpy: {exc}") from None
     return guarded_numpy
@@ -857,7 +863,7 @@ def switch_pymem(rate: int, uaf: bool):
     Raises:
         RuntimeError: another allocator hook sits on guardalloc's (tracemalloc).
     """
-    from guardalloc import pymem
+    from guardalloc.hooks import pymem
     before = pymem.stats()
     sampling = before["state"] == "sampling"
     domains: Any = tuple(name for name in pymem.DOMAIN_NAMES if before[name]["sampling"]) or pymem.DOMAIN_NAMES
@@ -899,7 +905,7 @@ class _MarkerScope:
         if not (settings.numpy or enabled) or "numpy" not in sys.modules:
             return      # nothing to hand arrays out for
         guarded_numpy = _import_guardalloc_numpy("@pytest.mark.guardalloc")
-        from guardalloc import _numpy_handler  # type: ignore[attr-defined]
+        from guardalloc.hooks import _numpy_handler  # type: ignore[attr-defined]
         if enabled:
             context = guarded_numpy.guarded(**options)
             context.__enter__()

@@ -33,7 +33,7 @@ import sys
 import types
 import traceback
 
-from guardalloc.cli import int_at_least
+from guardalloc.cli.main import int_at_least
 
 DEFAULT_PYMEM_RATE = 5000
 # Set in the re-executed interpreter of --native: the LD_PRELOAD and
@@ -57,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--native", nargs="?", const=_NATIVE_DEFAULT, metavar="RATE",
                         help="re-run under the preloadable malloc library, guarding one in RATE "
                              "of the process's malloc calls (1: all; default: the library's)")
-    from guardalloc.native import add_guard_arguments
+    from guardalloc.hooks.preload import add_guard_arguments
     add_guard_arguments(parser, native_only=True)
     parser.add_argument("-m", dest="module", nargs=argparse.REMAINDER, metavar="MODULE ...",
                         help="run a library module as a script, like python -m")
@@ -96,7 +96,7 @@ def _enable_guarding(args: argparse.Namespace) -> int | None:
         except ImportError as exc:
             return _fail(f"--numpy needs numpy and guardalloc.numpy: {exc}")
     if args.pymem:
-        from guardalloc import pymem
+        from guardalloc.hooks import pymem
         pymem.install(sample_rate=args.pymem)
     return None
 
@@ -145,7 +145,7 @@ def _native_rate(args: argparse.Namespace) -> int | None | str:
 def _reexec_native(args: argparse.Namespace) -> int:
     """Re-execute this interpreter's command line under the library; returns
     only on failure (an exit status)."""
-    from guardalloc import native
+    from guardalloc.hooks import preload as native
 
     rate = _native_rate(args)
     if isinstance(rate, str):

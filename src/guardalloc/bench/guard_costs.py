@@ -26,13 +26,13 @@ from dataclasses import dataclass, field
 
 from guardalloc import __version__
 from guardalloc.arena import Arena
-from guardalloc.benchtools import (
+from guardalloc.bench.timing import (
     alloc_free_loop, bytearray_loop, cymem_loop, fork_and_wait, interleaved, make_arena,
     numpy_empty_loop,
 )
-from guardalloc.maps import max_map_count, vmas_in_range
-from guardalloc.maps import vma_count
-from guardalloc.support import support
+from guardalloc.introspect.maps import max_map_count, vmas_in_range
+from guardalloc.introspect.maps import vma_count
+from guardalloc.introspect.probe import support
 
 GUARDED_SIDES = ["madvise-batched", "madvise-per-guard", "mprotect", "python"]
 CREATE_SIDES = [*GUARDED_SIDES, "none"]
@@ -122,7 +122,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="directory for results.json, report.md and the plots (default: bench-out)")
     parser.add_argument("--peers", action="store_true",
                         help="compare the malloc library with Electric Fence, DUMA and GWP-ASan instead "
-                             "(guardalloc.peers; peers.json and peers.md in DIR)")
+                             "(guardalloc.bench.peers; peers.json and peers.md in DIR)")
 
 
 def _mprotect_fits(slots: int) -> bool:
@@ -474,7 +474,7 @@ def _check_output_dir(out: str) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "peers", False):
-        from guardalloc.peers import run_peers
+        from guardalloc.bench.peers import run_peers
         return run_peers(args.quick, args.out)
     found = support()
     if not found.anonymous:

@@ -28,11 +28,13 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+import typing
+from typing import Any, Optional
 
-from guardalloc import native
+from guardalloc.hooks import preload as native
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The source checkout (src/guardalloc/bench/ is three levels below it).
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 CORPUS = os.path.join(ROOT, "tests", "native", "corpus")
 PROGRAMS = os.path.join(ROOT, "bench", "peers")
 NOT_INSTALLED = "not installed"
@@ -62,7 +64,7 @@ class Tool:
     def env(self, mode: str) -> dict:
         env = dict(os.environ)
         env.pop("PYTHONFAULTHANDLER", None)
-        env["LD_PRELOAD"] = self.library
+        env["LD_PRELOAD"] = typing.cast(str, self.library)   # callers skip a tool not installed
         env.update(self.base)
         env.update(self.modes.get(mode, {}))
         return env
@@ -144,7 +146,7 @@ def detection(all_tools: list, out_dir: str) -> dict:
 def scale(all_tools: list, out_dir: str, blocks: int) -> dict:
     program = _compile(os.path.join(PROGRAMS, "live.c"), out_dir)
     plain = subprocess.run([program, "10", "64"], capture_output=True, text=True, timeout=60)
-    results = {"plain_vmas_total": int(plain.stdout.split()[-1])}
+    results: dict[str, Any] = {"plain_vmas_total": int(plain.stdout.split()[-1])}
     for tool in all_tools:
         if tool.library is None:
             results[tool.name] = NOT_INSTALLED
@@ -167,7 +169,7 @@ def scale(all_tools: list, out_dir: str, blocks: int) -> dict:
 
 def fork_latency(all_tools: list, out_dir: str, blocks: int, rounds: int) -> dict:
     program = _compile(os.path.join(PROGRAMS, "forker.c"), out_dir)
-    results = {"plain": None}
+    results: dict[str, Any] = {"plain": None}
     plain = subprocess.run([program, str(blocks), str(rounds)], capture_output=True, text=True, timeout=600)
     results["plain"] = float(plain.stdout.split()[-1]) / 1000
     for tool in all_tools:

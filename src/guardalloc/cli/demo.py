@@ -18,10 +18,10 @@ import warnings
 from typing import Literal
 
 from guardalloc.arena import Arena
-from guardalloc.benchtools import interleaved
-from guardalloc.cli import int_at_least
-from guardalloc.maps import max_map_count, vma_count
-from guardalloc.support import support
+from guardalloc.bench.timing import interleaved
+from guardalloc.cli.main import int_at_least
+from guardalloc.introspect.maps import max_map_count, vma_count
+from guardalloc.introspect.probe import support
 
 # The child's script: a real file, so its traceback shows readable lines.
 OVERFLOW_CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo_child.py")

@@ -17,7 +17,7 @@ import sys
 from typing import TextIO
 
 from guardalloc.errors import GuardUnsupportedError
-from guardalloc.maps import GuardRuns, Vma, guard_pages, vmas
+from guardalloc.introspect.maps import GuardRuns, Vma, guard_pages, vmas
 
 # Guard runs listed per VMA without --all.
 RUNS_SHOWN = 3
