@@ -17,9 +17,9 @@ from guardalloc import native
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORPUS = os.path.join(HERE, "corpus")
 PROGRAMS = os.path.join(HERE, "programs")
-# -rdynamic: the programs' own functions are dynamic symbols, which is what
-# dladdr() (the report's symbolizer) sees.
-CFLAGS = ["-g", "-O0", "-rdynamic", "-fno-omit-frame-pointer", "-pthread"]
+# No -rdynamic: reports carry raw frames, symbolized from the programs'
+# symbol tables and DWARF outside the process, as most programs are built.
+CFLAGS = ["-g", "-O0", "-fno-omit-frame-pointer", "-pthread"]
 
 
 def _compiler(source: str) -> str:
@@ -64,6 +64,30 @@ def run_preloaded(argv, options: str = "sample_rate=1", timeout: float = 120, en
     full["LD_PRELOAD"] = native.library_path()
     full["GUARDALLOC_OPTIONS"] = options
     return subprocess.run(argv, env=full, capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def symbolized(text: str) -> str:
+    """text as ``guardalloc exec`` prints it: raw frames symbolized. Skips
+    the test when no symbolizer (llvm-symbolizer, addr2line) is installed."""
+    from guardalloc.symbolize import Symbolizer, symbolize_text
+
+    symbolizer = Symbolizer(cache_dir=None)
+    if symbolizer.backend is None:
+        pytest.skip("no symbolizer installed (llvm-symbolizer or addr2line)")
+    return symbolize_text(text, symbolizer)
+
+
+def functions(frames) -> list:
+    """The functions of a JSON report's raw stack (innermost first, inlined
+    ones included), symbolized; skips like symbolized()."""
+    from guardalloc.symbolize import RawFrame, Symbolizer
+
+    symbolizer = Symbolizer(cache_dir=None)
+    if symbolizer.backend is None:
+        pytest.skip("no symbolizer installed (llvm-symbolizer or addr2line)")
+    assert frames, frames
+    done = symbolizer.symbolize([RawFrame.parse(f) for f in frames])
+    return [loc.function for frame in done for loc in frame.locations]
 
 
 def python_argv(*args: str) -> list:

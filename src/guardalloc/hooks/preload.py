@@ -194,11 +194,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sample-rate", type=_count, metavar="N",
                         help=f"guard one allocation in N (1: all; 0: none; default {DEFAULT_SAMPLE_RATE})")
     add_guard_arguments(parser)
+    parser.add_argument("--no-symbolize", dest="symbolize", action="store_false",
+                        help="print reports' frames raw (module+offset); python -m guardalloc "
+                             "symbolize turns them into functions and lines later")
     parser.add_argument("program", nargs=argparse.REMAINDER, help="-- PROGRAM [ARGS...]")
     parser.usage = ("guardalloc exec [--sample-rate N] [--uaf [--quarantine N]] [--alignment N] "
                     "[--align left|right|random] [--on-fault abort|continue] [--max-bytes SIZE] "
-                    "[--random] [--no-native-stacks] [--log-path PATH] -- PROGRAM [ARGS...]")
-    parser.epilog = "Exits with the program's exit status (128 + N when a signal N killed it)."
+                    "[--random] [--no-native-stacks] [--log-path PATH] [--no-symbolize] -- PROGRAM [ARGS...]")
+    parser.epilog = ("Runs the program as a child and writes its reports symbolized (function, file:line, "
+                     "inlined frames) with llvm-symbolizer or addr2line; dies as the program died "
+                     "(its exit status, or the signal that killed it).")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -216,9 +221,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     sys.stdout.flush()
     sys.stderr.flush()
+    from guardalloc.symbolize.child import run_symbolized
     try:
-        os.execvpe(program[0], program, env)
+        return run_symbolized(program, env, symbolize=args.symbolize)
     except OSError as exc:
         print(f"guardalloc exec: cannot run {program[0]!r}: {exc.strerror}", file=sys.stderr)
         return 127
-    return 0  # not reached

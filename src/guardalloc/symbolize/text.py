@@ -13,6 +13,8 @@ from guardalloc.symbolize.symbolizer import Symbolizer
 # "==1234== guardalloc: ..." opens a report.
 REPORT_START = re.compile(r"^==\d+== ?(?:ERROR: )?guardalloc: ")
 SUMMARY = re.compile(r"^(?P<indent>\s*)SUMMARY: guardalloc: (?P<kind>\S+)(?P<rest>.*)$")
+# One raw frame after a label ("  faulting instruction: 0x... (prog+0x..)").
+SINGLE_FRAME = re.compile(r"^(?P<prefix>\s*[A-Za-z][\w ]*: )(?P<body>0x[0-9a-fA-F]+ \(.*\))\s*$")
 # A frame line already symbolized ("#0 0x... in function ...").
 SYMBOLIZED_FRAME = re.compile(r"^\s*#\d+ 0x[0-9a-fA-F]+ in ")
 
@@ -47,6 +49,14 @@ class TextRewriter:
             self._stack.append((m.group("indent"), RawFrame.parse(line)))
             return
         yield from self._flush()
+        single = SINGLE_FRAME.match(line)
+        if single is not None:
+            frame = RawFrame.parse(single.group("body"))
+            if frame is not None:
+                [done] = self.symbolizer.symbolize([frame])
+                if done.locations:
+                    yield single.group("prefix") + done.lines(0, "")[0].split(" ", 1)[1]
+                    return
         if REPORT_START.match(line):
             self._first_stack = None
         s = SUMMARY.match(line)
