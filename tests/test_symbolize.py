@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import textwrap
@@ -292,3 +293,101 @@ def test_lines_that_are_no_frames_pass_unchanged(lines):
     assert len(out) == len(lines)
     for before, after in zip(lines, out):
         assert after == before or RawFrame.parse(before) is not None
+
+
+# -- python -m guardalloc symbolize -----------------------------------------------
+
+def _cli(*args, stdin: str = "", env=None):
+    import sys
+    return subprocess.run([sys.executable, "-m", "guardalloc", *args], input=stdin, capture_output=True,
+                          text=True, timeout=120, env=env)
+
+
+def test_symbolize_command_filters_stdin_and_files(tmp_path, backend):
+    program = _compile(tmp_path, "x", "prog", "-O0")
+    text = _report(program, "0x7f00 (<unknown module>)")
+    report = {"schema_version": 3, "tool": "guardalloc", "kind": "heap-buffer-overflow", "text": text,
+              "stacks": {"allocated_native": [f"0x1 ({program}+0x{_symbol(program, 'main') + 4:x})"]}}
+    mixed = "before\n" + text + "\n" + json.dumps(report) + "\nafter\n"
+    (tmp_path / "in.log").write_text(mixed)
+    env = dict(os.environ, GUARDALLOC_SYMBOLIZER=backend.program, GUARDALLOC_CACHE_DIR="")
+    for proc in (_cli("symbolize", stdin=mixed, env=env), _cli("symbolize", str(tmp_path / "in.log"), env=env)):
+        assert proc.returncode == 0, proc.stderr
+        lines = proc.stdout.splitlines()
+        assert lines[0] == "before" and lines[-1] == "after"
+        assert any(" in fill " in line for line in lines)
+        done = json.loads(lines[-2])
+        assert done["symbolized"]["stacks"]["allocated_native"][0]["locations"][0]["function"] == "main"
+        assert done["stacks"] == report["stacks"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["symbolize", "/nonexistent/reports.log"], "cannot read /nonexistent/reports.log"),
+    (["symbolize", "--symbolizer", "no-such-program-here"], "symbolizer not found"),
+    (["symbolize", "--frobnicate"], "unrecognized arguments"),
+    (["report", "/nonexistent/dir"], "cannot read /nonexistent/dir"),
+    (["report", "--frames", "0", "x"], "must be between 1 and 64"),
+])
+def test_bad_arguments_are_one_line_and_exit_2(args, message):
+    proc = _cli(*args)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+# -- exec: the launcher symbolizes its child's reports -------------------------------
+
+def test_exec_symbolizes_a_plain_gcc_program(tmp_path, backend):
+    """gcc -g -O0 without -rdynamic: the allocation stack names the
+    program's own functions with file:line."""
+    program = _compile(tmp_path, "x", "prog", "-O0")
+    env = dict(os.environ, GUARDALLOC_SYMBOLIZER=backend.program, GUARDALLOC_CACHE_DIR="")
+    env.pop("GUARDALLOC_OPTIONS", None)
+    proc = _cli("exec", "--sample-rate", "1", "--", program, env=env)
+    assert proc.returncode == -11, proc.stderr   # exec dies of the program's SIGSEGV
+    assert "heap-buffer-overflow WRITE" in proc.stderr
+    line = _line_of(C_SOURCE, "make_buffer(size_t")
+    assert re.search(rf"#0 0x[0-9a-f]+ in make_buffer \S*prog\.c:{line}\b", proc.stderr), proc.stderr
+    assert re.search(r"#1 0x[0-9a-f]+ in main \S*prog\.c:", proc.stderr), proc.stderr
+
+
+def test_exec_keeps_frames_raw_when_asked(tmp_path):
+    program = _compile(tmp_path, "x", "prog", "-O0")
+    env = dict(os.environ)
+    env.pop("GUARDALLOC_OPTIONS", None)
+    proc = _cli("exec", "--sample-rate", "1", "--no-symbolize", "--", program, env=env)
+    assert proc.returncode == -11
+    assert re.search(rf"#0 0x[0-9a-f]+ \({re.escape(program)}\+0x[0-9a-f]+\) \(BuildId: [0-9a-f]+\)", proc.stderr)
+
+
+def test_exec_passes_exit_status_and_output_through(tmp_path):
+    script = tmp_path / "prog.sh"
+    script.write_text("#!/bin/sh\necho out; echo err >&2; exit 7\n")
+    script.chmod(0o755)
+    proc = _cli("exec", "--", str(script))
+    assert (proc.returncode, proc.stdout, proc.stderr) == (7, "out\n", "err\n")
+    assert _cli("exec", "--", str(tmp_path / "missing")).returncode == 127
+
+
+def test_exec_with_a_descendant_that_outlives_the_program(tmp_path):
+    """A background child keeps the report pipe open: exec still returns
+    when the program itself ends."""
+    script = tmp_path / "prog.sh"
+    script.write_text("#!/bin/sh\nsleep 30 &\nexit 3\n")
+    script.chmod(0o755)
+    proc = _cli("exec", "--", str(script))
+    assert proc.returncode == 3
+
+
+def test_report_pipe_of_another_inode_is_not_used(tmp_path):
+    """A descendant whose FD was reused for another pipe writes its report
+    to stderr, not into that pipe."""
+    program = _compile(tmp_path, "x", "prog", "-O0")
+    from guardalloc import native
+    env = dict(os.environ, LD_PRELOAD=native.library_path(), GUARDALLOC_OPTIONS="sample_rate=1")
+    read_end, write_end = os.pipe()
+    env["GUARDALLOC_REPORT_PIPE"] = f"{write_end}:{os.fstat(write_end).st_ino + 1}"
+    proc = subprocess.run([program], env=env, capture_output=True, text=True, pass_fds=(write_end,), timeout=60)
+    os.close(write_end)
+    leaked = os.read(read_end, 65536)
+    os.close(read_end)
+    assert proc.returncode == -11 and "heap-buffer-overflow" in proc.stderr and leaked == b""
