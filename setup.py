@@ -27,7 +27,7 @@ C_FLAGS = ["-O2", "-Wall", "-Wno-unused-function"]
 CORE = "guardalloc.libguardalloc_core"
 CORE_SOURCES = ["src/guardalloc/_c/core.c", "src/guardalloc/_c/guards.c", "src/guardalloc/_c/faults.c",
                 "src/guardalloc/_c/options.c", "src/guardalloc/_c/stacks.c",
-                "src/guardalloc/_c/modules.c", "src/guardalloc/_c/sigunwind.c"]
+                "src/guardalloc/_c/modules.c", "src/guardalloc/_c/sigunwind.c", "src/guardalloc/_c/altstack.c"]
 MALLOC = "guardalloc.libguardalloc_malloc"
 MALLOC_SOURCES = ["src/guardalloc/_c/malloc.c", "src/guardalloc/_c/heap.c"]
 # Every header: an editable reinstall reuses a module only when it is newer

@@ -21,7 +21,7 @@ import guardalloc
 ROOT = Path(__file__).resolve().parent.parent
 CORE_DIR = ROOT / "src" / "guardalloc" / "_c"
 TEST_DIR = ROOT / "tests" / "c"
-CORE_SOURCES = [CORE_DIR / name for name in ("core.c", "guards.c", "faults.c", "stacks.c", "modules.c", "sigunwind.c")]
+CORE_SOURCES = [CORE_DIR / name for name in ("core.c", "guards.c", "faults.c", "stacks.c", "modules.c", "sigunwind.c", "altstack.c")]
 BACKENDS = ["madvise", "mprotect"] if guardalloc.support().anonymous else ["mprotect"]
 CFLAGS = ["-std=c11", "-O1", "-g", "-Wall", "-Wextra", "-Wno-missing-field-initializers", "-Werror"]
 

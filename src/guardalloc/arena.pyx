@@ -402,6 +402,7 @@ cdef class Arena:
         if slot is not None:
             want = check_int("slot", slot, 0, self.a.nslots - 1)
         self.check_backing()
+        ga_altstack_ensure()   # this thread may fault in the block: report on a stack of known size
         result = ga_alloc(&self.a, n, zero, raw, want)
         if result >= 0:
             if wants_traces(self.tracebacks):

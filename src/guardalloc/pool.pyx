@@ -412,6 +412,7 @@ cdef class Pool:
         cdef int result
         if self.is_closed:
             return GA_ERR_FULL
+        ga_altstack_ensure()   # this thread may fault in the block: report on a stack of known size
         while c.navail > 0:
             e = &self.table[c.avail[c.navail - 1]]
             result = ga_alloc(&(<Arena>e.arena).a, nbytes, zero, raw, -1)
