@@ -12,9 +12,11 @@ rather than compiling the core in again: in a Python process that also uses
 for every guarded block. Neither library depends on libpython.
 """
 
+import configparser
 import glob
 import logging
 import os
+import re
 import shutil
 
 import Cython
@@ -25,14 +27,78 @@ from setuptools.modified import newer_group
 
 C_FLAGS = ["-O2", "-Wall", "-Wno-unused-function"]
 CORE = "guardalloc.libguardalloc_core"
-CORE_SOURCES = ["src/guardalloc/_c/core.c", "src/guardalloc/_c/guards.c", "src/guardalloc/_c/faults.c",
-                "src/guardalloc/_c/options.c", "src/guardalloc/_c/stacks.c",
-                "src/guardalloc/_c/modules.c", "src/guardalloc/_c/sigunwind.c", "src/guardalloc/_c/altstack.c"]
+C_DIR = "src/guardalloc/_c"
+# Each library's C sources, listed once (tests/test_c_core.py reads it too).
+# Both libraries depend on it, which also puts it in the sdist.
+SOURCES_LIST = f"{C_DIR}/sources.txt"
+
+
+def _library_sources(library):
+    """The C sources of one library in SOURCES_LIST (its [library] section)."""
+    parser = configparser.ConfigParser(allow_no_value=True, delimiters=("=",))
+    parser.optionxform = str
+    with open(SOURCES_LIST, encoding="utf-8") as f:
+        parser.read_file(f)
+    return [f"{C_DIR}/{name}" for name in parser[library]]
+
+
+CORE_SOURCES = _library_sources("libguardalloc_core")
 MALLOC = "guardalloc.libguardalloc_malloc"
-MALLOC_SOURCES = ["src/guardalloc/_c/malloc.c", "src/guardalloc/_c/heap.c"]
-# Every header: an editable reinstall reuses a module only when it is newer
-# than all of them (ReusingBuildExt).
-HEADERS = sorted(glob.glob("src/guardalloc/_c/*.h"))
+MALLOC_SOURCES = _library_sources("libguardalloc_malloc")
+# Where a quoted #include, a `cdef extern from "..."` or a cimport is looked
+# up besides the including file's directory (cythonize's include_path).
+INCLUDE_DIRS = ["src", "src/guardalloc"]
+_C_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]*"([^"]+)"', re.M)
+_EXTERN_FROM = re.compile(r'^[ \t]*cdef[ \t]+extern[ \t]+from[ \t]+"([^"<>]+)"', re.M)
+_CIMPORT = re.compile(r"^[ \t]*(?:from[ \t]+([\w.]+)[ \t]+cimport[ \t]+(\([^)]*\)|[^\n#]*)"
+                      r"|cimport[ \t]+([\w.]+))", re.M)
+
+
+def _find(name, directory):
+    """The project file `name` refers to from a file in directory, or None
+    (a system or Python header, a Cython-bundled .pxd)."""
+    for base in (directory, *INCLUDE_DIRS):
+        path = os.path.normpath(os.path.join(base, name))
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def _referenced(path):
+    """The project files that path uses directly: the headers a C file
+    includes; the headers a .pyx/.pxd declares from and the .pxd files it
+    cimports (and a .pyx its own .pxd)."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    directory = os.path.dirname(path)
+    if path.endswith((".c", ".h")):
+        names = _C_INCLUDE.findall(text)
+    else:
+        names = _EXTERN_FROM.findall(text) + _C_INCLUDE.findall(text)   # and verbatim C blocks
+        for package, imported, module in _CIMPORT.findall(text):
+            # "from a.b cimport c": a/b.pxd, or a/b/c.pxd when c is a module;
+            # a relative package is looked up from this file's directory.
+            package = package.lstrip(".").replace(".", "/")
+            dotted = [module.replace(".", "/")] if module else [package] * bool(package) + [
+                os.path.join(package, name) for name in re.findall(r"\w+", imported)]
+            names += [name + ".pxd" for name in dotted]
+        if path.endswith(".pyx"):
+            names.append(os.path.basename(path)[:-len(".pyx")] + ".pxd")
+    found = (_find(name, directory) for name in names)
+    return {p for p in found if p is not None}
+
+
+def depends(*sources):
+    """Every project header and .pxd that sources use, transitively: the files
+    whose change must rebuild the module or library built from them."""
+    seen, todo = set(), list(sources)
+    while todo:
+        for path in _referenced(todo.pop()):
+            if path not in seen:
+                seen.add(path)
+                todo.append(path)
+    return sorted(seen - set(sources))
+
 
 # One extension per concern.
 MODULES = [
@@ -96,7 +162,8 @@ def _keep_fresh_c(extension):
     pip installs Cython afresh for every isolated build, so it regenerated
     every module (and build_ext recompiled it) on each ``pip install -e``.
     """
-    inputs = [__file__, *glob.glob("src/guardalloc/**/*.pxd", recursive=True)]
+    inputs = [__file__, *glob.glob("src/guardalloc/**/*.pxd", recursive=True),
+              *glob.glob("src/guardalloc/**/*.pxi", recursive=True)]
     sources = []
     for source in extension.sources:
         generated = source[:-len(".pyx")] + ".c"
@@ -132,19 +199,21 @@ class BuildCoreFirst(ReusingBuildExt):
 
 # libgcc_s for _Unwind_Backtrace (stacks.c), libdl for dladdr on older glibc.
 core_library = Extension(CORE, CORE_SOURCES, extra_compile_args=[*C_FLAGS, "-fvisibility=default"],
-                         extra_link_args=["-lgcc_s", "-ldl"], depends=HEADERS)
+                         extra_link_args=["-lgcc_s", "-ldl"], depends=[*depends(*CORE_SOURCES), SOURCES_LIST])
 
 # LD_PRELOAD library: exports only the malloc family (and guardalloc_native_*);
 # libdl for dlsym on older glibc.
 malloc_library = Extension(MALLOC, MALLOC_SOURCES,
                            extra_compile_args=[*C_FLAGS, "-fvisibility=hidden", "-pthread"],
-                           extra_link_args=["-ldl", "-pthread"], depends=HEADERS)
+                           extra_link_args=["-ldl", "-pthread"],
+                           depends=[*depends(*MALLOC_SOURCES), SOURCES_LIST])
 
 extensions = [
     # include_dirs: "_c/layout.h" as _core.pxd names it, from modules in subpackages too.
-    Extension(name, ["src/" + name.replace(".", "/") + ".pyx"], include_dirs=["src/guardalloc"],
-              extra_compile_args=C_FLAGS, depends=HEADERS)
+    Extension(name, [source], include_dirs=["src/guardalloc"], extra_compile_args=C_FLAGS,
+              depends=depends(source))
     for name in MODULES
+    for source in ["src/" + name.replace(".", "/") + ".pyx"]
 ]
 
 setup(

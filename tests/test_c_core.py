@@ -1,10 +1,12 @@
 """The C core with no Python: tests/c/test_core.c and one small program per
 bug class (tests/c/bugs/, after hardened_malloc's test/ directory), linked
-with guardalloc/_c/core.c + guards.c + faults.c alone and built here with
-the system compiler ($CC, else the compiler Python was built with)."""
+with the C core (guardalloc/_c: core.c, guards.c, the fault reporter) alone
+and built here with the system compiler ($CC, else the compiler Python was
+built with)."""
 
 from __future__ import annotations
 
+import configparser
 import os
 import re
 import shlex
@@ -21,7 +23,17 @@ import guardalloc
 ROOT = Path(__file__).resolve().parent.parent
 CORE_DIR = ROOT / "src" / "guardalloc" / "_c"
 TEST_DIR = ROOT / "tests" / "c"
-CORE_SOURCES = [CORE_DIR / name for name in ("core.c", "guards.c", "faults.c", "stacks.c", "modules.c", "sigunwind.c", "altstack.c")]
+
+
+def _library_sources(library: str) -> list[Path]:
+    """One library's C sources in _c/sources.txt, the list setup.py builds from."""
+    parser = configparser.ConfigParser(allow_no_value=True, delimiters=("=",))
+    parser.optionxform = str
+    parser.read_string((CORE_DIR / "sources.txt").read_text(encoding="utf-8"))
+    return [CORE_DIR / name for name in parser[library]]
+
+
+CORE_SOURCES = _library_sources("libguardalloc_core")
 BACKENDS = ["madvise", "mprotect"] if guardalloc.support().anonymous else ["mprotect"]
 CFLAGS = ["-std=c11", "-O1", "-g", "-Wall", "-Wextra", "-Wno-missing-field-initializers", "-Werror"]
 
@@ -35,7 +47,7 @@ def _compiler() -> list[str] | None:
 
 @pytest.fixture(scope="module")
 def build(tmp_path_factory):
-    """build(source) -> path of the program: source + the three core files."""
+    """build(source) -> path of the program: source + the core's C sources."""
     compiler = _compiler()
     if compiler is None:
         pytest.skip("no C compiler ($CC, sysconfig CC or cc)")
@@ -68,6 +80,13 @@ def test_core_program(build, backend):
     planned = int(re.search(r"^1\.\.(\d+)$", proc.stdout, re.M).group(1))
     assert sum(line.startswith("ok ") for line in lines) == planned >= 40, proc.stdout
 
+
+
+def test_every_c_source_is_built_into_one_library():
+    """_c/sources.txt lists each C file of _c once: a new file cannot be left
+    out of the build (or of the C tests)."""
+    listed = _library_sources("libguardalloc_core") + _library_sources("libguardalloc_malloc")
+    assert sorted(listed) == sorted(CORE_DIR.glob("*.c"))
 
 HEX = r"0x[0-9a-f]+"
 # program: (the signal it dies of, what its stderr must say)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import guardalloc
+import guardalloc.backing as backing_module   # where the backend is chosen
 import guardalloc.arena as arena_module
 from guardalloc import BackingFileError, CorruptionError, GuardUnsupportedError, SharedArena
 from guardalloc.maps import guard_pages, readable_ranges
@@ -392,6 +393,7 @@ def _read_only_child(child, path):
 @pytest.fixture
 def no_file_guards(monkeypatch):
     fake = dataclasses.replace(guardalloc.support(), file_shared=False)
+    monkeypatch.setattr(backing_module, "support", lambda refresh=False: fake)
     monkeypatch.setattr(arena_module, "support", lambda refresh=False: fake)
 
 

@@ -1,8 +1,8 @@
 # cython: language_level=3
 """The C core's contract, declared once for Cython: the arena layout
 (``_c/layout.h``), the kernel calls (``_c/guards.h``), the slot core
-(``_c/core.h``), native stacks (``_c/stacks.h``) and the fault registry
-(``_c/faults.h``). Nothing else."""
+(``_c/core.h``), native stacks (``_c/stacks.h``) and the fault reporter
+(``_c/registry.h``, ``_c/handler.h``, ``_c/report_free.h``). Nothing else."""
 
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 
@@ -164,13 +164,19 @@ cdef extern from "_c/core.h" nogil:
     void ga_count_states(const ga_arena_t *a, uint64_t counts[4])
 
 
-cdef extern from "_c/faults.h":
+cdef extern from "_c/registry.h":
     int ga_register_arena(ga_arena_t *arena) nogil
     void ga_unregister_arena(ga_arena_t *arena) nogil
     size_t ga_registered_arenas() nogil
+
+
+cdef extern from "_c/handler.h":
     int ga_reports_enable()
     void ga_reports_disable()
     int ga_reports_active()
     int ga_reports_handler_on_top()
+
+
+cdef extern from "_c/report_free.h":
     void ga_report_free(int code, const void *ptr, const ga_arena_t *a, long slot,
                         const ga_damage_t *damage, const ga_stack_t *this_free, int continuing) nogil

@@ -1,6 +1,7 @@
 # cython: language_level=3
 """The fault reporter: knows every live arena, so that a SIGSEGV inside one
-can be explained. The handler itself lives in ``_c/faults.c``.
+can be explained. The handler itself lives in ``_c/handler.c``, its reports in
+``_c/report_*.c``.
 
 Default: the first arena created installs the handler (chaining to whatever
 SIGSEGV/SIGBUS disposition was in place), unless the environment variable
@@ -25,7 +26,7 @@ from guardalloc._core cimport (
     ga_reports_enable, ga_reports_handler_on_top, ga_unregister_arena,
 )
 
-cdef extern from "_c/faults.h":
+cdef extern from "_c/report_context.h":
     int ga_set_report_path(const char *path_template)
     const char *ga_get_report_path()
     void ga_set_report_test(const char *nodeid, const char *phase)

@@ -133,21 +133,9 @@ cdef class Pool:
     cdef object __weakref__
 
     # -- internals (pool.pyx) ---------------------------------------------
-    cdef long _find(self, const char *address) noexcept nogil
-    cdef long _take(self, int cls, size_t nbytes, bint zero, bint raw,
-                    void **where) noexcept nogil
-    cdef int _free_locked(self, char *address, int raw_only, ga_damage_t *damage,
-                          const ga_stack_t *stack=*) noexcept nogil
-    cdef void *_c_alloc(self, size_t nbytes, bint zero) noexcept nogil
-    cdef void _schedule_growth(self, int cls) noexcept nogil
-    cdef long _grow_sync(self, int cls, size_t nbytes, bint zero, void **where) noexcept nogil
     cdef void _release(self) noexcept
     cdef void _unmap_reservation(self) noexcept nogil
     cdef int _check_open(self) except -1
-    cdef int _grow(self, int cls) except -1
-    cdef int _add_arena(self, Arena arena, int cls, uint32_t slots) except -1
-    cdef void _insert_sorted(self, Arena arena, int cls) noexcept nogil
-    cdef int _grow_wanted(self) except -1
     cdef int _class_for(self, nbytes) except -1
     cdef Arena _arena_at(self, size_t address)
     cdef long _py_take(self, object nbytes, bint zero, bint raw, void **where) except? -1

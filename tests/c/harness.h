@@ -1,6 +1,6 @@
 /*
  * Shared by the C-only tests (test_core.c and the programs in bugs/): build an arena on the
- * C core alone -- guardalloc/_c/core.c + guards.c + faults.c, no Python --
+ * C core alone -- the sources setup.py builds into libguardalloc_core, no Python --
  * the way arena.pyx does (map, attach the bookkeeping, guard, register).
  */
 #ifndef GA_TEST_HARNESS_H

@@ -3,8 +3,7 @@
  * slack damage, the use-after-free quarantine, guard installation and a
  * fault report from the handler. Built and run by tests/test_c_core.py:
  *
- *     cc -I guardalloc/_c tests/c/test_core.c guardalloc/_c/core.c \
- *        guardalloc/_c/guards.c guardalloc/_c/faults.c -o test_core
+ *     cc -I guardalloc/_c tests/c/test_core.c <the core's sources> -o test_core
  *     ./test_core madvise     (or mprotect)
  *
  * Prints one "ok" / "not ok" line per check (TAP) and exits 1 if any failed,

@@ -17,7 +17,7 @@
  * untouched range); as `fresh` advances, slots are opened GA_OPEN_CHUNK at
  * a time: one mprotect() back to read-write and one process_madvise() for
  * the chunk's guards. A wild access into the never-opened tail still faults
- * (SEGV_ACCERR; faults.c reports it as a wild access). The price: while the
+ * (SEGV_ACCERR; classify.c names it a wild access). The price: while the
  * arena is partly open it is three VMAs (open slots, PROT_NONE tail,
  * bookkeeping), two before the first allocation; fully open, one again.
  *

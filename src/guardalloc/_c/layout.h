@@ -1,7 +1,8 @@
 /*
  * The arena descriptor and its slot arithmetic: the one place that knows how
- * an arena is laid out. The core (core.c), the fault handler (faults.c), the
- * Cython front ends and the native malloc library all read it from here.
+ * an arena is laid out. The core (core.c), the fault handler (handler.c,
+ * classify.c, the report_*.c files), the Cython front ends and the native
+ * malloc library all read it from here.
  *
  * The fault handler reads this struct from a signal handler, so everything it
  * needs is plain C data reachable without locks or allocation: the layout

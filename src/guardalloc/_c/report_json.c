@@ -1,0 +1,267 @@
+/*
+ * The JSON report (docs/report-schema.json): one object per fault, on one
+ * line, appended to the log_path file. Same data as the text report, which
+ * it carries whole in "text". The pieces here also write the JSON report of
+ * a free (report_free.c). Async-signal-safe: open(2), write(2), close(2).
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+#include "options.h"
+#include "report_context.h"
+#include "report_internal.h"
+
+#define GA_REPORT_SCHEMA_VERSION 2   /* 2: the reports of a free (ga_report_free) */
+
+/* The log_path template with %p replaced by the pid (%% by %). -1 when
+ * no path is set or it does not fit. */
+static int ga_expand_log_path(char *out, size_t size)
+{
+    const char *t = ga_get_report_path();
+    size_t n = 0;
+    if (t == NULL)
+        return -1;
+    for (; *t; t++) {
+        char piece[24];
+        size_t k = 1, i;
+        if (t[0] == '%' && t[1] == 'p') {
+            k = ga_format_dec((uint64_t)getpid(), piece);
+            t++;
+        } else {
+            piece[0] = *t;
+            if (t[0] == '%' && t[1] == '%')
+                t++;
+        }
+        for (i = 0; i < k; i++) {
+            if (n + 1 >= size)
+                return -1;
+            out[n++] = piece[i];
+        }
+    }
+    out[n] = '\0';
+    return 0;
+}
+
+void ga_json_key(ga_line_t *line, const char *key)
+{
+    line->json = 0;
+    ga_put(line, ",\"");
+    ga_put(line, key);
+    ga_put(line, "\":");
+}
+
+/* A JSON string (escaped), or null. */
+static void ga_json_value(ga_line_t *line, const char *value)
+{
+    if (value == NULL) {
+        ga_put(line, "null");
+        return;
+    }
+    ga_put(line, "\"");
+    line->json = 1;
+    ga_put(line, value);
+    line->json = 0;
+    ga_put(line, "\"");
+}
+
+static void ga_json_str(ga_line_t *line, const char *key, const char *value)
+{
+    ga_json_key(line, key);
+    ga_json_value(line, value);
+}
+
+static void ga_json_hex(ga_line_t *line, const char *key, const void *p)
+{
+    ga_json_key(line, key);
+    ga_put(line, "\"");
+    ga_put_ptr(line, p);
+    ga_put(line, "\"");
+}
+
+void ga_json_dec(ga_line_t *line, const char *key, unsigned long long v)
+{
+    ga_json_key(line, key);
+    ga_put_dec(line, v);
+}
+
+/* A recorded native stack as an array of frames ("0x..: function+0x1c
+ * (library)", innermost first), or null. */
+void ga_json_stack(ga_line_t *line, const ga_stack_t *s)
+{
+    size_t i, n = s != NULL ? ga_stack_len(s) : 0;
+    if (n == 0) {
+        ga_put(line, "null");
+        return;
+    }
+    ga_put(line, "[");
+    for (i = 0; i < n; i++) {
+        ga_put(line, i ? ",\"" : "\"");
+        line->json = 1;
+        ga_put_frame(line, (const char *)s->pc[i] - 1);
+        line->json = 0;
+        ga_put(line, "\"");
+    }
+    ga_put(line, "]");
+}
+
+/* A slot's recorded traceback, or null. */
+static const char *ga_trace_of(char **table, long slot)
+{
+    return table != NULL && slot >= 0 ? table[slot] : NULL;
+}
+
+/* Open the log_path file and start a report: schema_version, tool, kind,
+ * access, address. Returns 0, or -1 when no report is to be written (no
+ * log_path, or it cannot be opened). */
+int ga_json_begin(ga_line_t *line, const char *kind, const char *access, const void *addr)
+{
+    char path[GA_LOG_PATH_MAX + 64];
+    if (ga_expand_log_path(path, sizeof(path)) != 0)
+        return -1;
+    line->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (line->fd < 0)
+        return -1;
+    line->len = 0;
+    line->json = 0;
+    ga_put(line, "{\"schema_version\":");
+    ga_put_dec(line, GA_REPORT_SCHEMA_VERSION);
+    ga_json_str(line, "tool", "guardalloc");
+    ga_json_str(line, "kind", kind);
+    ga_json_str(line, "access", access);
+    ga_json_hex(line, "address", addr);
+    return 0;
+}
+
+/* offset (of addr), size, buffer and slot of the blamed slot's buffer, or
+ * nulls (slot < 0); then the arena (null when a is NULL). */
+void ga_json_buffer(ga_line_t *line, const ga_arena_t *a, long slot, const char *addr)
+{
+    if (a != NULL && slot >= 0) {
+        const ga_slot_t *s = &a->slots[slot];
+        const char *start = ga_slot_start(a, (size_t)slot) + s->offset;
+        ga_json_key(line, "offset");
+        if (addr < start)
+            ga_put(line, "-");
+        ga_put_dec(line, (unsigned long long)(addr < start ? start - addr : addr - start));
+        ga_json_dec(line, "size", s->nbytes);
+        ga_json_hex(line, "buffer", start);
+        ga_json_dec(line, "slot", (unsigned long long)slot);
+    } else {
+        ga_json_key(line, "offset");
+        ga_put(line, "null");
+        ga_json_key(line, "size");
+        ga_put(line, "null");
+        ga_json_key(line, "buffer");
+        ga_put(line, "null");
+        ga_json_key(line, "slot");
+        ga_put(line, "null");
+    }
+    ga_json_key(line, "arena");
+    if (a == NULL) {
+        ga_put(line, "null");
+        return;
+    }
+    ga_put(line, "{\"base\":\"");
+    ga_put_ptr(line, a->base);
+    ga_put(line, "\",\"slots\":");
+    ga_put_dec(line, a->nslots);
+    ga_put(line, ",\"slot_size\":");
+    ga_put_dec(line, a->slot_size);
+    ga_put(line, ",\"guard_size\":");
+    ga_put_dec(line, a->guard_size);
+    ga_put(line, "}");
+}
+
+void ga_json_pids(ga_line_t *line)
+{
+    ga_json_dec(line, "pid", (unsigned long long)getpid());
+    ga_json_dec(line, "tid", (unsigned long long)syscall(SYS_gettid));
+}
+
+/* on_fault, then the running test (or null). */
+void ga_json_on_fault_and_test(ga_line_t *line, int continuing)
+{
+    const char *test = ga_get_report_test(), *phase = ga_get_report_phase();
+    ga_json_str(line, "on_fault", continuing ? "continue" : "abort");
+    ga_json_key(line, "test");
+    if (test != NULL) {
+        ga_put(line, "{\"nodeid\":");
+        ga_json_value(line, test);
+        ga_json_str(line, "phase", phase);
+        ga_put(line, "}");
+    } else {
+        ga_put(line, "null");
+    }
+}
+
+/* faulting_instruction: pc symbolized, or null. */
+void ga_json_pc(ga_line_t *line, const void *pc)
+{
+    ga_json_key(line, "faulting_instruction");
+    if (pc != NULL) {
+        ga_put(line, "\"");
+        line->json = 1;
+        ga_put_frame(line, pc);
+        line->json = 0;
+        ga_put(line, "\"");
+    } else {
+        ga_put(line, "null");
+    }
+}
+
+/* time, then the opening of "text": the caller writes the text report
+ * (escaped) to line->fd and ends the report with ga_json_end. */
+void ga_json_time_and_text(ga_line_t *line)
+{
+    struct timespec now;
+    if (clock_gettime(CLOCK_REALTIME, &now) == 0) {
+        char ms[4] = {(char)('0' + now.tv_nsec / 100000000), (char)('0' + now.tv_nsec / 10000000 % 10),
+                      (char)('0' + now.tv_nsec / 1000000 % 10), 0};
+        ga_json_dec(line, "time", (unsigned long long)now.tv_sec);
+        ga_put(line, ".");
+        ga_put(line, ms);
+    }
+    ga_json_key(line, "text");
+    ga_put(line, "\"");
+    ga_flush(line);
+}
+
+void ga_json_end(ga_line_t *line)
+{
+    ga_put(line, "\"}\n");
+    ga_flush(line);
+    close(line->fd);
+}
+
+void ga_json_report(int sig, int si_code, const ga_arena_t *a, const char *addr,
+                           const char *access, const ga_fault_t *f, int continuing, const void *pc)
+{
+    ga_line_t line;
+    if (ga_json_begin(&line, sig == SIGBUS && !f->guarded ? "bus-error" : ga_kind_names[f->kind],
+                      access, addr) != 0)
+        return;
+    ga_json_buffer(&line, a, f->slot, addr);
+    ga_json_pids(&line);
+    ga_json_str(&line, "signal", sig == SIGBUS ? "SIGBUS" : "SIGSEGV");
+    ga_json_str(&line, "si_code",
+                sig == SIGSEGV ? (si_code == SEGV_MAPERR ? "SEGV_MAPERR"
+                                  : si_code == SEGV_ACCERR ? "SEGV_ACCERR" : "passed-on")
+                               : (si_code == BUS_ADRERR ? "BUS_ADRERR" : "passed-on"));
+    ga_json_on_fault_and_test(&line, continuing);
+    ga_json_key(&line, "stacks");
+    ga_put(&line, "{\"allocated\":");
+    ga_json_value(&line, ga_trace_of(a->alloc_trace, f->slot));
+    ga_json_str(&line, "freed", ga_trace_of(f->kind == GA_KIND_UAF ? a->free_trace : NULL, f->slot));
+    ga_json_key(&line, "allocated_native");
+    ga_json_stack(&line, ga_stacks_of(a, f->slot, 0));
+    ga_json_key(&line, "freed_native");
+    ga_json_stack(&line, f->kind == GA_KIND_UAF ? ga_stacks_of(a, f->slot, 1) : NULL);
+    ga_put(&line, "}");
+    ga_json_pc(&line, pc);
+    ga_json_time_and_text(&line);
+    ga_format_report(line.fd, 1, sig, si_code, a, addr, access, f, continuing, pc);
+    ga_json_end(&line);
+}

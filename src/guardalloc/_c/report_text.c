@@ -1,0 +1,209 @@
+/*
+ * The text report of a fault, and the text pieces every report shares: the
+ * running test, a code address, a recorded native stack. Async-signal-safe
+ * (sigsafe_format.h); the same text goes to the text descriptor and, escaped,
+ * into the JSON report's "text".
+ */
+#define _GNU_SOURCE
+#include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include "guards.h"
+#include "report_context.h"
+#include "report_internal.h"
+
+/* "  test: <node id> (<phase>)" when a test runs. */
+void ga_put_test(ga_line_t *line)
+{
+    const char *test = ga_get_report_test(), *phase = ga_get_report_phase();
+    if (test == NULL)
+        return;
+    ga_put(line, "  test: ");
+    ga_put(line, test);
+    if (phase != NULL) {
+        ga_put(line, " (");
+        ga_put(line, phase);
+        ga_put(line, ")");
+    }
+    ga_put(line, "\n");
+}
+
+/* "0x7f..: function+0x1c (/lib/libfoo.so)" for one code address. */
+void ga_put_frame(ga_line_t *line, const void *pc)
+{
+    char frame[1024];
+    ga_stack_format_frame(pc, frame, sizeof(frame));
+    ga_put(line, frame);
+}
+
+/* One line per return address of a recorded stack:
+ *     #0 0x7f...: function+0x1c (/lib/libfoo.so) */
+void ga_put_stack(ga_line_t *line, const ga_stack_t *s)
+{
+    size_t i, n = s != NULL ? ga_stack_len(s) : 0;
+    for (i = 0; i < n; i++) {
+        ga_put(line, "    #");
+        ga_put_dec(line, i);
+        ga_put(line, " ");
+        /* A return address points after the call: look up the call. */
+        ga_put_frame(line, (const char *)s->pc[i] - 1);
+        ga_put(line, "\n");
+    }
+}
+
+/* A slot's allocation (freed = 0) or free stacks under title: its Python
+ * traceback, then its native stack (title + " (native)" after a Python
+ * one); "(not recorded: ...)" when it has neither. */
+static void ga_put_trace(ga_line_t *line, const ga_arena_t *a, const char *title, char **table,
+                         long slot, int freed)
+{
+    const char *trace = table != NULL ? table[slot] : NULL;
+    const ga_stack_t *native = ga_stacks_of(a, slot, freed);
+    ga_put(line, title);
+    if (trace == NULL && native != NULL) {
+        ga_put(line, "\n");
+        ga_put_stack(line, native);
+        return;
+    }
+    if (trace == NULL) {
+        ga_put(line, " (not recorded: ");
+        ga_put(line, a->untraced_hint != NULL ? a->untraced_hint
+                     : "Arena(tracebacks=True) or guardalloc.enable_tracebacks()");
+        ga_put(line, ")\n");
+        return;
+    }
+    ga_put(line, "\n");
+    ga_put(line, trace);
+    if (native != NULL) {
+        size_t i;
+        for (i = 0; title[i] != '\0' && title[i + 1] != '\0'; i++)   /* the title less its ':' */
+            ga_put_byte(line, title[i]);
+        ga_put(line, " (native):\n");
+        ga_put_stack(line, native);
+    }
+}
+
+static void ga_put_neighbour(ga_line_t *line, const ga_arena_t *a, long i, int state)
+{
+    if (i < 0 || i >= (long)a->nslots) {
+        ga_put(line, "the arena's edge");
+        return;
+    }
+    ga_put(line, "slot ");
+    ga_put_dec(line, (unsigned long long)i);
+    ga_put(line, " (");
+    ga_put(line, ga_state_names[state & 3]);
+    ga_put(line, ")");
+}
+
+/* The text report, written to fd (json: escaped for a JSON string); pc is
+ * the faulting instruction when the kernel gave one. */
+void ga_format_report(int fd, int json, int sig, int si_code, const ga_arena_t *a,
+                             const char *addr, const char *access, const ga_fault_t *f,
+                             int continuing, const void *pc)
+{
+    ga_line_t line;
+    size_t guard_pages = a->guard_size / ga_page_size();
+    line.len = 0;
+    line.fd = fd;
+    line.json = json;
+
+    ga_put(&line, "==");
+    ga_put_dec(&line, (unsigned long long)getpid());
+    ga_put(&line, "== guardalloc: ");
+    ga_put(&line, sig == SIGBUS && !f->guarded ? "bus-error" : ga_kind_names[f->kind]);
+    ga_put(&line, " ");
+    ga_put(&line, access);
+    ga_put(&line, " at ");
+    ga_put_ptr(&line, addr);
+    ga_put(&line, "\n");
+    ga_put_test(&line);
+
+    if (f->slot >= 0) {
+        const ga_slot_t *s = &a->slots[f->slot];
+        const char *start = ga_slot_start(a, (size_t)f->slot) + s->offset;
+        const char *end = start + s->nbytes;
+        const char *freed = f->kind == GA_KIND_UAF ? "freed " : "";
+        ga_put(&line, "  ");
+        if (addr >= end) {
+            ga_put_dec(&line, (unsigned long long)(addr - end));
+            ga_put(&line, " bytes past the end of a ");
+        } else if (addr < start) {
+            ga_put_dec(&line, (unsigned long long)(start - addr));
+            ga_put(&line, " bytes before the start of a ");
+        } else {
+            ga_put_dec(&line, (unsigned long long)(addr - start));
+            ga_put(&line, " bytes inside a ");
+        }
+        ga_put(&line, freed);
+        ga_put_dec(&line, s->nbytes);
+        ga_put(&line, "-byte buffer [");
+        ga_put_ptr(&line, start);
+        ga_put(&line, ", ");
+        ga_put_ptr(&line, end);
+        ga_put(&line, ")\n");
+    } else if (f->in_guard) {
+        ga_put(&line, "  guard page between ");
+        ga_put_neighbour(&line, a, f->left, f->left_state);
+        ga_put(&line, " and ");
+        ga_put_neighbour(&line, a, f->right, f->right_state);
+        ga_put(&line, ": no live buffer next to it\n");
+    } else {
+        ga_put(&line, "  inside the data of ");
+        ga_put_neighbour(&line, a, f->left, f->left_state);
+        ga_put(&line, ", which holds no live buffer\n");
+    }
+    if (sig == SIGBUS && !f->guarded)
+        ga_put(&line, "  SIGBUS: the backing file no longer covers this page (truncated?)\n");
+
+    ga_put(&line, "  arena ");
+    ga_put_ptr(&line, a->base);
+    if (f->slot >= 0) {
+        ga_put(&line, ", slot ");
+        ga_put_dec(&line, (unsigned long long)f->slot);
+        ga_put(&line, " of ");
+    } else {
+        ga_put(&line, ", ");
+    }
+    ga_put_dec(&line, a->nslots);
+    ga_put(&line, f->slot >= 0 ? " (slot " : " slots (slot ");
+    ga_put_dec(&line, a->slot_size);
+    ga_put(&line, " B, ");
+    ga_put_dec(&line, guard_pages);
+    ga_put(&line, guard_pages == 1 ? " guard page)\n" : " guard pages)\n");
+
+    ga_put(&line, "  signal ");
+    ga_put(&line, sig == SIGBUS ? "SIGBUS" : "SIGSEGV");
+    ga_put(&line, " (");
+    if (sig == SIGSEGV)
+        ga_put(&line, si_code == SEGV_MAPERR ? "SEGV_MAPERR: guard page"
+                      : si_code == SEGV_ACCERR ? "SEGV_ACCERR: PROT_NONE page"
+                      : "raised again by a handler installed later");
+    else
+        ga_put(&line, si_code == BUS_ADRERR ? "BUS_ADRERR" : "raised again by a handler installed later");
+    ga_put(&line, ") in thread ");
+    ga_put_dec(&line, (unsigned long long)syscall(SYS_gettid));
+    ga_put(&line, "\n");
+    if (pc != NULL) {
+        ga_put(&line, "  faulting instruction: ");
+        ga_put_frame(&line, pc);
+        ga_put(&line, "\n");
+    }
+
+    if (f->slot >= 0) {
+        ga_put_trace(&line, a, "  allocated at:", a->alloc_trace, f->slot, 0);
+        if (f->kind == GA_KIND_UAF)
+            ga_put_trace(&line, a, "  freed at:", a->free_trace, f->slot, 1);
+    }
+    if (continuing) {
+        ga_put(&line, "  on_fault=\"continue\": guard lifted, slot(s) ");
+        if (f->left >= 0 && f->left < (long)a->nslots)
+            ga_put_dec(&line, (unsigned long long)f->left);
+        if (f->in_guard && f->left >= 0 && f->right < (long)a->nslots)
+            ga_put(&line, " and ");
+        if (f->in_guard && f->right < (long)a->nslots)
+            ga_put_dec(&line, (unsigned long long)f->right);
+        ga_put(&line, " retired; the program goes on\n");
+    }
+    ga_flush(&line);
+}

@@ -1,0 +1,89 @@
+/*
+ * Async-signal-safe formatting for the reports: a fixed line buffer (on the
+ * caller's stack) that is flushed with write(2), and numbers in decimal and
+ * hex. No malloc, no stdio, no locks.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <unistd.h>
+#include "options.h"
+#include "sigsafe_format.h"
+
+static void ga_write_all(int fd, const char *s, size_t n)
+{
+    if (fd < 0)
+        return;
+    while (n > 0) {
+        ssize_t done = write(fd, s, n);
+        if (done < 0) {
+            if (errno == EINTR)
+                continue;
+            return;
+        }
+        s += done;
+        n -= (size_t)done;
+    }
+}
+
+void ga_flush(ga_line_t *line)
+{
+    ga_write_all(line->fd, line->text, line->len);
+    line->len = 0;
+}
+
+void ga_put_byte(ga_line_t *line, char c)
+{
+    if (line->len == sizeof(line->text))
+        ga_flush(line);
+    line->text[line->len++] = c;
+}
+
+void ga_put(ga_line_t *line, const char *s)
+{
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (!line->json || (c >= 0x20 && c != '"' && c != '\\')) {
+            ga_put_byte(line, (char)c);
+        } else if (c == '\n') {
+            ga_put_byte(line, '\\');
+            ga_put_byte(line, 'n');
+        } else if (c == '"' || c == '\\') {
+            ga_put_byte(line, '\\');
+            ga_put_byte(line, (char)c);
+        } else {   /* other control characters: \u00XX */
+            ga_put_byte(line, '\\');
+            ga_put_byte(line, 'u');
+            ga_put_byte(line, '0');
+            ga_put_byte(line, '0');
+            ga_put_byte(line, "0123456789abcdef"[c >> 4]);
+            ga_put_byte(line, "0123456789abcdef"[c & 15]);
+        }
+    }
+}
+
+void ga_put_dec(ga_line_t *line, unsigned long long v)
+{
+    char digits[24];
+    digits[ga_format_dec(v, digits)] = '\0';
+    ga_put(line, digits);
+}
+
+static void ga_put_hex(ga_line_t *line, unsigned long long v)
+{
+    char digits[20];
+    int n = 0;
+    ga_put(line, "0x");
+    do {
+        digits[n++] = "0123456789abcdef"[v & 15];
+        v >>= 4;
+    } while (v);
+    while (n > 0) {
+        char c[2] = {digits[--n], 0};
+        ga_put(line, c);
+    }
+}
+
+void ga_put_ptr(ga_line_t *line, const void *p)
+{
+    ga_put_hex(line, (unsigned long long)(uintptr_t)p);
+}
