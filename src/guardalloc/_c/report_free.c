@@ -14,10 +14,12 @@
 enum { GA_FREE_DOUBLE, GA_FREE_INVALID, GA_FREE_CORRUPT };
 static const char *const ga_free_kinds[] = {"double-free", "invalid-free", "heap-buffer-overflow"};
 
-/* "guardalloc: heap corruption: N slack byte(s) ... (found when it was freed)" */
+/* "==pid== guardalloc: heap corruption: N slack byte(s) ... (found when it was freed)" */
 static void ga_put_corruption(ga_line_t *line, const void *ptr, const ga_damage_t *damage)
 {
-    ga_put(line, "guardalloc: heap corruption: ");
+    ga_put(line, "==");
+    ga_put_dec(line, (unsigned long long)getpid());
+    ga_put(line, "== guardalloc: heap corruption: ");
     ga_put_dec(line, damage->damaged);
     ga_put(line, " slack byte(s) after the block at ");
     ga_put_ptr(line, ptr);
@@ -75,8 +77,8 @@ static void ga_put_slot_error(ga_line_t *line, const char *what, const void *ptr
     } else {
         ga_put(line, "  inside the guarded heap but in no slot (a guard page or unused space)");
     }
-    ga_put(line, "\n  in thread ");
-    ga_put_dec(line, (unsigned long long)syscall(SYS_gettid));
+    ga_put(line, "\n  in ");
+    ga_put_thread(line);
     ga_put(line, "\n");
 }
 
@@ -92,38 +94,38 @@ static const ga_stack_t *ga_freed_stack(int error, const ga_arena_t *a, long slo
     return ga_stacks_of(a, slot, 1);
 }
 
-/* The text report of a free, to fd (json: escaped for a JSON string). */
-static void ga_format_free_report(int fd, int json, int error, const void *ptr, const ga_arena_t *a,
+/* The text report of a free, into line. */
+static void ga_format_free_report(ga_line_t *line, int error, const void *ptr, const ga_arena_t *a,
                                   long slot, const ga_damage_t *damage, const ga_stack_t *this_free)
 {
-    ga_line_t line;
-    line.len = 0;
-    line.fd = fd;
-    line.json = json;
     if (error == GA_FREE_CORRUPT) {
-        ga_put_corruption(&line, ptr, damage);
-        ga_put_test(&line);
+        ga_put_corruption(line, ptr, damage);
+        ga_put_test(line);
         if (a != NULL && slot >= 0) {
-            ga_put(&line, "  slot ");
-            ga_put_dec(&line, (unsigned long long)slot);
-            ga_put(&line, " of arena ");
-            ga_put_ptr(&line, a->base);
-            ga_put(&line, "\n");
+            ga_put(line, "  slot ");
+            ga_put_dec(line, (unsigned long long)slot);
+            ga_put(line, " of arena ");
+            ga_put_ptr(line, a->base);
+            ga_put(line, "\n");
         }
-        ga_put_titled_stack(&line, "  allocated at:", a != NULL ? ga_stacks_of(a, slot, 0) : NULL);
-        ga_put_titled_stack(&line, "  freed at:", this_free);
+        ga_put(line, "  in ");
+        ga_put_thread(line);
+        ga_put(line, "\n");
+        ga_put_titled_stack(line, "  allocated at:", a != NULL ? ga_stacks_of(a, slot, 0) : NULL);
+        ga_put_titled_stack(line, "  freed at:", this_free);
     } else {
-        ga_put_slot_error(&line, ga_free_kinds[error], ptr, a, slot);
-        ga_put_titled_stack(&line, "  this free:", this_free);
+        ga_put_slot_error(line, ga_free_kinds[error], ptr, a, slot);
+        ga_put_titled_stack(line, "  this free:", this_free);
         if (a != NULL && slot >= 0) {
             const ga_stack_t *freed = ga_freed_stack(error, a, slot, this_free);
-            ga_put_titled_stack(&line, "  allocated at:", ga_stacks_of(a, slot, 0));
+            ga_put_titled_stack(line, "  allocated at:", ga_stacks_of(a, slot, 0));
             if (error == GA_FREE_DOUBLE || freed != NULL)
-                ga_put_titled_stack(&line, error == GA_FREE_DOUBLE ? "  first freed at:" : "  last freed at:",
+                ga_put_titled_stack(line, error == GA_FREE_DOUBLE ? "  first freed at:" : "  last freed at:",
                                     freed);
         }
     }
-    ga_flush(&line);
+    ga_put_summary(line, ga_free_kinds[error], this_free != NULL ? this_free->pc : NULL,
+                   this_free != NULL ? ga_stack_len(this_free) : 0);
 }
 
 void ga_report_free(int code, const void *ptr, const ga_arena_t *a, long slot,
@@ -137,8 +139,9 @@ void ga_report_free(int code, const void *ptr, const ga_arena_t *a, long slot,
         slot = -1;
     if (error == GA_FREE_CORRUPT && a != NULL && slot >= 0)   /* blame the first damaged byte */
         addr = ga_slot_start(a, (size_t)slot) + a->slots[slot].offset + damage->first_offset;
-    ga_format_free_report(ga_get_report_fd(), 0, error, ptr, a, slot,
-                          damage, this_free);
+    ga_line_init(&line, ga_get_report_fd(), 0);   /* written whole */
+    ga_format_free_report(&line, error, ptr, a, slot, damage, this_free);
+    ga_line_done(&line);
     if (ga_json_begin(&line, ga_free_kinds[error], "free", addr) != 0)
         return;
     ga_json_buffer(&line, a, slot, addr);
@@ -161,6 +164,6 @@ void ga_report_free(int code, const void *ptr, const ga_arena_t *a, long slot,
     ga_put(&line, "}");
     ga_json_pc(&line, NULL);
     ga_json_time_and_text(&line);
-    ga_format_free_report(line.fd, 1, error, ptr, a, slot, damage, this_free);
+    ga_format_free_report(&line, error, ptr, a, slot, damage, this_free);
     ga_json_end(&line);
 }
