@@ -229,14 +229,14 @@ void ga_format_report(ga_line_t *line, int sig, int si_code, const ga_arena_t *a
 
     ga_put(line, "  signal ");
     ga_put(line, sig == SIGBUS ? "SIGBUS" : "SIGSEGV");
-    ga_put(line, " (");
-    if (sig == SIGSEGV)
-        ga_put(line, si_code == SEGV_MAPERR ? "SEGV_MAPERR: guard page"
-                      : si_code == SEGV_ACCERR ? "SEGV_ACCERR: PROT_NONE page"
-                      : "raised again by a handler installed later");
-    else
-        ga_put(line, si_code == BUS_ADRERR ? "BUS_ADRERR" : "raised again by a handler installed later");
-    ga_put(line, ")\n  ");
+    /* A fault that a handler installed later (faulthandler) passed on by
+     * raise() is the same fault: its si_code is plumbing, not news (the JSON
+     * report keeps it, "passed-on"). */
+    if (sig == SIGSEGV && (si_code == SEGV_MAPERR || si_code == SEGV_ACCERR))
+        ga_put(line, si_code == SEGV_MAPERR ? " (SEGV_MAPERR: guard page)" : " (SEGV_ACCERR: PROT_NONE page)");
+    else if (sig == SIGBUS && si_code == BUS_ADRERR)
+        ga_put(line, " (BUS_ADRERR)");
+    ga_put(line, "\n  ");
     ga_put(line, access);
     ga_put(line, " by ");
     ga_put_thread(line);

@@ -45,7 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import pytest
 
@@ -53,6 +53,9 @@ import guardalloc
 from guardalloc import faults
 from guardalloc.cli import run as launcher
 from guardalloc.cli.run import DEFAULT_PYMEM_RATE
+
+if TYPE_CHECKING:
+    from guardalloc.symbolize import Symbolizer
 
 FAULT_PROPERTY = "guardalloc_fault"  # user_properties key: the JSON report
 # Set in the environment of a pytest re-executed with the native library
@@ -402,6 +405,7 @@ class GuardallocPlugin:
         self.settings = settings
         self.faulted: list[tuple[str, str, dict | None]] = []   # (nodeid, phase, report)
         self.children = 0
+        self._symbolizer: Symbolizer | None = None   # made on the first failure
         self.runner: Runner | None = None
         self._indices: dict[int, int] | None = None
         self._cleanup: str | None = os.environ.pop(CLEANUP_ENV, None)
@@ -559,14 +563,31 @@ class GuardallocPlugin:
         # A runner ran other tests before (continue-mode reports of theirs).
         return [r for r in reports if (r.get("test") or {}).get("nodeid") in (label, None)]
 
+    def _symbolized(self, reports: list[dict]) -> list[dict]:
+        """The child's JSON reports symbolized here, in the session (the child
+        that wrote them is gone)."""
+        from guardalloc.symbolize import Symbolizer, symbolize_report
+        if self._symbolizer is None:
+            self._symbolizer = Symbolizer()
+        return [symbolize_report(r, self._symbolizer) for r in reports]
+
     def _failure_text(self, result: ChildResult, what: str) -> str:
+        """The failure's text: its first line names the bug and where (JUnit
+        takes it as the message), then how the child ended, then each report
+        symbolized and faulthandler's traceback."""
         died = (f"died of {_signal_name(result.signal)}" if result.signal is not None
                 else f"exited with status {os.WEXITSTATUS(result.status)}")
-        parts = [f"guardalloc: {what} {died} in a forked child (pid {result.pid})"
-                 + "".join(f"\n  {describe(r)}" for r in result.reports)]
-        parts += [r.get("text", "").rstrip() for r in result.reports]
-        if not result.reports:
-            parts.append("(no guardalloc fault report: the crash was not in a guarded slot)")
+        ended = f"guardalloc: {what} {died} in a forked child (pid {result.pid})"
+        reports = self._symbolized(result.reports)
+        if reports:
+            heads = []
+            for r in reports:
+                where = (r.get("symbolized") or {}).get("location")
+                heads.append(describe(r) + (f" at {where}" if where else ""))
+            parts = ["guardalloc: " + heads[0] + "".join(f"\n  {h}" for h in heads[1:]) + "\n" + ended]
+        else:
+            parts = [ended, "(no guardalloc fault report: the crash was not in a guarded slot)"]
+        parts += [r.get("text", "").rstrip() for r in reports]
         if result.text.strip():
             parts.append(_trim_traceback(result.text))
         return "\n\n".join(parts)

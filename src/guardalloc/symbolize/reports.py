@@ -8,7 +8,7 @@ from typing import Optional
 
 from guardalloc.symbolize.frames import RawFrame
 from guardalloc.symbolize.symbolizer import Symbolizer
-from guardalloc.symbolize.text import summary_line, symbolize_text
+from guardalloc.symbolize.text import summary_line, symbolize_text, user_location
 
 # The stacks whose frames are raw frames; the first present is the one a
 # SUMMARY line names (the access, this free, else the allocation).
@@ -39,7 +39,8 @@ def symbolize_report(report: dict, symbolizer: Optional[Symbolizer] = None) -> d
     """A copy of report with "symbolized" added: {"symbolizer": the backend's
     name, "stacks": {name: [{"frame", "locations": [{"function", "file",
     "line", "column"}, innermost first], "problem"}]}, "summary": the SUMMARY
-    line or null}, and "text" symbolized. A report that is not a JSON object
+    line or null, "location": "FUNCTION FILE:LINE" of the first frame in the
+    user's code or null}, and "text" symbolized. A report that is not a JSON object
     raises TypeError."""
     if not isinstance(report, dict):
         raise TypeError(f"a report is a JSON object, not {type(report).__name__}")
@@ -54,6 +55,7 @@ def symbolize_report(report: dict, symbolizer: Optional[Symbolizer] = None) -> d
         "symbolizer": symbolizer.backend.name if symbolizer.backend is not None else None,
         "stacks": {name: [f.as_json() for f in frames] for name, frames in symbolized.items()},
         "summary": summary_line(str(report.get("kind")), first),
+        "location": user_location(first),
     }
     if isinstance(report.get("text"), str):
         out["text"] = symbolize_text(report["text"], symbolizer)

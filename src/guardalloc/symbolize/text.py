@@ -31,6 +31,16 @@ def summary_line(kind: str, stack: list[Symbolized], indent: str = "") -> Option
     return f"{indent}SUMMARY: guardalloc: {kind} {loc.function or '??'} {where}".rstrip()
 
 
+def user_location(stack: list[Symbolized]) -> Optional[str]:
+    """"FUNCTION FILE:LINE" of the innermost location of stack in the user's
+    code, or None when no frame is the user's."""
+    for frame in stack:
+        for loc in frame.locations:
+            if is_user_location(frame, loc):
+                return f"{loc.function or '??'} {loc.where() or ''}".rstrip()
+    return None
+
+
 class TextRewriter:
     """Feeds lines of text (reports mixed with anything else) and yields
     them with every raw stack symbolized; other lines pass unchanged."""
