@@ -18,7 +18,7 @@
 
 /* The log_path template with %p replaced by the pid (%% by %). -1 when
  * no path is set or it does not fit. */
-static int ga_expand_log_path(char *out, size_t size)
+int ga_expand_log_path(char *out, size_t size)
 {
     const char *t = ga_get_report_path();
     size_t n = 0;
