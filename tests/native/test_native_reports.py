@@ -97,7 +97,9 @@ def _run_native(tmp_path, source: str, expected: int) -> dict:
                             env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == -expected, stderr
-    return _one_report(reports, proc.pid)   # run --native re-executes in place: same pid
+    report = _one_report(reports)
+    assert report["pid"] != proc.pid   # run --native runs the program as its child
+    return report
 
 
 def test_run_native_writes_a_json_report(tmp_path):
