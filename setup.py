@@ -49,6 +49,7 @@ MALLOC_SOURCES = _library_sources("libguardalloc_malloc")
 # up besides the including file's directory (cythonize's include_path).
 INCLUDE_DIRS = ["src", "src/guardalloc"]
 _C_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]*"([^"]+)"', re.M)
+_CYTHON_INCLUDE = re.compile(r'^[ \t]*include[ \t]+"([^"]+)"', re.M)   # a .pxi, compiled in
 _EXTERN_FROM = re.compile(r'^[ \t]*cdef[ \t]+extern[ \t]+from[ \t]+"([^"<>]+)"', re.M)
 _CIMPORT = re.compile(r"^[ \t]*(?:from[ \t]+([\w.]+)[ \t]+cimport[ \t]+(\([^)]*\)|[^\n#]*)"
                       r"|cimport[ \t]+([\w.]+))", re.M)
@@ -66,15 +67,16 @@ def _find(name, directory):
 
 def _referenced(path):
     """The project files that path uses directly: the headers a C file
-    includes; the headers a .pyx/.pxd declares from and the .pxd files it
-    cimports (and a .pyx its own .pxd)."""
+    includes; the headers a .pyx/.pxd/.pxi declares from, the .pxd files it
+    cimports and the .pxi files it includes (and a .pyx its own .pxd)."""
     with open(path, encoding="utf-8") as f:
         text = f.read()
     directory = os.path.dirname(path)
     if path.endswith((".c", ".h")):
         names = _C_INCLUDE.findall(text)
     else:
-        names = _EXTERN_FROM.findall(text) + _C_INCLUDE.findall(text)   # and verbatim C blocks
+        names = (_EXTERN_FROM.findall(text) + _C_INCLUDE.findall(text)   # and verbatim C blocks
+                 + _CYTHON_INCLUDE.findall(text))
         for package, imported, module in _CIMPORT.findall(text):
             # "from a.b cimport c": a/b.pxd, or a/b/c.pxd when c is a module;
             # a relative package is looked up from this file's directory.

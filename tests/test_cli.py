@@ -167,3 +167,22 @@ def test_only_the_command_being_run_is_imported(command, absent):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env(), timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_a_mistyped_top_level_option_is_named(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--verison"])
+    assert exit_info.value.code == 2
+    assert "unrecognized option: --verison" in capsys.readouterr().err
+
+
+def test_demo_with_one_round_says_one_build(capsys):
+    assert cli.main(["demo", "--slots", "100", "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "one build each" in out and "of 1 builds" not in out
+
+
+def test_bench_refuses_an_output_file_with_its_prefix(capsys):
+    assert cli.main(["bench", "--quick", "--out", os.devnull]) == 2
+    assert capsys.readouterr().err.startswith("guardalloc bench: cannot use ")
+

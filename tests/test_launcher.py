@@ -168,3 +168,19 @@ def test_fault_tracebacks_start_at_the_programs_code(tmp_path):
     frames = proc.stderr.split("allocated at:\n")[1].splitlines()
     frames = [line.strip() for line in frames if line.strip().startswith("File ")]
     assert frames == [f'File "{script}", line 8, in <module>', f'File "{script}", line 6, in load'], proc.stderr
+
+
+def test_an_uncaught_keyboard_interrupt_ends_by_sigint_as_python_does(tmp_path):
+    (tmp_path / "interrupted.py").write_text("raise KeyboardInterrupt\n")
+    plain = subprocess.run([sys.executable, "interrupted.py"], cwd=tmp_path, capture_output=True, text=True)
+    result = launch("interrupted.py", cwd=str(tmp_path))
+    assert result.returncode == plain.returncode == -signal.SIGINT
+    assert "KeyboardInterrupt" in result.stderr
+
+
+def test_a_scripts_traceback_names_it_by_its_absolute_path_as_python_does(tmp_path):
+    (tmp_path / "failing.py").write_text("raise ValueError('no')\n")
+    plain = subprocess.run([sys.executable, "failing.py"], cwd=tmp_path, capture_output=True, text=True)
+    result = launch("failing.py", cwd=str(tmp_path))
+    assert f'File "{tmp_path / "failing.py"}", line 1' in result.stderr
+    assert result.stderr.splitlines()[-3:] == plain.stderr.splitlines()[-3:]

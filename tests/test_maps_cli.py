@@ -96,14 +96,15 @@ def test_maps_of_a_child_shows_its_guard_runs(arena_child):
     assert not lines[row + 12].startswith(" " * 17)
 
 
-@pytest.mark.parametrize("pid, message", [
-    (str(2**22 + 1), "no process 4194305"),
-    ("abc", "PID must be a process ID or 'self', not 'abc'"),
-    ("0", "PID must be positive, not 0"),
+@pytest.mark.parametrize("pid, message, status", [
+    (str(2**22 + 1), "no process 4194305", 1),
+    # Not a PID at all: a usage error, exit 2 like argparse's.
+    ("abc", "PID must be a process ID or 'self', not 'abc'", 2),
+    ("0", "PID must be positive, not 0", 2),
 ])
-def test_bad_pid_exits_1_with_a_message(pid, message):
+def test_bad_pid_exits_with_a_message(pid, message, status):
     result = _cli(pid)
-    assert result.returncode == 1
+    assert result.returncode == status
     assert result.stdout == ""
     assert result.stderr == f"guardalloc maps: {message}\n"
 
@@ -145,3 +146,41 @@ def test_terminal_output_is_highlighted():
         text = out.getvalue()
         assert "\033[1m" in text and "\033[33m" in text
         assert f"{arena.address:016x}" in text
+
+
+@pytest.mark.parametrize("owner, euid, blamed", [
+    (1000, 1000, "the kernel refused ptrace read access"),   # our own process: ptrace policy
+    (1, 0, "the kernel refused ptrace read access"),         # root is not stopped by ownership
+    (0, 1000, "it belongs to another user"),
+])
+def test_a_refused_maps_read_names_the_real_reason(monkeypatch, owner, euid, blamed):
+    from guardalloc.introspect import maps as maps_module
+    monkeypatch.setattr(maps_module.os, "geteuid", lambda: euid)
+    monkeypatch.setattr(maps_module.os, "stat", lambda path: os.stat_result((0, 0, 0, 0, owner, 0, 0, 0, 0, 0)))
+    assert maps_module._why_no_ptrace_read("/proc/1/maps").startswith(blamed)
+
+
+
+def test_an_arena_and_its_unused_tail_are_labelled():
+    with guardalloc.Arena(4096, 5000) as arena:   # more slots than the first batch of guards
+        arena.alloc(10)
+        address = arena.address
+        out = io.StringIO()
+        render("self", out=out, terminal=False)
+    text = out.getvalue()
+    row = next(line for line in text.splitlines() if line.startswith(f"{address:016x}"))
+    assert row.endswith("[guarded slots: 4 kB between guards]")
+    assert "[slots not used yet: guarded on first use]" in text
+
+
+def test_a_narrow_terminal_cuts_the_start_of_a_path_not_its_file_name(monkeypatch):
+    import shutil
+    monkeypatch.setattr(shutil, "get_terminal_size", lambda *a, **k: os.terminal_size((80, 24)))
+    out = io.StringIO()
+    render("self", out=out, terminal=True)
+    paths = {vma.path for vma in vmas("self") if vma.path}
+    rows = [line for line in out.getvalue().splitlines()[2:] if "  …" in line]
+    assert rows, "no long path to cut"
+    for line in rows:
+        tail = line.split("  …", 1)[1]
+        assert len(line) <= 80 and any(path.endswith(tail) for path in paths), line

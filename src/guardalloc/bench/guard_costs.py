@@ -483,7 +483,7 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.for_run(args.quick)
     problem = _check_output_dir(args.out)
     if problem is not None:
-        print(f"cannot use {args.out!r} as the output directory: {problem}", file=sys.stderr)
+        print(f"guardalloc bench: cannot use {args.out!r} as the output directory: {problem}", file=sys.stderr)
         return 2
     results = Results(machine={
         "kernel": platform.release(), "cpus": os.cpu_count(), "python": platform.python_version(),

@@ -69,8 +69,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"kernel {found.kernel}: MADV_GUARD_INSTALL {'works' if found.anonymous else 'unavailable'}"
           f"{'' if found.anonymous else ' (' + found.reason + ')'}, "
           f"process_madvise batching {'works' if found.process_madvise else 'unavailable'}")
+    timing = ("one build each" if args.rounds == 1
+              else f"median (min-max) of {args.rounds} builds each, interleaved")
     print(f"\nOne arena of {args.slots:,} slots of 4 KiB, a guard page between every two; build time: "
-          f"median (min-max) of {args.rounds} builds each, interleaved:\n")
+          f"{timing}:\n")
     print(f"  {'backend':<10} {'VMAs added':>10} {'build time':>24} {'guard syscalls':>15}")
     backends, figures = [], {}
     for backend in ("madvise", "mprotect"):

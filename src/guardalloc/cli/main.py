@@ -65,6 +65,17 @@ def _command_in(argv: list[str]) -> str | None:
     return None
 
 
+def _unknown_option_before_command(argv: list[str]) -> str | None:
+    """The first word before the command that is an option the top-level
+    parser does not know (a typo such as ``--verison``), or None."""
+    for word in argv:
+        if word == "--" or not word.startswith("-"):
+            return None
+        if word.split("=", 1)[0] not in ("-h", "--help", "--version"):
+            return word
+    return None
+
+
 def build_parser(argv: list[str], prog: str | None = None) -> tuple[argparse.ArgumentParser, dict]:
     """The top-level parser and, for the command named in argv, its module
     and subparser (only that command's module is imported)."""
@@ -99,6 +110,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Parse the command line and run the command; its exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
     parser, found = build_parser(argv, prog)
+    unknown = _unknown_option_before_command(argv)
+    if unknown is not None:
+        parser.error(f"unrecognized option: {unknown}")   # not "COMMAND is required"
     args, extra = parser.parse_known_args(argv)
     if extra:
         # The command's own usage, not the top-level one.

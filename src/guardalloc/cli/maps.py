@@ -69,6 +69,35 @@ def _pages(n: int) -> str:
     return f"{n:,} page" + ("" if n == 1 else "s")
 
 
+def _label(vma: Vma, inside: GuardRuns, previous_guarded: bool) -> str:
+    """What an unnamed VMA is, as far as its guards tell: slots between guards
+    at a constant stride (a guardalloc arena), or the PROT_NONE tail right
+    after one (slots not used yet: guardalloc installs their guards on first
+    use, so the tail waits as one PROT_NONE range, and a stray access there
+    faults too)."""
+    if vma.path:
+        return vma.path
+    if len(inside) >= 2:
+        strides = {b.start - a.start for a, b in zip(inside, inside[1:])}
+        if len(strides) == 1:
+            stride = strides.pop()
+            return f"[guarded slots: {_kb(stride - inside[0].size)} kB between guards]"
+    if vma.perms[:3] == "---" and previous_guarded:
+        return "[slots not used yet: guarded on first use]"
+    return ""
+
+
+def _fit(line: str, path: str, width: int) -> str:
+    """line cut to width columns, cutting the start of the path (its file
+    name is what tells mappings apart) before anything else."""
+    if not width or len(line) <= width:
+        return line
+    keep = width - (len(line) - len(path)) - 1
+    if keep >= 12:
+        return line[:len(line) - len(path)] + "…" + path[len(path) - keep:]
+    return line[:width - 1] + "…"
+
+
 def render(pid: int | str, show_all: bool = False, out: TextIO = sys.stdout, terminal: bool | None = None) -> None:
     """Write the table for process ``pid`` to ``out``.
 
@@ -91,6 +120,7 @@ def render(pid: int | str, show_all: bool = False, out: TextIO = sys.stdout, ter
     header = f"{'Address':<16} {'Kbytes':>12} {'Perm':<4} {'Guards':>10}  Mapping"
     out.write(f"{bold}{header}{reset}\n")
     mapped = guard_vmas = prot_none = 0
+    previous_guarded = False
     for vma in areas:
         inside = runs.within(vma.start, vma.end)
         mapped += vma.size
@@ -98,10 +128,10 @@ def render(pid: int | str, show_all: bool = False, out: TextIO = sys.stdout, ter
             prot_none += 1
         pages = inside.pages
         guarded = f"{pages:,}" if pages else "-"
-        line = f"{vma.start:016x} {_kb(vma.size):>12} {vma.perms:<4} {guarded:>10}  {vma.path}"
-        if width and len(line) > width:
-            line = line[:width - 1] + "…"
-        out.write(line + "\n")
+        path = _label(vma, inside, previous_guarded)
+        previous_guarded = bool(pages)
+        line = f"{vma.start:016x} {_kb(vma.size):>12} {vma.perms:<4} {guarded:>10}  {path}"
+        out.write(_fit(line, path, width) + "\n")
         if not pages:
             continue
         guard_vmas += 1
@@ -126,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         render(pid, args.all)
     except ValueError as exc:
         print(f"guardalloc maps: {exc}", file=sys.stderr)
-        return 1
+        return 2   # a usage error, as argparse's
     except ProcessLookupError:
         print(f"guardalloc maps: no process {args.pid}", file=sys.stderr)
         return 1

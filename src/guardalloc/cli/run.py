@@ -29,6 +29,7 @@ import json
 import importlib.util
 import os
 import runpy
+import signal
 import sys
 import types
 import traceback
@@ -202,7 +203,8 @@ def _run_program(module: str | None, script: str | None) -> None:
         runpy.run_module(module, run_name="__main__", alter_sys=True)
     else:
         assert script is not None   # run() checked that one of the two was given
-        runpy.run_path(script, run_name="__main__")
+        # Absolute, as python sets a script's __file__ (tracebacks name it so).
+        runpy.run_path(os.path.abspath(script), run_name="__main__")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -257,5 +259,19 @@ def run(args: argparse.Namespace) -> int:
         return _exit_status(exc)
     except BaseException as exc:   # what python does with an uncaught exception
         _print_program_traceback(exc)
-        return 130 if isinstance(exc, KeyboardInterrupt) else 1
+        if isinstance(exc, KeyboardInterrupt):
+            _die_by_sigint()
+        return 1
     return 0
+
+
+def _die_by_sigint() -> None:
+    """End as python does after an uncaught KeyboardInterrupt: killed by
+    SIGINT, so that a shell or a parent sees the signal, not an exit code."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGINT)

@@ -101,7 +101,21 @@ def _read_maps(pid: Pid) -> bytes:
         raise ProcessLookupError(f"no process {pid}") from None
     except PermissionError as exc:
         raise PermissionError(exc.errno, f"may not read the memory map of process {pid} ({path}): "
-                                         "it belongs to another user (needs ptrace read access)") from None
+                                         f"{_why_no_ptrace_read(path)}") from None
+
+
+def _why_no_ptrace_read(path: str) -> str:
+    """Why reading a process's maps was refused: another user's process, or
+    (the same user, or root) the kernel's ptrace policy."""
+    try:
+        owner = os.stat(os.path.dirname(path)).st_uid
+    except OSError:
+        owner = None
+    euid = os.geteuid()
+    if owner is not None and owner != euid and euid != 0:
+        return "it belongs to another user (needs ptrace read access)"
+    return ("the kernel refused ptrace read access (kernel.yama.ptrace_scope, a container or "
+            "sandbox boundary, or a missing CAP_SYS_PTRACE)")
 
 
 def vma_count(pid: Pid = "self") -> int:

@@ -1,8 +1,8 @@
-"""Issue 15 and issue 13 section 3: no Python code may crash the interpreter
-through guardalloc, every bad argument is a TypeError/ValueError naming the
-parameter, limits end in an exception that says what to do, and probes never
-blame the kernel for a missing descriptor. Anything that could crash runs in
-a child process."""
+"""Hostile use of the Python API: no Python code may crash the interpreter
+through guardalloc (objects made with __new__ alone, init twice, subclassing),
+every bad argument is a TypeError/ValueError naming the parameter, limits end
+in an exception that says what to do, and probes never blame the kernel for a
+missing descriptor. Anything that could crash runs in a child process."""
 
 from __future__ import annotations
 
