@@ -80,8 +80,8 @@ static int ga_is_runtime(const char *path)
     for (p = path; *p; p++) {
         if (*p == '/')
             base = p + 1;
-        if (p[0] == '/' && memcmp(p, "/guardalloc/", 12) == 0)
-            return 1;
+        if (p[0] == '/' && (strncmp(p, "/guardalloc/", 12) == 0 || strncmp(p, "/lib-dynload/", 13) == 0))
+            return 1;   /* guardalloc's modules; the interpreter's own (_ctypes) */
     }
     for (i = 0; prefixes[i] != NULL; i++)
         if (strncmp(base, prefixes[i], strlen(prefixes[i])) == 0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Iterable, Optional, TextIO
 
@@ -87,6 +88,11 @@ def run(args: argparse.Namespace) -> int:
             else:
                 with open(name, encoding="utf-8", errors="replace") as f:
                     symbolize_stream(f, sys.stdout, symbolizer)
+        except BrokenPipeError:
+            # The reader went away (| head): stop quietly, as filters do.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return 0
         except OSError as exc:
             print(f"guardalloc symbolize: cannot read {name}: {exc.strerror or exc}", file=sys.stderr)
             return 2

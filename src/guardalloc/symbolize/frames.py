@@ -127,6 +127,7 @@ def is_user_location(frame: Symbolized, location: Optional[Location] = None) -> 
     module = frame.raw.module
     if module is None:
         return False
-    if _RUNTIME.match(os.path.basename(module)) or module.startswith(_PACKAGE_DIR):
+    if (_RUNTIME.match(os.path.basename(module)) or module.startswith(_PACKAGE_DIR)
+            or "/lib-dynload/" in module):   # the interpreter's own extension modules (_ctypes)
         return False
     return not (location is not None and location.file and location.file.startswith(_SYSTEM_FILES))
