@@ -111,6 +111,33 @@ void ga_put_summary(ga_line_t *line, const char *kind, void *const *pcs, size_t 
     ga_put(line, "\n");
 }
 
+/* text from column `column` on, broken at spaces into lines of at most
+ * GA_TEXT_WIDTH columns, the lines after the first indented by four. */
+#define GA_TEXT_WIDTH 100
+static void ga_put_wrapped(ga_line_t *line, const char *text, size_t column)
+{
+    while (*text) {
+        size_t word = 0;
+        while (text[word] != '\0' && text[word] != ' ')
+            word++;
+        if (column > 4 && column + word >= GA_TEXT_WIDTH) {
+            ga_put(line, "\n    ");
+            column = 4;
+        }
+        for (; word > 0; word--, text++, column++) {
+            char one[2] = {*text, '\0'};
+            ga_put(line, one);   /* escaped in a JSON string */
+        }
+        if (*text == ' ') {
+            text++;
+            if (*text != '\0' && column + 1 < GA_TEXT_WIDTH) {
+                ga_put_byte(line, ' ');
+                column++;
+            }
+        }
+    }
+}
+
 /* A slot's allocation (freed = 0) or free stacks under title: its Python
  * traceback, then its native stack (title + " (native)" after a Python
  * one); "(not recorded: ...)" when it has neither. */
@@ -127,8 +154,8 @@ static void ga_put_trace(ga_line_t *line, const ga_arena_t *a, const char *title
     }
     if (trace == NULL) {
         ga_put(line, " (not recorded: ");
-        ga_put(line, a->untraced_hint != NULL ? a->untraced_hint
-                     : "Arena(tracebacks=True) or guardalloc.enable_tracebacks()");
+        ga_put_wrapped(line, a->untraced_hint != NULL ? a->untraced_hint
+                       : "Arena(tracebacks=True) or guardalloc.enable_tracebacks()", strlen(title) + 16);
         ga_put(line, ")\n");
         return;
     }
