@@ -116,24 +116,27 @@ void ga_put_summary(ga_line_t *line, const char *kind, void *const *pcs, size_t 
 #define GA_TEXT_WIDTH 100
 static void ga_put_wrapped(ga_line_t *line, const char *text, size_t column)
 {
+    int space = 0;   /* a space is owed before the next word */
     while (*text) {
         size_t word = 0;
+        if (*text == ' ') {
+            space = 1;
+            text++;
+            continue;
+        }
         while (text[word] != '\0' && text[word] != ' ')
             word++;
-        if (column > 4 && column + word >= GA_TEXT_WIDTH) {
+        if (column > 4 && column + space + word > GA_TEXT_WIDTH) {
             ga_put(line, "\n    ");
             column = 4;
+        } else if (space) {
+            ga_put(line, " ");
+            column++;
         }
+        space = 0;
         for (; word > 0; word--, text++, column++) {
             char one[2] = {*text, '\0'};
             ga_put(line, one);   /* escaped in a JSON string */
-        }
-        if (*text == ' ') {
-            text++;
-            if (*text != '\0' && column + 1 < GA_TEXT_WIDTH) {
-                ga_put_byte(line, ' ');
-                column++;
-            }
         }
     }
 }

@@ -60,7 +60,7 @@ def signature(report: dict, depth: int = 3) -> tuple:
     for name in NATIVE_STACKS:
         frames = stacks.get(name)
         if frames:
-            top = []
+            top: list[tuple] = []
             for frame in frames:
                 locs = frame.get("locations") or []
                 if locs:

@@ -51,8 +51,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"{total} report(s), {len(groups)} distinct")
     for i, group in enumerate(groups, 1):
         rep = group.representative
-        pids = sorted({r.get("pid") for r in group.reports if r.get("pid") is not None})
-        tests = sorted({(r.get("test") or {}).get("nodeid") for r in group.reports} - {None})
+        pids = sorted({int(r["pid"]) for r in group.reports if isinstance(r.get("pid"), int)})
+        tests = sorted({str((r.get("test") or {}).get("nodeid")) for r in group.reports
+                        if (r.get("test") or {}).get("nodeid") is not None})
         summary = rep.get("symbolized", {}).get("summary") or f"SUMMARY: guardalloc: {rep.get('kind')}"
         print()
         print(f"#{i}: {len(group.reports)} report(s) -- {summary.replace('SUMMARY: guardalloc: ', '')}")

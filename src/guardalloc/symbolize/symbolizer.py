@@ -70,7 +70,7 @@ class Symbolizer:
         if wanted and self.backend is None:
             for i, *_ in wanted:
                 results[i] = Symbolized(frames[i], (), "no symbolizer installed (llvm-symbolizer or addr2line)")
-        elif wanted:
+        elif wanted and self.backend is not None:
             queries = sorted({(path, off) for _, _, _, path, off in wanted})
             try:
                 answers = dict(zip(queries, self.backend.symbolize(queries)))

@@ -56,7 +56,9 @@ class TextRewriter:
         if m is not None:
             if m.group("num") == "0" and self._stack:
                 yield from self._flush()
-            self._stack.append((m.group("indent"), RawFrame.parse(line)))
+            frame = RawFrame.parse(line)
+            assert frame is not None   # RAW_FRAME matched
+            self._stack.append((m.group("indent"), frame))
             return
         yield from self._flush()
         single = SINGLE_FRAME.match(line)
