@@ -371,8 +371,7 @@ cdef class Arena:
         return 0
 
     cdef long _start_alloc(self, nbytes, bint zero, bint raw, slot) except -1:
-        cdef long want = -1
-        cdef long result
+        cdef long want = -1, result
         cdef size_t n
         self._check_open()
         if self.free_hook != NULL:

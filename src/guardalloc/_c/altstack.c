@@ -16,8 +16,13 @@ static __thread int ga_asked __attribute__((tls_model("initial-exec")));
 static pthread_key_t ga_altstack_key;
 static pthread_once_t ga_altstack_once = PTHREAD_ONCE_INIT;
 static int ga_key_ok;
+/* The first thread's stack is static (the library's bss): a process whose
+ * one thread allocates gets no mapping, and no VMA, for it. */
+static char ga_first_stack[GA_ALTSTACK_SIZE] __attribute__((aligned(64)));
+static int ga_first_taken;
 
-/* At thread exit: stop using the stack, then unmap it. */
+/* At thread exit: stop using the stack, then unmap it (or hand the static
+ * one back). */
 static void ga_altstack_release(void *stack)
 {
     stack_t off = {0};
@@ -26,7 +31,10 @@ static void ga_altstack_release(void *stack)
         off.ss_flags = SS_DISABLE;
         sigaltstack(&off, NULL);
     }
-    munmap(stack, GA_ALTSTACK_SIZE);
+    if (stack == ga_first_stack)
+        __atomic_store_n(&ga_first_taken, 0, __ATOMIC_RELEASE);
+    else
+        munmap(stack, GA_ALTSTACK_SIZE);
 }
 
 static void ga_altstack_init(void)
@@ -47,7 +55,11 @@ void ga_altstack_ensure(void)
     pthread_once(&ga_altstack_once, ga_altstack_init);
     if (!ga_key_ok)
         return;
-    stack = ga_map_anonymous(NULL, GA_ALTSTACK_SIZE);
+    {
+        int free_ = 0;
+        stack = __atomic_compare_exchange_n(&ga_first_taken, &free_, 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)
+            ? (void *)ga_first_stack : ga_map_anonymous(NULL, GA_ALTSTACK_SIZE);
+    }
     if (stack == NULL)
         return;
     mine.ss_sp = stack;
@@ -56,6 +68,6 @@ void ga_altstack_ensure(void)
     if (sigaltstack(&mine, NULL) != 0 || pthread_setspecific(ga_altstack_key, stack) != 0) {
         mine.ss_flags = SS_DISABLE;
         sigaltstack(&mine, NULL);
-        munmap(stack, GA_ALTSTACK_SIZE);
+        ga_altstack_release(stack);
     }
 }

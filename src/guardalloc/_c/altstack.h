@@ -6,8 +6,9 @@
  * guarded block (Arena, Pool, the native heap), so every thread that owns
  * guarded memory reports on a stack of known size. A thread that never
  * allocates but touches another thread's guarded block runs the handler on
- * its own stack: fine unless that stack is nearly exhausted. Each stack is
- * its own mapping (one VMA per such thread), unmapped when the thread exits.
+ * its own stack: fine unless that stack is nearly exhausted. The first such
+ * thread gets a static stack; each other one a mapping of its own (one VMA
+ * per such thread), unmapped when the thread exits.
  */
 #ifndef GUARDALLOC_ALTSTACK_H
 #define GUARDALLOC_ALTSTACK_H

@@ -1,5 +1,5 @@
 /*
- * The table of loaded objects (see modules.h). Two tables, mapped once:
+ * The table of loaded objects (see modules.h). Two tables:
  * a rebuild fills the one not published and then publishes it, so a
  * handler reading the published one never sees it half written (it would
  * take two rebuilds during one report to write under a reader).
@@ -9,7 +9,6 @@
 #include <stddef.h>
 #include <string.h>
 #include <unistd.h>
-#include "guards.h"
 #include "modules.h"
 
 #define GA_MODULES_MAX 2048
@@ -22,7 +21,10 @@ typedef struct {
     char pool[GA_MODULE_POOL];
 } ga_module_table_t;
 
-static ga_module_table_t *ga_tables[2];
+/* Static (the library's bss): no mapping, and no VMA, of their own; the
+ * pages are touched only as far as the table fills them. */
+static ga_module_table_t ga_table_storage[2];
+static ga_module_table_t *const ga_tables[2] = {&ga_table_storage[0], &ga_table_storage[1]};
 static ga_module_table_t *ga_published;       /* read by the handler */
 static unsigned long long ga_seen_adds, ga_seen_subs;
 static pid_t ga_refresher;                    /* the pid refreshing now, 0: none */
@@ -141,16 +143,7 @@ int ga_modules_refresh(void)
         __atomic_store_n(&ga_refresher, 0, __ATOMIC_RELEASE);
         return 0;
     }
-    {
-        int idx = ga_published != NULL && ga_published == ga_tables[0] ? 1 : 0;
-        if (ga_tables[idx] == NULL)
-            ga_tables[idx] = ga_map_anonymous(NULL, sizeof(ga_module_table_t));
-        next = ga_tables[idx];
-    }
-    if (next == NULL) {
-        __atomic_store_n(&ga_refresher, 0, __ATOMIC_RELEASE);
-        return -1;
-    }
+    next = ga_published == ga_tables[0] ? ga_tables[1] : ga_tables[0];
     next->n = 0;
     next->pool[0] = '\0';
     next->pool_used = 1;

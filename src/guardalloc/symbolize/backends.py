@@ -62,7 +62,7 @@ class LlvmSymbolizer(Backend):
     """llvm-symbolizer: one process for every module of a batch, JSON out."""
     name = "llvm-symbolizer"
 
-    def symbolize(self, queries):
+    def symbolize(self, queries: Sequence[tuple[str, int]]) -> list[tuple[Location, ...]]:
         answers: list[tuple[Location, ...]] = [()] * len(queries)
         lines, asked = [], []
         for i, (path, offset) in enumerate(queries):
@@ -100,7 +100,7 @@ class Addr2line(Backend):
     """binutils' addr2line (or elfutils' eu-addr2line): one process per module."""
     name = "addr2line"
 
-    def symbolize(self, queries):
+    def symbolize(self, queries: Sequence[tuple[str, int]]) -> list[tuple[Location, ...]]:
         answers: list[tuple[Location, ...]] = [()] * len(queries)
         by_module: dict[str, list[int]] = {}
         for i, (path, _) in enumerate(queries):
