@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+# Other projects' suites take 10 to 30 s each: `python -m pytest -m slow`.
+pytestmark = pytest.mark.slow
 
 EXTERNAL = Path(__file__).resolve().parent / "external"
 sys.path.insert(0, str(EXTERNAL))

@@ -2,7 +2,7 @@
 
 The soak runs in a fresh child interpreter so that its RSS is not the
 pytest process's. It is kept to a few seconds so that CI runs it every
-time (marked ``soak`` only so that it can be selected on its own).
+time (marked ``slow``: the default run leaves it out, ``pytest -m slow`` runs it).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def _ok(result):
     return result
 
 
-@pytest.mark.soak
+@pytest.mark.slow
 def test_million_cycles_rss_and_tracemalloc_flat():
     result = _ok(run_child("""
 import gc, os, tracemalloc, guardalloc

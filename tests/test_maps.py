@@ -388,4 +388,4 @@ class GuardPagesMatchModel(RuleBasedStateMachine):
 
 
 GuardPagesMatchModel.TestCase.settings = settings(max_examples=30, stateful_step_count=15, deadline=None)
-test_guard_pages_match_a_model = GuardPagesMatchModel.TestCase
+test_guard_pages_match_a_model = pytest.mark.slow(GuardPagesMatchModel.TestCase)

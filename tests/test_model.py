@@ -400,7 +400,7 @@ ArenaMachine.TestCase.settings = settings(
     max_examples=150, stateful_step_count=50, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-test_arena_against_model = ArenaMachine.TestCase
+test_arena_against_model = pytest.mark.slow(ArenaMachine.TestCase)
 
 
 # ---------------------------------------------------------------------------
@@ -608,4 +608,4 @@ PoolMachine.TestCase.settings = settings(
     max_examples=60, stateful_step_count=40, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-test_pool_against_model = PoolMachine.TestCase
+test_pool_against_model = pytest.mark.slow(PoolMachine.TestCase)

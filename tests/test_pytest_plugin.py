@@ -1,5 +1,5 @@
 """The pytest plugin's options, ini option, marker and fixtures
-(guardalloc/pytest_plugin.py), through pytester in fresh pytest processes.
+(the package guardalloc/pytest_plugin), through pytester in fresh pytest processes.
 
 Fault isolation (--guardalloc-forked), xdist and pytest-benchmark:
 test_pytest_plugin_forked.py; --guardalloc-native: test_pytest_plugin_native.py.
@@ -357,6 +357,16 @@ def test_describe_a_bad_free():
     assert describe({"kind": "heap-buffer-overflow", "access": "free", "offset": 13, "size": 13,
                      "slot": 0, "damaged": 3}) == \
         "heap-buffer-overflow found at free: 3 slack byte(s) after a 13-byte buffer overwritten"
+    # schema_version 3
+    assert describe({"kind": "heap-buffer-underflow", "access": "free", "offset": -8, "size": 32,
+                     "slot": 0, "damaged": 2}) == \
+        "heap-buffer-underflow found at free: 2 byte(s) before a 32-byte buffer overwritten"
+    assert describe({"kind": "alloc-dealloc-mismatch", "access": "free", "offset": 0, "size": 40, "slot": 1,
+                     "allocated_by": "operator new []", "freed_by": "free"}) == \
+        "alloc-dealloc-mismatch: a 40-byte buffer from operator new [] freed by free"
+    assert describe({"kind": "bad-free", "access": "free", "offset": None, "size": None, "freed_by": "free",
+                     "memory": {"kind": "stack"}}) == \
+        "bad-free by free of stack memory (not from any allocator)"
 
 
 def test_ci_recipe_runs_the_plugin_and_uploads_the_reports():

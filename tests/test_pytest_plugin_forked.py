@@ -150,6 +150,66 @@ def test_each_xdist_worker_is_guarded(pytester):
     result.assert_outcomes(passed=6)
 
 
+
+@needs_xdist
+def test_under_xdist_without_forking_a_workers_fault_is_reported_by_the_controller(pytester, tmp_path):
+    """A worker that faults dies (there is no fork to take the fault): the
+    controller's failure of that test and its summary say what guardalloc
+    reported, with the test's Python traceback; a worker that dies outside
+    guarded memory gets its traceback too, and no guardalloc fault."""
+    pytester.makepyfile(test_workers="""
+        import ctypes, os
+
+        def test_fine():
+            pass
+
+        def test_overflow(guard_pool):
+            buf = guard_pool.alloc(4096)
+            ctypes.memset(buf.address, 0, 4097)
+
+        def test_aborts():
+            os.abort()
+
+        def test_fine_too():
+            pass
+    """)
+    reports = tmp_path / "reports"
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--guardalloc",
+                                           f"--guardalloc-report-dir={reports}")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(passed=2, failed=2)
+    out = result.stdout.str()
+    overflow = out[out.index("crashed while running 'test_workers.py::test_overflow'"):]
+    overflow = overflow[:overflow.index("\n____") if "\n____" in overflow else overflow.index("guardalloc faults")]
+    assert "heap-buffer-overflow WRITE, 0 bytes past the end of a 4096-byte buffer" in overflow
+    assert "test: test_workers.py::test_overflow (call)" in overflow       # the text report
+    assert 'test_workers.py", line 8 in test_overflow' in overflow        # the worker's traceback
+    aborted = out[out.index("crashed while running 'test_workers.py::test_aborts'"):]
+    assert 'test_workers.py", line 11 in test_aborts' in aborted
+    summary = out[out.index("guardalloc faults"):]
+    assert "test_workers.py::test_overflow (call): heap-buffer-overflow WRITE" in summary
+    assert "test_aborts" not in summary.split("short test summary")[0]
+    # The text report shows once, under the test, not in the worker's stderr too.
+    assert (out + result.stderr.str()).count("guardalloc: heap-buffer-overflow WRITE at") == 1
+    found = [r for path in reports.iterdir() for r in map(json.loads, path.read_text().splitlines())]
+    assert [(r["kind"], r["test"]["nodeid"]) for r in found] == [
+        ("heap-buffer-overflow", "test_workers.py::test_overflow")]
+
+
+@needs_xdist
+def test_under_xdist_without_forking_a_clean_suite_reports_nothing(pytester):
+    pytester.makepyfile(test_workers="""
+        def test_uses_a_pool(guard_pool):
+            buf = guard_pool.alloc(4096)
+            buf[4095] = 1
+
+        def test_fine():
+            pass
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--guardalloc")
+    result.assert_outcomes(passed=2)
+    assert "guardalloc" not in result.stdout.str().split("2 workers")[1]
+
 def test_report_dir_gets_one_json_report_per_fault(pytester):
     pytester.makepyfile(test_two="""
         import ctypes

@@ -1,4 +1,4 @@
-"""--guardalloc-native=RATE: pytest re-executes itself with guardalloc's
+"""--guardalloc-native=RATE: pytest runs again, in a child it waits for, with guardalloc's
 malloc library (guardalloc.native, the native-heap issue) preloaded.
 
 The re-execution is tested with a stand-in library; the native malloc
@@ -55,6 +55,42 @@ def test_pytest_is_re_executed_with_the_library_preloaded(pytester, tmp_path):
                                            "--guardalloc-forked")
     result.assert_outcomes(passed=1)
 
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
+@pytest.mark.parametrize("dies", [True, False], ids=["dies-at-load", "runs"])
+def test_the_report_directory_is_removed_however_the_preloaded_pytest_ends(pytester, tmp_path, dies):
+    """The session with the library preloaded runs in a child; the first
+    pytest removes the report directory it made once that child has exited,
+    also when the child died before its session started (its status is the
+    first pytest's)."""
+    source = tmp_path / "standin.c"
+    source.write_text("#include <unistd.h>\n"
+                      + ("__attribute__((constructor)) static void die(void) { _exit(7); }\n" if dies
+                         else "int guardalloc_standin_loaded = 1;\n"))
+    library = tmp_path / "libstandin.so"
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(library), str(source)], check=True)
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    pytester._monkeypatch.setenv("TMPDIR", str(temporary))
+    pytester.makeconftest(f"""
+        from guardalloc import pytest_plugin
+        pytest_plugin.native_library_path = lambda: {str(library)!r}
+    """)
+    pytester.makepyfile(test_preloaded="""
+        import os, glob, guardalloc.faults
+
+        def test_reports_go_to_the_directory():
+            log_path = guardalloc.faults.parse_options(os.environ["GUARDALLOC_OPTIONS"])["log_path"]
+            assert os.path.isdir(os.path.dirname(log_path))
+            assert os.path.basename(os.path.dirname(log_path)).startswith("guardalloc-reports-")
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--guardalloc-native=1")
+    if dies:
+        assert result.ret == 7
+    else:
+        result.assert_outcomes(passed=1)
+    assert not list(temporary.glob("guardalloc-reports-*"))
 
 NATIVE_SUITE = """
 import ctypes

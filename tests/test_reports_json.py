@@ -35,9 +35,9 @@ def reports_in(directory: Path) -> list[dict]:
 
 def test_defaults():
     assert faults.parse_options() == {
-        "sample_rate": 5000, "max_bytes": 1 << 30, "alignment": 16, "uaf": False,
+        "sample_rate": 5000, "max_bytes": 1 << 30, "alignment": 0, "uaf": False,
         "quarantine": 4096, "on_fault": "abort", "random": False, "align": "right",
-        "native_stacks": True, "log_path": ""}
+        "native_stacks": True, "alloc_dealloc_mismatch": True, "log_path": ""}
     assert faults.parse_options("") == faults.parse_options(None)
     assert set(faults.option_help()) == set(faults.parse_options())
 
@@ -45,11 +45,27 @@ def test_defaults():
 def test_every_type_parses():
     options = faults.parse_options(
         "sample_rate=1:max_bytes=4G,alignment=1 uaf=yes:quarantine=64:on_fault=continue:"
-        "random=on:align=random:native_stacks=off:log_path='/var/log/a:b/guardalloc.%p.json'")
+        "random=on:align=random:native_stacks=off:alloc_dealloc_mismatch=0:"
+        "log_path='/var/log/a:b/guardalloc.%p.json'")
     assert options == {
         "sample_rate": 1, "max_bytes": 4 << 30, "alignment": 1, "uaf": True, "quarantine": 64,
         "on_fault": "continue", "random": True, "align": "random", "native_stacks": False,
-        "log_path": "/var/log/a:b/guardalloc.%p.json"}
+        "alloc_dealloc_mismatch": False, "log_path": "/var/log/a:b/guardalloc.%p.json"}
+
+
+@pytest.mark.parametrize("text, value", [("alignment=auto", 0), ("alignment=0", 0), ("alignment=1", 1),
+                                         ("alignment=16", 16), ("alignment=4096", 4096)])
+def test_alignment_auto_or_power_of_two(text, value):
+    assert faults.parse_options(text)["alignment"] == value
+
+
+@given(st.integers(min_value=0, max_value=1 << 40))
+def test_alignment_accepts_exactly_auto_and_powers_of_two(n):
+    if n == 0 or (n <= 4096 and n & (n - 1) == 0):
+        assert faults.parse_options(f"alignment={n}")["alignment"] == n
+    else:
+        with pytest.raises(ValueError, match="expected auto"):
+            faults.parse_options(f"alignment={n}")
 
 
 @pytest.mark.parametrize("text, value", [
@@ -70,8 +86,9 @@ def test_size_suffixes(text, value):
     ("max_bytes=4X", "GUARDALLOC_OPTIONS: max_bytes: unknown size suffix in '4X'"),
     ("max_bytes=4GB", "GUARDALLOC_OPTIONS: max_bytes: expected a whole number with an optional K/M/G/T suffix"),
     ("max_bytes=16777216T", "GUARDALLOC_OPTIONS: max_bytes: too large: '16777216T'"),
-    ("alignment=24", "GUARDALLOC_OPTIONS: alignment: expected a power of two between 1 and 4096, not 24"),
-    ("alignment=8192", "GUARDALLOC_OPTIONS: alignment: expected a power of two between 1 and 4096"),
+    ("alignment=24", "GUARDALLOC_OPTIONS: alignment: expected auto (0) or a power of two between 1 and 4096, not 24"),
+    ("alignment=8192", "GUARDALLOC_OPTIONS: alignment: expected auto (0) or a power of two between 1 and 4096"),
+    ("alignment=Auto", "GUARDALLOC_OPTIONS: alignment: expected a whole number, not 'Auto'"),
     ("on_fault=ignore", "GUARDALLOC_OPTIONS: on_fault: expected one of abort, continue; not 'ignore'"),
     ("align=middle", "GUARDALLOC_OPTIONS: align: expected one of left, right, random; not 'middle'"),
     ("log_path='/tmp/x", "GUARDALLOC_OPTIONS: log_path: unterminated quote"),

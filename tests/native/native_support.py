@@ -20,6 +20,7 @@ PROGRAMS = os.path.join(HERE, "programs")
 # No -rdynamic: reports carry raw frames, symbolized from the programs'
 # symbol tables and DWARF outside the process, as most programs are built.
 CFLAGS = ["-g", "-O0", "-fno-omit-frame-pointer", "-pthread"]
+CLASSES = os.path.join(CORPUS, "classes")
 
 
 def _compiler(source: str) -> str:
@@ -32,18 +33,20 @@ def _compiler(source: str) -> str:
 
 @pytest.fixture(scope="session")
 def build(tmp_path_factory):
-    """build(path_to_source, *extra_flags) -> path of the compiled program
-    (cached per session)."""
+    """build(path_to_source, *extra_flags, rdynamic=True) -> path of the
+    compiled program (cached per session). rdynamic=False: the program's own
+    functions are not dynamic symbols (how most programs are built)."""
     out_dir = tmp_path_factory.mktemp("native-programs")
     cache: dict = {}
 
-    def compile_one(source: str, *extra: str) -> str:
-        key = (source, extra)
+    def compile_one(source: str, *extra: str, rdynamic: bool = True) -> str:
+        key = (source, extra, rdynamic)
         if key not in cache:
             base = os.path.splitext(os.path.basename(source))[0]
             suffix = ".so" if "-shared" in extra else ""
             target = str(out_dir / f"{base}{len(cache)}{suffix}")
-            subprocess.run([_compiler(source), *CFLAGS, *extra, "-o", target, source, "-ldl"],
+            flags = CFLAGS if rdynamic else [f for f in CFLAGS if f != "-rdynamic"]
+            subprocess.run([_compiler(source), *flags, *extra, "-o", target, source, "-ldl"],
                            check=True, capture_output=True, text=True)
             cache[key] = target
         return cache[key]

@@ -21,6 +21,7 @@ def program(build, name, *flags):
 @pytest.mark.parametrize("mode, options", [
     ("all", "sample_rate=1"),
     ("all", "sample_rate=1:alignment=1"),
+    ("all", "sample_rate=1:alignment=16"),
     ("all", "sample_rate=1:uaf=1:quarantine=16"),
     ("all", "sample_rate=1:align=left"),
     ("all", "sample_rate=1:align=random"),
@@ -44,7 +45,7 @@ def test_threads_with_uaf(build):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.soak
+@pytest.mark.slow
 def test_threads_soak(build):
     """The issue's minute of 8 threads, as a count of iterations."""
     result = run_preloaded([program(build, "threads.c"), "8", "1500000"], "sample_rate=1",
@@ -110,7 +111,7 @@ def test_ls():
 @pytest.mark.parametrize("options, fragment", [
     ("bogus=1", "bogus: unknown option"),
     ("max_bytes=3Q", "max_bytes: unknown size suffix"),
-    ("alignment=3", "alignment: expected a power of two"),
+    ("alignment=3", "alignment: expected auto (0) or a power of two"),
     ("align=middle", "align: expected one of left, right, random"),
     ("uaf", "uaf: expected name=value"),
     ("sample_rate=-1", "sample_rate: expected a whole number"),

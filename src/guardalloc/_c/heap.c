@@ -43,6 +43,7 @@ typedef struct {
      * its alignment cannot end at the guard; these bytes hold the slack
      * pattern and are checked at free like the core's slack. */
     uint32_t tail;
+    uint8_t family;             /* GA_FAMILY_* of the live (or last) block */
 } ga_slot_meta_t;
 
 typedef struct {
@@ -145,7 +146,9 @@ static int ga_grow(int cls)
     a->slot_size = c->slot_size;
     a->guard_size = guard;
     a->stride = c->slot_size + guard;
-    a->alignment = ga_opts.alignment;
+    /* auto: the arena places blocks byte-exact and ga_heap_alloc rounds each
+     * request up to its own alignment. */
+    a->alignment = ga_opts.alignment ? ga_opts.alignment : 1;
     a->nslots = n;
     a->backend = ga_backend;
     a->align = ga_opts.align;
@@ -176,20 +179,25 @@ static int ga_grow(int cls)
 
 /* -- alloc and free ------------------------------------------------------- */
 
-void *ga_heap_alloc(size_t nbytes, size_t alignment, int zero)
+void *ga_heap_alloc(size_t nbytes, size_t alignment, int zero, int family)
 {
     ga_stack_t stack;
     ga_heap_class_t *c;
-    size_t want = nbytes ? nbytes : 1;   /* malloc(0): a unique 1-byte block */
+    size_t asked = nbytes ? nbytes : 1;   /* malloc(0): a unique 1-byte block */
+    size_t want = asked, natural, front;
     int cls;
     long slot = GA_ERR_FULL;
     ga_heap_arena_t *e = NULL;
+    ga_slot_t *s;
     char *p;
-    if (alignment > ga_opts.alignment) {
-        if (alignment > ga_page)
-            goto refused;
-        want = ga_round_up(want, alignment);   /* a right-aligned block starts aligned */
-    }
+    if (asked > GA_MAX_CLASS_PAGES * ga_page)
+        goto refused;
+    natural = ga_opts.alignment ? ga_opts.alignment : ga_auto_alignment(asked);
+    if (alignment < natural)
+        alignment = natural;
+    if (alignment > ga_page)
+        goto refused;
+    want = ga_round_up(asked, alignment);   /* a right-aligned block starts aligned */
     if (want > GA_MAX_CLASS_PAGES * ga_page || want > UINT32_MAX)
         goto refused;
     cls = ga_class_of(want, ga_page);
@@ -212,12 +220,12 @@ void *ga_heap_alloc(size_t nbytes, size_t alignment, int zero)
         pthread_mutex_unlock(&ga_lock);
         goto refused;
     }
-    if (want != (nbytes ? nbytes : 1)) {
+    s = &e->a.slots[slot];
+    if (want != asked) {
         /* Rounded up for the alignment: record the size asked for, so that
          * malloc_usable_size() and the reports tell the truth and the bytes
          * past it are checked at free like any slack. */
-        ga_slot_t *s = &e->a.slots[slot];
-        size_t asked = nbytes ? nbytes : 1, padded = ga_round_up(asked, e->a.alignment);
+        size_t padded = ga_round_up(asked, e->a.alignment);
         s->nbytes = (uint32_t)asked;
         /* A right-placed block: the bytes up to the guard are its tail. */
         e->meta[slot].tail = s->offset ? (uint32_t)(e->a.slot_size - s->offset - padded) : 0;
@@ -226,13 +234,16 @@ void *ga_heap_alloc(size_t nbytes, size_t alignment, int zero)
     } else {
         e->meta[slot].tail = 0;
     }
+    e->meta[slot].family = (uint8_t)family;
+    p = ga_block_start(&e->a, slot);
+    front = s->offset < GA_FRONT_CHECK ? s->offset : GA_FRONT_CHECK;
+    memset(p - front, GA_SLACK_BYTE, front);
     if (ga_opts.native_stacks)
         ga_stacks_record(&e->a, slot, 0, &stack);
     else
         memset(&e->a.stacks[2 * slot], 0, 2 * sizeof(ga_stack_t));
     ga_counts.allocations++;
     ga_counts.live++;
-    p = ga_block_start(&e->a, slot);
     pthread_mutex_unlock(&ga_lock);
     return p;
 refused:
@@ -257,19 +268,52 @@ static ga_heap_arena_t *ga_find(const char *p)
     return NULL;
 }
 
+/* Bytes of [p, p + n) that differ from GA_SLACK_BYTE; *first: the first
+ * one's index. Whole words first (the common, undamaged case), bytes only
+ * when a word differs. */
+static size_t ga_count_damage(const uint8_t *p, size_t n, size_t *first)
+{
+    const uint64_t pattern = 0x0101010101010101ull * GA_SLACK_BYTE;
+    uint64_t diff = 0, w;
+    size_t i, bad = 0;
+    for (i = 0; i + 8 <= n; i += 8) {
+        memcpy(&w, p + i, 8);
+        diff |= w ^ pattern;
+    }
+    for (; i < n; i++)
+        diff |= p[i] ^ GA_SLACK_BYTE;
+    if (diff == 0)
+        return 0;
+    for (i = 0; i < n; i++) {
+        if (p[i] != GA_SLACK_BYTE && bad++ == 0)
+            *first = i;
+    }
+    return bad;
+}
+
 /* Damaged bytes in a live block's tail (see ga_slot_meta_t); *first: the
  * first one's offset from the block's start. */
 static size_t ga_check_tail(const ga_heap_arena_t *e, long slot, size_t *first)
 {
     const ga_slot_t *s = &e->a.slots[slot];
-    size_t from = ga_round_up(s->nbytes, e->a.alignment), i, bad = 0;
+    size_t from = ga_round_up(s->nbytes, e->a.alignment), bad, at = 0;
     const uint8_t *p = (const uint8_t *)ga_block_start(&e->a, slot);
-    for (i = from; i < from + e->meta[slot].tail; i++) {
-        if (p[i] != GA_SLACK_BYTE) {
-            if (bad++ == 0)
-                *first = i;
-        }
-    }
+    bad = ga_count_damage(p + from, e->meta[slot].tail, &at);
+    if (bad)
+        *first = from + at;
+    return bad;
+}
+
+/* Damaged bytes in front of a live block (GA_FRONT_CHECK); *before: how far
+ * before the block's start the damage begins (the underflow's reach). */
+static size_t ga_check_front(const ga_heap_arena_t *e, long slot, size_t *before)
+{
+    const ga_slot_t *s = &e->a.slots[slot];
+    size_t front = s->offset < GA_FRONT_CHECK ? s->offset : GA_FRONT_CHECK, bad, at = 0;
+    const uint8_t *p = (const uint8_t *)ga_block_start(&e->a, slot);
+    bad = ga_count_damage(p - front, front, &at);
+    if (bad)
+        *before = front - at;
     return bad;
 }
 
@@ -279,24 +323,45 @@ static void ga_fatal(void)
         abort();
 }
 
-void ga_heap_free(void *ptr)
+static const char *const ga_alloc_names[] = {"malloc", "operator new", "operator new []"};
+static const char *const ga_free_names[] = {"free", "operator delete", "operator delete []"};
+
+void ga_heap_free(void *ptr, int family, const char *freed_by)
 {
     ga_stack_t stack;
-    ga_damage_t damage;
+    ga_damage_t damage, front;
     ga_heap_arena_t *e;
     ga_heap_class_t *c;
     long slot;
-    int code;
+    int code, continuing = ga_opts.on_fault == GA_ON_FAULT_CONTINUE, mismatch_reported = 0;
     size_t tail_damage, tail_first = 0;
     char *p = ptr;
     if (ga_opts.native_stacks)
         ga_stack_capture(&stack);
     else
         memset(&stack, 0, sizeof(stack));
+    memset(&front, 0, sizeof(front));
+again:
     pthread_mutex_lock(&ga_lock);
     e = ga_find(p);
     slot = e != NULL ? ga_live_slot_at(&e->a, p) : -1;
+    if (slot >= 0 && !mismatch_reported && ga_opts.alloc_dealloc_mismatch
+            && e->meta[slot].family != family) {
+        /* Reported before the block is freed, so the report shows it live
+         * with its allocation stack; continue mode then frees it. */
+        int allocated_by = e->meta[slot].family;
+        pthread_mutex_unlock(&ga_lock);
+        ga_report_mismatch(p, &e->a, slot, ga_alloc_names[allocated_by],
+                           freed_by != NULL ? freed_by : ga_free_names[family], &stack, continuing);
+        ga_fatal();
+        mismatch_reported = 1;
+        goto again;
+    }
     tail_damage = slot >= 0 ? ga_check_tail(e, slot, &tail_first) : 0;
+    if (slot >= 0) {
+        front.nbytes = e->a.slots[slot].nbytes;
+        front.damaged = ga_check_front(e, slot, &front.first_offset);
+    }
     code = e != NULL ? ga_free(&e->a, p, 0, &damage) : GA_ERR_INVALID;
     slot = e != NULL ? ga_slot_of(&e->a, p) : -1;
     if (tail_damage && (code == GA_OK || code == GA_ERR_CORRUPT)) {
@@ -320,13 +385,28 @@ void ga_heap_free(void *ptr)
         }
     }
     pthread_mutex_unlock(&ga_lock);
-    if (code == GA_OK || code == GA_ERR_SYSCALL)
+    if (front.damaged)
+        ga_report_underflow(p, &e->a, slot, &front, &stack, continuing);
+    if (code == GA_OK || code == GA_ERR_SYSCALL) {
+        if (front.damaged)
+            ga_fatal();
         return;
+    }
     /* A double or invalid free, or damage: name the slot, show every stack. */
     ga_report_free(code, p, e != NULL ? &e->a : NULL, slot,
-                   code == GA_ERR_CORRUPT ? &damage : NULL, &stack,
-                   ga_opts.on_fault == GA_ON_FAULT_CONTINUE);
+                   code == GA_ERR_CORRUPT ? &damage : NULL, &stack, continuing);
     ga_fatal();
+}
+
+int ga_heap_not_live(const void *p)
+{
+    ga_heap_arena_t *e;
+    int not_live;
+    pthread_mutex_lock(&ga_lock);
+    e = ga_find(p);
+    not_live = e == NULL || ga_live_slot_at(&e->a, p) < 0;
+    pthread_mutex_unlock(&ga_lock);
+    return not_live;
 }
 
 size_t ga_heap_usable_size(const void *p)

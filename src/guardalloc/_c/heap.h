@@ -32,10 +32,17 @@ typedef struct ga_heap_stats {
  * errno set (the library then guards nothing). */
 int ga_heap_init(const ga_options_t *options);
 
+/* Allocation families: which function made a block. A block freed by
+ * another family's function (new[] by free or delete, malloc by delete...)
+ * is an alloc-dealloc-mismatch (option alloc_dealloc_mismatch). */
+enum { GA_FAMILY_MALLOC = 0, GA_FAMILY_NEW = 1, GA_FAMILY_NEW_ARRAY = 2 };
+
 /* A guarded block of nbytes, its start a multiple of `alignment` (0: the
- * heap's own), zero-filled when `zero`; NULL (errno untouched) when the heap
- * cannot take it -- the caller asks the next allocator. */
-void *ga_heap_alloc(size_t nbytes, size_t alignment, int zero);
+ * heap's own: the alignment option, or by size when it is auto),
+ * zero-filled when `zero`, of allocation family `family` (GA_FAMILY_*);
+ * NULL (errno untouched) when the heap cannot take it -- the caller asks the
+ * next allocator. */
+void *ga_heap_alloc(size_t nbytes, size_t alignment, int zero, int family);
 
 /* The heap's reservation (NULL before ga_heap_init). */
 extern char *ga_heap_start, *ga_heap_end;
@@ -46,11 +53,25 @@ static inline int ga_heap_owns(const void *p)
     return (const char *)p >= ga_heap_start && (const char *)p < ga_heap_end;
 }
 
-/* Free a block the heap owns. A double or invalid free, or a damaged slack
- * (an overflow that stayed inside the block's alignment padding), is
- * reported on stderr with the slot's stacks; then abort() unless
- * on_fault=continue. */
-void ga_heap_free(void *p);
+/* Free a block the heap owns, by a function of `family` (GA_FAMILY_*)
+ * named freed_by in a report (NULL: the family's own free, delete or
+ * delete[]). A
+ * double or invalid free, a free by the wrong family, damaged slack (an
+ * overflow that stayed inside the block's alignment padding) or damaged
+ * front bytes (an underflow, see GA_FRONT_CHECK) is reported with the
+ * slot's stacks; then abort() unless on_fault=continue. */
+void ga_heap_free(void *p, int family, const char *freed_by);
+
+/* 1 when p lies in the heap but is not the start of a live block (freed
+ * already, or inside a block): realloc() reports it through ga_heap_free
+ * instead of copying from it. */
+int ga_heap_not_live(const void *p);
+
+/* Bytes in front of a right-placed block that hold the check pattern and
+ * are verified at free (an underflow shows as damage there): at most this
+ * many, and never more than the slot has in front of the block. The bound
+ * keeps the work per allocation and free small (docs/native.md). */
+#define GA_FRONT_CHECK 64
 
 /* Bytes of the block at p that may be touched (its requested size), or 0
  * when p is not the start of a live block. */

@@ -15,6 +15,15 @@
  * No recursion: a thread-local depth counter sends every allocation made
  * while the library is inside itself (the fault registry's calloc,
  * pthread_atfork, the unwinder) to the next allocator.
+ *
+ * Families: the C++ operators (cxx_operators.c) allocate and free through
+ * ga_new and ga_delete here, so that a guarded block records which family
+ * made it (heap.h, GA_FAMILY_*) and a free by another family is reported.
+ *
+ * Bad frees: a pointer the heap does not own is handed to the next
+ * allocator only when it may be one of its blocks (nonheap.h); a stack
+ * array, a global, a literal or an address in some mapping is reported as a
+ * bad-free instead.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -27,7 +36,9 @@
 #include <unistd.h>
 #include "faults.h"
 #include "guards.h"
+#include "cxx_operators.h"
 #include "heap.h"
+#include "nonheap.h"
 #include "options.h"
 
 #define GA_EXPORT __attribute__((visibility("default")))
@@ -156,6 +167,7 @@ static void ga_initialise(void)
     if (ga_options_parse(text, &ga_opts, err, sizeof(err)) != 0)
         ga_die_bad_options(err);
     if (ga_opts.sample_rate > 0 && ga_heap_init(&ga_opts) == 0) {
+        (void)ga_nonheap_init(next_malloc);
         /* JSON reports (docs/report-schema.json) beside the text one; in a
          * Python process guardalloc.faults reads the same option again. */
         ga_set_report_path(ga_opts.log_path);
@@ -218,13 +230,48 @@ static inline int ga_sampled(void)
     return 0;
 }
 
-static void *ga_guarded(size_t n, size_t alignment, int zero)
+static void *ga_guarded(size_t n, size_t alignment, int zero, int family)
 {
     void *p;
     ga_depth++;
-    p = ga_heap_alloc(n, alignment, zero);
+    p = ga_heap_alloc(n, alignment, zero, family);
     ga_depth--;
     return p;
+}
+
+/* Free a guarded block by a function of `family` (freed_by: its name in a
+ * report, NULL for the family's own). */
+static void ga_guarded_free(void *p, int family, const char *freed_by)
+{
+    ga_depth++;
+    ga_heap_free(p, family, freed_by);
+    ga_depth--;
+}
+
+/* A pointer the heap does not own, freed by `freed_by` ("free",
+ * "operator delete"...): to the next allocator, unless it is surely not one
+ * of its blocks -- then a bad-free report, and the memory is left alone. */
+static void ga_free_foreign(void *p, const char *freed_by)
+{
+    ga_where_t where;
+    ga_stack_t stack;
+    if (ga_guarding && ga_depth == 0 && ga_nonheap_maybe(p)) {
+        ga_depth++;
+        if (ga_nonheap_classify(p, &where) != GA_MEM_HEAP) {
+            if (ga_opts.native_stacks)
+                ga_stack_capture(&stack);
+            else
+                memset(&stack, 0, sizeof(stack));
+            ga_report_bad_free(p, &where, freed_by, &stack,
+                               ga_opts.on_fault == GA_ON_FAULT_CONTINUE);
+            if (ga_opts.on_fault != GA_ON_FAULT_CONTINUE)
+                abort();
+            ga_depth--;
+            return;
+        }
+        ga_depth--;
+    }
+    next_free(p);
 }
 
 /* -- the interposed functions --------------------------------------------- */
@@ -234,7 +281,7 @@ GA_EXPORT void *malloc(size_t n)
     void *p;
     if (!ga_ready())
         return ga_boot_alloc(n, 16);
-    if (ga_sampled() && (p = ga_guarded(n, 0, 0)) != NULL)
+    if (ga_sampled() && (p = ga_guarded(n, 0, 0, GA_FAMILY_MALLOC)) != NULL)
         return p;
     return next_malloc(n);
 }
@@ -244,13 +291,11 @@ GA_EXPORT void free(void *p)
     if (p == NULL || ga_is_boot(p))
         return;
     if (ga_heap_owns(p)) {
-        ga_depth++;
-        ga_heap_free(p);
-        ga_depth--;
+        ga_guarded_free(p, GA_FAMILY_MALLOC, NULL);
         return;
     }
     if (ga_ready())
-        next_free(p);
+        ga_free_foreign(p, "free");
 }
 
 GA_EXPORT void *calloc(size_t n, size_t size)
@@ -263,7 +308,7 @@ GA_EXPORT void *calloc(size_t n, size_t size)
     }
     if (!ga_ready())
         return ga_boot_alloc(total, 16);   /* static: already zero */
-    if (ga_sampled() && (p = ga_guarded(total, 0, 1)) != NULL)
+    if (ga_sampled() && (p = ga_guarded(total, 0, 1, GA_FAMILY_MALLOC)) != NULL)
         return p;
     return next_calloc(n, size);
 }
@@ -275,6 +320,16 @@ static size_t ga_old_size(void *p)
     return ga_heap_usable_size(p);
 }
 
+/* realloc's release of the old block (a guarded or bootstrap one): a block
+ * that new or new[] made is a mismatch named "realloc". */
+static void ga_realloc_release(void *p)
+{
+    if (ga_heap_owns(p))
+        ga_guarded_free(p, GA_FAMILY_MALLOC, "realloc");
+    else
+        free(p);
+}
+
 GA_EXPORT void *realloc(void *p, size_t n)
 {
     void *q = NULL;
@@ -282,19 +337,38 @@ GA_EXPORT void *realloc(void *p, size_t n)
     if (p == NULL)
         return malloc(n);
     if (!ga_is_boot(p) && !ga_heap_owns(p)) {
+        ga_where_t where;
         if (!ga_ready())
             return NULL;
+        if (ga_guarding && ga_depth == 0 && ga_nonheap_maybe(p)) {
+            int kind;
+            ga_depth++;
+            kind = ga_nonheap_classify(p, &where);
+            ga_depth--;
+            if (kind != GA_MEM_HEAP) {
+                ga_free_foreign(p, "realloc");   /* the report */
+                errno = ENOMEM;
+                return NULL;
+            }
+        }
         return next_realloc(p, n);
     }
+    if (ga_heap_owns(p) && ga_heap_not_live(p)) {
+        /* Freed already (or inside a block): the free reports it, as a
+         * double or an invalid free, instead of copying from a free slot. */
+        ga_guarded_free(p, GA_FAMILY_MALLOC, "realloc");
+        errno = ENOMEM;
+        return NULL;
+    }
     if (n == 0) {            /* glibc's realloc(p, 0): free, NULL */
-        free(p);
+        ga_realloc_release(p);
         return NULL;
     }
     /* A guarded block stays guarded (so a shrinking realloc gets a block of
      * exactly the new size); a bootstrap block moves to the next allocator. */
     old = ga_old_size(p);
     if (ga_heap_owns(p) && ga_depth == 0)
-        q = ga_guarded(n, 0, 0);
+        q = ga_guarded(n, 0, 0, GA_FAMILY_MALLOC);
     if (q == NULL) {
         if (!ga_ready())
             q = ga_boot_alloc(n, 16);
@@ -304,7 +378,7 @@ GA_EXPORT void *realloc(void *p, size_t n)
     if (q == NULL)
         return NULL;         /* errno from the allocator; p untouched */
     memcpy(q, p, old < n ? old : n);
-    free(p);
+    ga_realloc_release(p);
     return q;
 }
 
@@ -329,7 +403,7 @@ static void *ga_aligned(size_t alignment, size_t n)
     void *p;
     if (!ga_ready())
         return ga_boot_alloc(n, alignment);
-    if (ga_sampled() && (p = ga_guarded(n, alignment, 0)) != NULL)
+    if (ga_sampled() && (p = ga_guarded(n, alignment, 0, GA_FAMILY_MALLOC)) != NULL)
         return p;
     return next_memalign(alignment, n);
 }
@@ -398,6 +472,54 @@ GA_EXPORT size_t malloc_usable_size(void *p)
     if (!ga_ready() || next_usable_size == NULL)
         return 0;
     return next_usable_size(p);
+}
+
+/* -- for the C++ operators (cxx_operators.c) ------------------------------ */
+
+void *ga_next_operator(const char *name)
+{
+    void *f;
+    ga_depth++;
+    f = ga_sym(name);
+    ga_depth--;
+    return f;
+}
+
+void ga_no_operator(const char *name)
+{
+    static const char msg[] = "guardalloc: out of memory in a C++ operator new, and no next ";
+    (void)!write(STDERR_FILENO, msg, sizeof(msg) - 1);
+    (void)!write(STDERR_FILENO, name, strlen(name));
+    (void)!write(STDERR_FILENO, "\n", 1);
+    abort();
+}
+
+void *ga_new(size_t n, size_t alignment, int family)
+{
+    void *p;
+    if (!ga_ready())
+        return ga_boot_alloc(n, alignment);
+    if (ga_sampled() && (p = ga_guarded(n, alignment, 0, family)) != NULL)
+        return p;
+    if (alignment == 0)
+        return next_malloc(n ? n : 1);
+    if (!ga_pow2(alignment)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return next_memalign(alignment, n ? n : 1);
+}
+
+void ga_delete(void *p, int family, const char *freed_by)
+{
+    if (p == NULL || ga_is_boot(p))
+        return;
+    if (ga_heap_owns(p)) {
+        ga_guarded_free(p, family, freed_by);
+        return;
+    }
+    if (ga_ready())
+        ga_free_foreign(p, freed_by);
 }
 
 /* -- for guardalloc.native and the tests (ctypes) ------------------------- */

@@ -21,8 +21,8 @@ const ga_option_t ga_option_table[] = {
      "guard one allocation in N (1: every one; 0: off)"},
     {"max_bytes", GA_OPT_SIZE, GA_FIELD(max_bytes), "1G", 0, UINT64_MAX, NULL,
      "guarded bytes at most; past it requests go to the next allocator (K/M/G/T suffixes)"},
-    {"alignment", GA_OPT_POW2, GA_FIELD(alignment), "16", 1, 4096, NULL,
-     "block alignment: 1 (byte-exact, the first byte past the end faults) or a power of two"},
+    {"alignment", GA_OPT_POW2, GA_FIELD(alignment), "auto", 0, 4096, NULL,
+     "block alignment: auto (by size: 1, 2, 4, 8, then 16 from 9 bytes), 1 (byte-exact) or a power of two"},
     {"uaf", GA_OPT_BOOL, GA_FIELD(uaf), "0", 0, 1, NULL,
      "guard freed blocks to catch use-after-free"},
     {"quarantine", GA_OPT_UINT, GA_FIELD(quarantine), "4096", 0, UINT32_MAX, NULL,
@@ -35,6 +35,8 @@ const ga_option_t ga_option_table[] = {
      "right: blocks end at the guard (overflows); left: start after it; random: either"},
     {"native_stacks", GA_OPT_BOOL, GA_FIELD(native_stacks), "1", 0, 1, NULL,
      "record each guarded block's native allocation and free stacks for reports"},
+    {"alloc_dealloc_mismatch", GA_OPT_BOOL, GA_FIELD(alloc_dealloc_mismatch), "1", 0, 1, NULL,
+     "report a guarded block freed by the wrong family (new[] by free or delete, malloc by delete...)"},
     {"log_path", GA_OPT_STRING, GA_FIELD(log_path), "", 0, GA_LOG_PATH_MAX, NULL,
      "write a JSON report per fault to this file; %p becomes the process id"},
     {NULL, GA_OPT_BOOL, 0, NULL, 0, 0, NULL, NULL},
@@ -137,6 +139,10 @@ static int ga_parse_value(const ga_option_t *o, const char *v, size_t n, ga_opti
     case GA_OPT_UINT:
     case GA_OPT_POW2:
     case GA_OPT_SIZE:
+        if (o->type == GA_OPT_POW2 && o->min == 0 && ga_word_is(v, n, "auto")) {
+            *(uint64_t *)field = 0;
+            return 0;
+        }
         if (ga_parse_u64(v, n, &x, &used) != 0) {
             ga_msg_str(m, "expected a whole number, not '");
             ga_msg_put(m, v, n);
@@ -170,8 +176,13 @@ static int ga_parse_value(const ga_option_t *o, const char *v, size_t n, ga_opti
             return -1;
         }
         if (x < o->min || x > o->max || (o->type == GA_OPT_POW2 && (x & (x - 1)) != 0)) {
-            ga_msg_str(m, o->type == GA_OPT_POW2 ? "expected a power of two" : "expected a number");
-            ga_msg_range(m, o);
+            if (o->type == GA_OPT_POW2 && o->min == 0) {
+                ga_msg_str(m, "expected auto (0) or a power of two between 1 and ");
+                ga_msg_dec(m, o->max);
+            } else {
+                ga_msg_str(m, o->type == GA_OPT_POW2 ? "expected a power of two" : "expected a number");
+                ga_msg_range(m, o);
+            }
             ga_msg_str(m, ", not ");
             ga_msg_put(m, v, n);
             return -1;

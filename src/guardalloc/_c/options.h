@@ -28,13 +28,15 @@ enum { GA_ON_FAULT_ABORT = 0, GA_ON_FAULT_CONTINUE = 1 };
 typedef struct ga_options {
     uint64_t sample_rate;  /* guard one allocation in N; 1: all; 0: off        */
     uint64_t max_bytes;    /* bytes of guarded blocks at most (K/M/G suffixes)  */
-    uint64_t alignment;    /* 1 (byte-exact) or a power of two up to 4096       */
+    uint64_t alignment;    /* 0: by size (GA_AUTO_ALIGNMENT); 1 (byte-exact) or
+                              a power of two up to 4096                         */
     int uaf;               /* 1: freed blocks are guarded (use-after-free)      */
     uint64_t quarantine;   /* freed slots kept guarded before reuse            */
     int on_fault;          /* GA_ON_FAULT_*                                     */
     int random;            /* 1: sample at random instead of every N-th        */
     int align;             /* GA_ALIGN_*: where a block sits in its slot        */
     int native_stacks;     /* 1: keep each block's alloc/free native stacks     */
+    int alloc_dealloc_mismatch; /* 1: report new[]/free, malloc/delete...      */
     char log_path[GA_LOG_PATH_MAX + 1]; /* JSON reports; %p: pid; "" = none    */
 } ga_options_t;
 
@@ -43,7 +45,8 @@ typedef enum {
     GA_OPT_BOOL,    /* 0/1, true/false, yes/no, on/off                         */
     GA_OPT_UINT,    /* decimal, within [min, max]                              */
     GA_OPT_SIZE,    /* decimal with an optional K, M, G or T suffix (x1024)    */
-    GA_OPT_POW2,    /* a power of two within [min, max], or 1                  */
+    GA_OPT_POW2,    /* a power of two within [min, max], or 1; with min 0 also
+                       "auto" (stored as 0)                                    */
     GA_OPT_CHOICE,  /* one of the names in choices (stored as its index)       */
     GA_OPT_STRING,  /* copied into a char[max + 1] field                        */
 } ga_opt_type_t;
@@ -71,6 +74,18 @@ static inline size_t ga_format_dec(uint64_t v, char *out)
     for (i = 0; i < n; i++)
         out[i] = reversed[n - 1 - i];
     return n;
+}
+
+/* alignment=auto: a block of n bytes is aligned to the smallest power of
+ * two that is at least n, capped at 16 (GWP-ASan's rule: 1->1, 2->2, 3-4->4,
+ * 5-8->8, 9+->16): enough for any C type that fits in n bytes, and
+ * malloc(1), (2), (4), (8) are byte-exact. */
+static inline size_t ga_auto_alignment(size_t n)
+{
+    size_t a = 1;
+    while (a < n && a < 16)
+        a <<= 1;
+    return a;
 }
 
 /* The table, terminated by a row whose name is NULL. */

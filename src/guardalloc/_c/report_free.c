@@ -1,9 +1,13 @@
 /*
  * Reports of a free (the native heap, the PyMem hooks): a double or invalid
- * free, or slack found damaged. The text on the text descriptor, then the
- * same as JSON. Async-signal-safe.
+ * free, or slack found damaged; and the native heap's others: a free by the
+ * wrong allocation family, bytes in front of a block found damaged, a free
+ * of memory no allocator made. The text on the text descriptor, then the
+ * same as JSON. Async-signal-safe, except the bad-free's (dladdr).
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include "classify.h"
@@ -165,5 +169,287 @@ void ga_report_free(int code, const void *ptr, const ga_arena_t *a, long slot,
     ga_json_pc(&line, NULL);
     ga_json_time_and_text(&line);
     ga_format_free_report(&line, error, ptr, a, slot, damage, this_free);
+    ga_json_end(&line);
+}
+
+/* ------------------------------------------------------------------------
+ * The heap's other reports at a free: a free by the wrong family, damaged
+ * bytes in front of a block, and a free of memory no allocator made. */
+
+/* The report's tail, shared by the three: stacks, faulting_instruction
+ * (null), time and the text again, escaped. format writes the text. */
+typedef void (*ga_text_fn)(ga_line_t *line, const void *context);
+
+static void ga_json_free_stacks(ga_line_t *line, const ga_stack_t *allocated, const ga_stack_t *freed,
+                                const ga_stack_t *this_free)
+{
+    ga_json_key(line, "stacks");
+    ga_put(line, "{\"allocated\":null,\"freed\":null");
+    ga_json_key(line, "allocated_native");
+    ga_json_stack(line, allocated);
+    ga_json_key(line, "freed_native");
+    ga_json_stack(line, freed);
+    ga_json_key(line, "this_free_native");
+    ga_json_stack(line, this_free);
+    ga_put(line, "}");
+}
+
+static void ga_json_no_signal(ga_line_t *line, int continuing)
+{
+    ga_json_pids(line);
+    ga_json_key(line, "signal");
+    ga_put(line, "null");
+    ga_json_key(line, "si_code");
+    ga_put(line, "null");
+    ga_json_on_fault_and_test(line, continuing);
+}
+
+/* -- alloc-dealloc-mismatch ------------------------------------------------ */
+
+typedef struct {
+    const void *ptr;
+    const ga_arena_t *a;
+    long slot;
+    const char *allocated_by, *freed_by;
+    const ga_stack_t *this_free;
+} ga_mismatch_t;
+
+static void ga_format_mismatch(ga_line_t *line, const ga_mismatch_t *m)
+{
+    char what[96];
+    ga_line_t title = {{0}, 0, -1, 0};
+    /* "alloc-dealloc-mismatch (operator new [] vs free)", ASan's words. */
+    ga_put(&title, "alloc-dealloc-mismatch (");
+    ga_put(&title, m->allocated_by);
+    ga_put(&title, " vs ");
+    ga_put(&title, m->freed_by);
+    ga_put(&title, ")");
+    memcpy(what, title.text, title.len < sizeof(what) - 1 ? title.len : sizeof(what) - 1);
+    what[title.len < sizeof(what) - 1 ? title.len : sizeof(what) - 1] = '\0';
+    ga_put_slot_error(line, what, m->ptr, m->a, m->slot);
+    ga_put(line, "  allocated by ");
+    ga_put(line, m->allocated_by);
+    ga_put(line, ", freed by ");
+    ga_put(line, m->freed_by);
+    ga_put(line, "\n");
+    ga_put_titled_stack(line, "  freed at:", m->this_free);
+    ga_put_titled_stack(line, "  allocated at:", ga_stacks_of(m->a, m->slot, 0));
+    ga_flush(line);
+}
+
+void ga_report_mismatch(const void *ptr, const ga_arena_t *a, long slot, const char *allocated_by,
+                        const char *freed_by, const ga_stack_t *this_free, int continuing)
+{
+    ga_mismatch_t m = {ptr, a, slot, allocated_by, freed_by, this_free};
+    ga_line_t line = {{0}, 0, ga_get_report_fd(), 0};
+    ga_format_mismatch(&line, &m);
+    if (ga_json_begin(&line, "alloc-dealloc-mismatch", "free", ptr) != 0)
+        return;
+    ga_json_buffer(&line, a, slot, ptr);
+    ga_json_str(&line, "allocated_by", allocated_by);
+    ga_json_str(&line, "freed_by", freed_by);
+    ga_json_no_signal(&line, continuing);
+    ga_json_free_stacks(&line, ga_stacks_of(a, slot, 0), NULL, this_free);
+    ga_json_pc(&line, NULL);
+    ga_json_time_and_text(&line);
+    line.json = 1;
+    ga_format_mismatch(&line, &m);
+    line.json = 0;
+    ga_json_end(&line);
+}
+
+/* -- heap-buffer-underflow, found at free -------------------------------- */
+
+typedef struct {
+    const void *ptr;
+    const ga_arena_t *a;
+    long slot;
+    const ga_damage_t *damage;
+    const ga_stack_t *this_free;
+} ga_underflow_t;
+
+static void ga_format_underflow(ga_line_t *line, const ga_underflow_t *u)
+{
+    const char *start = (const char *)u->ptr;
+    ga_put(line, "==");
+    ga_put_dec(line, (unsigned long long)getpid());
+    ga_put(line, "== guardalloc: heap-buffer-underflow at ");
+    ga_put_ptr(line, start - u->damage->first_offset);
+    ga_put(line, " (found when the block was freed)\n  ");
+    ga_put_dec(line, u->damage->first_offset);
+    ga_put(line, " byte(s) before the start of a ");
+    ga_put_dec(line, u->damage->nbytes);
+    ga_put(line, "-byte buffer [");
+    ga_put_ptr(line, start);
+    ga_put(line, ", ");
+    ga_put_ptr(line, start + u->damage->nbytes);
+    ga_put(line, "): ");
+    ga_put_dec(line, u->damage->damaged);
+    ga_put(line, " byte(s) of the pattern in front of it changed\n");
+    ga_put_test(line);
+    ga_put(line, "  slot ");
+    ga_put_dec(line, (unsigned long long)u->slot);
+    ga_put(line, " of arena ");
+    ga_put_ptr(line, u->a->base);
+    ga_put(line, "\n  in thread ");
+    ga_put_dec(line, (unsigned long long)syscall(SYS_gettid));
+    ga_put(line, "\n");
+    ga_put_titled_stack(line, "  allocated at:", ga_stacks_of(u->a, u->slot, 0));
+    ga_put_titled_stack(line, "  freed at:", u->this_free);
+    ga_flush(line);
+}
+
+void ga_report_underflow(const void *ptr, const ga_arena_t *a, long slot, const ga_damage_t *damage,
+                         const ga_stack_t *this_free, int continuing)
+{
+    ga_underflow_t u = {ptr, a, slot, damage, this_free};
+    ga_line_t line = {{0}, 0, ga_get_report_fd(), 0};
+    const char *addr = (const char *)ptr - damage->first_offset;
+    ga_format_underflow(&line, &u);
+    if (ga_json_begin(&line, "heap-buffer-underflow", "free", addr) != 0)
+        return;
+    ga_json_buffer(&line, a, slot, addr);
+    ga_json_dec(&line, "damaged", damage->damaged);
+    ga_json_no_signal(&line, continuing);
+    ga_json_free_stacks(&line, ga_stacks_of(a, slot, 0), this_free, this_free);
+    ga_json_pc(&line, NULL);
+    ga_json_time_and_text(&line);
+    line.json = 1;
+    ga_format_underflow(&line, &u);
+    line.json = 0;
+    ga_json_end(&line);
+}
+
+/* -- bad-free: memory no allocator made ------------------------------------ */
+
+static const char *const ga_memory_kinds[] = {
+    "heap", "stack", "global", "read-only", "code", "mapping", "unmapped",
+};
+
+typedef struct {
+    const void *ptr;
+    const ga_where_t *where;
+    const char *freed_by;
+    const ga_stack_t *this_free;
+} ga_bad_free_t;
+
+/* The object holding p as dladdr names it (the main program by its path),
+ * and the symbol at or before p when it has a dynamic one. */
+static void ga_put_module(ga_line_t *line, const ga_where_t *w, const void *p)
+{
+    Dl_info info;
+    int known = dladdr(p, &info) != 0;
+    ga_put(line, known && info.dli_fname != NULL && info.dli_fname[0] ? info.dli_fname
+                 : w->module != NULL && w->module[0] ? w->module : "the main program");
+    if (known && info.dli_sname != NULL && info.dli_saddr != NULL) {
+        ga_put(line, " (");
+        ga_put(line, info.dli_sname);
+        ga_put(line, "+");
+        ga_put_ptr(line, (const void *)((const char *)p - (const char *)info.dli_saddr));
+        ga_put(line, ")");
+    }
+}
+
+static void ga_put_range(ga_line_t *line, const ga_where_t *w)
+{
+    ga_put(line, "[");
+    ga_put_ptr(line, w->start);
+    ga_put(line, ", ");
+    ga_put_ptr(line, w->end);
+    ga_put(line, ")");
+}
+
+static void ga_format_bad_free(ga_line_t *line, const ga_bad_free_t *b)
+{
+    const ga_where_t *w = b->where;
+    long tid = (long)syscall(SYS_gettid);
+    ga_put(line, "==");
+    ga_put_dec(line, (unsigned long long)getpid());
+    ga_put(line, "== guardalloc: bad-free: attempting free on address which was not malloc()-ed: ");
+    ga_put_ptr(line, b->ptr);
+    ga_put(line, "\n");
+    ga_put_test(line);
+    ga_put(line, "  ");
+    ga_put_ptr(line, b->ptr);
+    switch (w->kind) {
+    case GA_MEM_STACK:
+        if (w->tid > 0) {
+            ga_put(line, " is on the stack of thread ");
+            ga_put_dec(line, (unsigned long long)w->tid);
+            ga_put(line, w->main_thread ? " (the main thread" : " (");
+            ga_put(line, w->tid == tid ? (w->main_thread ? ", this thread)" : "this thread)") : ")");
+        } else {
+            ga_put(line, " is on the stack of another thread (a mapping with a guard page below it)");
+        }
+        ga_put(line, " ");
+        ga_put_range(line, w);
+        break;
+    case GA_MEM_GLOBAL:
+    case GA_MEM_READONLY:
+    case GA_MEM_CODE:
+        ga_put(line, w->kind == GA_MEM_GLOBAL ? " is in a global or static variable: the writable segment "
+                     : w->kind == GA_MEM_READONLY
+                     ? " is in read-only data (a string literal or a constant): the segment "
+                     : " is in code: the executable segment ");
+        ga_put_range(line, w);
+        ga_put(line, " of ");
+        ga_put_module(line, w, b->ptr);
+        break;
+    case GA_MEM_MAPPING:
+        ga_put(line, " is inside a mapping that no allocator made: ");
+        ga_put_range(line, w);
+        ga_put(line, w->module != NULL && w->module[0] ? " " : " (anonymous)");
+        if (w->module != NULL)
+            ga_put(line, w->module);
+        break;
+    default:
+        ga_put(line, " is not mapped");
+    }
+    ga_put(line, "\n  in thread ");
+    ga_put_dec(line, (unsigned long long)tid);
+    ga_put(line, "\n  freed by ");
+    ga_put(line, b->freed_by);
+    ga_put_titled_stack(line, " at:", b->this_free);
+    ga_flush(line);
+}
+
+void ga_report_bad_free(const void *ptr, const ga_where_t *where, const char *freed_by,
+                        const ga_stack_t *this_free, int continuing)
+{
+    ga_bad_free_t b = {ptr, where, freed_by, this_free};
+    ga_line_t line = {{0}, 0, ga_get_report_fd(), 0};
+    int kind = where->kind >= 0 && where->kind <= GA_MEM_UNMAPPED ? where->kind : GA_MEM_UNMAPPED;
+    ga_format_bad_free(&line, &b);
+    if (ga_json_begin(&line, "bad-free", "free", ptr) != 0)
+        return;
+    ga_json_buffer(&line, NULL, -1, ptr);
+    ga_json_str(&line, "freed_by", freed_by);
+    ga_json_key(&line, "memory");
+    ga_put(&line, "{\"kind\":");
+    ga_json_value(&line, ga_memory_kinds[kind]);
+    ga_json_str(&line, "module", where->module);
+    ga_json_key(&line, "start");
+    if (kind != GA_MEM_UNMAPPED) {
+        ga_put(&line, "\"");
+        ga_put_ptr(&line, where->start);
+        ga_put(&line, "\",\"end\":\"");
+        ga_put_ptr(&line, where->end);
+        ga_put(&line, "\"");
+    } else {
+        ga_put(&line, "null,\"end\":null");
+    }
+    ga_json_key(&line, "thread");
+    if (kind == GA_MEM_STACK && where->tid > 0)
+        ga_put_dec(&line, (unsigned long long)where->tid);
+    else
+        ga_put(&line, "null");
+    ga_put(&line, "}");
+    ga_json_no_signal(&line, continuing);
+    ga_json_free_stacks(&line, NULL, NULL, this_free);
+    ga_json_pc(&line, NULL);
+    ga_json_time_and_text(&line);
+    line.json = 1;
+    ga_format_bad_free(&line, &b);
+    line.json = 0;
     ga_json_end(&line);
 }

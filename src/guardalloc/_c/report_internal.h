@@ -55,6 +55,8 @@ GA_INTERNAL int ga_expand_log_path(char *out, size_t size);
  * the text report (escaped) to line->fd, and ga_json_end. */
 GA_INTERNAL int ga_json_begin(ga_line_t *line, const char *kind, const char *access, const void *addr);
 GA_INTERNAL void ga_json_key(ga_line_t *line, const char *key);
+GA_INTERNAL void ga_json_value(ga_line_t *line, const char *value);   /* a string, or null */
+GA_INTERNAL void ga_json_str(ga_line_t *line, const char *key, const char *value);
 GA_INTERNAL void ga_json_dec(ga_line_t *line, const char *key, unsigned long long v);
 GA_INTERNAL void ga_json_stack(ga_line_t *line, const ga_stack_t *s);
 GA_INTERNAL void ga_json_buffer(ga_line_t *line, const ga_arena_t *a, long slot, const char *addr);

@@ -14,7 +14,9 @@
 #include "report_context.h"
 #include "report_internal.h"
 
-#define GA_REPORT_SCHEMA_VERSION 3   /* 2: the reports of a free; 3: raw frames, stacks.access_native */
+#define GA_REPORT_SCHEMA_VERSION 4   /* 2: the reports of a free (ga_report_free); 3: bad-free,
+                                        alloc-dealloc-mismatch, the underflow found at free;
+                                        4: raw frames, stacks.access_native */
 
 /* The log_path template with %p replaced by the pid (%% by %). -1 when
  * no path is set or it does not fit. */
@@ -54,7 +56,7 @@ void ga_json_key(ga_line_t *line, const char *key)
 }
 
 /* A JSON string (escaped), or null. */
-static void ga_json_value(ga_line_t *line, const char *value)
+void ga_json_value(ga_line_t *line, const char *value)
 {
     if (value == NULL) {
         ga_put(line, "null");
@@ -67,7 +69,7 @@ static void ga_json_value(ga_line_t *line, const char *value)
     ga_put(line, "\"");
 }
 
-static void ga_json_str(ga_line_t *line, const char *key, const char *value)
+void ga_json_str(ga_line_t *line, const char *key, const char *value)
 {
     ga_json_key(line, key);
     ga_json_value(line, value);

@@ -165,7 +165,7 @@ def add_guard_arguments(parser: argparse.ArgumentParser, *, native_only: bool = 
     parser.add_argument("--quarantine", type=_count, metavar="N",
                         help="with --uaf: freed slots kept guarded before reuse" + note)
     parser.add_argument("--alignment", type=_count, metavar="N",
-                        help="block alignment: 1 = byte-exact (default 16)" + note)
+                        help="block alignment: 1 = byte-exact (default: by size, 1, 2, 4, 8, then 16)" + note)
     parser.add_argument("--align", choices=ALIGNS,
                         help="where a block sits in its slot (default right)" + note)
     parser.add_argument("--on-fault", choices=ON_FAULT,

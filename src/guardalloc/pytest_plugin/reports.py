@@ -1,0 +1,122 @@
+"""Fault reports: the JSON report files the C handler writes, and the one-line
+description and trimmed traceback the plugin shows for a fault."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import signal
+
+# user_properties key of a test report: one JSON fault report.
+FAULT_PROPERTY = "guardalloc_fault"
+# Frames of the plugin itself (left out of the tracebacks it shows).
+PLUGIN_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def expand_log_path(template: str, pid: int | str) -> str:
+    """A log_path template with ``%p`` replaced by pid (``%%`` by ``%``), as
+    the C handler expands it."""
+    return re.sub(r"%[p%]", lambda m: str(pid) if m.group() == "%p" else "%", template)
+
+
+def read_reports(path: str, pid: int | None = None) -> list[dict]:
+    """The JSON reports in a log file (one object per line), only those of
+    process pid when given; [] when the file does not exist. Lines that are
+    not JSON (a report cut short) are skipped."""
+    found = []
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                try:
+                    report = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(report, dict) and (pid is None or report.get("pid") == pid):
+                    found.append(report)
+    except FileNotFoundError:
+        pass
+    return found
+
+
+def describe(report: dict) -> str:
+    """One line: kind, access and the buffer's size, as the summary shows it
+    (for a bad free the native heap found, access "free": what was freed)."""
+    size = report.get("size")
+    offset = report.get("offset")
+    if report.get("access") == "free":
+        return _describe_free(report, size, offset)
+    where = ""
+    if size is not None and offset is not None:
+        if offset >= size:
+            where = f", {offset - size} bytes past the end of a {size}-byte buffer"
+        elif offset < 0:
+            where = f", {-offset} bytes before a {size}-byte buffer"
+        else:
+            where = f", at offset {offset} of a {size}-byte buffer"
+    return f"{report.get('kind')} {report.get('access')}{where}"
+
+
+def _describe_free(report: dict, size: int | None, offset: int | None) -> str:
+    kind = report.get("kind")
+    if kind == "bad-free":
+        memory = report.get("memory") or {}
+        return f"bad-free by {report.get('freed_by')} of {memory.get('kind')} memory (not from any allocator)"
+    if size is None or offset is None:
+        return f"{kind} at free, of a pointer in no slot"
+    if kind == "heap-buffer-overflow":
+        return (f"heap-buffer-overflow found at free: {report.get('damaged')} slack byte(s) "
+                f"after a {size}-byte buffer overwritten")
+    if kind == "heap-buffer-underflow":
+        return (f"heap-buffer-underflow found at free: {report.get('damaged')} byte(s) "
+                f"before a {size}-byte buffer overwritten")
+    if kind == "alloc-dealloc-mismatch":
+        return (f"alloc-dealloc-mismatch: a {size}-byte buffer from {report.get('allocated_by')} "
+                f"freed by {report.get('freed_by')}")
+    if offset == 0:
+        return f"{kind} of a {size}-byte buffer (slot {report.get('slot')})"
+    side = f"{offset} bytes inside" if offset > 0 else f"{-offset} bytes before"
+    return f"{kind} of a pointer {side} a {size}-byte buffer (slot {report.get('slot')})"
+
+
+def signal_name(number: int) -> str:
+    """SIGSEGV for 11; "signal N" for a number that names no signal."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def trim_traceback(text: str) -> str:
+    """faulthandler's output without the frames of pytest's machinery below
+    the test (the innermost frames come first) and the extension list."""
+    kept = []
+    skipping = False
+    for line in text.strip().splitlines():
+        if line.startswith("Extension modules:"):
+            continue
+        frame = line.lstrip().startswith("File ")
+        if frame and any(part in line for part in ("/_pytest/", "/pluggy/", PLUGIN_DIR)):
+            if not skipping:
+                kept.append("  ... (pytest's and guardalloc's frames)")
+            skipping = True
+            continue
+        if not frame:
+            skipping = False
+        elif skipping:
+            continue    # the session's frames below pytest's
+        kept.append(line)
+    return "\n".join(kept).strip()
+
+
+def unread_reports(template: str, nodeid: str, seen: set[tuple[str, int]]) -> list[dict]:
+    """The JSON reports in the files of a ``%p`` template that name the
+    test nodeid and are not in seen, (file, line) pairs; adds them to seen."""
+    found = []
+    for path in sorted(glob.glob(expand_log_path(glob.escape(template), "*"))):
+        for index, report in enumerate(read_reports(path)):
+            if (report.get("test") or {}).get("nodeid") == nodeid and (path, index) not in seen:
+                seen.add((path, index))
+                found.append(report)
+    return found

@@ -1,0 +1,21 @@
+/* expect: SIGABRT "alloc-dealloc-mismatch (operator new [] vs free)" "allocated at:" "freed at:"
+ * new[] released with free.
+ * Built with -DTWIN: the bug-free twin, which must run silently. */
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+__attribute__((noinline)) static int *make() { return new int[10]; }
+
+int main()
+{
+    int *p = make();
+    std::memset(p, 1, sizeof(*p));
+    std::printf("%d\n", (int)*p);
+#ifdef TWIN
+    delete[] p;
+#else
+    std::free(p);
+#endif
+    return 0;
+}
