@@ -33,19 +33,19 @@ def _compiler(source: str) -> str:
 
 @pytest.fixture(scope="session")
 def build(tmp_path_factory):
-    """build(path_to_source, *extra_flags, rdynamic=True) -> path of the
-    compiled program (cached per session). rdynamic=False: the program's own
-    functions are not dynamic symbols (how most programs are built)."""
+    """build(path_to_source, *extra_flags, rdynamic=False) -> path of the
+    compiled program (cached per session). rdynamic=True: the program's own
+    functions are dynamic symbols too (most programs are built without)."""
     out_dir = tmp_path_factory.mktemp("native-programs")
     cache: dict = {}
 
-    def compile_one(source: str, *extra: str, rdynamic: bool = True) -> str:
+    def compile_one(source: str, *extra: str, rdynamic: bool = False) -> str:
         key = (source, extra, rdynamic)
         if key not in cache:
             base = os.path.splitext(os.path.basename(source))[0]
             suffix = ".so" if "-shared" in extra else ""
             target = str(out_dir / f"{base}{len(cache)}{suffix}")
-            flags = CFLAGS if rdynamic else [f for f in CFLAGS if f != "-rdynamic"]
+            flags = CFLAGS + ["-rdynamic"] if rdynamic else CFLAGS
             subprocess.run([_compiler(source), *flags, *extra, "-o", target, source, "-ldl"],
                            check=True, capture_output=True, text=True)
             cache[key] = target

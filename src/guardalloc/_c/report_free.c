@@ -217,14 +217,15 @@ typedef struct {
 static void ga_format_mismatch(ga_line_t *line, const ga_mismatch_t *m)
 {
     char what[96];
-    ga_line_t title = {{0}, 0, -1, 0};
+    ga_line_t title;
+    ga_line_init_small(&title, -1, 0);
     /* "alloc-dealloc-mismatch (operator new [] vs free)", ASan's words. */
     ga_put(&title, "alloc-dealloc-mismatch (");
     ga_put(&title, m->allocated_by);
     ga_put(&title, " vs ");
     ga_put(&title, m->freed_by);
     ga_put(&title, ")");
-    memcpy(what, title.text, title.len < sizeof(what) - 1 ? title.len : sizeof(what) - 1);
+    memcpy(what, title.buf, title.len < sizeof(what) - 1 ? title.len : sizeof(what) - 1);
     what[title.len < sizeof(what) - 1 ? title.len : sizeof(what) - 1] = '\0';
     ga_put_slot_error(line, what, m->ptr, m->a, m->slot);
     ga_put(line, "  allocated by ");
@@ -234,15 +235,18 @@ static void ga_format_mismatch(ga_line_t *line, const ga_mismatch_t *m)
     ga_put(line, "\n");
     ga_put_titled_stack(line, "  freed at:", m->this_free);
     ga_put_titled_stack(line, "  allocated at:", ga_stacks_of(m->a, m->slot, 0));
-    ga_flush(line);
+    ga_put_summary(line, "alloc-dealloc-mismatch", m->this_free != NULL ? m->this_free->pc : NULL,
+                   m->this_free != NULL ? ga_stack_len(m->this_free) : 0);
 }
 
 void ga_report_mismatch(const void *ptr, const ga_arena_t *a, long slot, const char *allocated_by,
                         const char *freed_by, const ga_stack_t *this_free, int continuing)
 {
     ga_mismatch_t m = {ptr, a, slot, allocated_by, freed_by, this_free};
-    ga_line_t line = {{0}, 0, ga_get_report_fd(), 0};
+    ga_line_t line;
+    ga_line_init(&line, ga_get_report_fd(), 0);   /* written whole */
     ga_format_mismatch(&line, &m);
+    ga_line_done(&line);
     if (ga_json_begin(&line, "alloc-dealloc-mismatch", "free", ptr) != 0)
         return;
     ga_json_buffer(&line, a, slot, ptr);
@@ -291,21 +295,24 @@ static void ga_format_underflow(ga_line_t *line, const ga_underflow_t *u)
     ga_put_dec(line, (unsigned long long)u->slot);
     ga_put(line, " of arena ");
     ga_put_ptr(line, u->a->base);
-    ga_put(line, "\n  in thread ");
-    ga_put_dec(line, (unsigned long long)syscall(SYS_gettid));
+    ga_put(line, "\n  in ");
+    ga_put_thread(line);
     ga_put(line, "\n");
     ga_put_titled_stack(line, "  allocated at:", ga_stacks_of(u->a, u->slot, 0));
     ga_put_titled_stack(line, "  freed at:", u->this_free);
-    ga_flush(line);
+    ga_put_summary(line, "heap-buffer-underflow", u->this_free != NULL ? u->this_free->pc : NULL,
+                   u->this_free != NULL ? ga_stack_len(u->this_free) : 0);
 }
 
 void ga_report_underflow(const void *ptr, const ga_arena_t *a, long slot, const ga_damage_t *damage,
                          const ga_stack_t *this_free, int continuing)
 {
     ga_underflow_t u = {ptr, a, slot, damage, this_free};
-    ga_line_t line = {{0}, 0, ga_get_report_fd(), 0};
+    ga_line_t line;
     const char *addr = (const char *)ptr - damage->first_offset;
+    ga_line_init(&line, ga_get_report_fd(), 0);   /* written whole */
     ga_format_underflow(&line, &u);
+    ga_line_done(&line);
     if (ga_json_begin(&line, "heap-buffer-underflow", "free", addr) != 0)
         return;
     ga_json_buffer(&line, a, slot, addr);
@@ -405,21 +412,24 @@ static void ga_format_bad_free(ga_line_t *line, const ga_bad_free_t *b)
     default:
         ga_put(line, " is not mapped");
     }
-    ga_put(line, "\n  in thread ");
-    ga_put_dec(line, (unsigned long long)tid);
+    ga_put(line, "\n  in ");
+    ga_put_thread(line);
     ga_put(line, "\n  freed by ");
     ga_put(line, b->freed_by);
     ga_put_titled_stack(line, " at:", b->this_free);
-    ga_flush(line);
+    ga_put_summary(line, "bad-free", b->this_free != NULL ? b->this_free->pc : NULL,
+                   b->this_free != NULL ? ga_stack_len(b->this_free) : 0);
 }
 
 void ga_report_bad_free(const void *ptr, const ga_where_t *where, const char *freed_by,
                         const ga_stack_t *this_free, int continuing)
 {
     ga_bad_free_t b = {ptr, where, freed_by, this_free};
-    ga_line_t line = {{0}, 0, ga_get_report_fd(), 0};
+    ga_line_t line;
     int kind = where->kind >= 0 && where->kind <= GA_MEM_UNMAPPED ? where->kind : GA_MEM_UNMAPPED;
+    ga_line_init(&line, ga_get_report_fd(), 0);   /* written whole */
     ga_format_bad_free(&line, &b);
+    ga_line_done(&line);
     if (ga_json_begin(&line, "bad-free", "free", ptr) != 0)
         return;
     ga_json_buffer(&line, NULL, -1, ptr);

@@ -49,6 +49,15 @@ void ga_line_init(ga_line_t *line, int fd, int json)
     }
 }
 
+void ga_line_init_small(ga_line_t *line, int fd, int json)
+{
+    line->len = 0;
+    line->fd = fd;
+    line->json = json;
+    line->buf = line->text;
+    line->cap = sizeof(line->text);
+}
+
 void ga_line_done(ga_line_t *line)
 {
     ga_flush(line);

@@ -26,6 +26,8 @@ typedef struct {
 #define GA_REPORT_MAX (256u * 1024)
 GA_INTERNAL void ga_line_init(ga_line_t *line, int fd, int json);
 GA_INTERNAL void ga_line_done(ga_line_t *line);
+/* A line in its own 512 bytes only (a scratch line, or one flushed as it goes). */
+GA_INTERNAL void ga_line_init_small(ga_line_t *line, int fd, int json);
 
 /* Write out what the line holds and empty it. */
 GA_INTERNAL void ga_flush(ga_line_t *line);
