@@ -11,7 +11,8 @@ import pytest
 
 from guardalloc import Arena, vma_count
 from guardalloc.bench.timing import (
-    alloc_free_loop, bytearray_loop, cymem_loop, fork_and_wait, make_arena, numpy_empty_loop,
+    LAZY_SIDE, alloc_free_loop, build_guarded, bytearray_loop, cymem_loop, fork_and_wait, make_arena,
+    numpy_empty_loop,
 )
 from guardalloc.maps import max_map_count, vmas_in_range
 
@@ -25,39 +26,42 @@ CREATE_ROUNDS = {1_000: 40, 10_000: 15, 30_000: 8}
 OPEN_CHUNK = 1024
 
 
-def lazy(side: str, slots: int) -> bool:
-    return side.startswith("madvise") and slots > OPEN_CHUNK
-
-
 def expected_vmas_in_arena(side: str, slots: int) -> int:
-    """Exact VMAs overlapping a freshly built arena's range: guards and
-    slots split an mprotect arena; a lazily guarded one is its first guard
-    plus the PROT_NONE tail; every other side is the one mapping."""
+    """Exact VMAs overlapping an arena from :func:`build_guarded`: guards
+    and slots split an mprotect arena; a lazily guarded one as built is its
+    first guard plus the PROT_NONE tail; every other is the one mapping."""
     if side == "mprotect":
         return 2 * slots + 1
-    return 2 if lazy(side, slots) else 1
+    return 2 if side == LAZY_SIDE and slots > OPEN_CHUNK else 1
 
 
 def expected_guard_syscalls(side: str, slots: int) -> int:
-    """Exact guard system calls of building an arena (lazy: the first
-    guard and one mprotect of the tail)."""
+    """Exact guard system calls behind an arena from :func:`build_guarded`.
+    Beyond OPEN_CHUNK slots a madvise arena is built with 2 (the first guard
+    and one mprotect of the tail); opening it whole adds one mprotect and
+    its guards, batched 1,024 per call or one per guard."""
     guards = slots + 1
     if side == "none":
         return 0
-    if lazy(side, slots):
+    if side in ("mprotect", "python"):
+        return guards
+    batched = side in ("madvise-batched", LAZY_SIDE)
+    if slots <= OPEN_CHUNK:
+        return math.ceil(guards / 1024) if batched else guards
+    if side == LAZY_SIDE:
         return 2
-    if side == "madvise-batched":
-        return math.ceil(guards / 1024)
-    return guards
+    return 2 + 1 + (math.ceil(slots / 1024) if batched else slots)
 
 
 @pytest.mark.parametrize("slots", SLOT_COUNTS)
-@pytest.mark.parametrize("side", [*GUARDED_SIDES, "none"])
+@pytest.mark.parametrize("side", [*GUARDED_SIDES, "none", LAZY_SIDE])
 def test_create(benchmark, record, built, side, slots):
-    """Arena creation (mmap + guards + bookkeeping) with 4 KiB slots."""
+    """Guarding every slot of an arena of 4 KiB slots (mmap + every guard +
+    bookkeeping; madvise arenas opened whole), against no guards and against
+    a lazily guarded arena as built."""
     benchmark.group = f"create: {slots:,} slots"
     before = vma_count()
-    benchmark.pedantic(lambda: built.keep(make_arena(side, slots)), setup=built,
+    benchmark.pedantic(lambda: built.keep(build_guarded(side, slots)), setup=built,
                        rounds=CREATE_ROUNDS[slots], warmup_rounds=1)
     arena = built.last
     in_arena = vmas_in_range(arena.address, arena.address + arena.size)
@@ -68,18 +72,18 @@ def test_create(benchmark, record, built, side, slots):
     assert in_arena == expected_vmas_in_arena(side, slots)
     assert syscalls == expected_guard_syscalls(side, slots)
     if side != "mprotect":
-        assert added <= (3 if lazy(side, slots) else 1)
+        assert added <= (3 if side == LAZY_SIDE and slots > OPEN_CHUNK else 1)
 
 
 @pytest.mark.parametrize("side", [*GUARDED_SIDES, "none"])
 def test_teardown(benchmark, record, side):
-    """Closing (munmap) an arena of 30,000 slots."""
+    """Closing (munmap) an arena of 30,000 slots, every slot guarded."""
     benchmark.group = "teardown: 30,000 slots"
     slots = 30_000
     figures = {}
 
     def setup():
-        arena = make_arena(side, slots)
+        arena = build_guarded(side, slots)
         figures["vmas_in_arena"] = vmas_in_range(arena.address, arena.address + arena.size)
         figures["guard_syscalls"] = arena.stats()["guard_syscalls"]
         return (arena,), {}
@@ -92,9 +96,10 @@ def test_teardown(benchmark, record, side):
 @pytest.mark.parametrize("slots", [0, 10_000, 30_000])
 @pytest.mark.parametrize("side", ["madvise-batched", "mprotect", "none"])
 def test_fork(benchmark, record, side, slots):
-    """fork() + child exit + wait while the process holds guarded slots."""
+    """fork() + child exit + wait while the process holds guarded slots
+    (every slot's guard in place)."""
     benchmark.group = f"fork: {slots:,} slots held"
-    arena = make_arena(side, slots) if slots else None
+    arena = build_guarded(side, slots) if slots else None
     figures = {"process_vmas": vma_count()}
     if arena is not None:
         figures["vmas_in_arena"] = vmas_in_range(arena.address, arena.address + arena.size)
@@ -171,7 +176,7 @@ def test_million_slots_madvise(benchmark, record, built):
     record(benchmark, side="madvise-batched", slots=slots, vmas_added=added, vmas_in_arena=in_arena,
            guard_syscalls=arena.stats()["guard_syscalls"])
     assert added <= 3 and in_arena == 2
-    assert arena.stats()["guard_syscalls"] == expected_guard_syscalls("madvise-batched", slots)
+    assert arena.stats()["guard_syscalls"] == expected_guard_syscalls(LAZY_SIDE, slots)
 
 
 @pytest.mark.slow
@@ -187,7 +192,8 @@ def test_million_slots_ready(benchmark, record, built, side):
     record(benchmark, side=side, baseline=side == "none", slots=1_000_000,
            guard_syscalls=arena.stats()["guard_syscalls"],
            vmas_in_arena=vmas_in_range(arena.address, arena.address + arena.size))
-    assert arena.stats()["guard_syscalls"] == expected_guard_syscalls(side, 1_000_000)
+    lazily = LAZY_SIDE if side == "madvise-batched" else side
+    assert arena.stats()["guard_syscalls"] == expected_guard_syscalls(lazily, 1_000_000)
 
 
 @pytest.mark.slow

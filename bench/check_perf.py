@@ -51,7 +51,7 @@ from pathlib import Path
 from guardalloc import Arena, vma_count
 from guardalloc.bench.timing import (
     alloc_free_loop, bytearray_loop, cpu_clock, cpu_clock_with_children, fork_and_wait, interleaved,
-    make_arena, measure_create, slowed,
+    build_guarded, make_arena, measure_create, slowed,
 )
 from guardalloc.maps import max_map_count, vmas_in_range
 
@@ -173,7 +173,8 @@ def check_invariants() -> None:
 # 2. same-run ratios
 
 def creation_speedup() -> tuple[float, str]:
-    sides = {s: (lambda s=s: make_arena(s, CREATE_SLOTS)) for s in ("madvise-batched", "mprotect")}
+    # Every guard in place on both sides (a madvise arena guards lazily).
+    sides = {s: (lambda s=s: build_guarded(s, CREATE_SLOTS)) for s in ("madvise-batched", "mprotect")}
     closers = {s: (lambda arena: arena.close()) for s in sides}
     result = interleaved(sides, rounds=9, teardown=closers, clock=cpu_clock)
     speedup = result.ratio("mprotect", "madvise-batched")
@@ -198,7 +199,7 @@ def fork_best() -> dict[str, float]:
     samples: dict[str, list[float]] = {"none held": [], "madvise": [], "mprotect": []}
     for _ in range(3):
         for name in samples:
-            arena = None if name == "none held" else make_arena(
+            arena = None if name == "none held" else build_guarded(
                 "madvise-batched" if name == "madvise" else "mprotect", FORK_SLOTS)
             try:
                 samples[name] += interleaved({name: fork_and_wait}, rounds=5,
@@ -267,16 +268,8 @@ def _bytearray_batch() -> None:
         cycle()
 
 
-def _guarded_whole(slots: int) -> Arena:
-    """A madvise arena with every slot's guards in place: allocating the last
-    slot opens every lazy chunk (what the pure-Python arena does up front)."""
-    arena = make_arena("madvise-batched", slots)
-    arena.alloc(1, slot=slots - 1).free()
-    return arena
-
-
 def _create_figure(slow_down: float) -> float:
-    sides = {"guardalloc": lambda: _guarded_whole(BASELINE_SLOTS),
+    sides = {"guardalloc": lambda: build_guarded("madvise-batched", BASELINE_SLOTS),
              "reference": lambda: make_arena("python", BASELINE_SLOTS)}
     sides["guardalloc"] = slowed(sides["guardalloc"], slow_down)
     result = interleaved(sides, rounds=15, teardown={s: _close for s in sides}, clock=cpu_clock)
@@ -284,7 +277,7 @@ def _create_figure(slow_down: float) -> float:
 
 
 def _teardown_figure(slow_down: float) -> float:
-    build = {"guardalloc": lambda: _guarded_whole(BASELINE_SLOTS),
+    build = {"guardalloc": lambda: build_guarded("madvise-batched", BASELINE_SLOTS),
              "reference": lambda: make_arena("python", BASELINE_SLOTS)}
     sides = {"guardalloc": slowed(_close, slow_down), "reference": _close}
     result = interleaved(sides, rounds=15, setup=build, clock=cpu_clock)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
+import os
+import platform
 import sys
 
 import pytest
@@ -22,10 +25,10 @@ def tiny(monkeypatch):
 def test_bench_command_writes_table_report_and_results(tiny, tmp_path, capsys):
     assert cli.main(["bench", "--quick", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    for title in ("Arena creation, 300 slots", "1,000 slots of 4 KiB", "Arena teardown",
+    for title in ("Guarding 300 slots of 4 KiB", "1,000 slots of 4 KiB", "Arena teardown",
                   "fork() + child exit", "alloc + free of a 64-byte buffer"):
         assert title in out
-    assert "faster than mprotect" in out and "vs bytearray" in out
+    assert "mprotect / side" in out and "vs bytearray" in out
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["create"]["madvise-batched"]["300"]["vmas_in_arena"] == 1
     assert results["create"]["mprotect"]["300"]["vmas_in_arena"] == 601
@@ -96,3 +99,47 @@ def test_bench_refuses_an_output_path_that_is_a_file(tmp_path, capsys):
     target.write_text("")
     assert cli.main(["bench", "--out", str(target)]) == 2
     assert "cannot use" in capsys.readouterr().err
+
+
+@pytest.fixture
+def lazy_sized(monkeypatch):
+    """Slot counts above the 1,024 an arena guards whole when built: a
+    madvise arena of 3,000 slots defers its guards."""
+    settings = benchmark.Settings([300, 3_000], [3_000], [0, 3_000], create_rounds=1, scale_rounds=1,
+                                  fork_blocks=1, forks_per_block=1, alloc_rounds=1, alloc_inner=10)
+    monkeypatch.setattr(benchmark.Settings, "for_run", classmethod(lambda cls, quick: settings))
+
+
+def test_creation_counts_every_guard_installed_and_shows_lazy_creation_apart(lazy_sized, tmp_path, capsys):
+    assert cli.main(["bench", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    create = json.loads((tmp_path / "results.json").read_text())["create"]
+    eager, lazy = create["madvise-batched"]["3000"], create[benchmark.LAZY_SIDE]["3000"]
+    # Opened whole: the 2 calls of the lazy build, one for the last chunk's
+    # neighbourhood and one batched call per 1,024 slots; one VMA left.
+    assert eager["guard_syscalls"] == 2 + 1 + math.ceil(3_000 / 1024)
+    assert eager["guards_installed"] == 3_001 and eager["vmas_in_arena"] == 1
+    assert create["madvise-per-guard"]["3000"]["guard_syscalls"] == 2 + 1 + 3_000
+    assert create["mprotect"]["3000"]["vmas_in_arena"] == 6_001
+    # As built: the first guard and the PROT_NONE tail.
+    assert lazy["guard_syscalls"] == 2 and lazy["vmas_in_arena"] == 2
+    # The per-guard column divides by the guards installed, and the lazy row has none.
+    creation = out.split("Guarding 3,000 slots", 1)[1].split("\n\n")[1]
+    table = {line.split()[0]: line for line in creation.splitlines()}
+    per_guard = eager["seconds"] / 3_001 * 1e9
+    assert f"{per_guard:,.0f} ns" in table["madvise-batched"]
+    assert "(lazy)" in table[benchmark.LAZY_SIDE]
+
+
+def test_results_record_the_commit_kernel_and_machine(tiny, tmp_path, capsys):
+    assert cli.main(["bench", "--out", str(tmp_path)]) == 0
+    machine = json.loads((tmp_path / "results.json").read_text())["machine"]
+    assert machine["kernel"] == platform.release() and machine["arch"] == platform.machine()
+    assert machine["cpu"] and machine["cpus"] == os.cpu_count()
+    assert machine["commit"]   # git describe in a checkout, else the package version
+    assert machine["commit"] in (tmp_path / "report.md").read_text()
+
+
+def test_the_commit_is_the_package_version_outside_a_git_checkout(monkeypatch):
+    monkeypatch.setattr(benchmark.shutil, "which", lambda name: None)
+    assert benchmark._commit() == f"guardalloc {benchmark.__version__}"

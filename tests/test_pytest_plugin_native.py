@@ -46,12 +46,12 @@ def test_pytest_is_re_executed_with_the_library_preloaded(pytester, tmp_path):
                 assert {str(library)!r} in maps.read()
             assert os.environ["LD_PRELOAD"].startswith({str(library)!r})
             options = guardalloc.faults.parse_options(os.environ["GUARDALLOC_OPTIONS"])
-            assert (options["sample_rate"], options["uaf"], options["alignment"]) == (7, True, 1)
+            assert (options["sample_rate"], options["uaf"], options["alignment"]) == (7, True, 32)
             # Reports of the library land where the session reads them.
             assert options["log_path"].endswith("guardalloc.%p.json")
     """)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--guardalloc-native=7",
-                                           "--guardalloc-uaf", "--guardalloc-alignment=1",
+                                           "--guardalloc-uaf", "--guardalloc-alignment=32",
                                            "--guardalloc-forked")
     result.assert_outcomes(passed=1)
 

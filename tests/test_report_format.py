@@ -71,30 +71,6 @@ def test_bad_free_and_slack_reports_open_with_the_pid(tmp_path):
     assert re.search(r"\nSUMMARY: guardalloc: heap-buffer-overflow", slack[0])
 
 
-def test_a_log_path_that_cannot_be_written_is_said_once(tmp_path):
-    proc = run_child(f"""
-        from guardalloc import faults
-        faults.set_report_path({str(tmp_path / "missing" / "r.%p.json")!r})
-        faults.set_report_path({str(tmp_path / "r.%p.json")!r})     # fine: no word
-        faults.set_report_path({str(tmp_path)!r})                   # a directory
-    """)
-    assert proc.returncode == 0, proc.stderr
-    warnings = [line for line in proc.stderr.splitlines() if "warning: log_path" in line]
-    assert len(warnings) == 2, proc.stderr
-    assert "its directory does not exist" in warnings[0] and "JSON reports will be lost" in warnings[0]
-    assert "it is a directory" in warnings[1]
-
-
-def test_exec_with_a_log_path_that_cannot_be_written_warns():
-    env = dict(os.environ)
-    env.pop("GUARDALLOC_OPTIONS", None)
-    proc = subprocess.run([sys.executable, "-m", "guardalloc", "exec", "--sample-rate", "1", "--log-path",
-                           "/nonexistent-dir/r.%p.json", "--", "/bin/true"], capture_output=True, text=True,
-                          timeout=60, env=env)
-    assert proc.returncode == 0
-    assert proc.stderr.count("warning: log_path /nonexistent-dir/r.") == 1, proc.stderr
-
-
 MANY_REPORTS = """
 import ctypes, sys, guardalloc
 from guardalloc import faults

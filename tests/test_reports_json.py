@@ -94,6 +94,8 @@ def test_size_suffixes(text, value):
     ("log_path='/tmp/x", "GUARDALLOC_OPTIONS: log_path: unterminated quote"),
     ("log_path=" + "x" * 1024, "GUARDALLOC_OPTIONS: log_path: longer than 1023 bytes"),
     ("uaf=1:alignment=3", "GUARDALLOC_OPTIONS: alignment:"),   # the bad one is named, not the first
+    # control characters of a quoted value: '?', so the message stays one line
+    ("uaf='1\n\x1b[2J'", "GUARDALLOC_OPTIONS: uaf: expected 0 or 1 (true/false, yes/no, on/off), not '1??[2J'"),
 ])
 def test_bad_options_name_the_option(text, message):
     with pytest.raises(ValueError) as caught:

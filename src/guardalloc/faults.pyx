@@ -16,6 +16,8 @@ object (docs/report-schema.json) to a file: :func:`set_report_path`, or
 """
 
 import os
+import sys
+import warnings
 
 from libc.errno cimport errno
 from libc.stdint cimport uint64_t
@@ -55,6 +57,16 @@ cdef extern from "_c/options.h":
     void ga_options_defaults(ga_options_t *out)
     int ga_options_parse(const char *text, ga_options_t *out, char *err, size_t errlen)
     int GA_LOG_PATH_MAX
+    int ga_secure_execution()
+    const char *GA_SECURE_IGNORED_LINE
+
+cdef extern from "_c/report_file.h":
+    ctypedef enum ga_rf_why_t:
+        GA_RF_OK
+        GA_RF_TOO_LONG
+    ga_rf_why_t ga_report_path_check(const char *path_template, char *expanded, size_t size)
+    size_t ga_report_file_message(char *out, size_t size, const char *path, ga_rf_why_t why,
+                                  int open_errno)
 
 
 # Environment variable that opts out of the automatic installation.
@@ -204,11 +216,20 @@ def set_report_path(path) -> None:
     pid of the faulting process (so forked children write files of their own),
     ``%%`` a percent sign. None (or "") stops JSON reports.
 
+    No report follows a symbolic link or goes into a file that another user
+    owns or may read (report files are created with mode 0600): when the
+    file ``path`` names for this process is such a file now, a
+    RuntimeWarning says so, and reports are not written there.
+
     Raises:
         TypeError: path is not a str, bytes, os.PathLike or None.
         ValueError: path holds a NUL byte or is longer than 1023 bytes.
     """
     cdef bytes raw
+    cdef char expanded[4096]
+    cdef char message[4352]
+    cdef ga_rf_why_t why
+    cdef size_t n
     if path is None:
         ga_set_report_path(NULL)
         return
@@ -219,6 +240,11 @@ def set_report_path(path) -> None:
         raise ValueError("path must not contain NUL bytes")
     if ga_set_report_path(raw) != 0:
         raise ValueError(f"path is longer than {GA_LOG_PATH_MAX} bytes")
+    why = ga_report_path_check(raw, expanded, sizeof(expanded))
+    if why != GA_RF_OK:
+        n = ga_report_file_message(message, sizeof(message),
+                                   <const char *>raw if why == GA_RF_TOO_LONG else expanded, why, 0)
+        warnings.warn(message[:n].decode("utf-8", "surrogateescape"), RuntimeWarning, stacklevel=2)
 
 
 def get_report_path():
@@ -275,7 +301,12 @@ def get_report_fd() -> int:
     return ga_get_report_fd()
 
 
-# GUARDALLOC_OPTIONS at import: the options this module uses (log_path).
-_env_options = parse_options(os.environ.get(OPTIONS_ENV))
+# GUARDALLOC_OPTIONS at import: the options this module uses (log_path);
+# none in secure-execution mode, like the native library (options.h).
+if ga_secure_execution() and os.environ.pop(OPTIONS_ENV, None) is not None:
+    sys.stderr.write((<bytes>GA_SECURE_IGNORED_LINE).decode())
+    _env_options = parse_options(None)
+else:
+    _env_options = parse_options(os.environ.get(OPTIONS_ENV))
 if _env_options["log_path"]:
     set_report_path(_env_options["log_path"])

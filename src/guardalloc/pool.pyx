@@ -59,63 +59,14 @@ cdef extern from "Python.h":
     int Py_AddPendingCall(int (*func)(void *) noexcept, void *arg) nogil
 
 # fork() while another thread holds a pool's mutex would leave it locked for
-# ever in the child: every pool mutex is taken around fork() and released (or
-# re-initialised in the child) afterwards.
-cdef extern from *:
-    """
-    #include <pthread.h>
-    #include <stdlib.h>
-    static pthread_mutex_t ga_pool_registry_lock = PTHREAD_MUTEX_INITIALIZER;
-    static pthread_mutex_t **ga_pool_locks;
-    static size_t ga_pool_nlocks, ga_pool_caplocks;
-    static int ga_pool_atfork_done;
-
-    static void ga_pool_prefork(void) {
-        size_t i;
-        pthread_mutex_lock(&ga_pool_registry_lock);
-        for (i = 0; i < ga_pool_nlocks; i++) pthread_mutex_lock(ga_pool_locks[i]);
-    }
-    static void ga_pool_postfork_parent(void) {
-        size_t i;
-        for (i = ga_pool_nlocks; i > 0; i--) pthread_mutex_unlock(ga_pool_locks[i - 1]);
-        pthread_mutex_unlock(&ga_pool_registry_lock);
-    }
-    static void ga_pool_postfork_child(void) {
-        size_t i;
-        for (i = 0; i < ga_pool_nlocks; i++) pthread_mutex_init(ga_pool_locks[i], NULL);
-        pthread_mutex_init(&ga_pool_registry_lock, NULL);
-    }
-    static int ga_pool_register_lock(pthread_mutex_t *m) {
-        int rc = 0;
-        pthread_mutex_lock(&ga_pool_registry_lock);
-        if (!ga_pool_atfork_done) {
-            if (pthread_atfork(ga_pool_prefork, ga_pool_postfork_parent, ga_pool_postfork_child) == 0)
-                ga_pool_atfork_done = 1;
-        }
-        if (ga_pool_nlocks == ga_pool_caplocks) {
-            size_t cap = ga_pool_caplocks ? 2 * ga_pool_caplocks : 16;
-            pthread_mutex_t **grown = realloc(ga_pool_locks, cap * sizeof(*grown));
-            if (grown == NULL) rc = -1;
-            else { ga_pool_locks = grown; ga_pool_caplocks = cap; }
-        }
-        if (rc == 0) ga_pool_locks[ga_pool_nlocks++] = m;
-        pthread_mutex_unlock(&ga_pool_registry_lock);
-        return rc;
-    }
-    static void ga_pool_unregister_lock(pthread_mutex_t *m) {
-        size_t i;
-        pthread_mutex_lock(&ga_pool_registry_lock);
-        for (i = 0; i < ga_pool_nlocks; i++) {
-            if (ga_pool_locks[i] == m) {
-                ga_pool_locks[i] = ga_pool_locks[--ga_pool_nlocks];
-                break;
-            }
-        }
-        pthread_mutex_unlock(&ga_pool_registry_lock);
-    }
-    """
-    int ga_pool_register_lock(pthread_mutex_t *m) nogil
-    void ga_pool_unregister_lock(pthread_mutex_t *m) nogil
+# ever in the child: every pool's mutex is in the core's table of locks held
+# across fork() (_c/locks.h), at the outermost level of the lock order (a
+# pool's lock is held while it calls malloc, which may be the native heap,
+# and while it registers an arena).
+cdef extern from "_c/locks.h" nogil:
+    int GA_LOCK_FRONT
+    int ga_fork_lock_add(pthread_mutex_t *m, int level)
+    void ga_fork_lock_remove(pthread_mutex_t *m)
 
 
 cdef size_t PAGE = ga_page_size()
@@ -264,9 +215,9 @@ cdef class Pool:
             self._release()
             raise MemoryError("no memory for the pool's growth token")
         self.grow_token.pool = <void *>self
-        if ga_pool_register_lock(&self.lock) != 0:
+        if ga_fork_lock_add(&self.lock, GA_LOCK_FRONT) != 0:
             self._release()
-            raise MemoryError("no memory to register the pool's mutex for fork()")
+            raise MemoryError("no memory to hold the pool's mutex across fork()")
         self.lock_registered = True
         self.is_closed = False
 
@@ -301,7 +252,7 @@ cdef class Pool:
         if self.lock_ready:
             pthread_mutex_unlock(&self.lock)
         if self.lock_registered:
-            ga_pool_unregister_lock(&self.lock)
+            ga_fork_lock_remove(&self.lock)
             self.lock_registered = False
 
     cdef void _unmap_reservation(self) noexcept nogil:

@@ -17,6 +17,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -26,6 +27,7 @@
 #include "faults.h"
 #include "guards.h"
 #include "heap.h"
+#include "locks.h"
 #include "stacks.h"
 
 #define GA_HEAP_MAX_ARENAS 16384
@@ -63,6 +65,9 @@ typedef struct {
 char *ga_heap_start, *ga_heap_end;
 static char *ga_bump;
 static size_t ga_page;
+/* Level GA_LOCK_HEAP of the lock order (locks.h): held while an arena is
+ * mapped and registered (the registry's lock is taken under it), and around
+ * fork() by locks.c's handlers. */
 static pthread_mutex_t ga_lock = PTHREAD_MUTEX_INITIALIZER;
 static ga_options_t ga_opts;
 static int ga_backend;
@@ -71,19 +76,92 @@ static uint32_t ga_narenas;
 static ga_heap_class_t ga_classes[GA_NCLASSES];
 static ga_heap_stats_t ga_counts;
 
-/* -- fork ------------------------------------------------------------------ */
-
-static void ga_prefork(void) { pthread_mutex_lock(&ga_lock); }
-static void ga_postfork_parent(void) { pthread_mutex_unlock(&ga_lock); }
-static void ga_postfork_child(void) { pthread_mutex_init(&ga_lock, NULL); }
-
 /* -- set-up ---------------------------------------------------------------- */
 
-int ga_heap_init(const ga_options_t *options)
+/* Address space per byte of max_bytes, worst case (one-page slots): the
+ * slot's page, its guard page and its bookkeeping (layout.h, this file's
+ * ga_slot_meta_t, stacks.h). */
+static size_t ga_per_page(size_t page)
 {
-    size_t reserve, per_slot;
-    int i;
+    return 2 * page + sizeof(ga_slot_t) + 3 * sizeof(uint32_t) + 2 * sizeof(char *)
+        + sizeof(ga_slot_meta_t) + 2 * sizeof(ga_stack_t);
+}
+
+/* The reservation for max_bytes in *out, or -1 when the size does not fit in
+ * a size_t: max_bytes in pages times ga_per_page, plus three pages per arena
+ * of the table (rounding of each arena's tables). */
+static int ga_reservation(uint64_t max_bytes, size_t page, size_t *out)
+{
+    size_t pages = (size_t)(max_bytes / page) + (max_bytes % page != 0), total;
+    if (__builtin_mul_overflow(pages, ga_per_page(page), &total)
+            || __builtin_add_overflow(total, (size_t)GA_HEAP_MAX_ARENAS * 3 * page, &total)
+            || total > SIZE_MAX - page)
+        return -1;
+    *out = ga_round_up(total, page);
+    return 0;
+}
+
+/* The largest max_bytes (whole MiB) whose reservation this process can map
+ * now: a bisection over PROT_NONE reservations (no memory is committed). */
+static uint64_t ga_fitting_max_bytes(size_t page)
+{
+    size_t lo = 0, hi = (size_t)1 << 62, fixed = (size_t)GA_HEAP_MAX_ARENAS * 3 * page;
+    uint64_t fit, unit;
+    while (hi - lo > ((size_t)1 << 20)) {
+        size_t mid = lo + (hi - lo) / 2;
+        void *p = ga_reserve(NULL, mid);
+        if (p != NULL) {
+            ga_unmap(p, mid);
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    if (lo <= fixed)
+        return 0;
+    /* Down to a whole TiB, GiB or MiB: a value to type, not a byte count. */
+    /* Less a sixteenth: the process maps more later (the fit is of now). */
+    fit = (uint64_t)((lo - fixed) / ga_per_page(page) * page);
+    fit -= fit / 16;
+    unit = fit >= ((uint64_t)1 << 40) ? (uint64_t)1 << 40 : fit >= ((uint64_t)1 << 30) ? (uint64_t)1 << 30
+                                                                                      : (uint64_t)1 << 20;
+    return fit / unit * unit;
+}
+
+/* "about 121.9 TiB": n in the largest binary unit that keeps it >= 1. */
+static void ga_format_approx(char *out, size_t len, size_t n)
+{
+    static const char *const units[] = {"bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+    double v = (double)n;
+    int u = 0;
+    while (u < 6 && v >= 1024) {
+        v /= 1024;
+        u++;
+    }
+    snprintf(out, len, "about %.1f %s", v, units[u]);
+}
+
+/* "60T", "512M", or a byte count: the largest unit that divides n. */
+static void ga_format_size(char *out, size_t len, uint64_t n)
+{
+    static const char units[] = "KMGTPE";
+    int u = -1;
+    while (u < 5 && n != 0 && n % 1024 == 0) {
+        n /= 1024;
+        u++;
+    }
+    if (u < 0)
+        snprintf(out, len, "%llu", (unsigned long long)n);
+    else
+        snprintf(out, len, "%llu%c", (unsigned long long)n, units[u]);
+}
+
+int ga_heap_init(const ga_options_t *options, char *err, size_t errlen)
+{
+    size_t reserve;
+    int i, saved;
     void *base;
+    char want[32], fit[32], need[32];
     ga_opts = *options;
     ga_page = ga_page_size();
     errno = 0;
@@ -97,20 +175,35 @@ int ga_heap_init(const ga_options_t *options)
         ga_classes[i].next_slots = first < 1 ? 1 : first > GA_MAX_FIRST_SLOTS ? GA_MAX_FIRST_SLOTS : (uint32_t)first;
         ga_classes[i].avail = -1;
     }
-    /* Worst case one page slots: a guard page and the bookkeeping per slot. */
-    per_slot = ga_page + sizeof(ga_slot_t) + 3 * sizeof(uint32_t) + 2 * sizeof(char *)
-        + sizeof(ga_slot_meta_t) + 2 * sizeof(ga_stack_t);
-    reserve = ga_round_up(options->max_bytes, ga_page) / ga_page * (ga_page + per_slot)
-        + (size_t)GA_HEAP_MAX_ARENAS * 3 * ga_page;
-    reserve = ga_round_up(reserve, ga_page);
-    base = ga_reserve(NULL, reserve);
-    if (base == NULL)
+    /* Held across fork() in the lock order (locks.h); added before the
+     * first arena exists, holding no lock. */
+    if (ga_fork_lock_add(&ga_lock, GA_LOCK_HEAP) != 0) {
+        snprintf(err, errlen, "cannot hold the heap's lock across fork() (%s)", strerror(errno));
         return -1;
+    }
+    base = NULL;
+    if (ga_reservation(options->max_bytes, ga_page, &reserve) == 0)
+        base = ga_reserve(NULL, reserve);
+    if (base == NULL) {
+        saved = errno ? errno : ENOMEM;
+        ga_fork_lock_remove(&ga_lock);
+        ga_format_size(want, sizeof(want), options->max_bytes);
+        ga_format_size(fit, sizeof(fit), ga_fitting_max_bytes(ga_page));
+        if (ga_reservation(options->max_bytes, ga_page, &reserve) == 0) {
+            ga_format_approx(need, sizeof(need), reserve);
+            snprintf(err, errlen, "max_bytes=%s needs %s of address space, more than this process "
+                     "can reserve: use max_bytes=%s or less", want, need, fit);
+        } else {
+            snprintf(err, errlen, "max_bytes=%s needs more address space than a 64-bit process has: "
+                     "use max_bytes=%s or less", want, fit);
+        }
+        errno = saved;
+        return -1;
+    }
     ga_heap_start = ga_bump = base;
     ga_heap_end = ga_heap_start + reserve;
     /* Captured stacks start at malloc's caller, not inside this library. */
     ga_stacks_skip_library((const void *)&ga_heap_alloc);
-    pthread_atfork(ga_prefork, ga_postfork_parent, ga_postfork_child);
     return 0;
 }
 

@@ -27,10 +27,12 @@ typedef struct ga_heap_stats {
     uint64_t mapped_bytes;  /* bytes of slots mapped (what max_bytes limits) */
 } ga_heap_stats_t;
 
-/* Reserve the address space and install the fork handlers. Not thread-safe
- * (the library calls it once, from its initialiser). Returns 0, or -1 with
- * errno set (the library then guards nothing). */
-int ga_heap_init(const ga_options_t *options);
+/* Reserve the address space (max_bytes' worth: about twice it, PROT_NONE)
+ * and add the heap's lock to the fork table (locks.h). Not thread-safe (the
+ * library calls it once, from its initialiser). Returns 0, or -1 with errno
+ * set and one line in err saying why (max_bytes too large for the address
+ * space: the line names the largest value that fits). */
+int ga_heap_init(const ga_options_t *options, char *err, size_t errlen);
 
 /* Allocation families: which function made a block. A block freed by
  * another family's function (new[] by free or delete, malloc by delete...)

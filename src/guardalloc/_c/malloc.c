@@ -10,7 +10,8 @@
  * library's constructor, before our own constructor) initialises: resolve
  * the next allocator (dlsym allocates: those requests are served from a
  * small static bootstrap buffer), parse GUARDALLOC_OPTIONS (a bad option:
- * message, exit status 2), reserve the heap, install the fault handler.
+ * message, exit status 2; in a setuid program it is ignored, see
+ * ga_options_env), reserve the heap, install the fault handler.
  *
  * No recursion: a thread-local depth counter sends every allocation made
  * while the library is inside itself (the fault registry's calloc,
@@ -28,6 +29,7 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -40,6 +42,7 @@
 #include "heap.h"
 #include "nonheap.h"
 #include "options.h"
+#include "report_file.h"
 
 #define GA_EXPORT __attribute__((visibility("default")))
 #define GA_TLS __thread __attribute__((tls_model("initial-exec")))
@@ -112,6 +115,82 @@ static void ga_die_bad_options(const char *message)
     _exit(2);
 }
 
+/* One line, exit status 2: the message says what to change. */
+static void ga_die(const char *message)
+{
+    (void)!write(STDERR_FILENO, "guardalloc: ", 12);
+    (void)!write(STDERR_FILENO, message, strlen(message));
+    (void)!write(STDERR_FILENO, "\n", 1);
+    _exit(2);
+}
+
+/* GUARDALLOC_OPTIONS. Before libc has set environ -- a .preinit_array
+ * function that allocates, as the sanitizer runtimes do -- getenv sees
+ * nothing: the value is read from /proc/self/environ instead, with plain
+ * system calls (no stdio: it may allocate). */
+static const char *ga_options_text(int *ignored)
+{
+    static char value[4096];
+    static const char name[] = GA_OPTIONS_ENV "=";
+    char chunk[4096];
+    size_t matched = 0, len = 0;
+    int in_value = 0, at_start = 1, fd;
+    ssize_t got, i;
+    if (environ != NULL)
+        return ga_options_env(ignored);   /* secure_getenv; nothing in secure mode */
+    *ignored = 0;
+    if (ga_secure_execution())
+        return NULL;   /* never the caller's options in a setuid program (options.h) */
+    fd = open("/proc/self/environ", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    while ((got = read(fd, chunk, sizeof(chunk))) > 0) {
+        for (i = 0; i < got; i++) {
+            char c = chunk[i];
+            if (in_value) {
+                if (c == '\0') {
+                    close(fd);
+                    value[len] = '\0';
+                    return value;
+                }
+                if (len < sizeof(value) - 1)
+                    value[len++] = c;
+            } else if (c == '\0') {
+                at_start = 1;
+                matched = 0;
+            } else if (at_start && c == name[matched]) {
+                if (++matched == sizeof(name) - 1)
+                    in_value = 1;
+            } else {
+                at_start = 0;
+            }
+        }
+    }
+    close(fd);
+    if (!in_value)
+        return NULL;
+    value[len] = '\0';
+    return value;
+}
+
+/* One line on stderr when log_path names a file reports will not be
+ * written to (a symbolic link, another user's file: report_file.h). */
+static void ga_say_if_log_path_refused(const char *log_path)
+{
+    char expanded[GA_LOG_PATH_MAX + 64], line[GA_LOG_PATH_MAX + 192];
+    ga_rf_why_t why;
+    size_t n;
+    if (log_path[0] == '\0')
+        return;
+    why = ga_report_path_check(log_path, expanded, sizeof(expanded));
+    if (why == GA_RF_OK)
+        return;
+    n = ga_report_file_message(line, sizeof(line) - 1, why == GA_RF_TOO_LONG ? log_path : expanded,
+                               why, 0);
+    line[n++] = '\n';
+    (void)!write(STDERR_FILENO, line, n);
+}
+
 static void *ga_sym(const char *name)
 {
     return dlsym(RTLD_NEXT, name);
@@ -145,6 +224,7 @@ static void ga_initialise(void)
 {
     char err[512];
     const char *text;
+    int ignored;
     ga_depth++;
     next_malloc = ga_sym("malloc");
     next_free = ga_sym("free");
@@ -163,15 +243,23 @@ static void ga_initialise(void)
         _exit(2);
     }
     ga_options_defaults(&ga_opts);
-    text = getenv(GA_OPTIONS_ENV);
+    text = ga_options_text(&ignored);
+    if (ignored)
+        (void)!write(STDERR_FILENO, GA_SECURE_IGNORED_LINE, sizeof(GA_SECURE_IGNORED_LINE) - 1);
     if (ga_options_parse(text, &ga_opts, err, sizeof(err)) != 0)
         ga_die_bad_options(err);
-    if (ga_opts.sample_rate > 0 && ga_heap_init(&ga_opts) == 0) {
+    /* A heap that cannot be set up (max_bytes larger than the address space
+     * holds) is an error like a bad option, not a silent run unguarded. */
+    if (ga_opts.sample_rate > 0 && ga_heap_init(&ga_opts, err, sizeof(err)) != 0)
+        ga_die(err);
+    if (ga_opts.sample_rate > 0) {
         (void)ga_nonheap_init(next_malloc);
         /* JSON reports (docs/report-schema.json) beside the text one; in a
          * Python process guardalloc.faults reads the same option again. */
         ga_set_report_path(ga_opts.log_path);
-        ga_use_report_pipe(getenv(GA_REPORT_PIPE_ENV));
+        ga_say_if_log_path_refused(ga_opts.log_path);
+        /* secure_getenv: a set-user-ID program does not take it from the caller. */
+        ga_use_report_pipe(secure_getenv(GA_REPORT_PIPE_ENV));
         ga_reports_enable();
         ga_guarding = 1;
     }
@@ -276,9 +364,25 @@ static void ga_free_foreign(void *p, const char *freed_by)
 
 /* -- the interposed functions --------------------------------------------- */
 
+/* No object may be larger than PTRDIFF_MAX (glibc refuses the same): such a
+ * request, or one that alignment padding would carry past it, fails with
+ * ENOMEM before any size is rounded (rounding near SIZE_MAX wraps). */
+static inline int ga_too_big(size_t n, size_t alignment)
+{
+    return alignment > (size_t)PTRDIFF_MAX || n > (size_t)PTRDIFF_MAX - alignment;
+}
+
+static void *ga_enomem(void)
+{
+    errno = ENOMEM;
+    return NULL;
+}
+
 GA_EXPORT void *malloc(size_t n)
 {
     void *p;
+    if (ga_too_big(n, 0))
+        return ga_enomem();
     if (!ga_ready())
         return ga_boot_alloc(n, 16);
     if (ga_sampled() && (p = ga_guarded(n, 0, 0, GA_FAMILY_MALLOC)) != NULL)
@@ -302,10 +406,8 @@ GA_EXPORT void *calloc(size_t n, size_t size)
 {
     size_t total;
     void *p;
-    if (__builtin_mul_overflow(n, size, &total)) {
-        errno = ENOMEM;
-        return NULL;
-    }
+    if (__builtin_mul_overflow(n, size, &total) || ga_too_big(total, 0))
+        return ga_enomem();
     if (!ga_ready())
         return ga_boot_alloc(total, 16);   /* static: already zero */
     if (ga_sampled() && (p = ga_guarded(total, 0, 1, GA_FAMILY_MALLOC)) != NULL)
@@ -336,6 +438,8 @@ GA_EXPORT void *realloc(void *p, size_t n)
     size_t old;
     if (p == NULL)
         return malloc(n);
+    if (ga_too_big(n, 0))
+        return ga_enomem();  /* p untouched */
     if (!ga_is_boot(p) && !ga_heap_owns(p)) {
         ga_where_t where;
         if (!ga_ready())
@@ -401,6 +505,8 @@ static int ga_pow2(size_t x)
 static void *ga_aligned(size_t alignment, size_t n)
 {
     void *p;
+    if (ga_too_big(n, alignment))
+        return ga_enomem();
     if (!ga_ready())
         return ga_boot_alloc(n, alignment);
     if (ga_sampled() && (p = ga_guarded(n, alignment, 0, GA_FAMILY_MALLOC)) != NULL)

@@ -6,9 +6,14 @@
  * main, inside its own malloc): no allocation, no stdio, no locale, only the
  * caller's buffers.
  */
+#define _GNU_SOURCE           /* secure_getenv */
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include "options.h"
+
+extern char **environ;
 
 static const char *const ga_on_fault_choices[] = {"abort", "continue", NULL};
 /* In GA_ALIGN_* order (layout.h): the index stored is the arena's align. */
@@ -50,11 +55,14 @@ typedef struct {
     size_t size, len;
 } ga_msg_t;
 
+/* Control characters (a quoted value may hold a newline or an escape
+ * sequence) become '?': a message stays one line and prints as it reads. */
 static void ga_msg_put(ga_msg_t *m, const char *s, size_t n)
 {
     while (n-- > 0 && *s) {
+        unsigned char c = (unsigned char)*s;
         if (m->len + 1 < m->size)
-            m->buf[m->len++] = *s;
+            m->buf[m->len++] = c < 0x20 || c == 0x7f ? '?' : (char)c;
         s++;
     }
     if (m->size > 0)
@@ -307,4 +315,39 @@ int ga_options_parse(const char *text, ga_options_t *out, char *err, size_t errl
     }
     memcpy(out, &parsed, sizeof(parsed));
     return 0;
+}
+
+
+int ga_secure_execution(void)
+{
+    return getauxval(AT_SECURE) != 0;
+}
+
+/* Remove every "name=..." entry from environ by moving the later pointers
+ * down, as unsetenv does, but with neither its lock nor its allocator (the
+ * caller may be inside malloc). Returns how many there were. */
+static int ga_erase_env(const char *name)
+{
+    size_t n = strlen(name);
+    char **from, **to;
+    int erased = 0;
+    if (environ == NULL)
+        return 0;
+    for (from = to = environ; *from != NULL; from++) {
+        if (strncmp(*from, name, n) == 0 && (*from)[n] == '=')
+            erased++;
+        else
+            *to++ = *from;
+    }
+    *to = NULL;
+    return erased;
+}
+
+const char *ga_options_env(int *ignored)
+{
+    *ignored = 0;
+    if (!ga_secure_execution())
+        return secure_getenv(GA_OPTIONS_ENV);
+    *ignored = ga_erase_env(GA_OPTIONS_ENV) > 0;
+    return NULL;
 }

@@ -94,6 +94,27 @@ extern const ga_option_t ga_option_table[];
 /* Fill *out with every option's default. */
 void ga_options_defaults(ga_options_t *out);
 
+/* 1 in secure-execution mode (getauxval(AT_SECURE): a setuid or setgid
+ * program, or one that gained file capabilities), where the environment
+ * belongs to a less privileged caller. */
+int ga_secure_execution(void);
+
+/* The one line (with its newline) said on stderr when secure-execution mode
+ * ignores GUARDALLOC_OPTIONS. */
+#define GA_SECURE_IGNORED_LINE \
+    "guardalloc: secure-execution mode (setuid, setgid or file capabilities): " \
+    GA_OPTIONS_ENV " ignored and removed from the environment; the defaults apply\n"
+
+/* The GUARDALLOC_OPTIONS text to parse (secure_getenv), or NULL. In
+ * secure-execution mode it is NULL whatever the environment holds: every
+ * option either names a file, changes what a fault does or how much is
+ * guarded, and the caller of a setuid program must steer none of them. Any
+ * GUARDALLOC_OPTIONS is then also removed from environ, so that a program
+ * the privileged process executes (after setuid(0), say) does not read it
+ * either, and *ignored is set to 1 (else 0). It edits environ without the
+ * environment lock: call it before main, as the native library does. */
+const char *ga_options_env(int *ignored);
+
 /* Parse text ("name=value:name=value", separators ':' ',' or blanks; a
  * value in "..." or '...' may hold separators; NULL or "" for none) over the
  * values already in *out (call ga_options_defaults first). Returns 0, or -1

@@ -11,6 +11,7 @@
 #define _GNU_SOURCE
 #include <pthread.h>
 #include "guards.h"
+#include "locks.h"
 #include "registry.h"
 
 #define GA_CHUNK 1024
@@ -25,22 +26,25 @@ static size_t ga_high_water;   /* entries ever used: the handler scans [0, this)
 static size_t ga_live;
 
 /* Writers are serialized here: Python arenas register under the GIL, the
- * native heap's under its own mutex, both at once. Held around fork() (and
- * re-made in the child) so that a child never inherits it locked.
- *
- * Lock order: this lock is the innermost one. It is taken with the native
- * heap's lock held (heap.c registers a new arena while it grows) or with the
- * GIL held (faults.pyx), and nothing else is locked while it is held. */
+ * native heap's under its own mutex, both at once. Level GA_LOCK_REGISTRY of
+ * the lock order (locks.h), the innermost: it is taken with a Pool's or the
+ * heap's lock held, and nothing is allocated or locked under it. Held across
+ * fork() by locks.c's handlers (and re-made in the child), so that a child
+ * never inherits it locked. */
 static pthread_mutex_t ga_registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t ga_registry_once = PTHREAD_ONCE_INIT;
 
-static void ga_registry_prefork(void) { pthread_mutex_lock(&ga_registry_lock); }
-static void ga_registry_postfork_parent(void) { pthread_mutex_unlock(&ga_registry_lock); }
-static void ga_registry_postfork_child(void) { pthread_mutex_init(&ga_registry_lock, NULL); }
-
 static void ga_registry_init(void)
 {
-    pthread_atfork(ga_registry_prefork, ga_registry_postfork_parent, ga_registry_postfork_child);
+    /* Only fails without memory for locks.c's table: then a fork() racing a
+     * registration could leave the child's lock held (the registry still
+     * works in the parent). */
+    (void)ga_fork_lock_add(&ga_registry_lock, GA_LOCK_REGISTRY);
+}
+
+void ga_registry_fork_init(void)
+{
+    pthread_once(&ga_registry_once, ga_registry_init);
 }
 
 static int ga_register_locked(ga_arena_t *arena)
@@ -72,7 +76,9 @@ static int ga_register_locked(ga_arena_t *arena)
 int ga_register_arena(ga_arena_t *arena)
 {
     int rc;
-    pthread_once(&ga_registry_once, ga_registry_init);
+    /* A no-op after the first call. Callers that hold a lock of the order
+     * (the heap, a Pool) added theirs first, which made this call. */
+    ga_registry_fork_init();
     pthread_mutex_lock(&ga_registry_lock);
     rc = ga_register_locked(arena);
     pthread_mutex_unlock(&ga_registry_lock);

@@ -13,6 +13,12 @@
  * callers serialize (the GIL, or the pool's lock). */
 int ga_register_arena(ga_arena_t *arena);
 
+/* Put the registry's lock in the fork table (locks.h) once. ga_fork_lock_add
+ * calls it before adding any outer lock, so that the registry's is held
+ * across fork() by the time a thread may register an arena under that lock.
+ * Call holding none of the order's locks. */
+void ga_registry_fork_init(void);
+
 /* Hide an arena from the fault handler; call before unmapping it. */
 void ga_unregister_arena(ga_arena_t *arena);
 

@@ -5,10 +5,7 @@
  * another thread while one is set reads either the old or the new string
  * whole.
  */
-#include <errno.h>
-#include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include "options.h"
 #include "report_context.h"
@@ -49,53 +46,9 @@ static const char *ga_pubstr_get(ga_pubstr_t *p)
     return i < 0 ? NULL : p->text[i];
 }
 
-/* One line on the text descriptor when the log_path file cannot be
- * written now (checked for this process's pid): otherwise every JSON report
- * would be dropped without a word, as the handler cannot tell anyone. */
-static void ga_check_report_path(void)
-{
-    char path[GA_LOG_PATH_MAX + 64], dir[GA_LOG_PATH_MAX + 64], line[3 * GA_LOG_PATH_MAX];
-    const char *why = NULL;
-    struct stat st;
-    int n;
-    if (ga_expand_log_path(path, sizeof(path)) != 0)
-        return;
-    if (stat(path, &st) == 0) {
-        if (S_ISDIR(st.st_mode))
-            why = "it is a directory";
-        else if (access(path, W_OK) != 0)
-            why = strerror(errno);
-    } else if (errno != ENOENT) {
-        why = strerror(errno);
-    } else {
-        char *slash;
-        memcpy(dir, path, strlen(path) + 1);
-        slash = strrchr(dir, '/');
-        if (slash == dir)
-            slash[1] = '\0';
-        else if (slash != NULL)
-            *slash = '\0';
-        else
-            memcpy(dir, ".", 2);
-        if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-            why = "its directory does not exist";
-        else if (access(dir, W_OK | X_OK) != 0)
-            why = strerror(errno);
-    }
-    if (why == NULL)
-        return;
-    n = snprintf(line, sizeof(line), "==%d== guardalloc: warning: log_path %s cannot be written (%s): "
-                 "JSON reports will be lost\n", (int)getpid(), path, why);
-    if (n > 0 && ga_get_report_fd() >= 0)
-        (void)!write(ga_get_report_fd(), line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
-}
-
 int ga_set_report_path(const char *path_template)
 {
-    if (ga_pubstr_set(&ga_log_path, path_template, GA_LOG_PATH_MAX) != 0)
-        return -1;
-    ga_check_report_path();
-    return 0;
+    return ga_pubstr_set(&ga_log_path, path_template, GA_LOG_PATH_MAX);
 }
 
 const char *ga_get_report_path(void)

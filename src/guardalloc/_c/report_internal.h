@@ -47,10 +47,6 @@ GA_INTERNAL void ga_format_report(ga_line_t *line, int sig, int si_code, const g
                                   const char *addr, const char *access, const ga_fault_t *f,
                                   int continuing, const ga_access_t *stack);
 
-/* The log_path template with %p replaced by the pid (%% by %) into out.
- * -1 when no path is set or it does not fit (report_json.c). */
-GA_INTERNAL int ga_expand_log_path(char *out, size_t size);
-
 /* report_json.c: a report is ga_json_begin, its keys, ga_json_time_and_text,
  * the text report (escaped) to line->fd, and ga_json_end. */
 GA_INTERNAL int ga_json_begin(ga_line_t *line, const char *kind, const char *access, const void *addr);

@@ -2,50 +2,23 @@
  * The JSON report (docs/report-schema.json): one object per fault, on one
  * line, appended to the log_path file. Same data as the text report, which
  * it carries whole in "text". The pieces here also write the JSON report of
- * a free (report_free.c). Async-signal-safe: open(2), write(2), close(2).
+ * a free (report_free.c). Async-signal-safe: open(2), fstat(2), write(2),
+ * close(2). The file is opened by report_file.c's rules (no symbolic link,
+ * 0600, no other user's file).
  */
 #define _GNU_SOURCE
-#include <fcntl.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 #include "options.h"
 #include "report_context.h"
+#include "report_file.h"
 #include "report_internal.h"
 
 #define GA_REPORT_SCHEMA_VERSION 4   /* 2: the reports of a free (ga_report_free); 3: bad-free,
                                         alloc-dealloc-mismatch, the underflow found at free;
                                         4: raw frames, stacks.access_native */
-
-/* The log_path template with %p replaced by the pid (%% by %). -1 when
- * no path is set or it does not fit. */
-int ga_expand_log_path(char *out, size_t size)
-{
-    const char *t = ga_get_report_path();
-    size_t n = 0;
-    if (t == NULL)
-        return -1;
-    for (; *t; t++) {
-        char piece[24];
-        size_t k = 1, i;
-        if (t[0] == '%' && t[1] == 'p') {
-            k = ga_format_dec((uint64_t)getpid(), piece);
-            t++;
-        } else {
-            piece[0] = *t;
-            if (t[0] == '%' && t[1] == '%')
-                t++;
-        }
-        for (i = 0; i < k; i++) {
-            if (n + 1 >= size)
-                return -1;
-            out[n++] = piece[i];
-        }
-    }
-    out[n] = '\0';
-    return 0;
-}
 
 void ga_json_key(ga_line_t *line, const char *key)
 {
@@ -120,17 +93,39 @@ static const char *ga_trace_of(char **table, long slot)
     return table != NULL && slot >= 0 ? table[slot] : NULL;
 }
 
+/* One line beside the text report: why this JSON report is not written.
+ * Not inlined: its buffer is on the (alternate, maybe small) signal stack
+ * only when a file is refused. */
+static __attribute__((noinline)) void ga_json_say_refused(const char *path, ga_rf_why_t why, int open_errno)
+{
+    char message[GA_LOG_PATH_MAX + 192];
+    size_t n = ga_report_file_message(message, sizeof(message) - 1, path, why, open_errno);
+    int fd = ga_get_report_fd();
+    message[n++] = '\n';
+    if (fd >= 0)
+        (void)!write(fd, message, n);
+}
+
 /* Open the log_path file and start a report: schema_version, tool, kind,
  * access, address. Returns 0, or -1 when no report is to be written (no
- * log_path, or it cannot be opened). */
+ * log_path, or the file is refused or cannot be opened: a line says so). */
 int ga_json_begin(ga_line_t *line, const char *kind, const char *access, const void *addr)
 {
     char path[GA_LOG_PATH_MAX + 64];
-    if (ga_expand_log_path(path, sizeof(path)) != 0)
+    const char *template = ga_get_report_path();
+    int per_process, open_errno;
+    ga_rf_why_t why;
+    if (template == NULL)
         return -1;
-    line->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (line->fd < 0)
+    if (ga_report_path_expand(template, path, sizeof(path), &per_process) != 0) {
+        ga_json_say_refused(template, GA_RF_TOO_LONG, 0);
         return -1;
+    }
+    line->fd = ga_report_file_open(path, per_process, &why, &open_errno);
+    if (line->fd < 0) {
+        ga_json_say_refused(path, why, open_errno);
+        return -1;
+    }
     ga_line_init(line, line->fd, 0);   /* the whole line in one write(2): lines never interleave */
     ga_put(line, "{\"schema_version\":");
     ga_put_dec(line, GA_REPORT_SCHEMA_VERSION);

@@ -1,11 +1,15 @@
 """``python -m guardalloc bench [--quick] [--out DIR]``: should you adopt guardalloc?
 
-Measures, side by side in one run (interleaved, medians), what guard pages
-cost with guardalloc's madvise backend against mprotect guards, a pure-Python
-arena on ``mmap.madvise()`` and no guards at all: arena creation and teardown,
-``fork()`` latency while holding guarded slots, alloc+free against
-``bytearray``/``numpy.empty``/``cymem``, and the scaling to 1,000,000 slots
-beside the wall where mprotect runs out of ``vm.max_map_count``.
+Measures, side by side in one run (interleaved, medians), what guarding N
+slots costs with guardalloc's madvise backend against mprotect guards, a
+pure-Python arena on ``mmap.madvise()`` and no guards at all, per guard
+actually installed: every arena is built and opened whole (its last slot
+allocated), so the guards a madvise arena lays lazily are all in place.
+Lazy creation alone (the arena as built, ready for its first allocation) is
+a side of its own. Then teardown, ``fork()`` latency while holding guarded
+slots, alloc+free against ``bytearray``/``numpy.empty`` (and ``cymem`` when
+installed), and the scaling to 1,000,000 slots beside the wall where
+mprotect runs out of ``vm.max_map_count``.
 
 Prints a table, and writes to DIR: ``results.json``, ``report.md`` and (with
 matplotlib, the ``[plot]`` extra) the PNG plots of :data:`PLOTS`, which the report
@@ -19,6 +23,9 @@ import functools
 import json
 import os
 import platform
+import statistics
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,26 +33,71 @@ from dataclasses import dataclass, field
 
 from guardalloc import __version__
 from guardalloc.arena import Arena
+from guardalloc.bench.plots import PLOTS, plot_caption, write_plots
 from guardalloc.bench.timing import (
-    alloc_free_loop, bytearray_loop, cymem_loop, fork_and_wait, interleaved, make_arena,
-    numpy_empty_loop,
+    GUARDED_SIDES, LAZY_SIDE, alloc_free_loop, build_guarded, bytearray_loop, cymem_loop, fork_and_wait, interleaved,
+    make_arena, numpy_empty_loop,
 )
 from guardalloc.introspect.maps import max_map_count, vmas_in_range
 from guardalloc.introspect.maps import vma_count
 from guardalloc.introspect.probe import support
 
-GUARDED_SIDES = ["madvise-batched", "madvise-per-guard", "mprotect", "python"]
-CREATE_SIDES = [*GUARDED_SIDES, "none"]
+#: The guarded sides (:func:`build_guarded`: every guard in place when the
+#: clock stops) and "none", the same arena unguarded.
+EAGER_SIDES = [*GUARDED_SIDES, "none"]
+CREATE_SIDES = [*EAGER_SIDES, LAZY_SIDE]
 FORK_SIDES = ["madvise-batched", "mprotect", "none"]
 ALLOC_SIDES = ["guardalloc", "bytearray", "numpy.empty", "cymem", "guardalloc-uaf", "mprotect-uaf"]
-PLOTS = {
-    "vmas": "VMAs in the arena against slots",
-    "time_per_guard": "time per guard against slots",
-    "fork": "fork() latency against slots held (log scale)",
-    "scaling": "creation time up to 1,000,000 slots, and the mprotect wall",
-    "teardown": "closing an arena of 30,000 slots, per backend (log scale)",
-    "alloc_free": "alloc + free of 64 bytes against bytearray, numpy, cymem",
-}
+
+
+def guards_installed(side: str, slots: int) -> int:
+    """Guards in place once :func:`build_guarded` returns (0 for a lazy
+    arena's slots: only its first guard and a PROT_NONE tail exist)."""
+    if side == "none":
+        return 0
+    if side == LAZY_SIDE:
+        return 1
+    return slots + 1
+
+
+def _commit() -> str:
+    """``git describe`` of the checkout this module runs from, or the
+    package version when it is not a tracked file of a git checkout."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    git = shutil.which("git")
+    if git is not None:
+        try:
+            tracked = subprocess.run([git, "-C", here, "ls-files", "--error-unmatch", os.path.basename(__file__)],
+                                     capture_output=True, timeout=10)
+            if tracked.returncode == 0:
+                described = subprocess.run([git, "-C", here, "describe", "--always", "--dirty", "--tags"],
+                                           capture_output=True, text=True, timeout=10)
+                if described.returncode == 0 and described.stdout.strip():
+                    return described.stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return f"guardalloc {__version__}"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_info(quick: bool) -> dict:
+    """What results.json records about the code and the machine it ran on."""
+    return {
+        "commit": _commit(), "guardalloc": __version__,
+        "kernel": platform.release(), "kernel_build": platform.version(),
+        "arch": platform.machine(), "cpu": _cpu_model(), "cpus": os.cpu_count(),
+        "python": platform.python_version(), "max_map_count": max_map_count(), "quick": quick,
+    }
 
 
 @dataclass
@@ -133,11 +185,12 @@ def _mprotect_fits(slots: int) -> bool:
 
 def _create_sweep(results: Results, sides: list[str], slot_counts: list[int], rounds: int,
                   progress: Progress, label: str) -> None:
-    """Creation time of every (side, slots) pair, all pairs interleaved round
-    by round, so that a busy spell of the machine hits every point alike."""
+    """Time of :func:`build_guarded` for every (side, slots) pair, all pairs
+    interleaved round by round, so that a busy spell of the machine hits
+    every point alike; then the exact counts of one more build of each."""
     pairs = [(side, slots) for slots in slot_counts for side in sides
              if side != "mprotect" or _mprotect_fits(slots)]
-    build = {pair: (lambda pair=pair: make_arena(*pair)) for pair in pairs}
+    build = {pair: (lambda pair=pair: build_guarded(*pair)) for pair in pairs}
     close = {pair: (lambda arena: arena.close()) for pair in pairs}
     samples: dict[tuple[str, int], list[float]] = {pair: [] for pair in pairs}
     for round_number in range(rounds):
@@ -146,22 +199,24 @@ def _create_sweep(results: Results, sides: list[str], slot_counts: list[int], ro
         for pair in pairs:
             samples[pair] += comparison.samples[pair]
     for (side, slots), values in samples.items():
-        arena = make_arena(side, slots)
+        arena = build_guarded(side, slots)
         try:
             figures = {"vmas_in_arena": vmas_in_range(arena.address, arena.address + arena.size),
-                       "guard_syscalls": arena.stats()["guard_syscalls"]}
+                       "guard_syscalls": arena.stats()["guard_syscalls"],
+                       "guards_installed": guards_installed(side, slots)}
         finally:
             arena.close()
-        figures["seconds"] = sorted(values)[len(values) // 2]
+        figures["seconds"] = statistics.median(values)
         results.create.setdefault(side, {})[slots] = figures
         results.samples.setdefault("create", {}).setdefault(side, {})[slots] = values
 
 
 def measure_creation(results: Results, settings: Settings, progress: Progress) -> None:
     _create_sweep(results, CREATE_SIDES, settings.create_slots, settings.create_rounds, progress,
-                  f"creating arenas of {settings.create_slots[0]:,} to {settings.create_slots[-1]:,} slots")
-    _create_sweep(results, ["madvise-batched", "none"], settings.scale_slots, settings.scale_rounds,
-                  progress, f"creating arenas of up to {settings.scale_slots[-1]:,} slots")
+                  f"guarding arenas of {settings.create_slots[0]:,} to {settings.create_slots[-1]:,} slots")
+    _create_sweep(results, ["madvise-batched", LAZY_SIDE, "none"], settings.scale_slots,
+                  settings.scale_rounds, progress,
+                  f"guarding arenas of up to {settings.scale_slots[-1]:,} slots")
 
 
 def measure_mprotect_wall(results: Results, progress: Progress) -> None:
@@ -189,7 +244,7 @@ def measure_teardown(results: Results, settings: Settings, progress: Progress) -
     usable = [s for s in CREATE_SIDES if s != "mprotect" or _mprotect_fits(slots)]
     comparison = interleaved({s: (lambda arena: arena.close()) for s in usable},
                              settings.create_rounds,
-                             setup={s: functools.partial(make_arena, s, slots) for s in usable})
+                             setup={s: functools.partial(build_guarded, s, slots) for s in usable})
     results.teardown = {s: comparison.median(s) for s in usable}
     results.samples["teardown"] = comparison.samples
 
@@ -204,7 +259,7 @@ def measure_fork(results: Results, settings: Settings, progress: Progress) -> No
             for side in FORK_SIDES:
                 if slots == 0 and side != "none":
                     continue
-                arena = make_arena(side, slots) if slots else None
+                arena = build_guarded(side, slots) if slots else None
                 try:
                     comparison = interleaved({side: fork_and_wait}, settings.forks_per_block)
                 finally:
@@ -221,7 +276,7 @@ def measure_fork(results: Results, settings: Settings, progress: Progress) -> No
 
 
 def measure_alloc_free(results: Results, settings: Settings, progress: Progress) -> None:
-    progress.step("alloc+free of 64 bytes against bytearray, numpy, cymem")
+    progress.step("alloc+free of 64 bytes against bytearray and numpy")
     plain = Arena(4096, 1_000, backend="madvise")
     uaf = {b: Arena(4096, 10_000, backend=b, uaf=True, quarantine=100) for b in ("madvise", "mprotect")}
     live = [arena.alloc(64) for arena in uaf.values() for _ in range(5_000)]
@@ -263,6 +318,12 @@ def _ratio(value: float, reference: float | None) -> str:
     return f"{value / reference:,.2f}x"
 
 
+def _guards_cell(side: str, figures: dict) -> str:
+    if side == LAZY_SIDE:
+        return "first guard + PROT_NONE tail (lazy)"
+    return f"{figures['guards_installed']:,}"
+
+
 def tables(results: Results) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, header, rows) of every table, shared by the terminal and Markdown output."""
     out = []
@@ -275,43 +336,54 @@ def tables(results: Results) -> list[tuple[str, list[str], list[list[str]]]]:
         figures = results.create.get(side, {}).get(slots)
         if figures is None:
             continue
-        per_guard = figures["seconds"] / (slots + 1) if side != "none" else None
-        rows.append([side, _ms(figures["seconds"]), _ns(per_guard) if per_guard else "-",
+        guards = figures["guards_installed"]
+        per_guard = figures["seconds"] / guards if side in GUARDED_SIDES and guards else None
+        rows.append([side, _guards_cell(side, figures), _ms(figures["seconds"]),
+                     _ns(per_guard) if per_guard else "-",
                      f"{figures['vmas_in_arena']:,}", f"{figures['guard_syscalls']:,}",
-                     _ratio(mprotect, figures["seconds"]) if mprotect else "-",
+                     _ratio(mprotect, figures["seconds"]) if mprotect and side != LAZY_SIDE else "-",
                      _ratio(figures["seconds"], none)])
-    out.append((f"Arena creation, {slots:,} slots of 4 KiB (mmap + guards + bookkeeping)",
-                ["side", "time", "per guard", "VMAs in arena", "guard syscalls",
-                 "faster than mprotect", "vs no guards"], rows))
+    out.append((f"Guarding {slots:,} slots of 4 KiB: build the arena and open every slot "
+                "(mmap + every guard + bookkeeping); lazy creation alone as its own row",
+                ["side", "guards installed", "time", "per guard", "VMAs in arena", "guard syscalls",
+                 "mprotect / side", "side / no guards"], rows))
 
     big = max(results.create["madvise-batched"])
-    figures = results.create["madvise-batched"][big]
     wall = results.mprotect_wall
-    rows = [["madvise-batched", "builds", _ms(figures["seconds"]), f"{figures['vmas_in_arena']:,}",
-             f"{figures['guard_syscalls']:,}"],
-            ["none", "builds", _ms(results.create["none"][big]["seconds"]), "1", "0"]]
+    none_big = results.create["none"][big]["seconds"]
+    rows = []
+    for side in ("madvise-batched", LAZY_SIDE, "none"):
+        figures = results.create.get(side, {}).get(big)
+        if figures is None:
+            continue
+        rows.append([side, "builds", _guards_cell(side, figures), _ms(figures["seconds"]),
+                     f"{figures['vmas_in_arena']:,}", f"{figures['guard_syscalls']:,}",
+                     _ratio(figures["seconds"], none_big)])
     if wall:
         if wall["error"]:
             outcome = (f"MemoryError: vm.max_map_count (~{wall['max_slots']:,} slots fit), "
                        f"{wall['vmas_left']} VMAs left")
         else:
             outcome = "builds (vm.max_map_count is high here)"
-        rows.append(["mprotect", outcome, "-", "-", "-"])
-    out.append((f"{big:,} slots of 4 KiB", ["side", "outcome", "time", "VMAs in arena", "guard syscalls"], rows))
+        rows.append(["mprotect", outcome, "-", "-", "-", "-", "-"])
+    out.append((f"{big:,} slots of 4 KiB", ["side", "outcome", "guards installed", "time",
+                                           "VMAs in arena", "guard syscalls", "side / no guards"], rows))
 
     if results.teardown:
         reference = results.teardown.get("mprotect")
         rows = [[side, _ms(sec), _ratio(reference, sec) if reference else "-",
                  _ratio(sec, results.teardown["none"])] for side, sec in results.teardown.items()]
-        out.append(("Arena teardown (munmap), 30,000 slots",
+        out.append(("Arena teardown (munmap), 30,000 slots, every slot opened (lazy: as built)",
                     ["side", "time", "faster than mprotect", "vs no guards"], rows))
 
     if results.fork:
         counts = sorted(results.fork["none"])
         rows = [[side, *[_ms(results.fork[side][n]) for n in counts]] for side in FORK_SIDES]
+        rows.append(["madvise / none",
+                     *[_ratio(results.fork["madvise-batched"][n], results.fork["none"][n]) for n in counts]])
         rows.append(["mprotect / madvise",
                      *[_ratio(results.fork["mprotect"][n], results.fork["madvise-batched"][n]) for n in counts]])
-        out.append(("fork() + child exit + wait while holding guarded slots (best of "
+        out.append(("fork() + child exit + wait while holding slots, every slot guarded (best of "
                     f"{results.machine.get('fork_samples', '?')})",
                     ["side", *[f"{n:,} slots" for n in counts]], rows))
 
@@ -342,122 +414,19 @@ def render_text(all_tables) -> str:
 def render_markdown(all_tables, results: Results, plots: list[str], command: str) -> str:
     machine = results.machine
     lines = ["# guardalloc benchmark report", "",
-             f"`{command}` on Linux {machine['kernel']}, {machine['cpus']} CPUs, Python "
-             f"{machine['python']}, guardalloc {machine['guardalloc']}, vm.max_map_count "
+             f"`{command}` at {machine['commit']} on Linux {machine['kernel']} ({machine['arch']}, "
+             f"{machine['cpu']}, {machine['cpus']} CPUs), Python {machine['python']}, vm.max_map_count "
              f"{machine['max_map_count']}. Both sides of every comparison were measured in the same run, "
-             "interleaved; times are medians (fork: the best sample).", ""]
+             "interleaved; times are medians (fork: the best sample). Absolute times move with the "
+             "load of the machine; compare the sides of one run.", ""]
     for title, header, rows in all_tables:
         lines += [f"## {title}", "", "| " + " | ".join(header) + " |",
                   "|" + "|".join(" --- " for _ in header) + "|"]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
         lines.append("")
     for name in plots:
-        lines += [f"![{PLOTS[name]}]({name}.png)", ""]
+        lines += [f"![{plot_caption(name, results)}]({name}.png)", ""]
     return "\n".join(lines)
-
-
-def write_plots(results: Results, out: str) -> list[str]:
-    """The PNGs of :data:`PLOTS` (medians, every sample as a dot); [] when
-    matplotlib is missing."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return []
-    colors = {"madvise-batched": "tab:green", "madvise-per-guard": "tab:olive", "mprotect": "tab:red",
-              "python": "tab:purple", "none": "tab:gray"}
-    limit = results.machine.get("max_map_count")
-    made = []
-
-    def save(fig, name):
-        fig.tight_layout()
-        fig.savefig(os.path.join(out, f"{name}.png"), dpi=72)
-        plt.close(fig)
-        made.append(name)
-
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    for side in ("madvise-batched", "mprotect"):
-        points = sorted(results.create.get(side, {}).items())
-        ax.plot([n for n, _ in points], [f["vmas_in_arena"] for _, f in points], "o-",
-                color=colors[side], label=side)
-    if limit:
-        ax.axhline(limit, color="black", linestyle="--", linewidth=1)
-        ax.text(1_000, limit * 1.15, f"vm.max_map_count = {limit:,}", fontsize=8)
-    ax.set(xscale="log", yscale="log", xlabel="slots", ylabel="VMAs in the arena",
-           title="VMAs per arena")
-    ax.legend(fontsize=8)
-    save(fig, "vmas")
-
-    def spread(ax, points, color, scale):
-        """Every sample as a faint dot beside the line of medians: a lone
-        outlier then reads as noise, not as a trend."""
-        xs = [x for x, values in points for _ in values]
-        ys = [v * scale(x) for x, values in points for v in values]
-        ax.scatter(xs, ys, s=9, color=color, alpha=0.3, linewidths=0)
-
-    create_samples = results.samples.get("create", {})
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    for side in GUARDED_SIDES:
-        points = sorted(results.create.get(side, {}).items())
-        ax.plot([n for n, _ in points], [f["seconds"] / (n + 1) * 1e9 for n, f in points], "o-",
-                color=colors[side], label=side)
-        spread(ax, sorted(create_samples.get(side, {}).items()), colors[side], lambda n: 1e9 / (n + 1))
-    ax.set(xscale="log", yscale="log", xlabel="slots", ylabel="ns per guard (creation / guards)",
-           title="Arena creation: time per guard")
-    ax.legend(fontsize=8)
-    save(fig, "time_per_guard")
-
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    fork_samples = results.samples.get("fork", {})
-    for side in FORK_SIDES:
-        points = sorted(results.fork.get(side, {}).items())
-        ax.plot([n for n, _ in points], [s * 1e3 for _, s in points], "o-", color=colors[side], label=side)
-        spread(ax, sorted(fork_samples.get(side, {}).items()), colors[side], lambda n: 1e3)
-    # A log axis: mprotect's 100+ ms would flatten madvise against no guards.
-    ax.set(yscale="log", xlabel="guarded slots held", ylabel="ms (log scale)",
-           title="fork() + child exit latency (line: best sample; dots: all)")
-    ax.legend(fontsize=8)
-    save(fig, "fork")
-
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    for side in ("madvise-batched", "mprotect", "none"):
-        points = sorted(results.create.get(side, {}).items())
-        ax.plot([n for n, _ in points], [f["seconds"] * 1e3 for _, f in points], "o-",
-                color=colors[side], label=side)
-        spread(ax, sorted(create_samples.get(side, {}).items()), colors[side], lambda n: 1e3)
-    wall = results.mprotect_wall.get("max_slots")
-    if wall:
-        ax.axvline(wall, color="tab:red", linestyle="--", linewidth=1)
-        ax.text(wall * 1.1, 0.08, "mprotect: MemoryError\n(vm.max_map_count)", color="tab:red",
-                fontsize=8, transform=ax.get_xaxis_transform())
-    ax.set(xscale="log", yscale="log", xlabel="slots", ylabel="ms to create",
-           title="Scaling to 1,000,000 slots")
-    ax.legend(fontsize=8, loc="upper left")
-    save(fig, "scaling")
-
-    def bars(name, medians, samples, scale, unit, title, log):
-        fig, ax = plt.subplots(figsize=(6, 3.6))
-        sides = list(medians)
-        ax.bar(range(len(sides)), [medians[s] * scale for s in sides],
-               color=[colors.get(s, "tab:blue") for s in sides], alpha=0.8)
-        for i, side in enumerate(sides):
-            values = samples.get(side, [])
-            ax.scatter([i] * len(values), [v * scale for v in values], s=9, color="black", alpha=0.4,
-                       linewidths=0)
-        ax.set_xticks(range(len(sides)), sides, fontsize=8, rotation=15)
-        ax.set(ylabel=unit, title=title)
-        if log:
-            ax.set_yscale("log")
-        save(fig, name)
-
-    if results.teardown:
-        bars("teardown", results.teardown, results.samples.get("teardown", {}), 1e3, "ms (log scale)",
-             "Closing an arena of 30,000 slots (bar: median; dots: all)", log=True)
-    if results.alloc_free:
-        bars("alloc_free", results.alloc_free, results.samples.get("alloc_free", {}), 1e9, "ns per cycle",
-             "alloc + free of 64 B (bar: median; dots: all)", log=False)
-    return made
 
 
 def _check_output_dir(out: str) -> str | None:
@@ -485,10 +454,7 @@ def run(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"guardalloc bench: cannot use {args.out!r} as the output directory: {problem}", file=sys.stderr)
         return 2
-    results = Results(machine={
-        "kernel": platform.release(), "cpus": os.cpu_count(), "python": platform.python_version(),
-        "guardalloc": __version__, "max_map_count": max_map_count(), "quick": args.quick,
-    })
+    results = Results(machine=machine_info(args.quick))
     results.machine["fork_samples"] = settings.fork_blocks * settings.forks_per_block
     steps = settings.create_rounds + settings.scale_rounds + 1 + 1 + len(settings.fork_slots) + 1
     progress = Progress(steps)

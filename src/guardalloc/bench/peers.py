@@ -9,6 +9,14 @@ Electric Fence, DUMA and GWP-ASan (scudo), all in one run.
 3. Overhead: one fixed CPython workload (bench/peers/workload.py) under each
    tool, as a ratio to the plain interpreter (medians, interleaved runs).
 4. fork() latency with 30,000 live blocks (a C program, median of rounds).
+5. Real programs (guardalloc.bench.programs: git, sqlite3, gcc, perl, sort,
+   xz, tar, CPython's tests) plain and with every allocation guarded: same
+   output or not, time and peak-memory ratios.
+
+Besides the preloadable peers: valgrind memcheck (a wrapper: byte-exact,
+reports at the access and goes on; its error exit status counts as caught)
+and ASan, the compile-time reference (the corpus and C programs rebuilt with
+``-fsanitize=address`` by clang or gcc). Neither runs the CPython workload.
 
 A peer that is not installed is reported as "not installed". Runs from a
 source checkout (it compiles the corpus and bench/peers/*.c with gcc).
@@ -31,6 +39,8 @@ from dataclasses import dataclass, field
 import typing
 from typing import Any, Optional
 
+from guardalloc.bench.programs import markdown as programs_markdown
+from guardalloc.bench.programs import real_programs
 from guardalloc.hooks import preload as native
 
 # The source checkout (src/guardalloc/bench/ is three levels below it).
@@ -42,9 +52,17 @@ AT_ACCESS, LATE, MISSED = "at access", "late", "missed"
 FREE_CASES = ("double_free", "invalid_free")
 
 
+# How a tool is applied to a program.
+PRELOAD, WRAPPER, COMPILED = "preload", "wrapper", "compiled"
+# The exit status valgrind and ASan are asked to use when they report an error.
+ERROR_STATUS = 99
+
+
 @dataclass
 class Tool:
-    """A preloadable guarding allocator and how to ask it for each mode."""
+    """A guarding tool and how to ask it for each mode: a preloadable
+    allocator (``LD_PRELOAD``), a wrapper command (valgrind), or a compiler
+    option (ASan: the compile-time reference, the program is rebuilt)."""
 
     name: str
     patterns: list
@@ -53,10 +71,17 @@ class Tool:
     # "below" (underflows), "sampled" (its default sampling), "python".
     modes: dict = field(default_factory=dict)
     library: Optional[str] = None
+    kind: str = PRELOAD
+    # WRAPPER: the arguments after the found command; COMPILED: the flags.
+    args: list = field(default_factory=list)
+    # The exit status the tool gives when it reported an error (None: it
+    # stops the program with a signal).
+    error_status: Optional[int] = None
 
     def find(self) -> Optional[str]:
         for pattern in self.patterns:
-            found = sorted(glob.glob(pattern))
+            found = sorted(glob.glob(pattern)) if "/" in pattern else [shutil.which(pattern) or ""]
+            found = [f for f in found if f]
             if found:
                 return found[-1]
         return None
@@ -64,14 +89,37 @@ class Tool:
     def env(self, mode: str) -> dict:
         env = dict(os.environ)
         env.pop("PYTHONFAULTHANDLER", None)
-        env["LD_PRELOAD"] = typing.cast(str, self.library)   # callers skip a tool not installed
+        if self.kind == PRELOAD:
+            env["LD_PRELOAD"] = typing.cast(str, self.library)   # callers skip a tool not installed
         env.update(self.base)
         env.update(self.modes.get(mode, {}))
         return env
 
+    def argv(self, program: list) -> list:
+        """The command line that runs program (argv) under the tool."""
+        if self.kind == WRAPPER:
+            return [typing.cast(str, self.library), *self.args, *program]
+        return list(program)
+
+    def build(self, source: str, out_dir: str) -> str:
+        """The program built from source for this tool (ASan: with it)."""
+        if self.kind == COMPILED:
+            return _compile(source, out_dir, typing.cast(str, self.library), self.args, suffix="-asan")
+        return _compile(source, out_dir)
+
+
+def _asan_compiler() -> Optional[str]:
+    """clang (clang-19 first) or, when its ASan runtime is installed, gcc."""
+    for name in ("clang-19", "clang"):
+        if shutil.which(name):
+            return shutil.which(name)
+    if glob.glob("/usr/lib/gcc/*/*/libasan.so") and shutil.which("gcc"):
+        return shutil.which("gcc")
+    return None
+
 
 def tools() -> list:
-    """The four tools; ``library`` is None for a peer that is not installed."""
+    """The tools; ``library`` is None for a peer that is not installed."""
     lib_dirs = ["/usr/lib", "/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/local/lib"]
     scudo = "/usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.scudo_standalone-x86_64.so"
     gwp = "GWP_ASAN_Enabled=true:GWP_ASAN_SampleRate={rate}:GWP_ASAN_MaxSimultaneousAllocations={slots}"
@@ -95,25 +143,46 @@ def tools() -> list:
              {"SCUDO_OPTIONS": gwp.format(rate=1, slots=100000)}, {
             "sampled": {"SCUDO_OPTIONS": "GWP_ASAN_Enabled=true"},
         }),
+        # valgrind reports each bad access where it happens and goes on; it
+        # is byte-exact and checks freed memory in every mode. Too slow for
+        # the CPython workload (not run there).
+        Tool("valgrind memcheck", ["valgrind"], {}, kind=WRAPPER, error_status=ERROR_STATUS,
+             args=["-q", "--tool=memcheck", "--leak-check=no", f"--error-exitcode={ERROR_STATUS}"]),
+        # The compile-time reference: the corpus rebuilt with -fsanitize=address.
+        Tool("ASan (recompiled)", [], {"ASAN_OPTIONS": f"exitcode={ERROR_STATUS}:detect_leaks=0"},
+             kind=COMPILED, error_status=ERROR_STATUS, args=["-fsanitize=address", "-fno-omit-frame-pointer"]),
     ]
     for tool in found:
         if tool.name == "guardalloc":
             tool.library = native.library_path()
+        elif tool.kind == COMPILED:
+            tool.library = _asan_compiler()
         else:
             tool.library = tool.find()
     return found
 
 
-def _compile(source: str, out_dir: str) -> str:
-    compiler = "g++" if source.endswith(".cc") else "gcc"
-    target = os.path.join(out_dir, os.path.splitext(os.path.basename(source))[0])
-    subprocess.run([compiler, "-g", "-O0", "-rdynamic", "-o", target, source], check=True,
-                   capture_output=True)
+def _compile(source: str, out_dir: str, compiler: Optional[str] = None, flags: tuple | list = (),
+             suffix: str = "") -> str:
+    """Build source (gcc/g++ unless compiler is given: a C++ source then gets
+    the compiler's ++ twin) into out_dir; the path of the program."""
+    cxx = source.endswith(".cc")
+    if compiler is None:
+        compiler = "g++" if cxx else "gcc"
+    elif cxx:
+        compiler = compiler.replace("clang", "clang++") if "clang" in compiler else compiler.replace("gcc", "g++")
+    target = os.path.join(out_dir, os.path.splitext(os.path.basename(source))[0] + suffix)
+    if not os.path.exists(target):    # each source is built once per run and tool kind
+        subprocess.run([compiler, "-g", "-O0", "-rdynamic", *flags, "-o", target, source], check=True,
+                       capture_output=True)
     return target
 
 
-def classify(case: str, returncode: int) -> str:
-    """What the outcome of a corpus case means."""
+def classify(case: str, returncode: int, tool: Optional[Tool] = None) -> str:
+    """What the outcome of a corpus case means (a tool with an error status
+    reports at the access, and says so with that status)."""
+    if tool is not None and tool.error_status is not None and returncode == tool.error_status:
+        return AT_ACCESS
     if case in FREE_CASES:
         return AT_ACCESS if returncode < 0 else MISSED
     if returncode == -signal.SIGSEGV or returncode == -signal.SIGBUS:
@@ -125,18 +194,23 @@ def classify(case: str, returncode: int) -> str:
 
 def detection(all_tools: list, out_dir: str) -> dict:
     sources = sorted(glob.glob(os.path.join(CORPUS, "*.c")) + glob.glob(os.path.join(CORPUS, "*.cc")))
-    cases = {os.path.splitext(os.path.basename(s))[0]: _compile(s, out_dir) for s in sources}
+    cases = {os.path.splitext(os.path.basename(s))[0]: s for s in sources}
     table = {}
     for tool in all_tools:
         row = {}
-        for case, program in cases.items():
+        for case, source in cases.items():
             if tool.library is None:
                 row[case] = NOT_INSTALLED
                 continue
             mode = "below" if case == "underflow" else "exact"
             try:
-                proc = subprocess.run([program], env=tool.env(mode), capture_output=True, timeout=60)
-                row[case] = classify(case, proc.returncode)
+                program = tool.build(source, out_dir)
+            except subprocess.CalledProcessError:
+                row[case] = "does not build"
+                continue
+            try:
+                proc = subprocess.run(tool.argv([program]), env=tool.env(mode), capture_output=True, timeout=120)
+                row[case] = classify(case, proc.returncode, tool)
             except subprocess.TimeoutExpired:
                 row[case] = "hung"
         table[tool.name] = row
@@ -144,15 +218,16 @@ def detection(all_tools: list, out_dir: str) -> dict:
 
 
 def scale(all_tools: list, out_dir: str, blocks: int) -> dict:
-    program = _compile(os.path.join(PROGRAMS, "live.c"), out_dir)
+    source = os.path.join(PROGRAMS, "live.c")
+    program = _compile(source, out_dir)
     plain = subprocess.run([program, "10", "64"], capture_output=True, text=True, timeout=60)
     results: dict[str, Any] = {"plain_vmas_total": int(plain.stdout.split()[-1])}
     for tool in all_tools:
         if tool.library is None:
             results[tool.name] = NOT_INSTALLED
             continue
-        proc = subprocess.run([program, str(blocks), "64"], env=tool.env("scale"), capture_output=True,
-                              text=True, timeout=1800)
+        proc = subprocess.run(tool.argv([tool.build(source, out_dir), str(blocks), "64"]), env=tool.env("scale"),
+                              capture_output=True, text=True, timeout=1800)
         done = re.search(r"done (\d+) vmas_added (-?\d+) vmas_total (\d+)", proc.stdout)
         if done:
             heap = re.search(r"heap_vmas (-?\d+)", proc.stdout)
@@ -168,7 +243,8 @@ def scale(all_tools: list, out_dir: str, blocks: int) -> dict:
 
 
 def fork_latency(all_tools: list, out_dir: str, blocks: int, rounds: int) -> dict:
-    program = _compile(os.path.join(PROGRAMS, "forker.c"), out_dir)
+    source = os.path.join(PROGRAMS, "forker.c")
+    program = _compile(source, out_dir)
     results: dict[str, Any] = {"plain": None}
     plain = subprocess.run([program, str(blocks), str(rounds)], capture_output=True, text=True, timeout=600)
     results["plain"] = float(plain.stdout.split()[-1]) / 1000
@@ -176,8 +252,8 @@ def fork_latency(all_tools: list, out_dir: str, blocks: int, rounds: int) -> dic
         if tool.library is None:
             results[tool.name] = NOT_INSTALLED
             continue
-        proc = subprocess.run([program, str(blocks), str(rounds)], env=tool.env("fork"),
-                              capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(tool.argv([tool.build(source, out_dir), str(blocks), str(rounds)]),
+                              env=tool.env("fork"), capture_output=True, text=True, timeout=600)
         found = re.search(r"median_us ([\d.]+)", proc.stdout)
         results[tool.name] = float(found.group(1)) / 1000 if found else f"failed ({proc.returncode})"
     return results
@@ -187,10 +263,10 @@ def overhead(all_tools: list, rounds: int) -> dict:
     """Seconds of the workload per side (median of interleaved rounds) and
     the ratio to plain."""
     workload = os.path.join(PROGRAMS, "workload.py")
-    sides = {"plain": None}
+    sides: dict[str, Optional[dict]] = {"plain": None}
     for tool in all_tools:
-        if tool.library is None:
-            continue
+        if tool.library is None or tool.kind != PRELOAD:
+            continue   # valgrind: minutes per run; ASan: would need a rebuilt CPython
         sides[f"{tool.name}, every allocation"] = tool.env("python")
         if "sampled" in tool.modes:
             sides[f"{tool.name}, default sampling"] = tool.env("sampled")
@@ -221,6 +297,8 @@ def overhead(all_tools: list, rounds: int) -> dict:
     for tool in all_tools:
         if tool.library is None:
             results[tool.name] = NOT_INSTALLED
+        elif tool.kind != PRELOAD:
+            results[tool.name] = "not run (not a preloadable allocator)"
     return results
 
 
@@ -276,16 +354,26 @@ def run_peers(quick: bool, out: str) -> int:
     results = {"command": "python -m guardalloc bench --peers" + (" --quick" if quick else ""),
                "tools": {t.name: t.library for t in all_tools},
                "scale_blocks": scale_blocks, "fork_blocks": fork_blocks}
+    started = time.perf_counter()
+
+    def phase(name: str) -> None:
+        print(f"{name} ... (at {time.perf_counter() - started:.0f} s)", file=sys.stderr)
+
     with tempfile.TemporaryDirectory(prefix="guardalloc-peers-") as scratch:
-        print("detection ...", file=sys.stderr)
+        phase("detection")
         results["detection"] = detection(all_tools, scratch)
-        print("scale ...", file=sys.stderr)
+        phase("scale")
         results["scale"] = scale(all_tools, scratch, scale_blocks)
-        print("fork ...", file=sys.stderr)
+        phase("fork")
         results["fork"] = fork_latency(all_tools, scratch, fork_blocks, fork_rounds)
-    print("overhead ...", file=sys.stderr)
-    results["overhead"] = overhead(all_tools, 3 if quick else 5)
-    text = markdown(results)
+    phase("overhead")
+    # Quick (CI): two rounds, the workload under every peer dominates the run.
+    results["overhead"] = overhead(all_tools, 2 if quick else 5)
+    phase("real programs")
+    real = real_programs(native.library_path(), ROOT, quick, 1 if quick else 3)
+    results["programs"] = real
+    phase("done")
+    text = markdown(results) + "\n\n" + programs_markdown(real)
     print(text)
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "peers.json"), "w") as f:

@@ -61,6 +61,35 @@ def make_arena(side: str, slots: int, slot_size: int = 4096, **options):
         return Arena(slot_size, slots, **CREATE_SIDES[side], **options)
 
 
+#: Sides with every guard in place once :func:`build_guarded` returns.
+GUARDED_SIDES = ["madvise-batched", "madvise-per-guard", "mprotect", "python"]
+#: A madvise arena as built, ready for its first allocation: past 1,024
+#: slots its guards are laid later, a chunk at a time, as allocations reach them.
+LAZY_SIDE = "madvise-lazy"
+
+
+def build_guarded(side: str, slots: int):
+    """An arena of ``slots`` 4 KiB slots for a side of :data:`CREATE_SIDES`.
+
+    Guarded sides return it with every guard installed: an :class:`Arena` is
+    opened whole by allocating (and freeing) its last slot, which lays the
+    guards a lazily guarded arena defers. :data:`LAZY_SIDE` returns the
+    madvise arena as built, and "none" the unguarded one as built.
+    """
+    if side == LAZY_SIDE:
+        return make_arena("madvise-batched", slots)
+    arena = make_arena(side, slots)
+    # The pure-Python arena guards every slot when built; "none" has nothing
+    # to lay, so it stays the baseline of an arena as built (lazy's too).
+    if side not in ("python", "none"):
+        try:
+            arena.alloc(1, slot=slots - 1).free()
+        except BaseException:
+            arena.close()
+            raise
+    return arena
+
+
 @dataclass
 class CreateCounts:
     """Deterministic figures of one arena creation."""

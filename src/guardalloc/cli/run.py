@@ -158,6 +158,9 @@ def _reexec_native(args: argparse.Namespace) -> int:
         env = native.environment(None, **native.guard_options(args, rate))
     except (TypeError, ValueError, FileNotFoundError) as exc:
         return _fail(f"--native: {exc}")
+    refused = native.python_alignment_error(env.get(native.OPTIONS_ENV, ""))
+    if refused is not None:
+        return _fail(f"--native: {refused}")
     env[_REEXEC_ENV] = json.dumps({name: os.environ.get(name)
                                    for name in ("LD_PRELOAD", native.OPTIONS_ENV)})
     argv = list(getattr(sys, "orig_argv", [])) or [sys.executable, "-m", "guardalloc", *sys.argv[1:]]

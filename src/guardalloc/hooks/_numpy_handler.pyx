@@ -49,6 +49,12 @@ from guardalloc.errors import CorruptionError, ForeignBufferError, InvalidFreeEr
 from guardalloc.stats import HandlerStats, PoolStats
 
 
+
+cdef extern from "_c/locks.h" nogil:
+    int GA_LOCK_FRONT
+    int ga_fork_lock_add(pthread_mutex_t *m, int level)
+    void ga_fork_lock_remove(pthread_mutex_t *m)
+
 cdef extern from "_c/numpy_abi.h":
     ctypedef struct ga_np_allocator_t:
         void *ctx
@@ -214,11 +220,16 @@ cdef class Handler:
     # The live oversize blocks (numpy's), so that a free of any other
     # foreign pointer is still reported rather than handed to numpy's free.
     cdef pthread_mutex_t big_lock
+    cdef bint big_lock_in_fork_table   # held across fork() (_c/locks.h)
     cdef void **big
     cdef size_t nbig, capbig
 
     def __init__(self):
         raise TypeError("guardalloc.numpy handlers are made by guardalloc.numpy.handler()")
+
+    def __dealloc__(self):
+        if self.big_lock_in_fork_table:
+            ga_fork_lock_remove(&self.big_lock)
 
     cdef int _check(self) except -1:
         if self.c == NULL:
@@ -335,6 +346,11 @@ def make_handler(Pool pool, numpy_capsule, dict options, bint fallback=False, bi
         raise MemoryError("no memory for a numpy handler")
     if pthread_mutex_init(&h.big_lock, NULL) != 0:
         raise MemoryError("cannot initialise a numpy handler's mutex")
+    # Held while realloc (maybe the native heap) runs: the outer level of the
+    # lock order, taken around fork() so that a child never inherits it held.
+    if ga_fork_lock_add(&h.big_lock, GA_LOCK_FRONT) != 0:
+        raise MemoryError("no memory to hold a numpy handler's mutex across fork()")
+    h.big_lock_in_fork_table = True
     strncpy(c.name, HANDLER_NAME.encode(), 126)
     c.version = GA_NP_HANDLER_VERSION
     c.allocator.ctx = <void *>h

@@ -17,6 +17,11 @@ import argparse
 import ctypes
 import glob
 import os
+import pwd
+import re
+import shutil
+import stat
+import struct
 import sys
 from typing import Mapping, Optional
 
@@ -24,11 +29,15 @@ from guardalloc.options import ALIGNS, ON_FAULT, check_alignment, check_bool, ch
 from guardalloc.stats import NativeStats
 
 __all__ = ["library_path", "options_string", "environment", "is_active", "stats",
-           "DEFAULT_SAMPLE_RATE", "OPTIONS_ENV"]
+           "python_alignment_error", "unguardable", "DEFAULT_SAMPLE_RATE", "EXEC_SAMPLE_RATE", "OPTIONS_ENV"]
 
 OPTIONS_ENV = "GUARDALLOC_OPTIONS"
-# The C table's default (guardalloc/_c/options.c).
+# The C table's default (guardalloc/_c/options.c): what a bare LD_PRELOAD
+# and `run --native` without RATE get, meant for long-running services.
 DEFAULT_SAMPLE_RATE = 5000
+# `guardalloc exec` is a debugging command: it guards every allocation unless
+# --sample-rate (or sample_rate in GUARDALLOC_OPTIONS) says otherwise.
+EXEC_SAMPLE_RATE = 1
 _MAX_BYTES_LIMIT = 1 << 44
 def library_path() -> str:
     """The absolute path of the preloadable library inside the package.
@@ -190,9 +199,137 @@ def guard_options(args: argparse.Namespace, sample_rate: Optional[int]) -> dict:
                 log_path=args.log_path)
 
 
+# -- what the library cannot guard -------------------------------------------
+
+def python_alignment_error(options: str) -> Optional[str]:
+    """The one sentence refusing ``GUARDALLOC_OPTIONS`` ``options`` for a
+    Python interpreter, or None when a Python can run under them. (A bad
+    option string gives None: the library itself reports it.)"""
+    from guardalloc import faults
+    try:
+        values = faults.parse_options(options)
+    except ValueError:
+        return None
+    if values["sample_rate"] and values["alignment"] == 1:
+        return ("alignment=1 cannot run a Python interpreter: every guarded block would start at any "
+                "byte, and CPython needs its objects aligned (it dies at start with \"error reading "
+                "frozen getpath.py\"); use alignment=2 or more, or leave alignment alone")
+    return None
+
+
+def _elf_interpreter(path: str) -> Optional[bool]:
+    """Whether the ELF file at path names a program interpreter (PT_INTERP:
+    the dynamic loader, which is what reads LD_PRELOAD); None when path is not
+    an ELF file (or cannot be read)."""
+    try:
+        with open(path, "rb") as f:
+            ident = f.read(64)
+            if len(ident) < 52 or ident[:4] != b"\x7fELF" or ident[4] not in (1, 2) or ident[5] not in (1, 2):
+                return None
+            order = "<" if ident[5] == 1 else ">"
+            if ident[4] == 2:
+                phoff, = struct.unpack_from(order + "Q", ident, 32)
+                phentsize, phnum = struct.unpack_from(order + "HH", ident, 54)
+            else:
+                phoff, = struct.unpack_from(order + "I", ident, 28)
+                phentsize, phnum = struct.unpack_from(order + "HH", ident, 42)
+            f.seek(phoff)
+            table = f.read(phentsize * phnum)
+    except OSError:
+        return None
+    if phentsize < 4 or len(table) < phentsize * phnum:
+        return None
+    pt_interp = 3
+    return any(struct.unpack_from(order + "I", table, i * phentsize)[0] == pt_interp for i in range(phnum))
+
+
+def _shebang(path: str, env: Mapping[str, str]) -> Optional[str]:
+    """The interpreter a ``#!`` script runs under (through ``env NAME``: NAME
+    found on PATH), or None."""
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(256)
+    except OSError:
+        return None
+    if not first.startswith(b"#!"):
+        return None
+    words = first[2:].decode("utf-8", "replace").split()
+    if not words:
+        return None
+    if os.path.basename(words[0]) == "env":
+        names = [w for w in words[1:] if not w.startswith("-") and "=" not in w]
+        return shutil.which(names[0], path=env.get("PATH")) if names else None
+    return words[0]
+
+
+def _resolve(name: str, env: Mapping[str, str]) -> Optional[str]:
+    """The file execvpe would run for name, or None."""
+    if "/" in name:
+        return name if os.path.exists(name) else None
+    return shutil.which(name, path=env.get("PATH", os.defpath))
+
+
+def _secure_execution(path: str) -> Optional[str]:
+    """Why the loader would run path in secure-execution mode (and ignore
+    LD_PRELOAD) for this user, or None."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+
+    def owner(uid: int) -> str:
+        try:
+            return pwd.getpwuid(uid).pw_name
+        except KeyError:
+            return f"uid {uid}"
+    if st.st_mode & stat.S_ISUID and st.st_uid != os.geteuid():
+        return f"is setuid {owner(st.st_uid)} and runs here as {owner(os.geteuid())}"
+    if st.st_mode & stat.S_ISGID and st.st_mode & stat.S_IXGRP and st.st_gid != os.getegid():
+        return f"is setgid (group id {st.st_gid}, yours is {os.getegid()})"
+    try:
+        if os.getxattr(path, "security.capability"):
+            return "has file capabilities (security.capability)"
+    except OSError:
+        pass
+    return None
+
+
+def unguardable(program: str, env: Mapping[str, str]) -> Optional[str]:
+    """The one line saying why ``exec`` cannot guard ``program`` (a name or
+    path, looked up on env's PATH), or None: a statically linked program (no
+    dynamic loader, so nothing reads LD_PRELOAD), a setuid/setgid program or
+    one with file capabilities not run by its owner (the loader ignores
+    LD_PRELOAD in secure-execution mode), or a Python interpreter with
+    options it cannot run under."""
+    path = _resolve(program, env)
+    if path is None:
+        return None     # execvpe says why
+    runs = path
+    interpreter = _shebang(path, env)
+    if interpreter is not None:
+        runs = interpreter
+    secure = _secure_execution(runs)
+    if secure is not None:
+        return (f"{runs} {secure}: the dynamic loader ignores LD_PRELOAD for such a program "
+                "(secure execution), so nothing would be guarded")
+    if _elf_interpreter(runs) is False:
+        return (f"{runs} is statically linked (an ELF with no program interpreter): no dynamic loader "
+                "runs, so LD_PRELOAD is never read and nothing would be guarded")
+    if re.fullmatch(r"python[0-9.]*[dmu]?", os.path.basename(os.path.realpath(runs))):
+        return python_alignment_error(env.get(OPTIONS_ENV, ""))
+    return None
+
+
+# -- command line: exec ------------------------------------------------------
+
+def _sample_rate_given(env: Mapping[str, str]) -> bool:
+    return any(part.strip().startswith("sample_rate=") for part in env.get(OPTIONS_ENV, "").split(":"))
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sample-rate", type=_count, metavar="N",
-                        help=f"guard one allocation in N (1: all; 0: none; default {DEFAULT_SAMPLE_RATE})")
+                        help=f"guard one allocation in N (1: all; 0: none; default {EXEC_SAMPLE_RATE}: every "
+                             f"allocation; a long-running service may prefer e.g. {DEFAULT_SAMPLE_RATE})")
     add_guard_arguments(parser)
     parser.add_argument("--no-symbolize", dest="symbolize", action="store_false",
                         help="print reports' frames raw (module+offset); python -m guardalloc "
@@ -214,10 +351,17 @@ def run(args: argparse.Namespace) -> int:
         print("guardalloc exec: no program given (guardalloc exec [options] -- PROGRAM [ARGS...])",
               file=sys.stderr)
         return 2
+    rate = args.sample_rate
+    if rate is None and not _sample_rate_given(os.environ):
+        rate = EXEC_SAMPLE_RATE
     try:
-        env = environment(**guard_options(args, args.sample_rate))
+        env = environment(**guard_options(args, rate))
     except (TypeError, ValueError, FileNotFoundError) as exc:
         print(f"guardalloc exec: {exc}", file=sys.stderr)
+        return 2
+    problem = unguardable(program[0], env)
+    if problem is not None:
+        print(f"guardalloc exec: {problem}", file=sys.stderr)
         return 2
     sys.stdout.flush()
     sys.stderr.flush()

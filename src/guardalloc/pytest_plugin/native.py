@@ -17,6 +17,7 @@ import pytest
 from guardalloc import faults
 
 from .options import Settings
+from .reports import report_directory
 
 # Set in the environment of a pytest re-executed with the native library
 # preloaded: its path (so the re-executed session does not exec again).
@@ -58,7 +59,9 @@ def native_environment(settings: Settings, library: str, report_dir: str | None)
     if settings.alignment is not None:
         options.append(f"alignment={settings.alignment}")
     current = env.get(faults.OPTIONS_ENV, "")
-    directory = report_dir or settings.report_dir
+    directory = report_dir
+    if directory is None and settings.report_dir is not None:
+        directory = report_directory(settings.report_dir)   # made 0700, or checked
     if directory is not None and not faults.parse_options(current).get("log_path"):
         # Children's reports must land where the session reads them.
         options.append(f"log_path='{os.path.abspath(os.path.join(directory, 'guardalloc.%p.json'))}'")
@@ -90,13 +93,19 @@ FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUS
 def run_preloaded(config: pytest.Config, settings: Settings, library: str) -> int:
     """Run the same pytest command with library preloaded, wait for it and
     return its exit status; this process dies of the signal that killed it.
+    Raises pytest.UsageError for options a Python cannot run under
+    (alignment=1).
     The report directory made for it is removed once it has exited, however
     it ended (also when it died before its session started)."""
+    from guardalloc.hooks.preload import python_alignment_error
+    refused = python_alignment_error(native_environment(settings, library, None)[faults.OPTIONS_ENV])
+    if refused is not None:
+        raise pytest.UsageError(f"--guardalloc-native: {refused}")
     argv = [sys.executable, *subprocess._args_from_interpreter_flags(), "-m", "pytest",  # type: ignore[attr-defined]
             *config.invocation_params.args]
     needs_directory = settings.report_dir is None and not faults.parse_options(
         os.environ.get(faults.OPTIONS_ENV, "")).get("log_path")
-    scratch = tempfile.mkdtemp(prefix="guardalloc-reports-") if needs_directory else None
+    scratch = tempfile.mkdtemp(prefix="guardalloc-reports-") if needs_directory else None   # 0700
     sys.stdout.flush()
     sys.stderr.flush()
     previous: dict[int, Any] = {}

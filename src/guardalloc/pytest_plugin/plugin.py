@@ -19,7 +19,7 @@ from guardalloc import faults
 from .forked import ForkedRunner, wants_fork
 from .marker import import_guardalloc_numpy
 from .options import Settings
-from .reports import FAULT_PROPERTY, describe, signal_name, trim_traceback, unread_reports
+from .reports import FAULT_PROPERTY, describe, report_directory, signal_name, trim_traceback, unread_reports
 
 PLUGIN_NAME = "guardalloc-session"
 # workerinput keys: where an xdist worker writes its JSON fault reports and
@@ -54,8 +54,7 @@ class GuardallocPlugin:
     def start(self) -> None:
         settings = self.settings
         if settings.report_dir:
-            os.makedirs(settings.report_dir, exist_ok=True)
-            self.template = os.path.join(os.path.abspath(settings.report_dir), "guardalloc.%p.json")
+            self.template = os.path.join(report_directory(settings.report_dir), "guardalloc.%p.json")
             self._owned_template = True
         elif self.template is None and self._workerinput.get(WORKER_REPORTS):
             # An xdist worker: reports go where the controller reads them.

@@ -8,11 +8,47 @@ import json
 import os
 import re
 import signal
+import stat
+
+import pytest
 
 # user_properties key of a test report: one JSON fault report.
 FAULT_PROPERTY = "guardalloc_fault"
 # Frames of the plugin itself (left out of the tracebacks it shows).
 PLUGIN_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def report_directory(path: str) -> str:
+    """The absolute path of the report directory ``path``, created with mode
+    0700 when it does not exist. One that exists must be a directory of the
+    effective user (not a symbolic link) that no group or other user may write
+    to: reports carry the process's addresses, and whoever can write to the
+    directory can plant a link where a report is about to go.
+
+    Raises:
+        pytest.UsageError: it cannot be created, or the one there fails a rule.
+    """
+    what = "--guardalloc-report-dir"
+    try:
+        os.makedirs(path, mode=0o700)
+        return os.path.abspath(path)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise pytest.UsageError(f"{what}: cannot create {path}: {exc.strerror}") from None
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode):
+        problem = "is a symbolic link"
+    elif not stat.S_ISDIR(info.st_mode):
+        problem = "is not a directory"
+    elif info.st_uid != os.geteuid():
+        problem = f"is owned by another user (uid {info.st_uid})"
+    elif info.st_mode & 0o022:
+        problem = (f"may be written to by group or other users "
+                   f"(mode {stat.S_IMODE(info.st_mode):04o}; chmod go-w it)")
+    else:
+        return os.path.abspath(path)
+    raise pytest.UsageError(f"{what}: {path} {problem}")
 
 
 def expand_log_path(template: str, pid: int | str) -> str:
