@@ -101,3 +101,26 @@ def test_json_reports_of_processes_sharing_a_log_path_never_interleave(tmp_path)
     reports = [json.loads(line) for line in lines]
     assert all(len(line) > 2048 for line in lines)
     assert {r["test"]["nodeid"][-1] for r in reports} == {str(i) for i in range(6)}
+
+
+def test_a_log_path_whose_directory_is_missing_is_said_at_once(tmp_path):
+    """exec (the malloc library) says it on stderr, set_report_path() with a
+    RuntimeWarning; a writable path says nothing."""
+    env = dict(os.environ)
+    env.pop("GUARDALLOC_OPTIONS", None)
+    missing = tmp_path / "missing" / "r.%p.json"
+    proc = subprocess.run([sys.executable, "-m", "guardalloc", "exec", "--sample-rate", "1", "--log-path",
+                           str(missing), "--", "/bin/true"], capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 0
+    assert proc.stderr.count("its directory does not exist") == 1, proc.stderr
+    proc = run_child(f"""
+        import warnings
+        from guardalloc import faults
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            faults.set_report_path({str(tmp_path / "missing" / "r.json")!r})
+            faults.set_report_path({str(tmp_path / "r.json")!r})
+        print([str(w.message) for w in seen])
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("its directory does not exist") == 1, proc.stdout
