@@ -398,7 +398,7 @@ def _one_report(tmp_path, proc) -> dict:
     from test_reports_json import reports_in, validate
     (report,) = reports_in(tmp_path)
     validate(report)
-    assert (report["schema_version"], report["access"], report["signal"]) == (3, "free", None)
+    assert (report["schema_version"], report["access"], report["signal"]) == (4, "free", None)
     assert report["text"] in proc.stderr, (report["text"], proc.stderr)
     assert isinstance(report["slot"], int) and report["arena"]["slots"] >= 1
     return report

@@ -100,6 +100,11 @@ def check_buggy_run(result, junit: Path | None = None) -> None:
         tag = "failure" if phase == "call" else "error"
         found = cases[name].findall(tag)
         assert found and f"guardalloc: {kind} {access}" in found[0].text, name
+        # JUnit's message of a failure opens with the bug, not with how the
+        # child died (pytest prefixes an error's: 'failed on setup with').
+        message = found[0].get("message", "")
+        assert (message.startswith(f"guardalloc: {kind} {access}") if tag == "failure"
+                else f'with "guardalloc: {kind} {access}' in message), message
         properties = [p for p in cases[name].iter("property") if p.get("name") == "guardalloc_fault"]
         report = json.loads(properties[0].get("value"))
         validate(report)

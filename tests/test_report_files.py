@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 import guardalloc
 
-OK, SYMLINK, NOT_REGULAR, NOT_OWNED, LINKED, OPEN_TO_OTHERS, TOO_LONG, CANNOT_OPEN = range(8)
+(OK, SYMLINK, NOT_REGULAR, NOT_OWNED, LINKED, OPEN_TO_OTHERS, TOO_LONG, CANNOT_OPEN, NO_DIRECTORY,
+ DIR_READ_ONLY) = range(10)
 NOBODY = 65534
 
 
@@ -200,7 +201,10 @@ def test_another_users_file_is_refused(tmp_path, per_process):
 def test_an_unopenable_path_says_why(tmp_path):
     fd, why, err = open_report(tmp_path / "missing" / "r.json")
     assert (fd, why, err) == (-1, CANNOT_OPEN, errno.ENOENT)
-    assert check(tmp_path / "missing" / "r.json") == OK   # nothing to judge at start
+    # Checked at start (issue 21): a report could never create the file.
+    assert check(tmp_path / "missing" / "r.json") == NO_DIRECTORY
+    assert check(tmp_path / "r.json") == OK   # absent, and its directory takes it
+    assert message("/x", NO_DIRECTORY, 0).endswith("/x: its directory does not exist")
     assert message("/x", CANNOT_OPEN, errno.ENOENT).endswith("/x: cannot open it: its directory does not exist")
     assert message("/x", CANNOT_OPEN, errno.EBADMSG).endswith(f"/x: cannot open it (errno {errno.EBADMSG})")
 

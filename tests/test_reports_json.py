@@ -237,7 +237,7 @@ def test_each_kind_is_written_as_valid_json(child, tmp_path, name):
     assert report["arena"]["slots"] == 4 and report["arena"]["slot_size"] == 4096
     # The same text as on stderr, whole.
     assert report["text"].splitlines() == [line for line in result.stderr.splitlines()
-                                           if line.startswith(("==", "  "))][:len(report["text"].splitlines())]
+                                           if line.startswith(("==", "  ", "SUMMARY: "))][:len(report["text"].splitlines())]
     if report["slot"] is not None:
         assert "<string>" in report["stacks"]["allocated"]
     if name == "uaf":
@@ -260,6 +260,8 @@ def test_test_name_and_escaping(child, tmp_path):
     validate(report)
     assert report["test"] == {"nodeid": 't.py::test_x["a\\b\n\x01"]', "phase": "call"}
     assert 'test: t.py::test_x["a\\b' in result.stderr
+    access = report["stacks"].pop("access_native")   # the faulting thread's, walked from the signal context
+    assert access and access[0] == report["faulting_instruction"]
     assert report["stacks"] == {"allocated": None, "freed": None, "allocated_native": None,
                                 "freed_native": None}
 

@@ -149,6 +149,10 @@ cdef extern from "_c/stacks.h" nogil:
     void ga_stacks_record(ga_arena_t *a, long slot, int freed, const ga_stack_t *s)
 
 
+cdef extern from "_c/altstack.h" nogil:
+    void ga_altstack_ensure()
+
+
 cdef extern from "_c/core.h" nogil:
     void ga_arena_attach(ga_arena_t *a, void *tables)
     int ga_arena_guard_all(ga_arena_t *a)

@@ -371,8 +371,7 @@ cdef class Arena:
         return 0
 
     cdef long _start_alloc(self, nbytes, bint zero, bint raw, slot) except -1:
-        cdef long want = -1
-        cdef long result
+        cdef long want = -1, result
         cdef size_t n
         self._check_open()
         if self.free_hook != NULL:
@@ -381,6 +380,7 @@ cdef class Arena:
         if slot is not None:
             want = check_int("slot", slot, 0, self.a.nslots - 1)
         self.check_backing()
+        ga_altstack_ensure()   # this thread may fault in the block: report on a stack of known size
         result = ga_alloc(&self.a, n, zero, raw, want)
         if result >= 0:
             if wants_traces(self.tracebacks):

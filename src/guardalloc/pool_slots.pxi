@@ -25,6 +25,7 @@ cdef inline long pool_take(Pool self, int cls, size_t nbytes, bint zero, bint ra
     cdef int result
     if self.is_closed:
         return GA_ERR_FULL
+    ga_altstack_ensure()   # this thread may fault in the block: report on a stack of known size
     while c.navail > 0:
         e = &self.table[c.avail[c.navail - 1]]
         result = ga_alloc(&(<Arena>e.arena).a, nbytes, zero, raw, -1)

@@ -10,7 +10,7 @@ import signal
 
 import pytest
 
-from native_support import CORPUS, build, run_preloaded  # noqa: F401 (build: a fixture)
+from native_support import CORPUS, build, run_preloaded, symbolized  # noqa: F401 (build: a fixture)
 
 SOURCES = sorted(glob.glob(os.path.join(CORPUS, "*.c")) + glob.glob(os.path.join(CORPUS, "*.cc")))
 
@@ -31,18 +31,25 @@ def test_corpus_case_is_caught(build, source):
     sig, fragments, options = expectations(source)
     result = run_preloaded([program], "sample_rate=1" + (":" + options if options else ""))
     assert result.returncode == -sig, result.stderr
+    text = symbolized(result.stderr)   # as exec prints it
     for fragment in fragments:
-        assert fragment in result.stderr, result.stderr
+        assert fragment in text, text
     # Native stacks: the allocation stack names the program's functions.
-    assert "allocated at:" in result.stderr
-    assert re.search(r"#0 0x[0-9a-f]+: \w", result.stderr), result.stderr
+    assert "allocated at:" in text
+    assert re.search(r"#0 0x[0-9a-f]+ in \w", text), text
     if sig == signal.SIGSEGV:
-        # The faulting instruction, named from the signal context.
-        line = re.search(r"faulting instruction: (.*)", result.stderr).group(1)
+        # The stack of the access, walked from the signal context: the
+        # faulting instruction, then its callers.
+        access = re.search(r"  \w+ by thread \d+ \(\w+\):\n((?:    #\d+ .*\n)+)", text)
+        assert access, text
+        frames = access.group(1).splitlines()
         if "strcpy" not in source:
-            assert "trigger" in line, result.stderr   # _Z7triggerPii in C++: not demangled
+            assert re.search(r" in trigger(\(|\s)", frames[0]), text   # C++: demangled, trigger(int*, int)
         else:
-            assert "libc" in line, result.stderr   # inside strcpy itself
+            assert "strcpy" in frames[0] or "libc" in frames[0], text   # inside strcpy itself
+            assert re.search(r" in trigger(\(|\s)", frames[1]), text   # its caller, the user's function
+        assert any(" in main " in f for f in frames), text
+        assert re.search(r"\nSUMMARY: guardalloc: \S+ trigger", text), text
 
 
 @pytest.mark.parametrize("name", ["overflow_write.c", "posix_memalign_overflow.c"])
@@ -54,7 +61,7 @@ def test_default_alignment_finds_slack_overflow_at_free(build, name):
     if name == "overflow_write.c":
         assert result.returncode == -signal.SIGABRT, result.stderr
         assert "slack byte(s) after the block" in result.stderr
-        assert "allocated at:" in result.stderr and "main+" in result.stderr
+        assert "allocated at:" in result.stderr and " in main " in symbolized(result.stderr)
     else:
         # 128 bytes at 64: ends at the guard whatever the alignment.
         assert result.returncode == -signal.SIGSEGV, result.stderr

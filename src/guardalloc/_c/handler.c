@@ -3,9 +3,11 @@
  * installation, and the chain to the dispositions installed before it.
  *
  * Everything the handler does is async-signal-safe: it reads the arena
- * descriptors, formats into a buffer on its own stack, and calls write(2),
- * sigaction(2), guards.c's ga_guard_range() and raise(3) -- no malloc, no
- * stdio, no locks, no Python. A fault it cannot attribute to an arena goes to
+ * descriptors and the table of loaded objects, walks the faulting thread's
+ * frame pointers (sigunwind.c), formats into a buffer it maps for the report,
+ * and calls write(2), sigaction(2), guards.c's ga_guard_range() and raise(3)
+ * -- no malloc, no stdio, no locks (no dladdr, no libgcc unwinder: both take
+ * the loader's lock), no Python. A fault it cannot attribute to an arena goes to
  * the disposition that was installed before it, unchanged.
  */
 #define _GNU_SOURCE
@@ -15,13 +17,16 @@
 #include <string.h>
 #include <ucontext.h>
 #include <unistd.h>
+#include "altstack.h"
 #include "classify.h"
 #include "continue_mode.h"
 #include "guards.h"
 #include "handler.h"
+#include "modules.h"
 #include "registry.h"
 #include "report_context.h"
 #include "report_internal.h"
+#include "sigunwind.h"
 #include "stacks.h"
 
 /* Per signal (SIGSEGV, SIGBUS): the disposition ours replaced, and whether
@@ -35,10 +40,6 @@ typedef struct {
 
 static ga_chain_t ga_chains[2] = {{SIGSEGV}, {SIGBUS}};
 static volatile sig_atomic_t ga_active;      /* reports are wanted */
-/* The alternate signal stack given to the thread that enabled reports, when
- * it had none. Static, so it costs no mapping (and no VMA) of its own. */
-static char ga_altstack[64 * 1024] __attribute__((aligned(64)));
-static int ga_altstack_given;
 
 static ga_chain_t *ga_chain(int sig)
 {
@@ -131,35 +132,33 @@ static const char *ga_passed_on_fault(const siginfo_t *info, const void *ucontex
     return NULL;
 }
 
-/* The instruction that faulted, from the signal context. */
-static const void *ga_fault_pc(const void *ucontext)
+/* The stack of the faulting access. From the kernel: walked from the
+ * signal context. Passed on by a handler installed above ours (faulthandler
+ * enabled after guardalloc: it dumps its traceback, puts ours back and
+ * raise()s), the context is that of raise() inside that handler; the
+ * fault's own context is one signal frame further up this thread's stack
+ * (the first signal frame is raise()'s, the second the fault's). */
+static void ga_access_stack(int from_kernel, const void *ucontext, ga_access_t *out)
 {
-#if defined(__x86_64__)
-    const ucontext_t *uc = ucontext;
-    return uc != NULL ? (const void *)(uintptr_t)uc->uc_mcontext.gregs[REG_RIP] : NULL;
-#else
-    (void)ucontext;
-    return NULL;
-#endif
+    ga_regs_t r;
+    int found = from_kernel ? ga_regs_of_context(ucontext, &r)
+                            : ga_regs_of_outer_signal((uintptr_t)__builtin_frame_address(0), 2, &r);
+    out->n = found == 0 ? ga_walk_stack(&r, out->pc, GA_ACCESS_DEPTH) : 0;
 }
 
-/* The faulting instruction. From the kernel: the signal context's. Passed
- * on by a handler installed above ours (faulthandler enabled after
- * guardalloc: it dumps its traceback, puts ours back and raise()s), the
- * context is that of raise() inside that handler; the fault's own context
- * is one signal frame further up this thread's stack: the unwinder finds
- * it (the first signal frame is raise()'s, the second the fault's). */
-static const void *ga_faulting_pc(int from_kernel, const void *ucontext)
-{
-    return from_kernel ? ga_fault_pc(ucontext) : ga_stack_interrupted_pc(2);
-}
-
-/* A fault's two reports: the text one, then the JSON one (with a log_path). */
+/* A fault's two reports: the text one (written whole), then the JSON one
+ * (with a log_path). */
 static void ga_report(int sig, int si_code, const ga_arena_t *a, const char *addr,
-                      const char *access, const ga_fault_t *f, int continuing, const void *pc)
+                      const char *access, const ga_fault_t *f, int continuing, int from_kernel,
+                      const void *ucontext)
 {
-    ga_format_report(ga_get_report_fd(), 0, sig, si_code, a, addr, access, f, continuing, pc);
-    ga_json_report(sig, si_code, a, addr, access, f, continuing, pc);
+    ga_access_t stack;
+    ga_line_t line;
+    ga_access_stack(from_kernel, ucontext, &stack);
+    ga_line_init(&line, ga_get_report_fd(), 0);
+    ga_format_report(&line, sig, si_code, a, addr, access, f, continuing, &stack);
+    ga_line_done(&line);
+    ga_json_report(sig, si_code, a, addr, access, f, continuing, &stack);
 }
 
 static void ga_handler(int sig, siginfo_t *info, void *ucontext)
@@ -193,13 +192,12 @@ static void ga_handler(int sig, siginfo_t *info, void *ucontext)
     if (a->on_fault_continue && f.guarded && ga_lift_and_retire(a, &f) == 0) {
         if (first) {
             ga_mark_reported(a, &f);
-            ga_report(sig, info->si_code, a, addr, ga_access(ucontext), &f, 1,
-                      ga_faulting_pc(from_kernel, ucontext));
+            ga_report(sig, info->si_code, a, addr, ga_access(ucontext), &f, 1, from_kernel, ucontext);
         }
         errno = saved_errno;
         return;
     }
-    ga_report(sig, info->si_code, a, addr, ga_access(ucontext), &f, 0, ga_faulting_pc(from_kernel, ucontext));
+    ga_report(sig, info->si_code, a, addr, ga_access(ucontext), &f, 0, from_kernel, ucontext);
     /* Die as without us: the previous disposition (faulthandler, a host's
      * handler, or SIG_DFL) meets the fault again when the access re-executes
      * (or the signal, raised again: it stays pending until we return). It
@@ -232,19 +230,14 @@ int ga_reports_handler_on_top(void)
 int ga_reports_enable(void)
 {
     struct sigaction act, now;
-    stack_t current;
     int i;
     ga_page_size();   /* cached now: the handler must not call sysconf() */
+    /* The handler names code by loaded object: the table is built here,
+     * where the loader's lock may be taken. */
+    ga_modules_refresh();
     /* SA_ONSTACK runs the handler on the thread's alternate stack when it
      * has one; give one to this thread if it has none. */
-    if (!ga_altstack_given && sigaltstack(NULL, &current) == 0 && (current.ss_flags & SS_DISABLE)) {
-        stack_t mine;
-        mine.ss_sp = ga_altstack;
-        mine.ss_size = sizeof(ga_altstack);
-        mine.ss_flags = 0;
-        if (sigaltstack(&mine, NULL) == 0)
-            ga_altstack_given = 1;
-    }
+    ga_altstack_ensure();
     memset(&act, 0, sizeof(act));
     act.sa_sigaction = ga_handler;
     act.sa_flags = SA_SIGINFO | SA_ONSTACK;

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "altstack.h"
 #include "classes.h"
 #include "core.h"
 #include "faults.h"
@@ -296,6 +297,7 @@ void *ga_heap_alloc(size_t nbytes, size_t alignment, int zero, int family)
     c = &ga_classes[cls];
     if (ga_opts.native_stacks)
         ga_stack_capture(&stack);
+    ga_altstack_ensure();   /* this thread may fault in the block: report on a stack of known size */
     pthread_mutex_lock(&ga_lock);
     for (;;) {
         if (c->avail < 0 && ga_grow(cls) < 0)

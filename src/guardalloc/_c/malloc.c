@@ -34,6 +34,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "faults.h"
 #include "guards.h"
@@ -204,6 +205,30 @@ static void *ga_sym(const char *name)
     return dlsym(RTLD_NEXT, name);
 }
 
+/* The launcher that symbolizes reports (guardalloc exec, run --native)
+ * hands its child the write end of a pipe as "FD:INODE": text reports go
+ * there, raw, and come out of the launcher symbolized. The inode is checked
+ * so that a descendant in which FD was closed and reused for another pipe
+ * writes to stderr instead of into a stranger's pipe. */
+#define GA_REPORT_PIPE_ENV "GUARDALLOC_REPORT_PIPE"
+
+static void ga_use_report_pipe(const char *text)
+{
+    unsigned long long fd = 0, ino = 0;
+    struct stat st;
+    if (text == NULL || *text < '0' || *text > '9')
+        return;
+    for (; *text >= '0' && *text <= '9' && fd < (1u << 30); text++)
+        fd = fd * 10 + (unsigned)(*text - '0');
+    if (*text++ != ':' || *text < '0' || *text > '9')
+        return;
+    for (; *text >= '0' && *text <= '9' && ino < (1ull << 60); text++)
+        ino = ino * 10 + (unsigned)(*text - '0');
+    if (*text != '\0' || fstat((int)fd, &st) != 0 || !S_ISFIFO(st.st_mode) || st.st_ino != ino)
+        return;
+    ga_set_report_fd((int)fd);
+}
+
 static void ga_initialise(void)
 {
     char err[512];
@@ -244,6 +269,8 @@ static void ga_initialise(void)
          * Python process guardalloc.faults reads the same option again. */
         ga_set_report_path(ga_opts.log_path);
         ga_say_if_log_path_refused(ga_opts.log_path);
+        /* secure_getenv: a set-user-ID program does not take it from the caller. */
+        ga_use_report_pipe(secure_getenv(GA_REPORT_PIPE_ENV));
         ga_reports_enable();
         ga_guarding = 1;
     }

@@ -9,7 +9,8 @@
 /* Where JSON reports go: a path template ("%p": the pid of the process
  * that faults, "%%": a percent sign), NULL or "" for none. One JSON object
  * per fault (and per report of ga_report_free), on one line, appended
- * (docs/report-schema.json). Returns 0, or -1 when the template is longer than GA_LOG_PATH_MAX (options.h). */
+ * (docs/report-schema.json), each line in one write(2). Returns 0, or -1
+ * when the template is longer than GA_LOG_PATH_MAX (options.h). */
 int ga_set_report_path(const char *path_template);
 const char *ga_get_report_path(void);   /* NULL when none */
 

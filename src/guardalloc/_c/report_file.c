@@ -91,9 +91,22 @@ ga_rf_why_t ga_report_path_check(const char *path_template, char *expanded, size
     ga_rf_why_t why = GA_RF_OK;
     if (ga_report_path_expand(path_template, expanded, size, &per_process) != 0)
         return GA_RF_TOO_LONG;
-    /* Absent (or unreachable: a report will say so): nothing to judge yet. */
-    if (lstat(expanded, &st) == 0)
+    if (lstat(expanded, &st) == 0) {
         why = ga_report_file_judge(&st);
+    } else if (errno == ENOENT) {
+        /* Absent: a report creates it, if its directory lets it. */
+        char dir[4096];
+        const char *slash = strrchr(expanded, '/');
+        size_t n = slash == NULL ? 0 : slash == expanded ? 1 : (size_t)(slash - expanded);
+        if (n >= sizeof(dir))
+            n = 0;
+        memcpy(dir, n > 0 ? expanded : ".", n > 0 ? n : 1);
+        dir[n > 0 ? n : 1] = '\0';
+        if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+            why = GA_RF_NO_DIRECTORY;
+        else if (access(dir, W_OK | X_OK) != 0)
+            why = GA_RF_DIR_READ_ONLY;
+    }
     errno = saved;
     return why;
 }
@@ -145,6 +158,8 @@ size_t ga_report_file_message(char *out, size_t size, const char *path, ga_rf_wh
         ga_rf_put(&m, "group or other users may read or write it (chmod 600 it)");
         break;
     case GA_RF_TOO_LONG: ga_rf_put(&m, "the path with the pid is too long"); break;
+    case GA_RF_NO_DIRECTORY: ga_rf_put(&m, "its directory does not exist"); break;
+    case GA_RF_DIR_READ_ONLY: ga_rf_put(&m, "its directory may not be written"); break;
     case GA_RF_CANNOT_OPEN:
         words = ga_errno_words(open_errno);
         if (words != NULL) {

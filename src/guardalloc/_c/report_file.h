@@ -29,6 +29,8 @@ typedef enum {
     GA_RF_OPEN_TO_OTHERS,   /* group or others may read or write it         */
     GA_RF_TOO_LONG,         /* the expanded path does not fit               */
     GA_RF_CANNOT_OPEN,      /* open(2) failed otherwise (errno kept)        */
+    GA_RF_NO_DIRECTORY,     /* absent, and its directory does not exist     */
+    GA_RF_DIR_READ_ONLY,    /* absent, and its directory may not be written */
 } ga_rf_why_t;
 
 /* The template with %p replaced by the pid and %% by %, into out (size

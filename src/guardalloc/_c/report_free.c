@@ -18,10 +18,12 @@
 enum { GA_FREE_DOUBLE, GA_FREE_INVALID, GA_FREE_CORRUPT };
 static const char *const ga_free_kinds[] = {"double-free", "invalid-free", "heap-buffer-overflow"};
 
-/* "guardalloc: heap corruption: N slack byte(s) ... (found when it was freed)" */
+/* "==pid== guardalloc: heap corruption: N slack byte(s) ... (found when it was freed)" */
 static void ga_put_corruption(ga_line_t *line, const void *ptr, const ga_damage_t *damage)
 {
-    ga_put(line, "guardalloc: heap corruption: ");
+    ga_put(line, "==");
+    ga_put_dec(line, (unsigned long long)getpid());
+    ga_put(line, "== guardalloc: heap corruption: ");
     ga_put_dec(line, damage->damaged);
     ga_put(line, " slack byte(s) after the block at ");
     ga_put_ptr(line, ptr);
@@ -79,8 +81,8 @@ static void ga_put_slot_error(ga_line_t *line, const char *what, const void *ptr
     } else {
         ga_put(line, "  inside the guarded heap but in no slot (a guard page or unused space)");
     }
-    ga_put(line, "\n  in thread ");
-    ga_put_dec(line, (unsigned long long)syscall(SYS_gettid));
+    ga_put(line, "\n  in ");
+    ga_put_thread(line);
     ga_put(line, "\n");
 }
 
@@ -96,38 +98,38 @@ static const ga_stack_t *ga_freed_stack(int error, const ga_arena_t *a, long slo
     return ga_stacks_of(a, slot, 1);
 }
 
-/* The text report of a free, to fd (json: escaped for a JSON string). */
-static void ga_format_free_report(int fd, int json, int error, const void *ptr, const ga_arena_t *a,
+/* The text report of a free, into line. */
+static void ga_format_free_report(ga_line_t *line, int error, const void *ptr, const ga_arena_t *a,
                                   long slot, const ga_damage_t *damage, const ga_stack_t *this_free)
 {
-    ga_line_t line;
-    line.len = 0;
-    line.fd = fd;
-    line.json = json;
     if (error == GA_FREE_CORRUPT) {
-        ga_put_corruption(&line, ptr, damage);
-        ga_put_test(&line);
+        ga_put_corruption(line, ptr, damage);
+        ga_put_test(line);
         if (a != NULL && slot >= 0) {
-            ga_put(&line, "  slot ");
-            ga_put_dec(&line, (unsigned long long)slot);
-            ga_put(&line, " of arena ");
-            ga_put_ptr(&line, a->base);
-            ga_put(&line, "\n");
+            ga_put(line, "  slot ");
+            ga_put_dec(line, (unsigned long long)slot);
+            ga_put(line, " of arena ");
+            ga_put_ptr(line, a->base);
+            ga_put(line, "\n");
         }
-        ga_put_titled_stack(&line, "  allocated at:", a != NULL ? ga_stacks_of(a, slot, 0) : NULL);
-        ga_put_titled_stack(&line, "  freed at:", this_free);
+        ga_put(line, "  in ");
+        ga_put_thread(line);
+        ga_put(line, "\n");
+        ga_put_titled_stack(line, "  allocated at:", a != NULL ? ga_stacks_of(a, slot, 0) : NULL);
+        ga_put_titled_stack(line, "  freed at:", this_free);
     } else {
-        ga_put_slot_error(&line, ga_free_kinds[error], ptr, a, slot);
-        ga_put_titled_stack(&line, "  this free:", this_free);
+        ga_put_slot_error(line, ga_free_kinds[error], ptr, a, slot);
+        ga_put_titled_stack(line, "  this free:", this_free);
         if (a != NULL && slot >= 0) {
             const ga_stack_t *freed = ga_freed_stack(error, a, slot, this_free);
-            ga_put_titled_stack(&line, "  allocated at:", ga_stacks_of(a, slot, 0));
+            ga_put_titled_stack(line, "  allocated at:", ga_stacks_of(a, slot, 0));
             if (error == GA_FREE_DOUBLE || freed != NULL)
-                ga_put_titled_stack(&line, error == GA_FREE_DOUBLE ? "  first freed at:" : "  last freed at:",
+                ga_put_titled_stack(line, error == GA_FREE_DOUBLE ? "  first freed at:" : "  last freed at:",
                                     freed);
         }
     }
-    ga_flush(&line);
+    ga_put_summary(line, ga_free_kinds[error], this_free != NULL ? this_free->pc : NULL,
+                   this_free != NULL ? ga_stack_len(this_free) : 0);
 }
 
 void ga_report_free(int code, const void *ptr, const ga_arena_t *a, long slot,
@@ -141,8 +143,9 @@ void ga_report_free(int code, const void *ptr, const ga_arena_t *a, long slot,
         slot = -1;
     if (error == GA_FREE_CORRUPT && a != NULL && slot >= 0)   /* blame the first damaged byte */
         addr = ga_slot_start(a, (size_t)slot) + a->slots[slot].offset + damage->first_offset;
-    ga_format_free_report(ga_get_report_fd(), 0, error, ptr, a, slot,
-                          damage, this_free);
+    ga_line_init(&line, ga_get_report_fd(), 0);   /* written whole */
+    ga_format_free_report(&line, error, ptr, a, slot, damage, this_free);
+    ga_line_done(&line);
     if (ga_json_begin(&line, ga_free_kinds[error], "free", addr) != 0)
         return;
     ga_json_buffer(&line, a, slot, addr);
@@ -165,7 +168,7 @@ void ga_report_free(int code, const void *ptr, const ga_arena_t *a, long slot,
     ga_put(&line, "}");
     ga_json_pc(&line, NULL);
     ga_json_time_and_text(&line);
-    ga_format_free_report(line.fd, 1, error, ptr, a, slot, damage, this_free);
+    ga_format_free_report(&line, error, ptr, a, slot, damage, this_free);
     ga_json_end(&line);
 }
 
@@ -214,14 +217,15 @@ typedef struct {
 static void ga_format_mismatch(ga_line_t *line, const ga_mismatch_t *m)
 {
     char what[96];
-    ga_line_t title = {{0}, 0, -1, 0};
+    ga_line_t title;
+    ga_line_init_small(&title, -1, 0);
     /* "alloc-dealloc-mismatch (operator new [] vs free)", ASan's words. */
     ga_put(&title, "alloc-dealloc-mismatch (");
     ga_put(&title, m->allocated_by);
     ga_put(&title, " vs ");
     ga_put(&title, m->freed_by);
     ga_put(&title, ")");
-    memcpy(what, title.text, title.len < sizeof(what) - 1 ? title.len : sizeof(what) - 1);
+    memcpy(what, title.buf, title.len < sizeof(what) - 1 ? title.len : sizeof(what) - 1);
     what[title.len < sizeof(what) - 1 ? title.len : sizeof(what) - 1] = '\0';
     ga_put_slot_error(line, what, m->ptr, m->a, m->slot);
     ga_put(line, "  allocated by ");
@@ -231,15 +235,18 @@ static void ga_format_mismatch(ga_line_t *line, const ga_mismatch_t *m)
     ga_put(line, "\n");
     ga_put_titled_stack(line, "  freed at:", m->this_free);
     ga_put_titled_stack(line, "  allocated at:", ga_stacks_of(m->a, m->slot, 0));
-    ga_flush(line);
+    ga_put_summary(line, "alloc-dealloc-mismatch", m->this_free != NULL ? m->this_free->pc : NULL,
+                   m->this_free != NULL ? ga_stack_len(m->this_free) : 0);
 }
 
 void ga_report_mismatch(const void *ptr, const ga_arena_t *a, long slot, const char *allocated_by,
                         const char *freed_by, const ga_stack_t *this_free, int continuing)
 {
     ga_mismatch_t m = {ptr, a, slot, allocated_by, freed_by, this_free};
-    ga_line_t line = {{0}, 0, ga_get_report_fd(), 0};
+    ga_line_t line;
+    ga_line_init(&line, ga_get_report_fd(), 0);   /* written whole */
     ga_format_mismatch(&line, &m);
+    ga_line_done(&line);
     if (ga_json_begin(&line, "alloc-dealloc-mismatch", "free", ptr) != 0)
         return;
     ga_json_buffer(&line, a, slot, ptr);
@@ -288,21 +295,24 @@ static void ga_format_underflow(ga_line_t *line, const ga_underflow_t *u)
     ga_put_dec(line, (unsigned long long)u->slot);
     ga_put(line, " of arena ");
     ga_put_ptr(line, u->a->base);
-    ga_put(line, "\n  in thread ");
-    ga_put_dec(line, (unsigned long long)syscall(SYS_gettid));
+    ga_put(line, "\n  in ");
+    ga_put_thread(line);
     ga_put(line, "\n");
     ga_put_titled_stack(line, "  allocated at:", ga_stacks_of(u->a, u->slot, 0));
     ga_put_titled_stack(line, "  freed at:", u->this_free);
-    ga_flush(line);
+    ga_put_summary(line, "heap-buffer-underflow", u->this_free != NULL ? u->this_free->pc : NULL,
+                   u->this_free != NULL ? ga_stack_len(u->this_free) : 0);
 }
 
 void ga_report_underflow(const void *ptr, const ga_arena_t *a, long slot, const ga_damage_t *damage,
                          const ga_stack_t *this_free, int continuing)
 {
     ga_underflow_t u = {ptr, a, slot, damage, this_free};
-    ga_line_t line = {{0}, 0, ga_get_report_fd(), 0};
+    ga_line_t line;
     const char *addr = (const char *)ptr - damage->first_offset;
+    ga_line_init(&line, ga_get_report_fd(), 0);   /* written whole */
     ga_format_underflow(&line, &u);
+    ga_line_done(&line);
     if (ga_json_begin(&line, "heap-buffer-underflow", "free", addr) != 0)
         return;
     ga_json_buffer(&line, a, slot, addr);
@@ -402,21 +412,24 @@ static void ga_format_bad_free(ga_line_t *line, const ga_bad_free_t *b)
     default:
         ga_put(line, " is not mapped");
     }
-    ga_put(line, "\n  in thread ");
-    ga_put_dec(line, (unsigned long long)tid);
+    ga_put(line, "\n  in ");
+    ga_put_thread(line);
     ga_put(line, "\n  freed by ");
     ga_put(line, b->freed_by);
     ga_put_titled_stack(line, " at:", b->this_free);
-    ga_flush(line);
+    ga_put_summary(line, "bad-free", b->this_free != NULL ? b->this_free->pc : NULL,
+                   b->this_free != NULL ? ga_stack_len(b->this_free) : 0);
 }
 
 void ga_report_bad_free(const void *ptr, const ga_where_t *where, const char *freed_by,
                         const ga_stack_t *this_free, int continuing)
 {
     ga_bad_free_t b = {ptr, where, freed_by, this_free};
-    ga_line_t line = {{0}, 0, ga_get_report_fd(), 0};
+    ga_line_t line;
     int kind = where->kind >= 0 && where->kind <= GA_MEM_UNMAPPED ? where->kind : GA_MEM_UNMAPPED;
+    ga_line_init(&line, ga_get_report_fd(), 0);   /* written whole */
     ga_format_bad_free(&line, &b);
+    ga_line_done(&line);
     if (ga_json_begin(&line, "bad-free", "free", ptr) != 0)
         return;
     ga_json_buffer(&line, NULL, -1, ptr);

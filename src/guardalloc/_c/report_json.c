@@ -16,8 +16,9 @@
 #include "report_file.h"
 #include "report_internal.h"
 
-#define GA_REPORT_SCHEMA_VERSION 3   /* 2: the reports of a free (ga_report_free); 3: bad-free,
-                                        alloc-dealloc-mismatch, the underflow found at free */
+#define GA_REPORT_SCHEMA_VERSION 4   /* 2: the reports of a free (ga_report_free); 3: bad-free,
+                                        alloc-dealloc-mismatch, the underflow found at free;
+                                        4: raw frames, stacks.access_native */
 
 void ga_json_key(ga_line_t *line, const char *key)
 {
@@ -63,9 +64,9 @@ void ga_json_dec(ga_line_t *line, const char *key, unsigned long long v)
 
 /* A recorded native stack as an array of frames ("0x..: function+0x1c
  * (library)", innermost first), or null. */
-void ga_json_stack(ga_line_t *line, const ga_stack_t *s)
+void ga_json_pcs(ga_line_t *line, void *const *pcs, size_t n)
 {
-    size_t i, n = s != NULL ? ga_stack_len(s) : 0;
+    size_t i;
     if (n == 0) {
         ga_put(line, "null");
         return;
@@ -74,11 +75,16 @@ void ga_json_stack(ga_line_t *line, const ga_stack_t *s)
     for (i = 0; i < n; i++) {
         ga_put(line, i ? ",\"" : "\"");
         line->json = 1;
-        ga_put_frame(line, (const char *)s->pc[i] - 1);
+        ga_put_frame(line, (const char *)pcs[i] - 1);
         line->json = 0;
         ga_put(line, "\"");
     }
     ga_put(line, "]");
+}
+
+void ga_json_stack(ga_line_t *line, const ga_stack_t *s)
+{
+    ga_json_pcs(line, s != NULL ? s->pc : NULL, s != NULL ? ga_stack_len(s) : 0);
 }
 
 /* A slot's recorded traceback, or null. */
@@ -120,8 +126,7 @@ int ga_json_begin(ga_line_t *line, const char *kind, const char *access, const v
         ga_json_say_refused(path, why, open_errno);
         return -1;
     }
-    line->len = 0;
-    line->json = 0;
+    ga_line_init(line, line->fd, 0);   /* the whole line in one write(2): lines never interleave */
     ga_put(line, "{\"schema_version\":");
     ga_put_dec(line, GA_REPORT_SCHEMA_VERSION);
     ga_json_str(line, "tool", "guardalloc");
@@ -222,18 +227,19 @@ void ga_json_time_and_text(ga_line_t *line)
     }
     ga_json_key(line, "text");
     ga_put(line, "\"");
-    ga_flush(line);
+    line->json = 1;
 }
 
 void ga_json_end(ga_line_t *line)
 {
+    line->json = 0;
     ga_put(line, "\"}\n");
-    ga_flush(line);
+    ga_line_done(line);
     close(line->fd);
 }
 
 void ga_json_report(int sig, int si_code, const ga_arena_t *a, const char *addr,
-                           const char *access, const ga_fault_t *f, int continuing, const void *pc)
+                    const char *access, const ga_fault_t *f, int continuing, const ga_access_t *stack)
 {
     ga_line_t line;
     if (ga_json_begin(&line, sig == SIGBUS && !f->guarded ? "bus-error" : ga_kind_names[f->kind],
@@ -255,9 +261,11 @@ void ga_json_report(int sig, int si_code, const ga_arena_t *a, const char *addr,
     ga_json_stack(&line, ga_stacks_of(a, f->slot, 0));
     ga_json_key(&line, "freed_native");
     ga_json_stack(&line, f->kind == GA_KIND_UAF ? ga_stacks_of(a, f->slot, 1) : NULL);
+    ga_json_key(&line, "access_native");
+    ga_json_pcs(&line, stack->pc, stack->n);
     ga_put(&line, "}");
-    ga_json_pc(&line, pc);
+    ga_json_pc(&line, stack->n > 0 ? (const char *)stack->pc[0] - 1 : NULL);
     ga_json_time_and_text(&line);
-    ga_format_report(line.fd, 1, sig, si_code, a, addr, access, f, continuing, pc);
+    ga_format_report(&line, sig, si_code, a, addr, access, f, continuing, stack);
     ga_json_end(&line);
 }

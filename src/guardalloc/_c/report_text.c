@@ -6,9 +6,12 @@
  */
 #define _GNU_SOURCE
 #include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include "guards.h"
+#include "modules.h"
 #include "report_context.h"
 #include "report_internal.h"
 
@@ -28,7 +31,6 @@ void ga_put_test(ga_line_t *line)
     ga_put(line, "\n");
 }
 
-/* "0x7f..: function+0x1c (/lib/libfoo.so)" for one code address. */
 void ga_put_frame(ga_line_t *line, const void *pc)
 {
     char frame[1024];
@@ -36,18 +38,106 @@ void ga_put_frame(ga_line_t *line, const void *pc)
     ga_put(line, frame);
 }
 
-/* One line per return address of a recorded stack:
- *     #0 0x7f...: function+0x1c (/lib/libfoo.so) */
-void ga_put_stack(ga_line_t *line, const ga_stack_t *s)
+void ga_put_pcs(ga_line_t *line, void *const *pcs, size_t n)
 {
-    size_t i, n = s != NULL ? ga_stack_len(s) : 0;
+    size_t i;
     for (i = 0; i < n; i++) {
         ga_put(line, "    #");
         ga_put_dec(line, i);
         ga_put(line, " ");
         /* A return address points after the call: look up the call. */
-        ga_put_frame(line, (const char *)s->pc[i] - 1);
+        ga_put_frame(line, (const char *)pcs[i] - 1);
         ga_put(line, "\n");
+    }
+}
+
+void ga_put_stack(ga_line_t *line, const ga_stack_t *s)
+{
+    if (s != NULL)
+        ga_put_pcs(line, s->pc, ga_stack_len(s));
+}
+
+void ga_put_thread(ga_line_t *line)
+{
+    char name[17] = {0};
+    ga_put(line, "thread ");
+    ga_put_dec(line, (unsigned long long)syscall(SYS_gettid));
+    if (prctl(PR_GET_NAME, name, 0, 0, 0) == 0 && name[0] != '\0') {   /* a system call: safe here */
+        ga_put(line, " (");
+        ga_put(line, name);
+        ga_put(line, ")");
+    }
+}
+
+/* Code a user does not write: the C and C++ runtimes, the loader, the
+ * interpreter and ctypes' libffi, and guardalloc's own modules. */
+static int ga_is_runtime(const char *path)
+{
+    static const char *const prefixes[] = {"libc.so", "libc-", "libm.so", "ld-linux", "libstdc++", "libgcc_s",
+                                           "libpython", "libffi", "python", NULL};
+    const char *base = path, *p;
+    int i;
+    for (p = path; *p; p++) {
+        if (*p == '/')
+            base = p + 1;
+        if (p[0] == '/' && (strncmp(p, "/guardalloc/", 12) == 0 || strncmp(p, "/lib-dynload/", 13) == 0))
+            return 1;   /* guardalloc's modules; the interpreter's own (_ctypes) */
+    }
+    for (i = 0; prefixes[i] != NULL; i++)
+        if (strncmp(base, prefixes[i], strlen(prefixes[i])) == 0)
+            return 1;
+    return 0;
+}
+
+void ga_put_summary(ga_line_t *line, const char *kind, void *const *pcs, size_t n)
+{
+    size_t i, chosen = 0;
+    for (i = 0; i < n; i++) {
+        const ga_module_t *m = ga_module_of((const char *)pcs[i] - 1);
+        if (m != NULL && !ga_is_runtime(ga_module_path(m))) {
+            chosen = i;
+            break;
+        }
+    }
+    ga_put(line, "SUMMARY: guardalloc: ");
+    ga_put(line, kind);
+    if (n > 0) {
+        char frame[1024], *body;
+        ga_stack_format_frame((const char *)pcs[chosen] - 1, frame, sizeof(frame));
+        for (body = frame; *body && *body != ' '; body++)   /* the frame less its address */
+            ;
+        ga_put(line, body);
+    }
+    ga_put(line, "\n");
+}
+
+/* text from column `column` on, broken at spaces into lines of at most
+ * GA_TEXT_WIDTH columns, the lines after the first indented by four. */
+#define GA_TEXT_WIDTH 100
+static void ga_put_wrapped(ga_line_t *line, const char *text, size_t column)
+{
+    int space = 0;   /* a space is owed before the next word */
+    while (*text) {
+        size_t word = 0;
+        if (*text == ' ') {
+            space = 1;
+            text++;
+            continue;
+        }
+        while (text[word] != '\0' && text[word] != ' ')
+            word++;
+        if (column > 4 && column + space + word > GA_TEXT_WIDTH) {
+            ga_put(line, "\n    ");
+            column = 4;
+        } else if (space) {
+            ga_put(line, " ");
+            column++;
+        }
+        space = 0;
+        for (; word > 0; word--, text++, column++) {
+            char one[2] = {*text, '\0'};
+            ga_put(line, one);   /* escaped in a JSON string */
+        }
     }
 }
 
@@ -67,8 +157,8 @@ static void ga_put_trace(ga_line_t *line, const ga_arena_t *a, const char *title
     }
     if (trace == NULL) {
         ga_put(line, " (not recorded: ");
-        ga_put(line, a->untraced_hint != NULL ? a->untraced_hint
-                     : "Arena(tracebacks=True) or guardalloc.enable_tracebacks()");
+        ga_put_wrapped(line, a->untraced_hint != NULL ? a->untraced_hint
+                       : "Arena(tracebacks=True) or guardalloc.enable_tracebacks()", strlen(title) + 16);
         ga_put(line, ")\n");
         return;
     }
@@ -96,114 +186,107 @@ static void ga_put_neighbour(ga_line_t *line, const ga_arena_t *a, long i, int s
     ga_put(line, ")");
 }
 
-/* The text report, written to fd (json: escaped for a JSON string); pc is
- * the faulting instruction when the kernel gave one. */
-void ga_format_report(int fd, int json, int sig, int si_code, const ga_arena_t *a,
-                             const char *addr, const char *access, const ga_fault_t *f,
-                             int continuing, const void *pc)
+void ga_format_report(ga_line_t *line, int sig, int si_code, const ga_arena_t *a,
+                      const char *addr, const char *access, const ga_fault_t *f,
+                      int continuing, const ga_access_t *stack)
 {
-    ga_line_t line;
     size_t guard_pages = a->guard_size / ga_page_size();
-    line.len = 0;
-    line.fd = fd;
-    line.json = json;
+    const char *kind = sig == SIGBUS && !f->guarded ? "bus-error" : ga_kind_names[f->kind];
 
-    ga_put(&line, "==");
-    ga_put_dec(&line, (unsigned long long)getpid());
-    ga_put(&line, "== guardalloc: ");
-    ga_put(&line, sig == SIGBUS && !f->guarded ? "bus-error" : ga_kind_names[f->kind]);
-    ga_put(&line, " ");
-    ga_put(&line, access);
-    ga_put(&line, " at ");
-    ga_put_ptr(&line, addr);
-    ga_put(&line, "\n");
-    ga_put_test(&line);
+    ga_put(line, "==");
+    ga_put_dec(line, (unsigned long long)getpid());
+    ga_put(line, "== guardalloc: ");
+    ga_put(line, kind);
+    ga_put(line, " ");
+    ga_put(line, access);
+    ga_put(line, " at ");
+    ga_put_ptr(line, addr);
+    ga_put(line, "\n");
+    ga_put_test(line);
 
     if (f->slot >= 0) {
         const ga_slot_t *s = &a->slots[f->slot];
         const char *start = ga_slot_start(a, (size_t)f->slot) + s->offset;
         const char *end = start + s->nbytes;
         const char *freed = f->kind == GA_KIND_UAF ? "freed " : "";
-        ga_put(&line, "  ");
+        ga_put(line, "  ");
         if (addr >= end) {
-            ga_put_dec(&line, (unsigned long long)(addr - end));
-            ga_put(&line, " bytes past the end of a ");
+            ga_put_dec(line, (unsigned long long)(addr - end));
+            ga_put(line, " bytes past the end of a ");
         } else if (addr < start) {
-            ga_put_dec(&line, (unsigned long long)(start - addr));
-            ga_put(&line, " bytes before the start of a ");
+            ga_put_dec(line, (unsigned long long)(start - addr));
+            ga_put(line, " bytes before the start of a ");
         } else {
-            ga_put_dec(&line, (unsigned long long)(addr - start));
-            ga_put(&line, " bytes inside a ");
+            ga_put_dec(line, (unsigned long long)(addr - start));
+            ga_put(line, " bytes inside a ");
         }
-        ga_put(&line, freed);
-        ga_put_dec(&line, s->nbytes);
-        ga_put(&line, "-byte buffer [");
-        ga_put_ptr(&line, start);
-        ga_put(&line, ", ");
-        ga_put_ptr(&line, end);
-        ga_put(&line, ")\n");
+        ga_put(line, freed);
+        ga_put_dec(line, s->nbytes);
+        ga_put(line, "-byte buffer [");
+        ga_put_ptr(line, start);
+        ga_put(line, ", ");
+        ga_put_ptr(line, end);
+        ga_put(line, ")\n");
     } else if (f->in_guard) {
-        ga_put(&line, "  guard page between ");
-        ga_put_neighbour(&line, a, f->left, f->left_state);
-        ga_put(&line, " and ");
-        ga_put_neighbour(&line, a, f->right, f->right_state);
-        ga_put(&line, ": no live buffer next to it\n");
+        ga_put(line, "  guard page between ");
+        ga_put_neighbour(line, a, f->left, f->left_state);
+        ga_put(line, " and ");
+        ga_put_neighbour(line, a, f->right, f->right_state);
+        ga_put(line, ": no live buffer next to it\n");
     } else {
-        ga_put(&line, "  inside the data of ");
-        ga_put_neighbour(&line, a, f->left, f->left_state);
-        ga_put(&line, ", which holds no live buffer\n");
+        ga_put(line, "  inside the data of ");
+        ga_put_neighbour(line, a, f->left, f->left_state);
+        ga_put(line, ", which holds no live buffer\n");
     }
     if (sig == SIGBUS && !f->guarded)
-        ga_put(&line, "  SIGBUS: the backing file no longer covers this page (truncated?)\n");
+        ga_put(line, "  SIGBUS: the backing file no longer covers this page (truncated?)\n");
 
-    ga_put(&line, "  arena ");
-    ga_put_ptr(&line, a->base);
+    ga_put(line, "  arena ");
+    ga_put_ptr(line, a->base);
     if (f->slot >= 0) {
-        ga_put(&line, ", slot ");
-        ga_put_dec(&line, (unsigned long long)f->slot);
-        ga_put(&line, " of ");
+        ga_put(line, ", slot ");
+        ga_put_dec(line, (unsigned long long)f->slot);
+        ga_put(line, " of ");
     } else {
-        ga_put(&line, ", ");
+        ga_put(line, ", ");
     }
-    ga_put_dec(&line, a->nslots);
-    ga_put(&line, f->slot >= 0 ? " (slot " : " slots (slot ");
-    ga_put_dec(&line, a->slot_size);
-    ga_put(&line, " B, ");
-    ga_put_dec(&line, guard_pages);
-    ga_put(&line, guard_pages == 1 ? " guard page)\n" : " guard pages)\n");
+    ga_put_dec(line, a->nslots);
+    ga_put(line, f->slot >= 0 ? " (slot " : " slots (slot ");
+    ga_put_dec(line, a->slot_size);
+    ga_put(line, " B, ");
+    ga_put_dec(line, guard_pages);
+    ga_put(line, guard_pages == 1 ? " guard page)\n" : " guard pages)\n");
 
-    ga_put(&line, "  signal ");
-    ga_put(&line, sig == SIGBUS ? "SIGBUS" : "SIGSEGV");
-    ga_put(&line, " (");
-    if (sig == SIGSEGV)
-        ga_put(&line, si_code == SEGV_MAPERR ? "SEGV_MAPERR: guard page"
-                      : si_code == SEGV_ACCERR ? "SEGV_ACCERR: PROT_NONE page"
-                      : "raised again by a handler installed later");
-    else
-        ga_put(&line, si_code == BUS_ADRERR ? "BUS_ADRERR" : "raised again by a handler installed later");
-    ga_put(&line, ") in thread ");
-    ga_put_dec(&line, (unsigned long long)syscall(SYS_gettid));
-    ga_put(&line, "\n");
-    if (pc != NULL) {
-        ga_put(&line, "  faulting instruction: ");
-        ga_put_frame(&line, pc);
-        ga_put(&line, "\n");
-    }
+    ga_put(line, "  signal ");
+    ga_put(line, sig == SIGBUS ? "SIGBUS" : "SIGSEGV");
+    /* A fault that a handler installed later (faulthandler) passed on by
+     * raise() is the same fault: its si_code is plumbing, not news (the JSON
+     * report keeps it, "passed-on"). */
+    if (sig == SIGSEGV && (si_code == SEGV_MAPERR || si_code == SEGV_ACCERR))
+        ga_put(line, si_code == SEGV_MAPERR ? " (SEGV_MAPERR: guard page)" : " (SEGV_ACCERR: PROT_NONE page)");
+    else if (sig == SIGBUS && si_code == BUS_ADRERR)
+        ga_put(line, " (BUS_ADRERR)");
+    ga_put(line, "\n  ");
+    ga_put(line, access);
+    ga_put(line, " by ");
+    ga_put_thread(line);
+    ga_put(line, stack->n > 0 ? ":\n" : ": (no stack: the signal context holds no PC)\n");
+    ga_put_pcs(line, stack->pc, stack->n);
 
     if (f->slot >= 0) {
-        ga_put_trace(&line, a, "  allocated at:", a->alloc_trace, f->slot, 0);
+        ga_put_trace(line, a, "  allocated at:", a->alloc_trace, f->slot, 0);
         if (f->kind == GA_KIND_UAF)
-            ga_put_trace(&line, a, "  freed at:", a->free_trace, f->slot, 1);
+            ga_put_trace(line, a, "  freed at:", a->free_trace, f->slot, 1);
     }
     if (continuing) {
-        ga_put(&line, "  on_fault=\"continue\": guard lifted, slot(s) ");
+        ga_put(line, "  on_fault=\"continue\": guard lifted, slot(s) ");
         if (f->left >= 0 && f->left < (long)a->nslots)
-            ga_put_dec(&line, (unsigned long long)f->left);
+            ga_put_dec(line, (unsigned long long)f->left);
         if (f->in_guard && f->left >= 0 && f->right < (long)a->nslots)
-            ga_put(&line, " and ");
+            ga_put(line, " and ");
         if (f->in_guard && f->right < (long)a->nslots)
-            ga_put_dec(&line, (unsigned long long)f->right);
-        ga_put(&line, " retired; the program goes on\n");
+            ga_put_dec(line, (unsigned long long)f->right);
+        ga_put(line, " retired; the program goes on\n");
     }
-    ga_flush(&line);
+    ga_put_summary(line, kind, stack->pc, stack->n);
 }

@@ -5,6 +5,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <sys/mman.h>
 #include <unistd.h>
 #include "options.h"
 #include "sigsafe_format.h"
@@ -27,15 +28,50 @@ static void ga_write_all(int fd, const char *s, size_t n)
 
 void ga_flush(ga_line_t *line)
 {
-    ga_write_all(line->fd, line->text, line->len);
+    ga_write_all(line->fd, line->buf, line->len);
     line->len = 0;
+}
+
+void ga_line_init(ga_line_t *line, int fd, int json)
+{
+    /* mmap is a plain system call (no lock, no malloc): fine in a handler. */
+    void *big = mmap(NULL, GA_REPORT_MAX, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                     -1, 0);
+    line->len = 0;
+    line->fd = fd;
+    line->json = json;
+    if (big != MAP_FAILED) {
+        line->buf = big;
+        line->cap = GA_REPORT_MAX;
+    } else {
+        line->buf = line->text;
+        line->cap = sizeof(line->text);
+    }
+}
+
+void ga_line_init_small(ga_line_t *line, int fd, int json)
+{
+    line->len = 0;
+    line->fd = fd;
+    line->json = json;
+    line->buf = line->text;
+    line->cap = sizeof(line->text);
+}
+
+void ga_line_done(ga_line_t *line)
+{
+    ga_flush(line);
+    if (line->buf != line->text)
+        munmap(line->buf, line->cap);
+    line->buf = line->text;
+    line->cap = sizeof(line->text);
 }
 
 void ga_put_byte(ga_line_t *line, char c)
 {
-    if (line->len == sizeof(line->text))
+    if (line->len == line->cap)
         ga_flush(line);
-    line->text[line->len++] = c;
+    line->buf[line->len++] = c;
 }
 
 void ga_put(ga_line_t *line, const char *s)

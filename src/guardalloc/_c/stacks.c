@@ -1,14 +1,15 @@
 /*
  * Native stacks (see stacks.h): capture with libgcc's unwinder, the table
- * of guardalloc's own code ranges left out of captured stacks, and the
- * symbolization of one frame for reports.
+ * of guardalloc's own code ranges left out of captured stacks, and the raw
+ * frames of reports (modules.c; symbolized later, outside the process).
  */
 #define _GNU_SOURCE
-#include <dlfcn.h>
 #include <link.h>
 #include <stdint.h>
 #include <unwind.h>
+#include "modules.h"
 #include "stacks.h"
+#include "sigunwind.h"
 
 #define GA_SKIP_MAX 8
 
@@ -82,6 +83,7 @@ static _Unwind_Reason_Code ga_unwind_one(struct _Unwind_Context *ctx, void *arg)
 void ga_stack_capture(ga_stack_t *out)
 {
     ga_unwind_t u = {out, 0};
+    int i;
     static int self_known;
     if (!__atomic_load_n(&self_known, __ATOMIC_RELAXED)) {
         /* This library's own frames (ga_stack_capture) are always left out. */
@@ -90,6 +92,10 @@ void ga_stack_capture(ga_stack_t *out)
     }
     memset(out, 0, sizeof(*out));
     _Unwind_Backtrace(ga_unwind_one, &u);
+    /* Code loaded since the module table was built shows first here, where
+     * taking the loader's lock is allowed: the handler's raw frames need it. */
+    for (i = 0; i < u.n; i++)
+        ga_modules_cover(out->pc[i]);
 }
 
 size_t ga_stack_len(const ga_stack_t *s)
@@ -100,82 +106,15 @@ size_t ga_stack_len(const ga_stack_t *s)
     return n;
 }
 
-typedef struct {
-    int want, seen;
-    const void *pc;
-} ga_interrupted_t;
-
-static _Unwind_Reason_Code ga_unwind_signal(struct _Unwind_Context *ctx, void *arg)
-{
-    ga_interrupted_t *w = arg;
-    int before = 0;
-    uintptr_t ip = (uintptr_t)_Unwind_GetIPInfo(ctx, &before);
-    if (ip == 0)
-        return _URC_END_OF_STACK;
-    /* A frame interrupted by a signal: its IP is the instruction itself,
-     * not a return address (libgcc flags the frames the kernel's signal
-     * trampoline, __restore_rt, leads back to). */
-    if (before && ++w->seen == w->want) {
-        w->pc = (const void *)ip;
-        return _URC_END_OF_STACK;
-    }
-    return _URC_NO_REASON;
-}
-
 const void *ga_stack_interrupted_pc(int n)
 {
-    ga_interrupted_t w = {n, 0, NULL};
-    _Unwind_Backtrace(ga_unwind_signal, &w);
-    return w.pc;
-}
-
-/* Append s to out[*len..size-1) (cut when full). */
-static void ga_append(char *out, size_t size, size_t *len, const char *s)
-{
-    while (*s && *len + 1 < size)
-        out[(*len)++] = *s++;
-}
-
-static void ga_append_hex(char *out, size_t size, size_t *len, uintptr_t v)
-{
-    char digits[2 + 2 * sizeof(v) + 1];
-    int n = 0, i;
-    char rev[2 * sizeof(v)];
-    do {
-        rev[n++] = "0123456789abcdef"[v & 15];
-        v >>= 4;
-    } while (v);
-    digits[0] = '0';
-    digits[1] = 'x';
-    for (i = 0; i < n; i++)
-        digits[2 + i] = rev[n - 1 - i];
-    digits[2 + n] = '\0';
-    ga_append(out, size, len, digits);
+    ga_regs_t r;
+    if (ga_regs_of_outer_signal((uintptr_t)__builtin_frame_address(0), n, &r) != 0)
+        return NULL;
+    return (const void *)r.pc;
 }
 
 size_t ga_stack_format_frame(const void *pc, char *out, size_t size)
 {
-    Dl_info info;
-    size_t len = 0;
-    if (size == 0)
-        return 0;
-    ga_append_hex(out, size, &len, (uintptr_t)pc);
-    if (dladdr(pc, &info) == 0 || info.dli_fname == NULL) {
-        ga_append(out, size, &len, " (no symbol)");
-    } else {
-        ga_append(out, size, &len, ": ");
-        if (info.dli_sname != NULL) {
-            ga_append(out, size, &len, info.dli_sname);
-            ga_append(out, size, &len, "+");
-            ga_append_hex(out, size, &len, (uintptr_t)((const char *)pc - (const char *)info.dli_saddr));
-        } else {
-            ga_append(out, size, &len, "?+");
-            ga_append_hex(out, size, &len, (uintptr_t)((const char *)pc - (const char *)info.dli_fbase));
-        }
-        ga_append(out, size, &len, " (");
-        ga_append(out, size, &len, info.dli_fname[0] ? info.dli_fname : "the program");
-        ga_append(out, size, &len, ")");
-    }
-    out[len] = '\0';
-    return len;
+    return ga_format_raw_frame(pc, out, size);
 }

@@ -6,7 +6,8 @@
  *
  * Capture is cheap: a few return addresses from libgcc's unwinder
  * (_Unwind_Backtrace, .eh_frame tables; no malloc, no symbol lookup).
- * Symbolization (dladdr) happens only when a report is written.
+ * Reports print raw frames (object, offset, build-id); symbolization
+ * happens outside the process (guardalloc.symbolize).
  *
  * Storage: an arena that records native stacks points `stacks` (layout.h) at
  * a table of two ga_stack_t per slot (allocation, free), laid out after its
@@ -40,18 +41,17 @@ void ga_stack_capture(ga_stack_t *out);
 size_t ga_stack_len(const ga_stack_t *s);
 
 /* The instruction interrupted by the n-th signal frame (n = 1: the nearest)
- * on the calling thread's stack, found by unwinding through the kernel's
- * signal frames; NULL when there are fewer. A handler that another handler
- * called after a fault (faulthandler's raise()) finds the fault's own PC
- * at n = 2. Uses libgcc's unwinder: no malloc, no locks of guardalloc's. */
+ * above the caller on this thread's stack; NULL when there are fewer. A
+ * handler that another handler called after a fault (faulthandler's raise())
+ * finds the fault's own PC at n = 2. Scans the stack for the kernel's signal
+ * trampoline (sigunwind.h): no unwinder, no lock, no malloc. */
 const void *ga_stack_interrupted_pc(int n);
 
-/* "0x7f..: function+0x1c (/lib/libfoo.so)" for the code address pc, into
- * out (NUL-terminated, cut to size); returns its length. dladdr() is not on
- * POSIX's async-signal-safe list: glibc's reads the loader's tables under
- * its recursive loader lock, without malloc, so it is only unsafe in a
- * fault that hits while that thread holds the lock (inside dlopen); the
- * trade-off is made for readable reports. */
+/* The raw frame of the code address pc, "0x7f.. (/lib/libfoo.so+0x1c2f)
+ * (BuildId: 8a7f..)" (modules.h), into out (NUL-terminated, cut to size);
+ * returns its length. No symbol lookup (no dladdr, no loader lock): reports
+ * are symbolized outside the process (guardalloc.symbolize).
+ * Async-signal-safe. */
 size_t ga_stack_format_frame(const void *pc, char *out, size_t size);
 
 /* Bytes of a per-slot stack table for nslots slots, rounded up to `page`. */

@@ -5,7 +5,9 @@
 The flags are the library's options (``cli/native_flags.py``, made from its
 table); a ``GUARDALLOC_OPTIONS`` already in the environment is kept, the
 flags after it. A bad option, from either, is refused in one line with exit
-status 2 before the program starts. Exits with the program's status.
+status 2 before the program starts. The program runs as a child whose
+reports come back symbolized (``guardalloc.symbolize.child``); exec ends as
+the program ended (its status, or the signal that killed it).
 """
 
 from __future__ import annotations
@@ -21,12 +23,17 @@ from guardalloc.hooks import preload
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     native_flags.add_arguments(parser)
+    parser.add_argument("--no-symbolize", dest="symbolize", action="store_false",
+                        help="print reports' frames raw (module+offset); python -m guardalloc "
+                             "symbolize turns them into functions and lines later")
     parser.add_argument("program", nargs=argparse.REMAINDER, help="-- PROGRAM [ARGS...]")
     # "usage: guardalloc exec " comes before the flags.
     flags = native_flags.usage(start=len(f"usage: {parser.prog} "), indent=7)
-    parser.usage = f"%(prog)s {flags}\n       -- PROGRAM [ARGS...]"
-    parser.epilog = ("Exits with the program's exit status (128 + N when a signal N killed it). "
-                     f"{preload.OPTIONS_ENV}=help=1 makes the library list its options at start.")
+    parser.usage = f"%(prog)s {flags}\n       [--no-symbolize] -- PROGRAM [ARGS...]"
+    parser.epilog = ("Runs the program as a child and writes its reports symbolized (function, file:line, "
+                     "inlined frames) with llvm-symbolizer or addr2line; dies as the program died (its "
+                     f"exit status, or the signal that killed it). {preload.OPTIONS_ENV}=help=1 makes the "
+                     "library list its options at start.")
 
 
 def _sample_rate_given() -> bool:
@@ -42,8 +49,9 @@ def _sample_rate_given() -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Replace this process with the program under the library; returns only
-    on failure: 2 for a bad option or no program, 127 when it cannot run."""
+    """Run the program under the library as a child, its reports symbolized:
+    its exit status (killed by a signal: this process dies of it too); 2 for
+    a bad option or no program, 127 when it cannot run."""
     prog = getattr(args, "prog", "guardalloc exec")
     program = list(args.program)
     if program[:1] == ["--"]:
@@ -67,9 +75,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     sys.stdout.flush()
     sys.stderr.flush()
+    from guardalloc.symbolize.child import run_symbolized
     try:
-        os.execvpe(program[0], program, env)
+        return run_symbolized(program, env, symbolize=getattr(args, "symbolize", True))
     except OSError as exc:
         print(f"{prog}: cannot run {program[0]!r}: {exc.strerror}", file=sys.stderr)
         return 127
-    return 0  # not reached

@@ -23,6 +23,8 @@ COMMANDS = {
     "maps": ("guardalloc.cli.maps", "a process's VMAs with the guard pages inside them, which /proc/PID/maps hides"),
     "run": ("guardalloc.cli.run", "run a script or module (-m) with guarding on; exits with its status"),
     "exec": ("guardalloc.cli.exec", "run any program under the preloadable malloc library; exits with its status"),
+    "symbolize": ("guardalloc.symbolize.cli", "turn the raw frames of text and JSON reports (files or stdin) into functions and lines"),
+    "report": ("guardalloc.symbolize.report_cli", "group JSON reports from many processes by bug, symbolized, with counts"),
 }
 
 DESCRIPTION = ("Guard pages between the slots of one mapping (MADV_GUARD_INSTALL): "

@@ -200,8 +200,9 @@ def _native_rate(args: argparse.Namespace) -> int | None | str:
 
 
 def _reexec_native(args: argparse.Namespace) -> int:
-    """Re-execute this interpreter's command line under the library; returns
-    only on failure (an exit status)."""
+    """Run this interpreter's command line again, as a child under the
+    library whose reports come back symbolized; its exit status (a child
+    killed by a signal: this process dies of it too)."""
     from guardalloc.hooks import preload
 
     rate = _native_rate(args)
@@ -221,11 +222,12 @@ def _reexec_native(args: argparse.Namespace) -> int:
     argv = list(getattr(sys, "orig_argv", [])) or [sys.executable, "-m", "guardalloc", *sys.argv[1:]]
     sys.stdout.flush()
     sys.stderr.flush()
+    from guardalloc.symbolize.child import run_symbolized
     try:
-        os.execve(sys.executable, [sys.executable, *argv[1:]], env)
+        # A child, not exec(): this process symbolizes the child's reports.
+        return run_symbolized([sys.executable, *argv[1:]], env)
     except OSError as exc:
         return _fail(f"--native: cannot re-execute {sys.executable}: {exc.strerror}")
-    return 0  # not reached
 
 
 def _restore_environment() -> None:

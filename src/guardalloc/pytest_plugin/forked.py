@@ -13,7 +13,7 @@ import marshal
 import os
 import sys
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import pytest
 
@@ -21,6 +21,10 @@ from guardalloc import faults
 
 from . import ipc
 from .reports import FAULT_PROPERTY, describe, expand_log_path, read_reports, signal_name, trim_traceback
+
+if TYPE_CHECKING:
+    from guardalloc.symbolize import Symbolizer
+
 
 @dataclasses.dataclass
 class Runner:
@@ -86,6 +90,7 @@ class ForkedRunner:
         self.template = template
         self.owned_template = owned_template
         self.children = 0
+        self._symbolizer: Symbolizer | None = None   # made on the first failure
         self.runner: Runner | None = None
         self._indices: dict[int, int] | None = None
         self.in_child = False     # True in a child that runs tests
@@ -163,14 +168,31 @@ class ForkedRunner:
         # A runner ran other tests before (continue-mode reports of theirs).
         return [r for r in reports if (r.get("test") or {}).get("nodeid") in (label, None)]
 
+    def _symbolized(self, reports: list[dict]) -> list[dict]:
+        """The child's JSON reports symbolized here, in the session (the child
+        that wrote them is gone)."""
+        from guardalloc.symbolize import Symbolizer, symbolize_report
+        if self._symbolizer is None:
+            self._symbolizer = Symbolizer()
+        return [symbolize_report(r, self._symbolizer) for r in reports]
+
     def _failure_text(self, result: ChildResult, what: str) -> str:
+        """The failure's text: its first line names the bug and where (JUnit
+        takes it as the message), then how the child ended, then each report
+        symbolized and faulthandler's traceback."""
         died = (f"died of {signal_name(result.signal)}" if result.signal is not None
                 else f"exited with status {os.WEXITSTATUS(result.status)}")
-        parts = [f"guardalloc: {what} {died} in a forked child (pid {result.pid})"
-                 + "".join(f"\n  {describe(r)}" for r in result.reports)]
-        parts += [r.get("text", "").rstrip() for r in result.reports]
-        if not result.reports:
-            parts.append("(no guardalloc fault report: the crash was not in a guarded slot)")
+        ended = f"guardalloc: {what} {died} in a forked child (pid {result.pid})"
+        reports = self._symbolized(result.reports)
+        if reports:
+            heads = []
+            for r in reports:
+                where = (r.get("symbolized") or {}).get("location")
+                heads.append(describe(r) + (f" at {where}" if where else ""))
+            parts = ["guardalloc: " + heads[0] + "".join(f"\n  {h}" for h in heads[1:]) + "\n" + ended]
+        else:
+            parts = [ended, "(no guardalloc fault report: the crash was not in a guarded slot)"]
+        parts += [r.get("text", "").rstrip() for r in reports]
         if result.text.strip():
             parts.append(trim_traceback(result.text))
         return "\n\n".join(parts)

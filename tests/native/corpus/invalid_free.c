@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
-/* The bug lives in trigger() (noinline, exported with -rdynamic) so that
+/* The bug lives in trigger() (noinline, so it keeps a frame) so that
  * the report can name the faulting function. */
 #define BUG __attribute__((noinline)) 
 BUG void trigger(char *p) { free(p + 8); }
