@@ -124,7 +124,8 @@ cdef size_t MAX_BLOCK = GA_MAX_CLASS_PAGES * PAGE
 ga_stacks_skip_library(<const void *>_free_hook)
 
 # The most a pool takes by default (guardalloc.options.default_max_bytes():
-# a quarter of RAM, less when RLIMIT_AS would not leave the program room).
+# 256 GiB, a quarter of RAM under strict overcommit, less when RLIMIT_AS
+# would not leave the program room).
 DEFAULT_MAX_BYTES = _MAX_DEFAULT_MAX_BYTES
 DEFAULT_KEEP_BYTES = 64 << 20
 DEFAULT_MAX_ARENAS = 16384
@@ -162,9 +163,9 @@ cdef class Pool:
         max_bytes: bytes of slots (the memory buffers may occupy, guard
             pages not counted) the pool may map in all. The pool reserves
             ``max_bytes * (1 + guard_pages)`` bytes of address space for
-            it up front (no memory). None: :func:`default_max_bytes` (a
-            quarter of RAM, less when ``RLIMIT_AS`` limits what the
-            process may map).
+            it up front (no memory). None: :func:`default_max_bytes`
+            (256 GiB; a quarter of RAM under strict overcommit; less when
+            ``RLIMIT_AS`` limits what the process may map).
         max_arenas: arenas the pool may create; None: 16384, or fewer for a
             small ``max_bytes`` (one per page of it).
         grow: "sync", "pending" or "never" (see the module docstring); only

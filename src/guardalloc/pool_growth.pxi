@@ -121,8 +121,10 @@ cdef int grow_class(Pool self, int cls) except -1:
         raise MemoryError(f"the pool reached max_arenas ({self.max_arenas_} arenas)")
     if problem == 2:
         raise MemoryError(
-            f"the pool reached max_bytes ({self.max_bytes_} bytes of slots; "
-            f"{self.mapped_bytes} mapped, no room for a {slot_size}-byte slot)")
+            f"the pool reached max_bytes ({self.max_bytes_:,} bytes of slots; "
+            f"{self.mapped_bytes:,} mapped, no room for a {slot_size:,}-byte slot): pass a larger "
+            "max_bytes to Pool(max_bytes=...), or guardalloc.configure(max_bytes=...) for "
+            "guardalloc.alloc()'s default pool")
     if problem == 3:
         raise MemoryError("the pool's address space reservation is used up")
 
