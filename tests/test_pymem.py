@@ -172,6 +172,75 @@ def test_bytearray_overflow_by_c_code_faults(child):
     assert "bytes past the end of a 101-byte buffer" in proc.stderr, proc.stderr
 
 
+@pytest.mark.parametrize("nbytes", [300_000, 3_000_000])
+def test_rate_1_guards_the_first_block_of_a_fresh_size_class(child, nbytes):
+    """A one-off overflow of the first block of a size class nothing has used
+    yet (a pooled class, and a dedicated-arena one) is caught under
+    sample_rate=1: the block is guarded, not forwarded while the class
+    grows."""
+    proc = child(f"""
+        import ctypes, guardalloc.pymem as pymem
+        pymem.install(sample_rate=1)
+        data = bytearray({nbytes})
+        address = ctypes.addressof((ctypes.c_char * {nbytes}).from_buffer(data))
+        print("guarded", pymem.pool().owns(address), flush=True)
+        ctypes.memset(address, 0x41, {nbytes} + 4096)     # C code writes past the end
+        print("not reached", flush=True)
+    """)
+    assert proc.returncode == -signal.SIGSEGV, proc.stderr
+    assert proc.stdout == "guarded True\n"
+    assert "guardalloc: heap-buffer-overflow WRITE at 0x" in proc.stderr, proc.stderr
+    assert f"bytes past the end of a {nbytes + 1:,}-byte buffer" in proc.stderr \
+        or f"bytes past the end of a {nbytes + 1}-byte buffer" in proc.stderr, proc.stderr
+
+
+def test_rate_1_guards_every_request_of_a_real_workload_or_says_why(child):
+    """Under sample_rate=1, with threads, the cyclic collector and exceptions
+    in flight, every sampled request is guarded or counted as refused with
+    its reason, and the exit note says how many and why."""
+    proc = child("""
+        import gc, json, threading
+        import guardalloc.pymem as pymem
+        pymem.install(sample_rate=1)
+
+        class Node:
+            def __init__(self, size):
+                self.me, self.data = self, bytearray(size)
+
+        def work(seed):
+            for i in range(300):
+                size = (seed * 7919 + i * 104729) % (2 << 20) + 1
+                Node(size)
+                try:
+                    raise ValueError(json.dumps({"i": i, "s": "x" * (i % 700)}))
+                except ValueError as exc:
+                    str(exc).encode() * 3
+                if i % 50 == 0:
+                    gc.collect()
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        work(99)
+        for t in threads:
+            t.join()
+        s = pymem.stats()
+        sampled = sum(s[d]["sampled"] for d in ("raw", "mem", "obj"))
+        assert 0 <= s["refused_growing"] <= s["refused"], s
+        print(sampled > 0, s["refused"], s["refused_growing"], flush=True)
+    """)
+    assert proc.returncode == 0, proc.stderr
+    guarded, refused, growing = proc.stdout.split()
+    assert guarded == "True"
+    notes = [line for line in proc.stderr.splitlines() if "were not guarded" in line]
+    if int(refused):
+        assert len(notes) == 1 and f"{int(refused):,} sampled allocation requests" in notes[0], proc.stderr
+        if int(growing):
+            assert f"{int(growing):,} because their size class was full" in notes[0], proc.stderr
+    else:
+        assert not notes, proc.stderr
+
+
 @pytest.mark.parametrize("free", ["PyMem_Free", "PyMem_RawFree"])
 def test_double_free_of_a_guarded_block_aborts_with_a_report(child, free):
     domain = "mem" if free == "PyMem_Free" else "raw"

@@ -65,6 +65,7 @@ cdef struct pool_class_t:
     uint32_t *avail      # arenas (table indices) that may have a free slot
     uint32_t navail
     uint32_t cap_avail
+    uint32_t live        # live blocks (pending mode grows ahead of demand)
     bint grow_wanted     # pending mode: the main thread should add an arena
     bint exhausted       # a limit stopped its growth
 
@@ -120,6 +121,7 @@ cdef class Pool:
     cdef uint64_t frees
     cdef uint64_t corruptions
     cdef uint64_t refused           # C requests that returned NULL
+    cdef uint64_t refused_growing   # of those: their class awaited a pending arena
     cdef list arenas                # owns the Arena objects
     cdef readonly str backend
     cdef readonly int guard_pages

@@ -561,13 +561,15 @@ cdef class Pool:
         """Counts, as a :class:`guardalloc.stats.PoolStats` (attributes, and
         keys as in a dict): arenas, live (blocks), live_bytes (requested), allocations,
         frees, corruptions (slack damage found by C-level frees), refused (C
-        requests answered with NULL), mapped_bytes (slot bytes of all
+        requests answered with NULL), refused_growing (of those, requests
+        whose size class was waiting for the arena that ``grow="pending"``
+        adds at the next safe point), mapped_bytes (slot bytes of all
         arenas), address_space (bytes of the reservation in use),
         reserved, max_bytes, max_arenas, kept_bytes (pages of freed large
         blocks kept resident, see keep_bytes), classes (slot_size -> dict of
         arenas, slots, exhausted)."""
         cdef int i
-        cdef uint64_t counts[13]
+        cdef uint64_t counts[14]
         cdef uint64_t per_class[GA_NCLASSES][3]
         self._check_open()
         # Copied under the lock, turned into Python objects after it.
@@ -576,7 +578,7 @@ cdef class Pool:
                      self.corruptions, self.refused, self.mapped_bytes,
                      <size_t>(self.bump - self.reserve_start),
                      <size_t>(self.reserve_end - self.reserve_start),
-                     self.max_bytes_, self.max_arenas_, self.kept_bytes]
+                     self.max_bytes_, self.max_arenas_, self.kept_bytes, self.refused_growing]
         for i in range(GA_NCLASSES):
             per_class[i][0] = self.classes[i].narenas
             per_class[i][1] = self.classes[i].slots
@@ -584,7 +586,7 @@ cdef class Pool:
         pthread_mutex_unlock(&self.lock)
         names = ("arenas", "live", "live_bytes", "allocations", "frees", "corruptions", "refused",
                  "mapped_bytes", "address_space", "reserved", "max_bytes", "max_arenas",
-                 "kept_bytes")
+                 "kept_bytes", "refused_growing")
         result = {name: counts[i] for i, name in enumerate(names)}
         result["classes"] = {
             self.classes[i].slot_size: {"arenas": per_class[i][0], "slots": per_class[i][1],

@@ -14,6 +14,8 @@ cdef inline void *pool_calloc(Pool self, size_t count, size_t size) noexcept nog
 cdef inline void *pool_c_alloc(Pool self, size_t nbytes, bint zero) noexcept nogil:
     cdef int cls
     cdef long slot
+    cdef bint growing = False
+    cdef pool_class_t *c
     cdef void *arena = NULL
     cdef ga_arena_t *a
     cdef ga_stack_t stack
@@ -26,13 +28,23 @@ cdef inline void *pool_c_alloc(Pool self, size_t nbytes, bint zero) noexcept nog
     cls = ga_class_of(nbytes, PAGE)
     pthread_mutex_lock(&self.lock)
     slot = pool_take(self, cls, nbytes, zero, True, &arena)
-    if slot == GA_ERR_FULL and self.grow_mode == GROW_PENDING:
-        schedule_growth(self, cls)
+    if self.grow_mode == GROW_PENDING:
+        c = &self.classes[cls]
+        if slot == GA_ERR_FULL:
+            growing = not c.exhausted and not self.is_closed
+            schedule_growth(self, cls)
+        elif c.slots - c.live <= (c.slots >> 2):
+            # Low water: have the next arena made before the class is full,
+            # so that requests are not forwarded while it is being made.
+            schedule_growth(self, cls)
     pthread_mutex_unlock(&self.lock)
     if slot == GA_ERR_FULL and self.grow_mode == GROW_SYNC:
         slot = grow_sync(self, cls, nbytes, zero, &arena)
     if slot < 0:
-        self.refused += 1   # a statistic: a lost update is harmless
+        # Statistics: a lost update is harmless.
+        self.refused += 1
+        if growing:
+            self.refused_growing += 1
         return NULL
     if self.native_stacks:
         ga_stacks_record(&(<Arena>arena).a, slot, 0, &stack)   # the slot is ours

@@ -11,8 +11,14 @@ reporter explains it.
 
 The hooks never run Python and never take the GIL (the RAW domain has
 none): the pool is used through its C interface under its own mutex and is
-grown with ``grow="pending"``. When a size class is full, the request is
-forwarded and the main thread adds an arena at its next safe point.
+grown with ``grow="pending"``: the main thread adds an arena at its next
+safe point, asked when a class is three quarters used, so that its next
+arena is usually ready before it fills up. A request that finds its class
+full all the same is forwarded and counted (``refused_growing`` in
+:func:`stats`, and a note at exit under ``sample_rate=1``). With
+``sample_rate=1`` install() also makes an arena for every size class up to
+``PREPARED_MAX_SLOT`` (untouched slots: address space, no memory), so that
+the first block of every size is guarded too.
 
 Sampling is deterministic by default: exactly every ``sample_rate``-th
 request of each domain in each thread, counted from :func:`install`, so that
@@ -144,6 +150,12 @@ cdef bint _finish_scheduled = False
 _lock = threading.Lock()
 # From this sample_rate on, install() records native stacks by default.
 NATIVE_STACKS_MIN_RATE = 1000
+# Under sample_rate=1, install() gives every size class up to this slot size
+# an arena, while they take at most PREPARED_SHARE of max_bytes.
+PREPARED_MAX_SLOT = 16 << 20
+PREPARED_SHARE = 4
+# Most objects fit in a page or two: at other rates, only those classes.
+PREPARED_SMALL_SLOT = 32768
 
 
 # ---------------------------------------------------------------------------
@@ -312,19 +324,64 @@ cdef bint _refusal_noted = False
 
 
 def _note_refusals() -> None:
-    """Say once on stderr how many requests the guarded pool refused
-    because a limit was reached (they went to the plain allocator)."""
+    """Say once on stderr how many sampled requests the guarded pool
+    refused, and why (they went to the plain allocator): a limit was
+    reached (at any rate), or, under sample_rate=1 (which promises every
+    request), their size class was still waiting for its next arena."""
     global _refusal_noted
     if _refusal_noted or _pool is None or _pool.closed:
         return
     pool_stats = _pool.stats()
-    if not pool_stats["refused"] or not any(c["exhausted"] for c in pool_stats["classes"].values()):
+    growing = pool_stats.refused_growing
+    limited = pool_stats.refused - growing
+    if not any(c["exhausted"] for c in pool_stats["classes"].values()):
+        limited = 0
+    if _rate != 1:
+        growing = 0
+    if not limited and not growing:
         return
     _refusal_noted = True
     guarded = sum(_domains[i].sampled for i in range(3))
-    os.write(2, (f"guardalloc: {pool_stats['refused']:,} sampled allocation requests were not guarded "
-                 f"({guarded:,} were): the guarded pool reached max_bytes={pool_stats['max_bytes']:,}; "
-                 "raise it with guardalloc.pymem.install(max_bytes=...)\n").encode())
+    reasons = []
+    if limited:
+        reasons.append(f"{limited:,} because the guarded pool reached max_bytes={pool_stats['max_bytes']:,} "
+                       "(raise it with guardalloc.pymem.install(max_bytes=...), or run --max-bytes)")
+    if growing:
+        reasons.append(f"{growing:,} because their size class was full while its next arena was being made "
+                       "(the hooks never grow the pool inside an allocation)")
+    os.write(2, (f"guardalloc: {limited + growing:,} sampled allocation requests were not guarded "
+                 f"({guarded:,} were): {'; '.join(reasons)}\n").encode())
+
+
+def _slot_sizes(limit):
+    """The pool's slot sizes (size classes) up to limit bytes, ascending."""
+    sizes = []
+    nbytes = 1
+    while nbytes <= limit:
+        size = _PoolClass.slot_size_for(nbytes)
+        if size > limit:
+            break
+        sizes.append(size)
+        nbytes = size + 1
+    return sizes
+
+
+cdef _prepare_classes(Pool pool, size_t largest):
+    """An arena for every size class up to largest bytes that has none,
+    smallest first, while the pool's slots stay within a PREPARED_SHARE of
+    max_bytes (a small max_bytes: the rest grows on demand)."""
+    have = pool.stats()["classes"]
+    for size in _slot_sizes(largest):
+        if size in have:
+            continue
+        # A first arena holds about 1 MiB of slots, at least 4 (1 from 1 MiB).
+        first = size if size >= (1 << 20) else max(size * 4, 1 << 20)
+        if pool.stats()["mapped_bytes"] + first > pool.max_bytes // PREPARED_SHARE:
+            break
+        try:
+            pool.prepare(size)
+        except MemoryError:
+            break
 
 
 def install(sample_rate=5000, *, domains=("raw", "mem", "obj"), max_bytes=None,
@@ -335,7 +392,10 @@ def install(sample_rate=5000, *, domains=("raw", "mem", "obj"), max_bytes=None,
 
     Args:
         sample_rate: N >= 1: guard every Nth request (or, with
-            ``random=True``, each with probability 1/N). 1 guards them all.
+            ``random=True``, each with probability 1/N). 1 guards them all
+            but what a limit refuses, and what comes while a size class
+            waits for its next arena (both counted in :func:`stats` and
+            noted at exit).
         domains: any of "raw" (PyMem_RawMalloc, no GIL), "mem" (PyMem_Malloc)
             and "obj" (PyObject_Malloc, objects).
         max_bytes: slot memory the guarded pool may map; once it is used up,
@@ -412,12 +472,6 @@ def install(sample_rate=5000, *, domains=("raw", "mem", "obj"), max_bytes=None,
                                       native_stacks=native_stacks)
             except AddressSpaceError as exc:
                 raise exc.instead("guardalloc.pymem.install()") from None
-            # Most objects fit in a page or two: have those classes ready.
-            for nbytes in (4096, 8192, 16384, 32768):
-                try:
-                    new_pool.prepare(nbytes)
-                except MemoryError:
-                    break       # a small max_bytes: the rest grows on demand
             # Never deallocated, not even at interpreter exit: the hooks
             # may meet its pointers until the process ends.
             Py_INCREF(new_pool)
@@ -427,6 +481,7 @@ def install(sample_rate=5000, *, domains=("raw", "mem", "obj"), max_bytes=None,
             _pool_low = _pool.reserve_start
             _pool_high = _pool.reserve_end
         _pool.grow_mode = GROW_PENDING   # (stopped by a previous exit hook?)
+        _prepare_classes(_pool, PREPARED_MAX_SLOT if sample_rate == 1 else PREPARED_SMALL_SLOT)
         _rate = sample_rate
         _generation += 1
         _random = random
@@ -501,7 +556,9 @@ def stats() -> PymemStats:
     """A :class:`guardalloc.stats.PymemStats` (attributes, and keys as in a
     dict): state, sample_rate, random, and per domain (raw, mem, obj):
     hooked, sampling, sampled (requests the pool served); plus, while there
-    is an open pool, its live blocks, refused requests and arenas."""
+    is an open pool, its live blocks, refused requests (refused_growing: of
+    those, the ones whose size class was waiting for its next arena) and
+    arenas."""
     cdef int i
     result = {"state": state(), "sample_rate": _rate, "random": bool(_random)}
     for i in range(3):
@@ -515,6 +572,7 @@ def stats() -> PymemStats:
         result["live"] = pool_stats.live
         result["refused"] = pool_stats.refused
         result["arenas"] = pool_stats.arenas
+        result["refused_growing"] = pool_stats.refused_growing
     return PymemStats(**result)
 
 
