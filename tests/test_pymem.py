@@ -202,6 +202,7 @@ def test_rate_1_guards_every_request_of_a_real_workload_or_says_why(child):
         import gc, json, threading
         import guardalloc.pymem as pymem
         pymem.install(sample_rate=1)
+        gc.set_threshold(10)
 
         class Node:
             def __init__(self, size):
@@ -239,6 +240,66 @@ def test_rate_1_guards_every_request_of_a_real_workload_or_says_why(child):
             assert f"{int(growing):,} because their size class was full" in notes[0], proc.stderr
     else:
         assert not notes, proc.stderr
+
+
+def test_a_burst_inside_one_c_call_is_guarded_in_full(child):
+    """json.loads makes tens of thousands of objects of a few size classes in
+    one C call, with no safe point for pending growth: the MEM and OBJ hooks
+    grow the pool on the spot, so all is guarded but the few requests made
+    while it grows (counted as such); the collector (on a hair trigger),
+    finalizers and a caught exception are unharmed."""
+    proc = child("""
+        import gc, json
+        import guardalloc.pymem as pymem
+
+        finalized = []
+        class Cycle:
+            def __init__(self):
+                self.me = self
+            def __del__(self):
+                finalized.append(1)
+
+        doc = json.dumps([{"id": i, "name": "n" * (i % 3000), "v": [i] * (i % 40)} for i in range(30_000)])
+        pymem.install(sample_rate=1, domains=("mem", "obj"))
+        gc.set_threshold(1)
+        for round in range(3):
+            cycles = [Cycle() for _ in range(200)]
+            del cycles
+            try:
+                json.loads(doc + "]")              # parsed in full, then refused
+            except json.JSONDecodeError as exc:
+                caught = exc.msg
+            data = json.loads(doc)
+            assert len(data) == 30_000 and data[29_999]["v"] == [29_999] * 39
+        gc.collect()
+        s = pymem.stats()
+        sampled = s["mem"]["sampled"] + s["obj"]["sampled"]
+        assert s["refused"] == s["refused_growing"] and s["refused"] * 1000 < sampled, (s, sampled)
+        print(caught, len(finalized) == 600, flush=True)
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["Extra", "data", "True"], proc.stdout
+
+
+@pytest.mark.parametrize("max_bytes, guarded", [(None, "all"), (8 << 20, "some")])
+def test_growing_inside_a_hook_keeps_the_pending_exception(child, max_bytes, guarded):
+    """C code that allocates while an exception is set (CPython's own does):
+    the OBJ hook grows a full class on the spot and the exception is still
+    the one set, whether the growth succeeds (every block guarded) or
+    reaches max_bytes (a MemoryError raised and dropped inside the hook)."""
+    proc = child(f"""
+        import guardalloc.pymem as pymem
+        from helpers import load_helper
+        helper = load_helper("pymem_growth")
+        pymem.install(sample_rate=1, domains=("obj",), max_bytes={max_bytes})
+        kept, guarded = helper.malloc_with_exception_pending(pymem.pool(), 3000, 40000)
+        cls = pymem.pool().stats()["classes"][40960]
+        refused = pymem.stats()["refused"]
+        print(kept, "all" if guarded == 3000 else "some" if 0 < guarded < 3000 else guarded,
+              cls["exhausted"], refused == 3000 - guarded, flush=True)
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", guarded, str(guarded == "some"), "True"], proc.stdout
 
 
 @pytest.mark.parametrize("free", ["PyMem_Free", "PyMem_RawFree"])

@@ -36,6 +36,8 @@ import threading
 import warnings
 
 cimport cython
+from cpython.exc cimport PyErr_Fetch, PyErr_Restore
+from cpython.object cimport PyObject
 from cpython.ref cimport Py_DECREF, Py_INCREF
 from libc.errno cimport errno
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, uintptr_t
@@ -358,14 +360,14 @@ cdef class Pool:
 
     # -- the C interface (pool.pxd; bodies in pool_c_api.pxi) -------------------
 
-    cdef void *malloc(self, size_t nbytes) noexcept nogil:
-        return pool_malloc(self, nbytes)
+    cdef void *malloc(self, size_t nbytes, bint gil=False) noexcept nogil:
+        return pool_malloc(self, nbytes, gil)
 
-    cdef void *calloc(self, size_t count, size_t size) noexcept nogil:
-        return pool_calloc(self, count, size)
+    cdef void *calloc(self, size_t count, size_t size, bint gil=False) noexcept nogil:
+        return pool_calloc(self, count, size, gil)
 
-    cdef void *realloc(self, void *ptr, size_t nbytes, ga_damage_t *damage) noexcept nogil:
-        return pool_realloc(self, ptr, nbytes, damage)
+    cdef void *realloc(self, void *ptr, size_t nbytes, ga_damage_t *damage, bint gil=False) noexcept nogil:
+        return pool_realloc(self, ptr, nbytes, damage, gil)
 
     cdef int free_ptr(self, void *ptr, ga_damage_t *damage) noexcept nogil:
         return pool_free_ptr(self, ptr, damage)

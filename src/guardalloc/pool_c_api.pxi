@@ -3,15 +3,15 @@
 # own mutex, never the GIL. Included by pool.pyx, whose Pool methods of the
 # same names (pool.pxd) call these inline functions.
 
-cdef inline void *pool_malloc(Pool self, size_t nbytes) noexcept nogil:
-    return pool_c_alloc(self, nbytes, False)
+cdef inline void *pool_malloc(Pool self, size_t nbytes, bint gil=False) noexcept nogil:
+    return pool_c_alloc(self, nbytes, False, gil)
 
-cdef inline void *pool_calloc(Pool self, size_t count, size_t size) noexcept nogil:
+cdef inline void *pool_calloc(Pool self, size_t count, size_t size, bint gil=False) noexcept nogil:
     if size != 0 and count > (<size_t>-1) // size:
         return NULL
-    return pool_c_alloc(self, count * size, True)
+    return pool_c_alloc(self, count * size, True, gil)
 
-cdef inline void *pool_c_alloc(Pool self, size_t nbytes, bint zero) noexcept nogil:
+cdef inline void *pool_c_alloc(Pool self, size_t nbytes, bint zero, bint gil) noexcept nogil:
     cdef int cls
     cdef long slot
     cdef bint growing = False
@@ -40,6 +40,9 @@ cdef inline void *pool_c_alloc(Pool self, size_t nbytes, bint zero) noexcept nog
     pthread_mutex_unlock(&self.lock)
     if slot == GA_ERR_FULL and self.grow_mode == GROW_SYNC:
         slot = grow_sync(self, cls, nbytes, zero, &arena)
+    elif growing and gil and GA_CAN_GROW_IN_HOOK and not ga_growing_in_hook():
+        slot = grow_in_hook(self, cls, nbytes, zero, &arena)
+        growing = slot == GA_ERR_FULL and not self.classes[cls].exhausted
     if slot < 0:
         # Statistics: a lost update is harmless.
         self.refused += 1
@@ -50,20 +53,21 @@ cdef inline void *pool_c_alloc(Pool self, size_t nbytes, bint zero) noexcept nog
         ga_stacks_record(&(<Arena>arena).a, slot, 0, &stack)   # the slot is ours
     return ga_block_start(&(<Arena>arena).a, slot)
 
-cdef inline void *pool_realloc(Pool self, void *ptr, size_t nbytes, ga_damage_t *damage) noexcept nogil:
+cdef inline void *pool_realloc(Pool self, void *ptr, size_t nbytes, ga_damage_t *damage,
+                               bint gil=False) noexcept nogil:
     cdef size_t old
     cdef void *moved
     cdef ga_damage_t undo
     cdef int code
     damage.damaged = 0
     if ptr == NULL:
-        return pool_malloc(self, nbytes)
+        return pool_malloc(self, nbytes, gil)
     old = pool_size_of(self, ptr)
     if old == 0:
         return NULL
     # Always move: a block that shrank or grew in place would no longer
     # end at its guard page.
-    moved = pool_malloc(self, nbytes)
+    moved = pool_malloc(self, nbytes, gil)
     if moved == NULL:
         return NULL
     memcpy(moved, ptr, old if old < nbytes else nbytes)

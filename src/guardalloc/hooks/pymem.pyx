@@ -9,13 +9,17 @@ pointer the pool does not own, goes to the allocator that was there before.
 An object that C code overflows then hits a guard page, and the fault
 reporter explains it.
 
-The hooks never run Python and never take the GIL (the RAW domain has
-none): the pool is used through its C interface under its own mutex and is
-grown with ``grow="pending"``: the main thread adds an arena at its next
-safe point, asked when a class is three quarters used, so that its next
-arena is usually ready before it fills up. A request that finds its class
-full all the same is forwarded and counted (``refused_growing`` in
-:func:`stats`, and a note at exit under ``sample_rate=1``). With
+The hooks never run Python code and never wait for the GIL (the RAW
+domain has none): the pool is used through its C interface under its own mutex
+and is grown with ``grow="pending"``: the main thread adds an arena at its
+next safe point, asked when a class is three quarters used, so that its
+next arena is usually ready before it fills up. A MEM or OBJ request
+(their callers hold the GIL) that finds its class full all the same has
+the pool add the arena at once, without running Python code, with the
+cyclic collector paused and the caller's exception kept; its nested
+requests are forwarded meanwhile. A RAW request that finds its class full
+is forwarded and counted (``refused_growing`` in :func:`stats`, and a
+note at exit under ``sample_rate=1``). With
 ``sample_rate=1`` install() also makes an arena for every size class up to
 ``PREPARED_MAX_SLOT`` (untouched slots: address space, no memory), so that
 the first block of every size is guarded too.
@@ -184,7 +188,7 @@ cdef void *_hook_malloc(void *ctx, size_t size) noexcept nogil:
     cdef domain_t *d = <domain_t *>ctx
     cdef void *p
     if _should_sample(d):
-        p = (<Pool>_pool_ptr).malloc(size)
+        p = (<Pool>_pool_ptr).malloc(size, d.domain != PYMEM_DOMAIN_RAW)
         if p != NULL:
             ga_atomic_inc(&d.sampled)
             return p
@@ -195,7 +199,7 @@ cdef void *_hook_calloc(void *ctx, size_t nelem, size_t elsize) noexcept nogil:
     cdef domain_t *d = <domain_t *>ctx
     cdef void *p
     if _should_sample(d):
-        p = (<Pool>_pool_ptr).calloc(nelem, elsize)
+        p = (<Pool>_pool_ptr).calloc(nelem, elsize, d.domain != PYMEM_DOMAIN_RAW)
         if p != NULL:
             ga_atomic_inc(&d.sampled)
             return p
@@ -219,7 +223,7 @@ cdef void *_hook_realloc(void *ctx, void *ptr, size_t new_size) noexcept nogil:
         _bad_pointer((<Pool>_pool_ptr).free_ptr(ptr, &damage), ptr)
     if d.sampling:
         # A guarded block stays guarded while sampling is on.
-        moved = (<Pool>_pool_ptr).realloc(ptr, new_size, &damage)
+        moved = (<Pool>_pool_ptr).realloc(ptr, new_size, &damage, d.domain != PYMEM_DOMAIN_RAW)
         if moved != NULL:
             if damage.damaged:
                 _report_free(GA_ERR_CORRUPT, ptr, &damage, True)
@@ -348,7 +352,8 @@ def _note_refusals() -> None:
                        "(raise it with guardalloc.pymem.install(max_bytes=...), or run --max-bytes)")
     if growing:
         reasons.append(f"{growing:,} because their size class was full while its next arena was being made "
-                       "(the hooks never grow the pool inside an allocation)")
+                       "(a raw-domain request, which holds no GIL to grow the pool with, or one made "
+                       "while the pool grew)")
     os.write(2, (f"guardalloc: {limited + growing:,} sampled allocation requests were not guarded "
                  f"({guarded:,} were): {'; '.join(reasons)}\n").encode())
 
