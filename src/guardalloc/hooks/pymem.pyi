@@ -9,6 +9,9 @@ from guardalloc.stats import PymemStats
 
 DOMAIN_NAMES: tuple[str, str, str]
 NATIVE_STACKS_MIN_RATE: int
+PREPARED_MAX_SLOT: int
+PREPARED_SHARE: int
+PREPARED_SMALL_SLOT: int
 
 def install(
     sample_rate: int = 5000,
