@@ -185,3 +185,9 @@ def test_a_pool_at_its_limit_says_what_to_set():
             pool.alloc(PAGE)
         for buf in held:
             buf.free()
+    with guardalloc.Pool(max_arenas=1) as pool:
+        held = [pool.alloc(2 << 20)]
+        with pytest.raises(MemoryError, match=r"reached max_arenas.*Pool\(max_arenas=\.\.\.\).*"
+                                              r"guardalloc\.configure\(max_arenas=\.\.\.\)"):
+            pool.alloc(2 << 20)
+        held[0].free()

@@ -119,7 +119,9 @@ cdef int grow_class(Pool self, int cls, bint in_hook=False) except -1:
         self.growing += 1
     pthread_mutex_unlock(&self.lock)
     if problem == 1:
-        raise MemoryError(f"the pool reached max_arenas ({self.max_arenas_} arenas)")
+        raise MemoryError(f"the pool reached max_arenas ({self.max_arenas_:,} arenas): pass a larger "
+                          "max_arenas to Pool(max_arenas=...), or guardalloc.configure(max_arenas=...) "
+                          "for guardalloc.alloc()'s default pool")
     if problem == 2:
         raise MemoryError(
             f"the pool reached max_bytes ({self.max_bytes_:,} bytes of slots; "
