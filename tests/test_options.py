@@ -1,7 +1,9 @@
 """guardalloc.options.default_max_bytes: the one default max_bytes of every
-pool (Pool, the default pool, the numpy handler, the PyMem hooks): a quarter
-of RAM between 64 MiB and 1 TiB, and at most what lets the reservation take a
-quarter of the address space RLIMIT_AS leaves, down to a page."""
+pool (Pool, the default pool, the numpy handler, the PyMem hooks): 256 GiB of
+slot address space (untouched slots cost no memory), or under strict
+overcommit a quarter of RAM between 64 MiB and 1 TiB; in both cases at most
+what lets the reservation take a quarter of the address space RLIMIT_AS
+leaves, down to a page."""
 
 from __future__ import annotations
 
@@ -16,9 +18,9 @@ from conftest import PAGE
 GiB, MiB, TiB = 1 << 30, 1 << 20, 1 << 40
 
 
-def expected(ram: int, left: int | None, guard_pages: int = 1) -> int:
+def expected(ram: int, left: int | None, guard_pages: int = 1, strict: bool = False) -> int:
     """The documented policy, written out again."""
-    size = min(max(ram // 4, 64 * MiB), TiB)
+    size = min(max(ram // 4, 64 * MiB), TiB) if strict else 256 * GiB
     if left is not None:
         # The reservation, max_bytes * (1 + guard_pages) plus a guard page per
         # arena (at most one arena per page), in a quarter of what is left.
@@ -28,27 +30,42 @@ def expected(ram: int, left: int | None, guard_pages: int = 1) -> int:
 
 @pytest.fixture
 def machine(monkeypatch):
-    """Set the RAM and the address space left that the policy sees."""
-    def set_machine(ram: int, left: int | None) -> None:
+    """Set the RAM, the address space left and the overcommit policy that
+    the policy sees."""
+    def set_machine(ram: int, left: int | None, strict: bool = False) -> None:
         monkeypatch.setattr(options, "_physical_memory", lambda: ram)
         monkeypatch.setattr(options, "address_space_left", lambda: left)
+        monkeypatch.setattr(options, "strict_overcommit", lambda: strict)
     return set_machine
 
 
-@pytest.mark.parametrize("ram, left, guard_pages, result", [
-    (16 * GiB, None, 1, 4 * GiB),               # a quarter of RAM
-    (16 * GiB, None, 5, 4 * GiB),               # guard pages cost address space only
-    (100 * MiB, None, 1, 64 * MiB),             # at least 64 MiB ...
-    (8 * TiB, None, 1, TiB),                    # ... at most 1 TiB
-    (16 * GiB, 12 * GiB, 1, GiB),               # a quarter of 12 GiB holds a 1 GiB pool
-    (16 * GiB, 12 * GiB, 3, 3 * GiB // 7 // PAGE * PAGE),
-    (100 * MiB, 120 * MiB, 1, 10 * MiB),        # the limit beats the 64 MiB floor
-    (16 * GiB, 0, 1, PAGE),                     # nothing left: one page
-    (16 * GiB, 1000 * TiB, 1, 4 * GiB),         # a generous limit changes nothing
+@pytest.mark.parametrize("ram, left, guard_pages, strict, result", [
+    (16 * GiB, None, 1, False, 256 * GiB),            # address space, not RAM
+    (100 * MiB, None, 5, False, 256 * GiB),           # whatever the RAM and guard pages
+    (16 * GiB, 12 * GiB, 1, False, GiB),              # a quarter of 12 GiB holds a 1 GiB pool
+    (16 * GiB, 12 * GiB, 3, False, 3 * GiB // 7 // PAGE * PAGE),
+    (16 * GiB, 0, 1, False, PAGE),                    # nothing left: one page
+    (16 * GiB, 1000 * TiB, 1, False, 256 * GiB),      # a generous limit changes nothing
+    (16 * GiB, None, 1, True, 4 * GiB),               # strict overcommit: a quarter of RAM
+    (16 * GiB, None, 5, True, 4 * GiB),               # guard pages cost address space only
+    (100 * MiB, None, 1, True, 64 * MiB),             # at least 64 MiB ...
+    (8 * TiB, None, 1, True, TiB),                    # ... at most 1 TiB
+    (16 * GiB, 12 * GiB, 1, True, GiB),
+    (100 * MiB, 120 * MiB, 1, True, 10 * MiB),        # the limit beats the 64 MiB floor
+    (16 * GiB, 1000 * TiB, 1, True, 4 * GiB),
 ])
-def test_the_policy(machine, ram, left, guard_pages, result):
-    machine(ram, left)
-    assert options.default_max_bytes(guard_pages) == result == expected(ram, left, guard_pages)
+def test_the_policy(machine, ram, left, guard_pages, strict, result):
+    machine(ram, left, strict)
+    assert options.default_max_bytes(guard_pages) == result == expected(ram, left, guard_pages, strict)
+
+
+@pytest.mark.parametrize("content, strict", [("2\n", True), ("0\n", False), ("1\n", False), (None, False)])
+def test_strict_overcommit_reads_the_kernel_setting(monkeypatch, tmp_path, content, strict):
+    path = tmp_path / "overcommit_memory"
+    if content is not None:
+        path.write_text(content)
+    monkeypatch.setattr(options, "_OVERCOMMIT_PATH", str(path))
+    assert options.strict_overcommit() is strict
 
 
 def test_one_function_behind_every_name():
@@ -83,6 +100,7 @@ def test_under_a_lowered_rlimit_as_every_default_pool_fits(child):
         import guardalloc, guardalloc.numpy as gnp
         from guardalloc import options, pymem
         from test_options import expected
+        strict = options.strict_overcommit()
 
         ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
         def vm_size():
@@ -95,15 +113,15 @@ def test_under_a_lowered_rlimit_as_every_default_pool_fits(child):
         assert abs(soft - vm_size() - left) < (64 << 20), (soft, left)
         made = options.default_max_bytes()
         # VmSize may move by an arena or two of Python's between the reads.
-        assert abs(made - expected(ram, left)) <= (1 << 20), (made, expected(ram, left))
-        assert made < ram // 4 and made <= (3 << 30) // 4 // 3
+        assert abs(made - expected(ram, left, strict=strict)) <= (1 << 20), (made, expected(ram, left, strict=strict))
+        assert made <= (3 << 30) // 4 // 3
 
         def check(label, make):
             # make() makes a default pool and returns it (or its stats).
             before = options.address_space_left()
             pool = make()
             assert pool.reserved <= before // 4, (label, pool.reserved, before)
-            assert abs(pool.max_bytes - expected(ram, before)) <= (1 << 20), (label, pool.max_bytes)
+            assert abs(pool.max_bytes - expected(ram, before, strict=strict)) <= (1 << 20), (label, pool.max_bytes)
             print(label, "fits")
 
         check("Pool", guardalloc.Pool)
@@ -134,3 +152,42 @@ def test_with_almost_nothing_left_the_default_is_a_page_or_so(child):
     """)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("ok ")
+
+
+def test_the_default_pool_serves_what_malloc_would(child):
+    """100,000 live buffers of 1 B to 1 MiB (about 50 GB of slots, one page
+    of each touched): the default pool serves them all, as bytearray would,
+    since untouched slots cost no memory."""
+    if options.strict_overcommit():
+        pytest.skip("vm.overcommit_memory=2: the default is a share of RAM there")
+    proc = child("""
+        import random
+        import guardalloc
+        rng = random.Random(22)
+        live, slots = [], 0
+        for _ in range(100_000):
+            nbytes = rng.randint(1, 1 << 20)
+            buf = guardalloc.alloc(nbytes)
+            buf[nbytes - 1] = 1
+            live.append(buf)
+            slots += guardalloc.Pool.slot_size_for(nbytes)
+        print(len(live), slots > (40 << 30))
+    """, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["100000", "True"]
+
+
+def test_a_pool_at_its_limit_says_what_to_set():
+    with guardalloc.Pool(max_bytes=4 * PAGE) as pool:
+        held = [pool.alloc(PAGE) for _ in range(4)]
+        with pytest.raises(MemoryError, match=r"reached max_bytes.*Pool\(max_bytes=\.\.\.\).*"
+                                              r"guardalloc\.configure\(max_bytes=\.\.\.\)"):
+            pool.alloc(PAGE)
+        for buf in held:
+            buf.free()
+    with guardalloc.Pool(max_arenas=1) as pool:
+        held = [pool.alloc(2 << 20)]
+        with pytest.raises(MemoryError, match=r"reached max_arenas.*Pool\(max_arenas=\.\.\.\).*"
+                                              r"guardalloc\.configure\(max_arenas=\.\.\.\)"):
+            pool.alloc(2 << 20)
+        held[0].free()

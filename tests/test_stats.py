@@ -23,12 +23,13 @@ ARENA_KEYS = {"slots": int, "live": int, "free": int, "quarantined": int, "retir
               "faults_continued": int, "size": int, "uaf": bool, "quarantine": int}
 POOL_KEYS = {"arenas": int, "live": int, "live_bytes": int, "allocations": int, "frees": int,
              "corruptions": int, "refused": int, "mapped_bytes": int, "address_space": int,
-             "reserved": int, "max_bytes": int, "max_arenas": int, "kept_bytes": int, "classes": dict}
+             "reserved": int, "max_bytes": int, "max_arenas": int, "kept_bytes": int, "classes": dict,
+             "refused_growing": int}
 HANDLER_KEYS = {"malloc": int, "calloc": int, "realloc": int, "free": int, "fallback": int,
                 "failed": int, "bad_free": int, "corrupt": int, "oversize": int,
                 "largest_oversize": int, "oversize_live": int}
 PYMEM_KEYS = {"state": str, "sample_rate": int, "random": bool, "raw": dict, "mem": dict, "obj": dict}
-PYMEM_POOL_KEYS = {"live": int, "refused": int, "arenas": int}
+PYMEM_POOL_KEYS = {"live": int, "refused": int, "arenas": int, "refused_growing": int}
 NATIVE_KEYS = {"allocations": int, "frees": int, "live": int, "refused": int, "arenas": int,
                "mapped_bytes": int}
 

@@ -53,9 +53,9 @@ cdef class Arena:
     cdef int _stat_backing(self) except -1
     cdef int free_block(self, char *address, bint raw_only, object what) except -1
     cdef _configure(self, size_t slot_size, uint32_t slots, object options, bint batch)
-    cdef int _build(self, file, bint shared, str requested) except -1
+    cdef int _build(self, file, bint shared, str requested, str resolved=*) except -1
     cdef int _map(self, file, bint shared) except -1
-    cdef int _install_guards(self) except -1
+    cdef int _install_guards(self, bint keep_gil=*) except -1
     cdef int _check_open(self) except -1
     cdef long _start_alloc(self, nbytes, bint zero, bint raw, slot) except -1
     cdef int _free_buffer(self, Buffer buf) except -1
@@ -126,9 +126,12 @@ cdef inline size_t size_arg(str name, value, size_t largest, str accepted) excep
 
 # A pooled arena at `placement`, its frees routed through hook(ctx, ...);
 # with native_stacks, a per-slot native stack table (a.stacks) in its mapping.
+# resolved: the backend already chosen (the pool's); then the build runs no
+# Python code and keeps the GIL (it may run inside an allocator hook), and a
+# guard failure raises MemoryError, with no fallback.
 cdef Arena new_pooled_arena(char *placement, size_t slot_size, unsigned int slots,
                             object options, ga_free_hook_t hook, void *ctx,
-                            bint native_stacks=*)
+                            bint native_stacks=*, str resolved=*)
 
 # The Buffer object over a live slot of arena (pool: the pool that owns it).
 cdef Buffer make_buffer(Arena arena, long slot, object pool)

@@ -216,19 +216,22 @@ cdef class Arena:
         self.a.size = ga_slots_size(self.a.slot_size, slots, self.a.guard_size)
         self.a.quarantine_limit = slots if options.quarantine is None else options.quarantine
 
-    cdef int _build(self, file, bint shared, str requested) except -1:
+    cdef int _build(self, file, bint shared, str requested, str resolved=None) except -1:
         """Map the arena, lay out its bookkeeping, install its guards and
-        register it with the fault handler; nothing is left on failure."""
-        self.backend = choose_backend(requested, file is not None)
+        register it with the fault handler; nothing is left on failure.
+        resolved: see new_pooled_arena."""
+        self.backend = choose_backend(requested, file is not None) if resolved is None else resolved
         self.a.backend = _BACKENDS[self.backend]
         while True:
             self._map(file, shared)
             try:
-                self._install_guards()
+                self._install_guards(resolved is not None)
                 register_arena(&self.a)
                 break
             except GuardInstallError as exc:
                 self.release()
+                if resolved is not None:
+                    raise MemoryError("installing the arena's guards failed") from None
                 if not (requested == "auto" and exc.errno == EINVAL and self.a.backend == GA_BACKEND_MADVISE):
                     raise
                 # The kernel has guard pages but refuses them on this very
@@ -292,8 +295,15 @@ cdef class Arena:
             self.a.stacks = <ga_stack_t *>(<char *>base + self.mapped_size - self.stacks_size)
         return 0
 
-    cdef int _install_guards(self) except -1:
+    cdef int _install_guards(self, bint keep_gil=False) except -1:
         cdef int rc, err
+        if keep_gil:
+            # Inside an allocator hook: no other thread may run meanwhile.
+            rc = ga_arena_guard_all(&self.a)
+            err = errno
+            if rc != 0:
+                raise GuardInstallError(err, "installing guards failed")
+            return 0
         with nogil:
             rc = ga_arena_guard_all(&self.a)
         err = errno
@@ -668,14 +678,14 @@ cdef const char *POOLED_UNTRACED = (
 
 cdef Arena new_pooled_arena(char *placement, size_t slot_size, unsigned int slots,
                             object options, ga_free_hook_t hook, void *ctx,
-                            bint native_stacks=False):
+                            bint native_stacks=False, str resolved=None):
     cdef Arena arena = Arena.__new__(Arena)
     arena.placement = placement
     arena.a.untraced_hint = POOLED_UNTRACED
     if native_stacks:
         arena.stacks_size = ga_stacks_table_size(slots, PAGE)
     arena._configure(slot_size, slots, options, True)
-    arena._build(None, False, options.backend)
+    arena._build(None, False, options.backend, resolved)
     arena.free_hook = hook
     arena.free_hook_ctx = ctx
     return arena

@@ -182,16 +182,31 @@ POOL_OPTIONS = tuple(field.name for field in dataclasses.fields(GuardOptions)) +
 
 # ---------------------------------------------------------------------------
 # The default max_bytes of a pool: Pool(), guardalloc.alloc()'s default pool,
-# the numpy handler and the PyMem hooks. A share of RAM (every guarded block
-# keeps at least a page resident), and of the address space RLIMIT_AS leaves
-# (the pool reserves about max_bytes * (1 + guard_pages) up front; the
-# program needs the rest).
+# the numpy handler and the PyMem hooks. max_bytes counts slot address space,
+# and a slot costs memory only for the pages its block touches, as malloc's
+# memory does; so the default is what the address space allows: a quarter of
+# what RLIMIT_AS leaves (the pool reserves about max_bytes * (1 + guard_pages)
+# up front; the program needs the rest), at most ADDRESS_SPACE_DEFAULT.
+# Under strict overcommit (vm.overcommit_memory=2) the kernel commits every
+# read-write arena in full, so there the default stays a share of RAM.
+ADDRESS_SPACE_DEFAULT = 256 << 30
 RAM_SHARE = 4
 ADDRESS_SPACE_SHARE = 4
 MIN_DEFAULT_MAX_BYTES = 64 << 20
 MAX_DEFAULT_MAX_BYTES = 1 << 40
 # RAM when sysconf cannot say.
 _ASSUMED_RAM = 4 << 30
+_OVERCOMMIT_PATH = "/proc/sys/vm/overcommit_memory"
+
+
+def strict_overcommit() -> bool:
+    """Whether the kernel commits writable private mappings in full
+    (vm.overcommit_memory=2); False when it cannot be read."""
+    try:
+        with open(_OVERCOMMIT_PATH) as f:
+            return f.read().strip() == "2"
+    except OSError:
+        return False
 
 
 def _physical_memory() -> int:
@@ -235,16 +250,21 @@ def fitting_max_bytes(space: int, guard_pages: int, max_arenas: Optional[int] = 
 def default_max_bytes(guard_pages: int = 1) -> int:
     """The ``max_bytes`` a pool gets when none is given (:class:`guardalloc.Pool`,
     the default pool, the numpy handler, :func:`guardalloc.pymem.install`):
-    a quarter of RAM, kept between 64 MiB and 1 TiB; and at most what lets
-    the pool's reservation (with ``guard_pages``) take a quarter of the
-    address space ``RLIMIT_AS`` leaves the process, down to one page. Whole
-    pages.
+    256 GiB of slots, which cost memory only where blocks touch them; under
+    strict overcommit (``vm.overcommit_memory=2``, where every arena is
+    committed) a quarter of RAM instead, kept between 64 MiB and 1 TiB. In
+    both cases at most what lets the pool's reservation (with
+    ``guard_pages``) take a quarter of the address space ``RLIMIT_AS``
+    leaves the process, down to one page. Whole pages.
 
     Raises:
         TypeError, ValueError: guard_pages is not an integer of 1 or more.
     """
     guard_pages = check_int("guard_pages", guard_pages, 1, MAX_GUARD_PAGES)
-    size = max(MIN_DEFAULT_MAX_BYTES, min(MAX_DEFAULT_MAX_BYTES, _physical_memory() // RAM_SHARE))
+    if strict_overcommit():
+        size = max(MIN_DEFAULT_MAX_BYTES, min(MAX_DEFAULT_MAX_BYTES, _physical_memory() // RAM_SHARE))
+    else:
+        size = ADDRESS_SPACE_DEFAULT
     left = address_space_left()
     if left is not None:
         size = min(size, fitting_max_bytes(left // ADDRESS_SPACE_SHARE, guard_pages))

@@ -65,6 +65,7 @@ cdef struct pool_class_t:
     uint32_t *avail      # arenas (table indices) that may have a free slot
     uint32_t navail
     uint32_t cap_avail
+    uint32_t live        # live blocks (pending mode grows ahead of demand)
     bint grow_wanted     # pending mode: the main thread should add an arena
     bint exhausted       # a limit stopped its growth
 
@@ -72,12 +73,16 @@ cdef struct pool_class_t:
 cdef class Pool:
     # malloc/calloc semantics; NULL when the pool cannot serve the request
     # (limit reached, out of memory): the caller then fails or forwards.
-    cdef void *malloc(self, size_t nbytes) noexcept nogil
-    cdef void *calloc(self, size_t count, size_t size) noexcept nogil
+    # gil: the caller holds the GIL (an allocator hook of the MEM or OBJ
+    # domain); a pending-mode pool then adds an arena to a full class at
+    # once, running no Python code, with the collector paused and the
+    # caller's exception kept; requests made meanwhile are not grown for.
+    cdef void *malloc(self, size_t nbytes, bint gil=*) noexcept nogil
+    cdef void *calloc(self, size_t count, size_t size, bint gil=*) noexcept nogil
     # realloc semantics for a pointer this pool owns (NULL ptr: malloc); the
     # old block's free is reported in *damage / the result as by free_ptr
     # (damage.damaged > 0: its slack was overwritten).
-    cdef void *realloc(self, void *ptr, size_t nbytes, ga_damage_t *damage) noexcept nogil
+    cdef void *realloc(self, void *ptr, size_t nbytes, ga_damage_t *damage, bint gil=*) noexcept nogil
     # A core result code: GA_OK, or GA_ERR_CORRUPT (freed; *damage says what
     # was overwritten) or GA_ERR_SYSCALL (freed; its UAF guard failed); any
     # other code: ptr is not a live C block of this pool and nothing changed
@@ -120,6 +125,7 @@ cdef class Pool:
     cdef uint64_t frees
     cdef uint64_t corruptions
     cdef uint64_t refused           # C requests that returned NULL
+    cdef uint64_t refused_growing   # of those: their class awaited a pending arena
     cdef list arenas                # owns the Arena objects
     cdef readonly str backend
     cdef readonly int guard_pages

@@ -36,6 +36,8 @@ import threading
 import warnings
 
 cimport cython
+from cpython.exc cimport PyErr_Fetch, PyErr_Restore
+from cpython.object cimport PyObject
 from cpython.ref cimport Py_DECREF, Py_INCREF
 from libc.errno cimport errno
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, uintptr_t
@@ -75,7 +77,8 @@ cdef size_t MAX_BLOCK = GA_MAX_CLASS_PAGES * PAGE
 ga_stacks_skip_library(<const void *>_free_hook)
 
 # The most a pool takes by default (guardalloc.options.default_max_bytes():
-# a quarter of RAM, less when RLIMIT_AS would not leave the program room).
+# 256 GiB, a quarter of RAM under strict overcommit, less when RLIMIT_AS
+# would not leave the program room).
 DEFAULT_MAX_BYTES = _MAX_DEFAULT_MAX_BYTES
 DEFAULT_KEEP_BYTES = 64 << 20
 DEFAULT_MAX_ARENAS = 16384
@@ -113,9 +116,9 @@ cdef class Pool:
         max_bytes: bytes of slots (the memory buffers may occupy, guard
             pages not counted) the pool may map in all. The pool reserves
             ``max_bytes * (1 + guard_pages)`` bytes of address space for
-            it up front (no memory). None: :func:`default_max_bytes` (a
-            quarter of RAM, less when ``RLIMIT_AS`` limits what the
-            process may map).
+            it up front (no memory). None: :func:`default_max_bytes`
+            (256 GiB; a quarter of RAM under strict overcommit; less when
+            ``RLIMIT_AS`` limits what the process may map).
         max_arenas: arenas the pool may create; None: 16384, or fewer for a
             small ``max_bytes`` (one per page of it).
         grow: "sync", "pending" or "never" (see the module docstring); only
@@ -308,14 +311,14 @@ cdef class Pool:
 
     # -- the C interface (pool.pxd; bodies in pool_c_api.pxi) -------------------
 
-    cdef void *malloc(self, size_t nbytes) noexcept nogil:
-        return pool_malloc(self, nbytes)
+    cdef void *malloc(self, size_t nbytes, bint gil=False) noexcept nogil:
+        return pool_malloc(self, nbytes, gil)
 
-    cdef void *calloc(self, size_t count, size_t size) noexcept nogil:
-        return pool_calloc(self, count, size)
+    cdef void *calloc(self, size_t count, size_t size, bint gil=False) noexcept nogil:
+        return pool_calloc(self, count, size, gil)
 
-    cdef void *realloc(self, void *ptr, size_t nbytes, ga_damage_t *damage) noexcept nogil:
-        return pool_realloc(self, ptr, nbytes, damage)
+    cdef void *realloc(self, void *ptr, size_t nbytes, ga_damage_t *damage, bint gil=False) noexcept nogil:
+        return pool_realloc(self, ptr, nbytes, damage, gil)
 
     cdef int free_ptr(self, void *ptr, ga_damage_t *damage) noexcept nogil:
         return pool_free_ptr(self, ptr, damage)
@@ -511,13 +514,15 @@ cdef class Pool:
         """Counts, as a :class:`guardalloc.stats.PoolStats` (attributes, and
         keys as in a dict): arenas, live (blocks), live_bytes (requested), allocations,
         frees, corruptions (slack damage found by C-level frees), refused (C
-        requests answered with NULL), mapped_bytes (slot bytes of all
+        requests answered with NULL), refused_growing (of those, requests
+        whose size class was waiting for the arena that ``grow="pending"``
+        adds at the next safe point), mapped_bytes (slot bytes of all
         arenas), address_space (bytes of the reservation in use),
         reserved, max_bytes, max_arenas, kept_bytes (pages of freed large
         blocks kept resident, see keep_bytes), classes (slot_size -> dict of
         arenas, slots, exhausted)."""
         cdef int i
-        cdef uint64_t counts[13]
+        cdef uint64_t counts[14]
         cdef uint64_t per_class[GA_NCLASSES][3]
         self._check_open()
         # Copied under the lock, turned into Python objects after it.
@@ -526,7 +531,7 @@ cdef class Pool:
                      self.corruptions, self.refused, self.mapped_bytes,
                      <size_t>(self.bump - self.reserve_start),
                      <size_t>(self.reserve_end - self.reserve_start),
-                     self.max_bytes_, self.max_arenas_, self.kept_bytes]
+                     self.max_bytes_, self.max_arenas_, self.kept_bytes, self.refused_growing]
         for i in range(GA_NCLASSES):
             per_class[i][0] = self.classes[i].narenas
             per_class[i][1] = self.classes[i].slots
@@ -534,7 +539,7 @@ cdef class Pool:
         pthread_mutex_unlock(&self.lock)
         names = ("arenas", "live", "live_bytes", "allocations", "frees", "corruptions", "refused",
                  "mapped_bytes", "address_space", "reserved", "max_bytes", "max_arenas",
-                 "kept_bytes")
+                 "kept_bytes", "refused_growing")
         result = {name: counts[i] for i, name in enumerate(names)}
         result["classes"] = {
             self.classes[i].slot_size: {"arenas": per_class[i][0], "slots": per_class[i][1],

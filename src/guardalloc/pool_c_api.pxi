@@ -3,17 +3,19 @@
 # own mutex, never the GIL. Included by pool.pyx, whose Pool methods of the
 # same names (pool.pxd) call these inline functions.
 
-cdef inline void *pool_malloc(Pool self, size_t nbytes) noexcept nogil:
-    return pool_c_alloc(self, nbytes, False)
+cdef inline void *pool_malloc(Pool self, size_t nbytes, bint gil=False) noexcept nogil:
+    return pool_c_alloc(self, nbytes, False, gil)
 
-cdef inline void *pool_calloc(Pool self, size_t count, size_t size) noexcept nogil:
+cdef inline void *pool_calloc(Pool self, size_t count, size_t size, bint gil=False) noexcept nogil:
     if size != 0 and count > (<size_t>-1) // size:
         return NULL
-    return pool_c_alloc(self, count * size, True)
+    return pool_c_alloc(self, count * size, True, gil)
 
-cdef inline void *pool_c_alloc(Pool self, size_t nbytes, bint zero) noexcept nogil:
+cdef inline void *pool_c_alloc(Pool self, size_t nbytes, bint zero, bint gil) noexcept nogil:
     cdef int cls
     cdef long slot
+    cdef bint growing = False
+    cdef pool_class_t *c
     cdef void *arena = NULL
     cdef ga_arena_t *a
     cdef ga_stack_t stack
@@ -26,32 +28,46 @@ cdef inline void *pool_c_alloc(Pool self, size_t nbytes, bint zero) noexcept nog
     cls = ga_class_of(nbytes, PAGE)
     pthread_mutex_lock(&self.lock)
     slot = pool_take(self, cls, nbytes, zero, True, &arena)
-    if slot == GA_ERR_FULL and self.grow_mode == GROW_PENDING:
-        schedule_growth(self, cls)
+    if self.grow_mode == GROW_PENDING:
+        c = &self.classes[cls]
+        if slot == GA_ERR_FULL:
+            growing = not c.exhausted and not self.is_closed
+            schedule_growth(self, cls)
+        elif c.slots - c.live <= (c.slots >> 2):
+            # Low water: have the next arena made before the class is full,
+            # so that requests are not forwarded while it is being made.
+            schedule_growth(self, cls)
     pthread_mutex_unlock(&self.lock)
     if slot == GA_ERR_FULL and self.grow_mode == GROW_SYNC:
         slot = grow_sync(self, cls, nbytes, zero, &arena)
+    elif growing and gil and GA_CAN_GROW_IN_HOOK and not ga_growing_in_hook():
+        slot = grow_in_hook(self, cls, nbytes, zero, &arena)
+        growing = slot == GA_ERR_FULL and not self.classes[cls].exhausted
     if slot < 0:
-        self.refused += 1   # a statistic: a lost update is harmless
+        # Statistics: a lost update is harmless.
+        self.refused += 1
+        if growing:
+            self.refused_growing += 1
         return NULL
     if self.native_stacks:
         ga_stacks_record(&(<Arena>arena).a, slot, 0, &stack)   # the slot is ours
     return ga_block_start(&(<Arena>arena).a, slot)
 
-cdef inline void *pool_realloc(Pool self, void *ptr, size_t nbytes, ga_damage_t *damage) noexcept nogil:
+cdef inline void *pool_realloc(Pool self, void *ptr, size_t nbytes, ga_damage_t *damage,
+                               bint gil=False) noexcept nogil:
     cdef size_t old
     cdef void *moved
     cdef ga_damage_t undo
     cdef int code
     damage.damaged = 0
     if ptr == NULL:
-        return pool_malloc(self, nbytes)
+        return pool_malloc(self, nbytes, gil)
     old = pool_size_of(self, ptr)
     if old == 0:
         return NULL
     # Always move: a block that shrank or grew in place would no longer
     # end at its guard page.
-    moved = pool_malloc(self, nbytes)
+    moved = pool_malloc(self, nbytes, gil)
     if moved == NULL:
         return NULL
     memcpy(moved, ptr, old if old < nbytes else nbytes)

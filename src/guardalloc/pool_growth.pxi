@@ -66,8 +66,9 @@ cdef uint32_t _next_slots(uint32_t slots, size_t slot_size) noexcept nogil:
     return <uint32_t>n
 
 
-cdef int grow_class(Pool self, int cls) except -1:
-    """Add an arena to a class (GIL held, lock not held).
+cdef int grow_class(Pool self, int cls, bint in_hook=False) except -1:
+    """Add an arena to a class (GIL held, lock not held). in_hook: inside
+    an allocator hook (grow_in_hook): run no Python code, keep the GIL.
 
     Raises:
         MemoryError: a limit (max_bytes, max_arenas, the reservation) or
@@ -118,21 +119,27 @@ cdef int grow_class(Pool self, int cls) except -1:
         self.growing += 1
     pthread_mutex_unlock(&self.lock)
     if problem == 1:
-        raise MemoryError(f"the pool reached max_arenas ({self.max_arenas_} arenas)")
+        raise MemoryError(f"the pool reached max_arenas ({self.max_arenas_:,} arenas): pass a larger "
+                          "max_arenas to Pool(max_arenas=...), or guardalloc.configure(max_arenas=...) "
+                          "for guardalloc.alloc()'s default pool")
     if problem == 2:
         raise MemoryError(
-            f"the pool reached max_bytes ({self.max_bytes_} bytes of slots; "
-            f"{self.mapped_bytes} mapped, no room for a {slot_size}-byte slot)")
+            f"the pool reached max_bytes ({self.max_bytes_:,} bytes of slots; "
+            f"{self.mapped_bytes:,} mapped, no room for a {slot_size:,}-byte slot): pass a larger "
+            "max_bytes to Pool(max_bytes=...), or guardalloc.configure(max_bytes=...) for "
+            "guardalloc.alloc()'s default pool")
     if problem == 3:
         raise MemoryError("the pool's address space reservation is used up")
 
     arena = None
     options = self.options
-    if options.quarantine is not None and options.quarantine > slots:
-        options = options.replace(quarantine=slots)   # the quarantine is per arena
     try:
+        if options.quarantine is not None and options.quarantine > slots:
+            if in_hook:
+                raise MemoryError("a per-arena quarantine is not set up inside a hook")
+            options = options.replace(quarantine=slots)   # the quarantine is per arena
         arena = new_pooled_arena(place, slot_size, slots, options, _free_hook, <void *>self,
-                                 self.native_stacks)
+                                 self.native_stacks, self.backend if in_hook else None)
         if self.hugepages and slot_size >= HUGEPAGE_MIN_SLOT:
             _ask_hugepages(&arena.a)
         add_arena(self, arena, cls, slots)
@@ -264,6 +271,57 @@ cdef void schedule_growth(Pool self, int cls) noexcept nogil:
             self.grow_token.queued = True
         else:
             c.grow_wanted = False   # queue full: ask again next time
+
+
+cdef extern from *:
+    """
+    static __thread int ga_pool_growing_in_hook;
+    static inline int ga_growing_in_hook(void) { return ga_pool_growing_in_hook; }
+    static inline void ga_set_growing_in_hook(int on) { ga_pool_growing_in_hook = on; }
+    #if PY_VERSION_HEX >= 0x030A0000
+    #define GA_CAN_GROW_IN_HOOK 1
+    static inline int ga_gc_pause(void) { return PyGC_Disable(); }
+    static inline void ga_gc_resume(int was_enabled) { if (was_enabled) PyGC_Enable(); }
+    #else   /* no PyGC_Disable: pending growth only */
+    #define GA_CAN_GROW_IN_HOOK 0
+    static inline int ga_gc_pause(void) { return 0; }
+    static inline void ga_gc_resume(int was_enabled) { (void)was_enabled; }
+    #endif
+    """
+    bint GA_CAN_GROW_IN_HOOK
+    bint ga_growing_in_hook() nogil
+    void ga_set_growing_in_hook(int on) nogil
+    int ga_gc_pause()
+    void ga_gc_resume(int was_enabled)
+
+
+cdef long grow_in_hook(Pool self, int cls, size_t nbytes, bint zero, void **where) noexcept with gil:
+    """A pending-mode pool's full class, asked for by an allocator hook
+    that holds the GIL: add an arena now and take a slot from it
+    (GA_ERR_FULL when that fails). The arena's objects are made without
+    running Python code; requests made meanwhile in this thread (nested
+    allocations) are not grown for; the cyclic collector is paused, so no
+    finalizer runs inside the caller's allocation; the caller's pending
+    exception is kept."""
+    cdef PyObject *exc_type
+    cdef PyObject *exc_value
+    cdef PyObject *exc_tb
+    cdef int gc_was
+    cdef long slot = GA_ERR_FULL
+    ga_set_growing_in_hook(1)
+    PyErr_Fetch(&exc_type, &exc_value, &exc_tb)
+    gc_was = ga_gc_pause()
+    try:
+        grow_class(self, cls, True)
+        pthread_mutex_lock(&self.lock)
+        slot = pool_take(self, cls, nbytes, zero, True, where)
+        pthread_mutex_unlock(&self.lock)
+    except BaseException:
+        slot = GA_ERR_FULL     # the class is marked exhausted when a limit stopped it
+    ga_gc_resume(gc_was)
+    PyErr_Restore(exc_type, exc_value, exc_tb)
+    ga_set_growing_in_hook(0)
+    return slot
 
 
 cdef long grow_sync(Pool self, int cls, size_t nbytes, bint zero, void **where) noexcept nogil:

@@ -37,6 +37,7 @@ cdef inline long pool_take(Pool self, int cls, size_t nbytes, bint zero, bint ra
                 e.kept = False
                 self.kept_bytes -= c.slot_size
             self.live += 1
+            c.live += 1
             self.live_bytes += nbytes
             self.allocations += 1
             where[0] = e.arena   # not e: the table may move once unlocked
@@ -76,6 +77,7 @@ cdef int pool_free_locked(Pool self, char *address, int raw_only, ga_damage_t *d
         if code == GA_ERR_CORRUPT:
             self.corruptions += 1
         c = &self.classes[e.cls]
+        c.live -= 1
         slot = ga_slot_of(a, address)
         if stack != NULL:
             ga_stacks_record(a, slot, 1, stack)

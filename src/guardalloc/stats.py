@@ -96,13 +96,17 @@ class PoolStats(_Stats):
         arenas: arenas made; live: live blocks; live_bytes: their requested
             bytes; allocations, frees: since the pool was made.
         corruptions: slack damage found by C-level frees.
-        refused: C-level requests answered with NULL (a limit was reached).
+        refused: C-level requests answered with NULL (a limit was reached,
+            or, with ``grow="pending"``, the size class was waiting for its
+            next arena: counted in refused_growing too).
         mapped_bytes: slot bytes of all arenas; address_space: bytes of the
             reservation in use; reserved: bytes reserved.
         max_bytes, max_arenas: the pool's limits.
         kept_bytes: pages of freed large blocks kept resident (keep_bytes).
         classes: slot size -> {"arenas", "slots", "exhausted"} for every
             size class that has an arena.
+        refused_growing: of the refused requests, those whose size class
+            was waiting for its next arena (``grow="pending"``).
     """
 
     arenas: int
@@ -119,6 +123,7 @@ class PoolStats(_Stats):
     max_arenas: int
     kept_bytes: int
     classes: dict[int, dict[str, Any]]
+    refused_growing: int = 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True, eq=False)
@@ -159,11 +164,13 @@ class PymemStats(_Stats):
         raw, mem, obj: per domain, {"hooked", "sampling", "sampled"}
             (sampled: requests the pool served).
         live, refused, arenas: the pool's live blocks, refused requests and
-            arenas; None, and absent from the mapping, while there is no
-            open pool.
+            arenas; refused_growing: of the refused requests, those made
+            while their size class waited for its next arena (the hooks
+            never grow the pool inside an allocation). None, and absent
+            from the mapping, while there is no open pool.
     """
 
-    _OPTIONAL: ClassVar[frozenset[str]] = frozenset({"live", "refused", "arenas"})
+    _OPTIONAL: ClassVar[frozenset[str]] = frozenset({"live", "refused", "arenas", "refused_growing"})
 
     state: str
     sample_rate: int
@@ -174,6 +181,7 @@ class PymemStats(_Stats):
     live: Optional[int] = None
     refused: Optional[int] = None
     arenas: Optional[int] = None
+    refused_growing: Optional[int] = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True, eq=False)

@@ -10,6 +10,9 @@ from guardalloc.stats import PymemStats
 DOMAIN_NAMES: tuple[str, str, str]
 NATIVE_STACKS_MIN_RATE: int
 DEFAULT_SAMPLE_RATE: int
+PREPARED_MAX_SLOT: int
+PREPARED_SHARE: int
+PREPARED_SMALL_SLOT: int
 
 def install(
     sample_rate: int = ...,

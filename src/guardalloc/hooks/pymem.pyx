@@ -9,10 +9,20 @@ pointer the pool does not own, goes to the allocator that was there before.
 An object that C code overflows then hits a guard page, and the fault
 reporter explains it.
 
-The hooks never run Python and never take the GIL (the RAW domain has
-none): the pool is used through its C interface under its own mutex and is
-grown with ``grow="pending"``. When a size class is full, the request is
-forwarded and the main thread adds an arena at its next safe point.
+The hooks never run Python code and never wait for the GIL (the RAW
+domain has none): the pool is used through its C interface under its own mutex
+and is grown with ``grow="pending"``: the main thread adds an arena at its
+next safe point, asked when a class is three quarters used, so that its
+next arena is usually ready before it fills up. A MEM or OBJ request
+(their callers hold the GIL) that finds its class full all the same has
+the pool add the arena at once, without running Python code, with the
+cyclic collector paused and the caller's exception kept; its nested
+requests are forwarded meanwhile. A RAW request that finds its class full
+is forwarded and counted (``refused_growing`` in :func:`stats`, and a
+note at exit under ``sample_rate=1``). With
+``sample_rate=1`` install() also makes an arena for every size class up to
+``PREPARED_MAX_SLOT`` (untouched slots: address space, no memory), so that
+the first block of every size is guarded too.
 
 Sampling is deterministic by default: exactly every ``sample_rate``-th
 request of each domain in each thread, counted from :func:`install`, so that
@@ -147,6 +157,12 @@ NATIVE_STACKS_MIN_RATE = 1000
 # install()'s rate, and that of run --pymem and pytest --guardalloc when no
 # RATE is given: the one spelling of it.
 DEFAULT_SAMPLE_RATE = 5000
+# Under sample_rate=1, install() gives every size class up to this slot size
+# an arena, while they take at most PREPARED_SHARE of max_bytes.
+PREPARED_MAX_SLOT = 16 << 20
+PREPARED_SHARE = 4
+# Most objects fit in a page or two: at other rates, only those classes.
+PREPARED_SMALL_SLOT = 32768
 
 
 # ---------------------------------------------------------------------------
@@ -175,7 +191,7 @@ cdef void *_hook_malloc(void *ctx, size_t size) noexcept nogil:
     cdef domain_t *d = <domain_t *>ctx
     cdef void *p
     if _should_sample(d):
-        p = (<Pool>_pool_ptr).malloc(size)
+        p = (<Pool>_pool_ptr).malloc(size, d.domain != PYMEM_DOMAIN_RAW)
         if p != NULL:
             ga_atomic_inc(&d.sampled)
             return p
@@ -186,7 +202,7 @@ cdef void *_hook_calloc(void *ctx, size_t nelem, size_t elsize) noexcept nogil:
     cdef domain_t *d = <domain_t *>ctx
     cdef void *p
     if _should_sample(d):
-        p = (<Pool>_pool_ptr).calloc(nelem, elsize)
+        p = (<Pool>_pool_ptr).calloc(nelem, elsize, d.domain != PYMEM_DOMAIN_RAW)
         if p != NULL:
             ga_atomic_inc(&d.sampled)
             return p
@@ -210,7 +226,7 @@ cdef void *_hook_realloc(void *ctx, void *ptr, size_t new_size) noexcept nogil:
         _bad_pointer((<Pool>_pool_ptr).free_ptr(ptr, &damage), ptr)
     if d.sampling:
         # A guarded block stays guarded while sampling is on.
-        moved = (<Pool>_pool_ptr).realloc(ptr, new_size, &damage)
+        moved = (<Pool>_pool_ptr).realloc(ptr, new_size, &damage, d.domain != PYMEM_DOMAIN_RAW)
         if moved != NULL:
             if damage.damaged:
                 _report_free(GA_ERR_CORRUPT, ptr, &damage, True)
@@ -315,19 +331,65 @@ cdef bint _refusal_noted = False
 
 
 def _note_refusals() -> None:
-    """Say once on stderr how many requests the guarded pool refused
-    because a limit was reached (they went to the plain allocator)."""
+    """Say once on stderr how many sampled requests the guarded pool
+    refused, and why (they went to the plain allocator): a limit was
+    reached (at any rate), or, under sample_rate=1 (which promises every
+    request), their size class was still waiting for its next arena."""
     global _refusal_noted
     if _refusal_noted or _pool is None or _pool.closed:
         return
     pool_stats = _pool.stats()
-    if not pool_stats["refused"] or not any(c["exhausted"] for c in pool_stats["classes"].values()):
+    growing = pool_stats.refused_growing
+    limited = pool_stats.refused - growing
+    if not any(c["exhausted"] for c in pool_stats["classes"].values()):
+        limited = 0
+    if _rate != 1:
+        growing = 0
+    if not limited and not growing:
         return
     _refusal_noted = True
     guarded = sum(_domains[i].sampled for i in range(3))
-    os.write(2, (f"guardalloc: {pool_stats['refused']:,} sampled allocation requests were not guarded "
-                 f"({guarded:,} were): the guarded pool reached max_bytes={pool_stats['max_bytes']:,}; "
-                 "raise it with guardalloc.pymem.install(max_bytes=...)\n").encode())
+    reasons = []
+    if limited:
+        reasons.append(f"{limited:,} because the guarded pool reached max_bytes={pool_stats['max_bytes']:,} "
+                       "(raise it with guardalloc.pymem.install(max_bytes=...), or run --max-bytes)")
+    if growing:
+        reasons.append(f"{growing:,} because their size class was full while its next arena was being made "
+                       "(a raw-domain request, which holds no GIL to grow the pool with, or one made "
+                       "while the pool grew)")
+    os.write(2, (f"guardalloc: {limited + growing:,} sampled allocation requests were not guarded "
+                 f"({guarded:,} were): {'; '.join(reasons)}\n").encode())
+
+
+def _slot_sizes(limit):
+    """The pool's slot sizes (size classes) up to limit bytes, ascending."""
+    sizes = []
+    nbytes = 1
+    while nbytes <= limit:
+        size = _PoolClass.slot_size_for(nbytes)
+        if size > limit:
+            break
+        sizes.append(size)
+        nbytes = size + 1
+    return sizes
+
+
+cdef _prepare_classes(Pool pool, size_t largest):
+    """An arena for every size class up to largest bytes that has none,
+    smallest first, while the pool's slots stay within a PREPARED_SHARE of
+    max_bytes (a small max_bytes: the rest grows on demand)."""
+    have = pool.stats()["classes"]
+    for size in _slot_sizes(largest):
+        if size in have:
+            continue
+        # A first arena holds about 1 MiB of slots, at least 4 (1 from 1 MiB).
+        first = size if size >= (1 << 20) else max(size * 4, 1 << 20)
+        if pool.stats()["mapped_bytes"] + first > pool.max_bytes // PREPARED_SHARE:
+            break
+        try:
+            pool.prepare(size)
+        except MemoryError:
+            break
 
 
 def install(sample_rate=DEFAULT_SAMPLE_RATE, *, domains=("raw", "mem", "obj"), max_bytes=None,
@@ -338,7 +400,10 @@ def install(sample_rate=DEFAULT_SAMPLE_RATE, *, domains=("raw", "mem", "obj"), m
 
     Args:
         sample_rate: N >= 1: guard every Nth request (or, with
-            ``random=True``, each with probability 1/N). 1 guards them all.
+            ``random=True``, each with probability 1/N). 1 guards them all
+            but what a limit refuses, and what comes while a size class
+            waits for its next arena (both counted in :func:`stats` and
+            noted at exit).
         domains: any of "raw" (PyMem_RawMalloc, no GIL), "mem" (PyMem_Malloc)
             and "obj" (PyObject_Malloc, objects).
         max_bytes: slot memory the guarded pool may map; once it is used up,
@@ -415,12 +480,6 @@ def install(sample_rate=DEFAULT_SAMPLE_RATE, *, domains=("raw", "mem", "obj"), m
                                       native_stacks=native_stacks)
             except AddressSpaceError as exc:
                 raise exc.instead("guardalloc.pymem.install()") from None
-            # Most objects fit in a page or two: have those classes ready.
-            for nbytes in (4096, 8192, 16384, 32768):
-                try:
-                    new_pool.prepare(nbytes)
-                except MemoryError:
-                    break       # a small max_bytes: the rest grows on demand
             # Never deallocated, not even at interpreter exit: the hooks
             # may meet its pointers until the process ends.
             Py_INCREF(new_pool)
@@ -430,6 +489,7 @@ def install(sample_rate=DEFAULT_SAMPLE_RATE, *, domains=("raw", "mem", "obj"), m
             _pool_low = _pool.reserve_start
             _pool_high = _pool.reserve_end
         _pool.grow_mode = GROW_PENDING   # (stopped by a previous exit hook?)
+        _prepare_classes(_pool, PREPARED_MAX_SLOT if sample_rate == 1 else PREPARED_SMALL_SLOT)
         _rate = sample_rate
         _generation += 1
         _random = random
@@ -504,7 +564,9 @@ def stats() -> PymemStats:
     """A :class:`guardalloc.stats.PymemStats` (attributes, and keys as in a
     dict): state, sample_rate, random, and per domain (raw, mem, obj):
     hooked, sampling, sampled (requests the pool served); plus, while there
-    is an open pool, its live blocks, refused requests and arenas."""
+    is an open pool, its live blocks, refused requests (refused_growing: of
+    those, the ones whose size class was waiting for its next arena) and
+    arenas."""
     cdef int i
     result = {"state": state(), "sample_rate": _rate, "random": bool(_random)}
     for i in range(3):
@@ -518,6 +580,7 @@ def stats() -> PymemStats:
         result["live"] = pool_stats.live
         result["refused"] = pool_stats.refused
         result["arenas"] = pool_stats.arenas
+        result["refused_growing"] = pool_stats.refused_growing
     return PymemStats(**result)
 
 
