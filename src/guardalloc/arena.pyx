@@ -81,23 +81,6 @@ def batching_refused() -> bool:
     return bool(ga_batching_refused())
 
 
-def _address(value, str name="address") -> object:
-    """An address argument as an int in [0, 2**64), or None when it cannot be
-    an address at all (negative or too large: owned by nobody).
-
-    Raises:
-        TypeError: not an integer.
-    """
-    if isinstance(value, bool) or not isinstance(value, int):
-        try:
-            value = value.__index__()
-        except (AttributeError, TypeError):
-            raise TypeError(f"{name} must be an integer address, not {type(value).__name__}") from None
-    if not 0 <= value < 2 ** 64:
-        return None
-    return value
-
-
 # ---------------------------------------------------------------------------
 # Arena
 

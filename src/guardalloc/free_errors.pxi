@@ -1,5 +1,7 @@
-# The one map from the C core's free results (GA_ERR_*) to exceptions, for
-# Arena.free, Buffer.free and the Pool. Included by arena.pyx.
+# What a free is given and what it answers, for Arena, Buffer and the Pool:
+# the address argument (also of owns, slot_of, block_size), and the one map
+# from the C core's free results (GA_ERR_*) to exceptions. Included by
+# arena.pyx.
 
 cdef int raise_free_error(Arena arena, int code, size_t address, ga_damage_t *damage,
                           object what) except -1:
@@ -35,3 +37,18 @@ cdef int raise_free_error(Arena arena, int code, size_t address, ga_damage_t *da
                                  f"{strerror(err).decode()}{einval_hint(err, arena.fd_ >= 0)}")
 
 
+def _address(value, str name="address") -> object:
+    """An address argument as an int in [0, 2**64), or None when it cannot be
+    an address at all (negative or too large: owned by nobody).
+
+    Raises:
+        TypeError: not an integer.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            value = value.__index__()
+        except (AttributeError, TypeError):
+            raise TypeError(f"{name} must be an integer address, not {type(value).__name__}") from None
+    if not 0 <= value < 2 ** 64:
+        return None
+    return value

@@ -334,7 +334,10 @@ def _note_refusals() -> None:
     """Say once on stderr how many sampled requests the guarded pool
     refused, and why (they went to the plain allocator): a limit was
     reached (at any rate), or, under sample_rate=1 (which promises every
-    request), their size class was still waiting for its next arena."""
+    request), their size class was still waiting for its next arena -- said
+    when those are more than 1 in 100 of the guarded requests; fewer are
+    counted in stats()["refused_growing"] only, so that a clean run stays
+    silent."""
     global _refusal_noted
     if _refusal_noted or _pool is None or _pool.closed:
         return
@@ -343,12 +346,12 @@ def _note_refusals() -> None:
     limited = pool_stats.refused - growing
     if not any(c["exhausted"] for c in pool_stats["classes"].values()):
         limited = 0
-    if _rate != 1:
+    guarded = sum(_domains[i].sampled for i in range(3))
+    if _rate != 1 or growing * 100 <= guarded:
         growing = 0
     if not limited and not growing:
         return
     _refusal_noted = True
-    guarded = sum(_domains[i].sampled for i in range(3))
     reasons = []
     if limited:
         reasons.append(f"{limited:,} because the guarded pool reached max_bytes={pool_stats['max_bytes']:,} "
