@@ -47,7 +47,7 @@ COMMANDS: dict[str, str | None] = {
     "python -m guardalloc demo": "builds arenas of up to 30,000 slots with mprotect for a median: "
                                  "seconds of a busy machine; run by tests/test_cli.py",
     "python -m guardalloc run --pymem 100 --numpy app.py": None,
-    "guardalloc exec --sample-rate 1 -- ./program": None,
+    "guardalloc exec -- ./program": None,
     "python -m guardalloc maps <PID>": None,
     "python -m guardalloc bench --quick --out report/": "a measurement (a minute); the same run with "
                                                         "tiny settings is tests/test_benchmark_cli.py",
@@ -55,7 +55,7 @@ COMMANDS: dict[str, str | None] = {
         SYNOPSIS,
     "python -m guardalloc run [options] -m module [args ...]": SYNOPSIS,
     "python -m guardalloc run [--pymem RATE] [--numpy] [--traceback] script.py [args ...]": SYNOPSIS,
-    "guardalloc exec --sample-rate 1 --alignment 1 -- ./program args": None,
+    "guardalloc exec -- ./program args": None,
     "python -m guardalloc run --native 1 script.py": None,
     "guardalloc exec [--sample-rate N] [--uaf [--quarantine N]] [--alignment 1] [--align left|right|random] "
     "[--on-fault continue] [--max-bytes 4G] [--random] -- PROGRAM [ARGS...]": SYNOPSIS,
