@@ -19,34 +19,11 @@ static const char *const ga_on_fault_choices[] = {"abort", "continue", NULL};
 /* In GA_ALIGN_* order (layout.h): the index stored is the arena's align. */
 static const char *const ga_align_choices[] = {"left", "right", "random", NULL};
 
-#define GA_FIELD(f) offsetof(ga_options_t, f)
+#define GA_ROW(name, type, default_value, min, max, choices, flags, help) \
+    {#name, type, offsetof(ga_options_t, name), default_value, min, max, choices, help, flags},
 
 const ga_option_t ga_option_table[] = {
-    {"sample_rate", GA_OPT_UINT, GA_FIELD(sample_rate), "5000", 0, UINT32_MAX, NULL,
-     "guard one allocation in N (1: every one; 0: off)", 0},
-    {"max_bytes", GA_OPT_SIZE, GA_FIELD(max_bytes), "1G", 0, UINT64_MAX, NULL,
-     "guarded bytes at most; past it requests go to the next allocator (K/M/G/T suffixes)", 0},
-    {"alignment", GA_OPT_POW2, GA_FIELD(alignment), "auto", 0, 4096, NULL,
-     "block alignment: auto (by size: 1, 2, 4, 8, then 16 from 9 bytes), 1 (byte-exact) or a power of two", 0},
-    {"uaf", GA_OPT_BOOL, GA_FIELD(uaf), "0", 0, 1, NULL,
-     "guard freed blocks to catch use-after-free", 0},
-    {"quarantine", GA_OPT_UINT, GA_FIELD(quarantine), "4096", 0, UINT32_MAX, NULL,
-     "with uaf=1: freed slots kept guarded before they are reused", 0},
-    {"on_fault", GA_OPT_CHOICE, GA_FIELD(on_fault), "abort", 0, 0, ga_on_fault_choices,
-     "abort: report and die; continue: report once, lift the guard, go on", 0},
-    {"random", GA_OPT_BOOL, GA_FIELD(random), "0", 0, 1, NULL,
-     "sample at random (probability 1/sample_rate) instead of every N-th", 0},
-    {"align", GA_OPT_CHOICE, GA_FIELD(align), "right", 0, 0, ga_align_choices,
-     "right: blocks end at the guard (overflows); left: start after it; random: either", 0},
-    {"native_stacks", GA_OPT_BOOL, GA_FIELD(native_stacks), "1", 0, 1, NULL,
-     "record each guarded block's native allocation and free stacks for reports", 0},
-    {"alloc_dealloc_mismatch", GA_OPT_BOOL, GA_FIELD(alloc_dealloc_mismatch), "1", 0, 1, NULL,
-     "report a guarded block freed by the wrong family (new[] by free or delete, malloc by delete...)", 0},
-    {"log_path", GA_OPT_STRING, GA_FIELD(log_path), "", 0, GA_LOG_PATH_MAX, NULL,
-     "write a JSON report per fault to this file; %p becomes the process id", 0},
-    {"help", GA_OPT_BOOL, GA_FIELD(help), "0", 0, 1, NULL,
-     "print every option, its default and its help at start, then run the program",
-     GA_OPTF_NO_FLAG},
+    GA_OPTIONS(GA_ROW)
     {NULL, GA_OPT_BOOL, 0, NULL, 0, 0, NULL, NULL, 0},
 };
 

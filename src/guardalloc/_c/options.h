@@ -8,8 +8,8 @@
  * where the value goes in ga_options_t, default, limits and help. It is the
  * one source of every option: the Python side reads it through
  * guardalloc.faults (the launchers' flags, their validation, help=1 and the
- * docs table are made from it). Adding an option is one field in
- * ga_options_t and one row in the table.
+ * docs table are made from it). The list of options is GA_OPTIONS below:
+ * adding an option is one line there (and its test).
  *
  * No malloc, no stdio, no locale: safe before main and inside an allocator.
  */
@@ -28,20 +28,50 @@
 
 enum { GA_ON_FAULT_ABORT = 0, GA_ON_FAULT_CONTINUE = 1 };
 
+/* Every GUARDALLOC_OPTIONS key, once: X(name, parser type, default, min, max,
+ * choices, flags, help). The field of ga_options_t (its C type follows from
+ * the parser type) and the row of ga_option_table (options.c) are both made
+ * from this list, so adding an option is one line here and its test; the
+ * launchers' flags, help=1 and docs/native.md's table follow at run time. */
+#define GA_OPTIONS(X) \
+    X(sample_rate, GA_OPT_UINT, "5000", 0, UINT32_MAX, NULL, 0, \
+      "guard one allocation in N (1: every one; 0: off)") \
+    X(max_bytes, GA_OPT_SIZE, "1G", 0, UINT64_MAX, NULL, 0, \
+      "guarded bytes at most; past it requests go to the next allocator (K/M/G/T suffixes)") \
+    X(alignment, GA_OPT_POW2, "auto", 0, 4096, NULL, 0, \
+      "block alignment: auto (by size: 1, 2, 4, 8, then 16 from 9 bytes), 1 (byte-exact) or a power of two") \
+    X(uaf, GA_OPT_BOOL, "0", 0, 1, NULL, 0, \
+      "guard freed blocks to catch use-after-free") \
+    X(quarantine, GA_OPT_UINT, "4096", 0, UINT32_MAX, NULL, 0, \
+      "with uaf=1: freed slots kept guarded before they are reused") \
+    X(on_fault, GA_OPT_CHOICE, "abort", 0, 0, ga_on_fault_choices, 0, \
+      "abort: report and die; continue: report once, lift the guard, go on") \
+    X(random, GA_OPT_BOOL, "0", 0, 1, NULL, 0, \
+      "sample at random (probability 1/sample_rate) instead of every N-th") \
+    X(align, GA_OPT_CHOICE, "right", 0, 0, ga_align_choices, 0, \
+      "right: blocks end at the guard (overflows); left: start after it; random: either") \
+    X(native_stacks, GA_OPT_BOOL, "1", 0, 1, NULL, 0, \
+      "record each guarded block's native allocation and free stacks for reports") \
+    X(alloc_dealloc_mismatch, GA_OPT_BOOL, "1", 0, 1, NULL, 0, \
+      "report a guarded block freed by the wrong family (new[] by free or delete, malloc by delete...)") \
+    X(log_path, GA_OPT_STRING, "", 0, GA_LOG_PATH_MAX, NULL, 0, \
+      "write a JSON report per fault to this file; %p becomes the process id") \
+    X(help, GA_OPT_BOOL, "0", 0, 1, NULL, GA_OPTF_NO_FLAG, \
+      "print every option, its default and its help at start, then run the program")
+
+/* The C type of an option's field, by its parser type. */
+#define GA_FIELD_GA_OPT_BOOL(name, max) int name
+#define GA_FIELD_GA_OPT_CHOICE(name, max) int name             /* the index of the choice */
+#define GA_FIELD_GA_OPT_UINT(name, max) uint64_t name
+#define GA_FIELD_GA_OPT_SIZE(name, max) uint64_t name
+#define GA_FIELD_GA_OPT_POW2(name, max) uint64_t name           /* 0: "auto" */
+#define GA_FIELD_GA_OPT_STRING(name, max) char name[(max) + 1]
+#define GA_FIELD(name, type, default_value, min, max, choices, flags, help) GA_FIELD_##type(name, max);
+
+/* The options, parsed: one field per GA_OPTIONS line (GA_ON_FAULT_*, GA_ALIGN_*
+ * for the choices; alignment 0 is by size, GA_AUTO_ALIGNMENT). */
 typedef struct ga_options {
-    uint64_t sample_rate;  /* guard one allocation in N; 1: all; 0: off        */
-    uint64_t max_bytes;    /* bytes of guarded blocks at most (K/M/G suffixes)  */
-    uint64_t alignment;    /* 0: by size (GA_AUTO_ALIGNMENT); 1 (byte-exact) or
-                              a power of two up to 4096                         */
-    int uaf;               /* 1: freed blocks are guarded (use-after-free)      */
-    uint64_t quarantine;   /* freed slots kept guarded before reuse            */
-    int on_fault;          /* GA_ON_FAULT_*                                     */
-    int random;            /* 1: sample at random instead of every N-th        */
-    int align;             /* GA_ALIGN_*: where a block sits in its slot        */
-    int native_stacks;     /* 1: keep each block's alloc/free native stacks     */
-    int alloc_dealloc_mismatch; /* 1: report new[]/free, malloc/delete...      */
-    char log_path[GA_LOG_PATH_MAX + 1]; /* JSON reports; %p: pid; "" = none    */
-    int help;              /* 1: print every option at start, then go on       */
+    GA_OPTIONS(GA_FIELD)
 } ga_options_t;
 
 /* Value types of the table. */
