@@ -12,7 +12,7 @@
 
 /* initial-exec: reading it costs one load, and never allocates (the TLS of a
  * dlopen()ed library otherwise may, on a thread's first access). */
-static __thread int ga_asked __attribute__((tls_model("initial-exec")));
+__thread int ga_altstack_asked __attribute__((tls_model("initial-exec")));
 static pthread_key_t ga_altstack_key;
 static pthread_once_t ga_altstack_once = PTHREAD_ONCE_INIT;
 static int ga_key_ok;
@@ -42,14 +42,14 @@ static void ga_altstack_init(void)
     ga_key_ok = pthread_key_create(&ga_altstack_key, ga_altstack_release) == 0;
 }
 
-void ga_altstack_ensure(void)
+void ga_altstack_setup(void)
 {
     stack_t now, mine;
     void *stack;
-    if (__builtin_expect(ga_asked, 1))
+    if (ga_altstack_asked)
         return;
     /* Set first: pthread_setspecific may allocate, and allocating comes back here. */
-    ga_asked = 1;
+    ga_altstack_asked = 1;
     if (sigaltstack(NULL, &now) != 0 || !(now.ss_flags & SS_DISABLE))
         return;   /* it has one already (its own, faulthandler's, or ours) */
     pthread_once(&ga_altstack_once, ga_altstack_init);

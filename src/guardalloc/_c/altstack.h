@@ -13,10 +13,21 @@
 #ifndef GUARDALLOC_ALTSTACK_H
 #define GUARDALLOC_ALTSTACK_H
 
-/* Give the calling thread an alternate signal stack when it has none (one
- * thread-local load when it has been asked before). Never fails: without
- * memory the thread keeps running the handler on its own stack. Not
- * async-signal-safe. */
-void ga_altstack_ensure(void);
+/* 1 once this thread was given a stack (or had one): every guarded
+ * allocation reads it, inline, so the common case is one thread-local load
+ * and no call into the core library. */
+extern __thread int ga_altstack_asked __attribute__((tls_model("initial-exec")));
+
+/* ga_altstack_ensure's work, the first time on a thread. */
+void ga_altstack_setup(void);
+
+/* Give the calling thread an alternate signal stack when it has none. Never
+ * fails: without memory the thread keeps running the handler on its own
+ * stack. Not async-signal-safe. */
+static inline void ga_altstack_ensure(void)
+{
+    if (__builtin_expect(!ga_altstack_asked, 0))
+        ga_altstack_setup();
+}
 
 #endif
