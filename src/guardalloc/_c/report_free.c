@@ -32,12 +32,30 @@ static void ga_put_corruption(ga_line_t *line, const void *ptr, const ga_damage_
     ga_put(line, " (found when it was freed)\n");
 }
 
-/* title, then the stack's frames (or " (no stack recorded)"). */
-static void ga_put_titled_stack(ga_line_t *line, const char *title, const ga_stack_t *s)
+/* title, then the Python frames py (may be NULL) and the native stack's
+ * frames (report_text.c's ga_put_event), or " (no stack recorded)". */
+static void ga_put_titled_stack(ga_line_t *line, const char *title, const ga_pystack_t *py, const ga_stack_t *s)
 {
-    ga_put(line, title);
-    ga_put(line, s == NULL || ga_stack_len(s) == 0 ? " (no stack recorded)\n" : "\n");
-    ga_put_stack(line, s);
+    ga_put_event(line, title, py, s != NULL ? s->pc : NULL, s != NULL ? ga_stack_len(s) : 0,
+                 " (no stack recorded)\n");
+}
+
+/* The Python frames of the free being reported: the calling thread's. */
+static const ga_pystack_t *ga_this_free_py(ga_pystack_t *out)
+{
+    ga_pystack_capture(out, 1);
+    return out;
+}
+
+/* The Python frames recorded at the free that freed the slot before (as
+ * ga_freed_stack), this free's for damage found now (now), or NULL. */
+static const ga_pystack_t *ga_freed_py(int error, const ga_arena_t *a, long slot, const ga_pystack_t *now)
+{
+    if (error == GA_FREE_CORRUPT)
+        return now;
+    if (a == NULL || slot < 0 || (error != GA_FREE_DOUBLE && a->slots[slot].state == GA_SLOT_LIVE))
+        return NULL;
+    return ga_pystacks_of(a, slot, 1);
 }
 
 /* "==pid== guardalloc: <what> of <ptr>", the slot and buffer it falls in
@@ -102,6 +120,8 @@ static const ga_stack_t *ga_freed_stack(int error, const ga_arena_t *a, long slo
 static void ga_format_free_report(ga_line_t *line, int error, const void *ptr, const ga_arena_t *a,
                                   long slot, const ga_damage_t *damage, const ga_stack_t *this_free)
 {
+    ga_pystack_t now;
+    const ga_pystack_t *py = ga_this_free_py(&now);
     if (error == GA_FREE_CORRUPT) {
         ga_put_corruption(line, ptr, damage);
         ga_put_test(line);
@@ -115,17 +135,19 @@ static void ga_format_free_report(ga_line_t *line, int error, const void *ptr, c
         ga_put(line, "  in ");
         ga_put_thread(line);
         ga_put(line, "\n");
-        ga_put_titled_stack(line, "  allocated at:", a != NULL ? ga_stacks_of(a, slot, 0) : NULL);
-        ga_put_titled_stack(line, "  freed at:", this_free);
+        ga_put_titled_stack(line, "  allocated at:", ga_pystacks_of(a, slot, 0),
+                            a != NULL ? ga_stacks_of(a, slot, 0) : NULL);
+        ga_put_titled_stack(line, "  freed at:", py, this_free);
     } else {
         ga_put_slot_error(line, ga_free_kinds[error], ptr, a, slot);
-        ga_put_titled_stack(line, "  this free:", this_free);
+        ga_put_titled_stack(line, "  this free:", py, this_free);
         if (a != NULL && slot >= 0) {
             const ga_stack_t *freed = ga_freed_stack(error, a, slot, this_free);
-            ga_put_titled_stack(line, "  allocated at:", ga_stacks_of(a, slot, 0));
-            if (error == GA_FREE_DOUBLE || freed != NULL)
+            const ga_pystack_t *freed_py = ga_freed_py(error, a, slot, py);
+            ga_put_titled_stack(line, "  allocated at:", ga_pystacks_of(a, slot, 0), ga_stacks_of(a, slot, 0));
+            if (error == GA_FREE_DOUBLE || freed != NULL || freed_py != NULL)
                 ga_put_titled_stack(line, error == GA_FREE_DOUBLE ? "  first freed at:" : "  last freed at:",
-                                    freed);
+                                    freed_py, freed);
         }
     }
     ga_put_summary(line, ga_free_kinds[error], this_free != NULL ? this_free->pc : NULL,
@@ -165,6 +187,11 @@ void ga_report_free(int code, const void *ptr, const ga_arena_t *a, long slot,
     ga_json_stack(&line, ga_freed_stack(error, a, slot, this_free));
     ga_json_key(&line, "this_free_native");
     ga_json_stack(&line, this_free);
+    {
+        ga_pystack_t now;
+        const ga_pystack_t *py = ga_this_free_py(&now);
+        ga_json_python_stacks(&line, ga_pystacks_of(a, slot, 0), ga_freed_py(error, a, slot, py), py);
+    }
     ga_put(&line, "}");
     ga_json_pc(&line, NULL);
     ga_json_time_and_text(&line);
@@ -181,8 +208,9 @@ void ga_report_free(int code, const void *ptr, const ga_arena_t *a, long slot,
 typedef void (*ga_text_fn)(ga_line_t *line, const void *context);
 
 static void ga_json_free_stacks(ga_line_t *line, const ga_stack_t *allocated, const ga_stack_t *freed,
-                                const ga_stack_t *this_free)
+                                const ga_stack_t *this_free, const ga_pystack_t *allocated_py)
 {
+    ga_pystack_t now;
     ga_json_key(line, "stacks");
     ga_put(line, "{\"allocated\":null,\"freed\":null");
     ga_json_key(line, "allocated_native");
@@ -191,6 +219,8 @@ static void ga_json_free_stacks(ga_line_t *line, const ga_stack_t *allocated, co
     ga_json_stack(line, freed);
     ga_json_key(line, "this_free_native");
     ga_json_stack(line, this_free);
+    ga_json_python_stacks(line, allocated_py, freed == this_free && freed != NULL ? ga_this_free_py(&now) : NULL,
+                          ga_this_free_py(&now));
     ga_put(line, "}");
 }
 
@@ -233,8 +263,9 @@ static void ga_format_mismatch(ga_line_t *line, const ga_mismatch_t *m)
     ga_put(line, ", freed by ");
     ga_put(line, m->freed_by);
     ga_put(line, "\n");
-    ga_put_titled_stack(line, "  freed at:", m->this_free);
-    ga_put_titled_stack(line, "  allocated at:", ga_stacks_of(m->a, m->slot, 0));
+    ga_pystack_t now;
+    ga_put_titled_stack(line, "  freed at:", ga_this_free_py(&now), m->this_free);
+    ga_put_titled_stack(line, "  allocated at:", ga_pystacks_of(m->a, m->slot, 0), ga_stacks_of(m->a, m->slot, 0));
     ga_put_summary(line, "alloc-dealloc-mismatch", m->this_free != NULL ? m->this_free->pc : NULL,
                    m->this_free != NULL ? ga_stack_len(m->this_free) : 0);
 }
@@ -253,7 +284,7 @@ void ga_report_mismatch(const void *ptr, const ga_arena_t *a, long slot, const c
     ga_json_str(&line, "allocated_by", allocated_by);
     ga_json_str(&line, "freed_by", freed_by);
     ga_json_no_signal(&line, continuing);
-    ga_json_free_stacks(&line, ga_stacks_of(a, slot, 0), NULL, this_free);
+    ga_json_free_stacks(&line, ga_stacks_of(a, slot, 0), NULL, this_free, ga_pystacks_of(a, slot, 0));
     ga_json_pc(&line, NULL);
     ga_json_time_and_text(&line);
     line.json = 1;
@@ -298,8 +329,9 @@ static void ga_format_underflow(ga_line_t *line, const ga_underflow_t *u)
     ga_put(line, "\n  in ");
     ga_put_thread(line);
     ga_put(line, "\n");
-    ga_put_titled_stack(line, "  allocated at:", ga_stacks_of(u->a, u->slot, 0));
-    ga_put_titled_stack(line, "  freed at:", u->this_free);
+    ga_pystack_t now;
+    ga_put_titled_stack(line, "  allocated at:", ga_pystacks_of(u->a, u->slot, 0), ga_stacks_of(u->a, u->slot, 0));
+    ga_put_titled_stack(line, "  freed at:", ga_this_free_py(&now), u->this_free);
     ga_put_summary(line, "heap-buffer-underflow", u->this_free != NULL ? u->this_free->pc : NULL,
                    u->this_free != NULL ? ga_stack_len(u->this_free) : 0);
 }
@@ -318,7 +350,7 @@ void ga_report_underflow(const void *ptr, const ga_arena_t *a, long slot, const 
     ga_json_buffer(&line, a, slot, addr);
     ga_json_dec(&line, "damaged", damage->damaged);
     ga_json_no_signal(&line, continuing);
-    ga_json_free_stacks(&line, ga_stacks_of(a, slot, 0), this_free, this_free);
+    ga_json_free_stacks(&line, ga_stacks_of(a, slot, 0), this_free, this_free, ga_pystacks_of(a, slot, 0));
     ga_json_pc(&line, NULL);
     ga_json_time_and_text(&line);
     line.json = 1;
@@ -416,7 +448,10 @@ static void ga_format_bad_free(ga_line_t *line, const ga_bad_free_t *b)
     ga_put_thread(line);
     ga_put(line, "\n  freed by ");
     ga_put(line, b->freed_by);
-    ga_put_titled_stack(line, " at:", b->this_free);
+    {
+        ga_pystack_t now;
+        ga_put_titled_stack(line, " at:", ga_this_free_py(&now), b->this_free);
+    }
     ga_put_summary(line, "bad-free", b->this_free != NULL ? b->this_free->pc : NULL,
                    b->this_free != NULL ? ga_stack_len(b->this_free) : 0);
 }
@@ -455,7 +490,7 @@ void ga_report_bad_free(const void *ptr, const ga_where_t *where, const char *fr
         ga_put(&line, "null");
     ga_put(&line, "}");
     ga_json_no_signal(&line, continuing);
-    ga_json_free_stacks(&line, NULL, NULL, this_free);
+    ga_json_free_stacks(&line, NULL, NULL, this_free, NULL);
     ga_json_pc(&line, NULL);
     ga_json_time_and_text(&line);
     line.json = 1;

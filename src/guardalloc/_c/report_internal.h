@@ -9,6 +9,7 @@
 #include "classify.h"
 #include "internal.h"
 #include "layout.h"
+#include "pyframes.h"
 #include "sigsafe_format.h"
 #include "stacks.h"
 
@@ -19,6 +20,7 @@
 typedef struct {
     void *pc[GA_ACCESS_DEPTH];
     size_t n;
+    ga_pystack_t py;   /* the thread's Python frames (none outside Python) */
 } ga_access_t;
 
 /* The running test's phase, NULL when none (report_context.c). */
@@ -47,6 +49,19 @@ GA_INTERNAL void ga_format_report(ga_line_t *line, int sig, int si_code, const g
                                   const char *addr, const char *access, const ga_fault_t *f,
                                   int continuing, const ga_access_t *stack);
 
+/* pyframes.c: a Python stack's numbered lines (innermost first), and as a
+ * JSON array of {"function", "file", "line", "entry"} (null when s is NULL
+ * or empty). */
+GA_INTERNAL void ga_put_pystack(ga_line_t *line, const ga_pystack_t *s);
+GA_INTERNAL void ga_json_pystack(ga_line_t *line, const ga_pystack_t *s);
+
+/* "title" and the Python frames py, then "title (native):" and the native
+ * ones (pcs: return addresses, n of them); only the native ones under title
+ * when py has none. title ends with ':'. none: what follows title when
+ * there is no native frame (" (no stack recorded)"). */
+GA_INTERNAL void ga_put_event(ga_line_t *line, const char *title, const ga_pystack_t *py,
+                              void *const *pcs, size_t n, const char *none);
+
 /* report_json.c: a report is ga_json_begin, its keys, ga_json_time_and_text,
  * the text report (escaped) to line->fd, and ga_json_end. */
 GA_INTERNAL int ga_json_begin(ga_line_t *line, const char *kind, const char *access, const void *addr);
@@ -55,6 +70,9 @@ GA_INTERNAL void ga_json_value(ga_line_t *line, const char *value);   /* a strin
 GA_INTERNAL void ga_json_str(ga_line_t *line, const char *key, const char *value);
 GA_INTERNAL void ga_json_dec(ga_line_t *line, const char *key, unsigned long long v);
 GA_INTERNAL void ga_json_stack(ga_line_t *line, const ga_stack_t *s);
+/* ,"allocated_python":..,"freed_python":..,"this_free_python":.. (pyframes.c). */
+GA_INTERNAL void ga_json_python_stacks(ga_line_t *line, const ga_pystack_t *allocated, const ga_pystack_t *freed,
+                                       const ga_pystack_t *this_free);
 GA_INTERNAL void ga_json_buffer(ga_line_t *line, const ga_arena_t *a, long slot, const char *addr);
 GA_INTERNAL void ga_json_pids(ga_line_t *line);
 GA_INTERNAL void ga_json_on_fault_and_test(ga_line_t *line, int continuing);

@@ -16,9 +16,11 @@
 #include "report_file.h"
 #include "report_internal.h"
 
-#define GA_REPORT_SCHEMA_VERSION 4   /* 2: the reports of a free (ga_report_free); 3: bad-free,
+#define GA_REPORT_SCHEMA_VERSION 5   /* 2: the reports of a free (ga_report_free); 3: bad-free,
                                         alloc-dealloc-mismatch, the underflow found at free;
-                                        4: raw frames, stacks.access_native */
+                                        4: raw frames, stacks.access_native;
+                                        5: Python frames, stacks.*_python, and
+                                        "allocated"/"freed" innermost first */
 
 void ga_json_key(ga_line_t *line, const char *key)
 {
@@ -263,6 +265,12 @@ void ga_json_report(int sig, int si_code, const ga_arena_t *a, const char *addr,
     ga_json_stack(&line, f->kind == GA_KIND_UAF ? ga_stacks_of(a, f->slot, 1) : NULL);
     ga_json_key(&line, "access_native");
     ga_json_pcs(&line, stack->pc, stack->n);
+    ga_json_key(&line, "access_python");
+    ga_json_pystack(&line, &stack->py);
+    ga_json_key(&line, "allocated_python");
+    ga_json_pystack(&line, ga_pystacks_of(a, f->slot, 0));
+    ga_json_key(&line, "freed_python");
+    ga_json_pystack(&line, f->kind == GA_KIND_UAF ? ga_pystacks_of(a, f->slot, 1) : NULL);
     ga_put(&line, "}");
     ga_json_pc(&line, stack->n > 0 ? (const char *)stack->pc[0] - 1 : NULL);
     ga_json_time_and_text(&line);

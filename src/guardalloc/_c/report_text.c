@@ -141,20 +141,47 @@ static void ga_put_wrapped(ga_line_t *line, const char *text, size_t column)
     }
 }
 
+/* title less its ':', then " (native):\n". */
+static void ga_put_native_title(ga_line_t *line, const char *title)
+{
+    size_t i;
+    for (i = 0; title[i] != '\0' && title[i + 1] != '\0'; i++)
+        ga_put_byte(line, title[i]);
+    ga_put(line, " (native):\n");
+}
+
+void ga_put_event(ga_line_t *line, const char *title, const ga_pystack_t *py, void *const *pcs, size_t n,
+                  const char *none)
+{
+    ga_put(line, title);
+    if (py != NULL && py->n > 0) {
+        ga_put(line, "\n");
+        ga_put_pystack(line, py);
+        if (n == 0)
+            return;
+        ga_put_native_title(line, title);
+    } else {
+        ga_put(line, n > 0 ? "\n" : none);
+    }
+    ga_put_pcs(line, pcs, n);
+}
+
 /* A slot's allocation (freed = 0) or free stacks under title: its Python
- * traceback, then its native stack (title + " (native)" after a Python
- * one); "(not recorded: ...)" when it has neither. */
+ * frames (a rendered traceback, else the recorded frames), then its native
+ * stack (title + " (native)" after Python frames); "(not recorded: ...)"
+ * when it has neither. */
 static void ga_put_trace(ga_line_t *line, const ga_arena_t *a, const char *title, char **table,
                          long slot, int freed)
 {
     const char *trace = table != NULL ? table[slot] : NULL;
     const ga_stack_t *native = ga_stacks_of(a, slot, freed);
-    ga_put(line, title);
-    if (trace == NULL && native != NULL) {
-        ga_put(line, "\n");
-        ga_put_stack(line, native);
+    const ga_pystack_t *py = ga_pystacks_of(a, slot, freed);
+    if (trace == NULL && (py != NULL || native != NULL)) {
+        ga_put_event(line, title, py, native != NULL ? native->pc : NULL, native != NULL ? ga_stack_len(native) : 0,
+                     "\n");
         return;
     }
+    ga_put(line, title);
     if (trace == NULL) {
         ga_put(line, " (not recorded: ");
         ga_put_wrapped(line, a->untraced_hint != NULL ? a->untraced_hint
@@ -165,10 +192,7 @@ static void ga_put_trace(ga_line_t *line, const ga_arena_t *a, const char *title
     ga_put(line, "\n");
     ga_put(line, trace);
     if (native != NULL) {
-        size_t i;
-        for (i = 0; title[i] != '\0' && title[i + 1] != '\0'; i++)   /* the title less its ':' */
-            ga_put_byte(line, title[i]);
-        ga_put(line, " (native):\n");
+        ga_put_native_title(line, title);
         ga_put_stack(line, native);
     }
 }
@@ -266,12 +290,23 @@ void ga_format_report(ga_line_t *line, int sig, int si_code, const ga_arena_t *a
         ga_put(line, si_code == SEGV_MAPERR ? " (SEGV_MAPERR: guard page)" : " (SEGV_ACCERR: PROT_NONE page)");
     else if (sig == SIGBUS && si_code == BUS_ADRERR)
         ga_put(line, " (BUS_ADRERR)");
-    ga_put(line, "\n  ");
-    ga_put(line, access);
-    ga_put(line, " by ");
-    ga_put_thread(line);
-    ga_put(line, stack->n > 0 ? ":\n" : ": (no stack: the signal context holds no PC)\n");
-    ga_put_pcs(line, stack->pc, stack->n);
+    ga_put(line, "\n");
+    {
+        /* "  WRITE by thread 1234 (name):" */
+        ga_line_t title;
+        char text[96];
+        size_t n;
+        ga_line_init_small(&title, -1, 0);
+        ga_put(&title, "  ");
+        ga_put(&title, access);
+        ga_put(&title, " by ");
+        ga_put_thread(&title);
+        ga_put(&title, ":");
+        n = title.len < sizeof(text) - 1 ? title.len : sizeof(text) - 1;
+        memcpy(text, title.buf, n);
+        text[n] = '\0';
+        ga_put_event(line, text, &stack->py, stack->pc, stack->n, " (no stack: the signal context holds no PC)\n");
+    }
 
     if (f->slot >= 0) {
         ga_put_trace(line, a, "  allocated at:", a->alloc_trace, f->slot, 0);
