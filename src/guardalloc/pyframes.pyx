@@ -21,8 +21,27 @@ cdef extern from "pyframes_walk.h":
     size_t ga_pw_capture(ga_pyframe_t *out, size_t max, int checked) noexcept
     int ga_pw_describe(const ga_pyframe_t *f, ga_pyframe_info_t *out) noexcept
     void ga_pw_register() noexcept
+    int ga_pw_add_stop(object code) except? -1
 
 ga_pw_register()
+
+# The code objects walks stop at, kept alive for as long as the walker may compare them.
+cdef list _stops = []
+
+
+def _stop_at(codes) -> None:
+    """End every recorded Python stack at the first frame running one of
+    ``codes`` (code objects; the launcher's frames below the program's).
+    Beyond 64 code objects the others are not added.
+
+    Raises:
+        TypeError: an item is not a code object.
+    """
+    for code in codes:
+        if type(code) is not type(_stop_at.__code__):
+            raise TypeError(f"codes must be code objects, not {type(code).__name__}")
+        if ga_pw_add_stop(code) == 0:
+            _stops.append(code)
 
 
 def stack(checked=False) -> list:

@@ -41,6 +41,35 @@
 /* Frames visited at most: ends a walk over a corrupt (cyclic) chain. */
 #define GA_WALK_HOPS 4096
 
+/* Code objects at which a walk stops (a launcher's frames below every frame
+ * of the program): written under the GIL before they are used, the entries
+ * before the count; the module keeps them alive. */
+#define GA_STOP_MAX 64
+static PyObject *ga_pw_stop[GA_STOP_MAX];
+static int ga_pw_nstop;
+
+static int ga_pw_stops_at(const PyObject *code)
+{
+    int i, n = __atomic_load_n(&ga_pw_nstop, __ATOMIC_ACQUIRE);
+    for (i = 0; i < n; i++)
+        if (ga_pw_stop[i] == code)
+            return 1;
+    return 0;
+}
+
+/* Stop walks at code from now on; 0, or -1 when the table is full. */
+static int ga_pw_add_stop(PyObject *code)
+{
+    int n = ga_pw_nstop;
+    if (ga_pw_stops_at(code))
+        return 0;
+    if (n == GA_STOP_MAX)
+        return -1;
+    ga_pw_stop[n] = code;
+    __atomic_store_n(&ga_pw_nstop, n + 1, __ATOMIC_RELEASE);
+    return 0;
+}
+
 static int ga_pw_read(int checked, const void *addr, void *out, size_t n)
 {
     if (addr == NULL)
@@ -108,6 +137,8 @@ static size_t ga_pw_capture(ga_pyframe_t *out, size_t max, int checked)
             break;   /* read past the last kept frame only to see whether it was an entry */
         last = -1;
         code = GA_FRAME_CODE(&f);
+        if (ga_pw_stops_at(code))
+            break;
         if (code != NULL && ga_pw_read(checked, &code->ob_type, &type, sizeof(type)) && type == &PyCode_Type) {
             at = GA_FRAME_INSTR(&f) - ((const char *)code + offsetof(PyCodeObject, co_code_adaptive));
             if (at >= 0 && at / 2 <= INT32_MAX) {   /* before the first instruction: a frame being built */

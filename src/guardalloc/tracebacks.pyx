@@ -112,13 +112,14 @@ def _hide_frames(codes):
 
 
 cdef bytes _render_line(PyFrameObject *frame, object code):
-    return (f'    File "{code.co_filename}", line {PyFrame_GetLineNumber(frame)}, '
-            f'in {code.co_name}\n').encode("utf-8", "backslashreplace")
+    return (f'in {code.co_qualname} {code.co_filename}:{PyFrame_GetLineNumber(frame)}\n'
+            ).encode("utf-8", "backslashreplace")
 
 
 cdef bytes _render_stack():
-    """The Python stack of the caller, oldest frame first, as traceback lines
-    (the innermost TRACE_DEPTH frames)."""
+    """The Python stack of the caller as the core prints Python frames
+    (_c/pyframes.c): innermost first, numbered, ``    #0 in FUNCTION
+    FILE:LINE`` (the innermost TRACE_DEPTH frames)."""
     cdef list parts = []
     cdef PyFrameObject *frame = PyEval_GetFrame()
     cdef PyFrameObject *back
@@ -148,8 +149,7 @@ cdef bytes _render_stack():
     finally:
         if frame != NULL:
             Py_DECREF(<object><PyObject *>frame)
-    parts.reverse()
-    return b"".join(parts)
+    return b"".join([b"    #%d %s" % (i, part) for i, part in enumerate(parts)])
 
 
 cdef void _set_trace(char **table, uint32_t slot, bytes text) noexcept:

@@ -244,6 +244,7 @@ def _hide_launcher_frames() -> None:
     """Leave this launcher's frames (and the CLI's, and runpy's) out of the
     allocation and free tracebacks that fault reports show: they sit below
     every frame of the program and would only push its own lines down."""
+    from guardalloc.pyframes import _stop_at
     from guardalloc.tracebacks import _hide_frames
 
     codes = [_run_program.__code__, runpy.run_path.__code__, runpy.run_module.__code__,
@@ -254,6 +255,7 @@ def _hide_launcher_frames() -> None:
         codes.append(frame.f_code)
         frame = frame.f_back
     _hide_frames(codes)
+    _stop_at(codes)
 
 
 def _run_program(module: str | None, script: str | None) -> None:
