@@ -11,6 +11,13 @@ the code it passes to ``sys.exit()``, 1 after an uncaught exception (its
 traceback printed without the launcher's frames), or death by the signal of
 a guard page that fired.
 
+The program runs in a child interpreter (the same command line) whose
+fault reports come back through a pipe and are written symbolized: native
+frames with functions and lines, each event's Python and native frames
+merged into one stack (guardalloc.symbolize). With no symbolizer installed
+it runs in this interpreter, as before. Either way the exit status, and
+death by a signal, are the program's.
+
 ``--native`` re-executes the interpreter, with the same command line, under
 the preloadable malloc library (guardalloc.native), which then guards one
 in RATE of every ``malloc`` in the process (C extensions and the libraries
@@ -42,8 +49,8 @@ import traceback
 from guardalloc.cli import native_flags
 from guardalloc.cli.main import int_at_least
 from guardalloc.hooks.pymem import DEFAULT_SAMPLE_RATE as DEFAULT_PYMEM_RATE
-# Set in the re-executed interpreter of --native: the LD_PRELOAD and
-# GUARDALLOC_OPTIONS to put back (JSON; null: unset).
+# Set in the re-executed interpreter: the LD_PRELOAD and GUARDALLOC_OPTIONS
+# to put back (JSON; null: unset; {} without --native).
 _REEXEC_ENV = "_GUARDALLOC_NATIVE_REEXEC"
 _NATIVE_DEFAULT = "default"
 # The library's options that the in-process front ends take without
@@ -230,14 +237,43 @@ def _reexec_native(args: argparse.Namespace) -> int:
         return _fail(f"--native: cannot re-execute {sys.executable}: {exc.strerror}")
 
 
+def _reexec_symbolized() -> int | None:
+    """Without --native: run this interpreter's command line again as a
+    child whose reports come back symbolized; its exit status (a child killed
+    by a signal: this process dies of it too). None when no symbolizer is
+    installed: then the program runs here, its reports raw."""
+    from guardalloc.symbolize.child import run_symbolized
+    from guardalloc.symbolize.symbolizer import Symbolizer
+
+    if Symbolizer().backend is None:
+        return None
+    env = dict(os.environ)
+    env[_REEXEC_ENV] = "{}"
+    argv = list(getattr(sys, "orig_argv", [])) or [sys.executable, "-m", "guardalloc", *sys.argv[1:]]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        return run_symbolized([sys.executable, *argv[1:]], env)
+    except OSError:
+        return None   # the program runs here instead
+
+
 def _restore_environment() -> None:
-    """In the re-executed interpreter: the environment the program was given."""
+    """In the re-executed interpreter: the environment the program was given;
+    text reports go to the launcher's pipe (symbolize/child.py) when it
+    handed one over."""
+    from guardalloc import faults
+    from guardalloc.symbolize.child import REPORT_PIPE_ENV, report_pipe_fd
+
     saved = json.loads(os.environ.pop(_REEXEC_ENV))
     for name, value in saved.items():
         if value is None:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+    fd = report_pipe_fd(os.environ.get(REPORT_PIPE_ENV))
+    if fd is not None:
+        faults.set_report_fd(fd)
 
 
 def _hide_launcher_frames() -> None:
@@ -274,7 +310,10 @@ def run(args: argparse.Namespace) -> int:
     if args.native is not None:
         if _REEXEC_ENV not in os.environ:
             return _reexec_native(args)
+    child = _REEXEC_ENV in os.environ
+    if child:
         _restore_environment()
+    if args.native is not None:
         rate = _native_rate(args)
         if isinstance(rate, str):
             return _fail(rate)
@@ -293,6 +332,10 @@ def run(args: argparse.Namespace) -> int:
             return _fail(f"can't find '__main__' module in {args.script!r} (a directory needs a __main__.py)")
         module, program_args = None, list(args.args)
 
+    if not child and args.native is None and (module is None or importlib.util.find_spec(module) is not None):
+        status = _reexec_symbolized()
+        if status is not None:
+            return status
     failed = _enable_guarding(args)
     if failed is not None:
         return failed

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import select
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -28,6 +29,20 @@ REPORT_PIPE_ENV = "GUARDALLOC_REPORT_PIPE"
 _GROUP_SIGNALS = (signal.SIGINT, signal.SIGQUIT)
 # Signals sent to the launcher alone: passed on to the child.
 _FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+
+
+def report_pipe_fd(value: Optional[str]) -> Optional[int]:
+    """The descriptor a GUARDALLOC_REPORT_PIPE value ("FD:INODE") names,
+    when it is still that pipe in this process (a descriptor closed and
+    reused for something else is not written into); else None."""
+    fd_text, _, inode = (value or "").partition(":")
+    if not fd_text.isdigit() or not inode.isdigit():
+        return None
+    try:
+        st = os.fstat(int(fd_text))
+    except OSError:
+        return None
+    return int(fd_text) if stat.S_ISFIFO(st.st_mode) and st.st_ino == int(inode) else None
 
 
 def _pump(fd: int, out: TextIO, symbolizer: Optional[Symbolizer], child_done: threading.Event) -> None:
