@@ -6,6 +6,7 @@ line of a bad access, and the frames the malloc library records per block
 (``_c/pyframes.h``, ``pyframes_walk.h``)."""
 
 from libc.stdint cimport int32_t, uint32_t
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 cdef extern from "pyframes_walk.h":
     ctypedef struct ga_pyframe_t:
@@ -62,3 +63,23 @@ def stack(checked=False) -> list:
         out.append((info.function.decode("utf-8", "replace"), info.file.decode("utf-8", "replace"),
                     info.line or None, bool(frames[i].flags & GA_PYFRAME_ENTRY)))
     return out
+
+
+def _capture_ns(int n) -> float:
+    """Nanoseconds per capture of the caller's Python frames as the malloc
+    library records them (plain reads, 16 frames at most), over n captures
+    (the cost measured in docs/design.md).
+
+    Raises:
+        ValueError: n is below 1.
+    """
+    cdef ga_pyframe_t frames[16]
+    cdef timespec t0, t1
+    cdef int i
+    if n < 1:
+        raise ValueError(f"n must be at least 1, not {n}")
+    clock_gettime(CLOCK_MONOTONIC, &t0)
+    for i in range(n):
+        ga_pw_capture(frames, 16, 0)
+    clock_gettime(CLOCK_MONOTONIC, &t1)
+    return ((t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec)) / n

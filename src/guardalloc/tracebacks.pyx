@@ -20,6 +20,8 @@ from guardalloc._core cimport ga_arena_t
 
 # How many frames a recorded traceback keeps (the innermost ones).
 cdef int TRACE_DEPTH = 32
+# Each frame's line starts with its number.
+cdef list _NUMBERS = [b"    #%d " % i for i in range(TRACE_DEPTH)]
 
 cdef bint _default = False
 
@@ -125,6 +127,7 @@ cdef bytes _render_stack():
     cdef PyFrameObject *back
     cdef PyObject *code_ref
     cdef int lasti
+    cdef Py_ssize_t i
     cdef object code, key, entry
     if frame != NULL:
         Py_INCREF(<object><PyObject *>frame)
@@ -149,7 +152,11 @@ cdef bytes _render_stack():
     finally:
         if frame != NULL:
             Py_DECREF(<object><PyObject *>frame)
-    return b"".join([b"    #%d %s" % (i, part) for i, part in enumerate(parts)])
+    cdef list out = []
+    for i in range(len(parts)):
+        out.append(_NUMBERS[i])
+        out.append(parts[i])
+    return b"".join(out)
 
 
 cdef void _set_trace(char **table, uint32_t slot, bytes text) noexcept:
