@@ -346,3 +346,57 @@ def test_merged_stack_of_a_python_callback_called_by_c(tmp_path):
 def test_callback_twin_runs_silently(tmp_path):
     result, _ = _launch(tmp_path, "--native", "1", "0", code=CALLBACK)
     assert (result.returncode, result.stderr) == (0, "")
+
+
+def test_reports_of_a_python_process_group_by_their_python_frames():
+    """The native frames of a ctypes free are libffi's and the interpreter's
+    for every bug; the Python frames tell the bugs apart."""
+    from guardalloc.symbolize.group import signature
+
+    def report(function, line):
+        native = [{"frame": "0x7f01 (/lib/libffi.so.8+0x6f79)", "locations": [], "problem": None}]
+        return {"kind": "double-free", "access": "free",
+                "stacks": {"this_free_native": ["0x7f01 (/lib/libffi.so.8+0x6f79)"],
+                           "this_free_python": [{"function": function, "file": "/src/app.py", "line": line,
+                                                 "entry": False}]},
+                "symbolized": {"stacks": {"this_free_native": native}}}
+    first, again, other = report("release", 10), report("release", 10), report("drop", 20)
+    assert signature(first) == signature(again) == ("double-free", "free", "this_free_native", (("release", "app.py"),))
+    assert signature(other) != signature(first)
+    new_traceback = {"kind": "use-after-free", "access": "READ",
+                     "stacks": {"allocated": "    #0 in make /src/app.py:3\n    #1 in <module> /src/app.py:9\n"}}
+    assert signature(new_traceback) == ("use-after-free", "access", "allocated",
+                                        (("make", "app.py"), ("<module>", "app.py")))
+
+
+GONE = """
+import ctypes, gc, sys
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+made = {}
+exec(compile("def make():\\n    return libc.malloc(3000)\\n", "<gone>", "exec"), {"libc": libc}, made)
+p = made["make"]()
+del made                      # the function and its code object are freed
+gc.collect()
+junk = [compile(f"x = {i}", "<junk>", "exec") for i in range(200)]   # their memory may be reused
+libc.free(p)
+if sys.argv[1] == "1":
+    libc.free(p)
+"""
+
+
+def test_a_freed_code_object_prints_a_placeholder_not_a_fault(tmp_path):
+    result, script = _launch(tmp_path, "--native", "1", "1", code=GONE)
+    assert result.returncode == -signal.SIGABRT, result.stderr
+    allocated = [line.strip() for line in _block(result.stderr, "  allocated at:") if " in " in line
+                 and " 0x" not in line.split(" in ")[0]]
+    first = next(line for line in allocated if re.match(r"#\d+ in ", line))
+    # Freed, or its memory now holds another code object (which is named): never a crash.
+    assert re.fullmatch(r"#\d+ in \?\? \(code object 0x[0-9a-f]+ freed\)|#\d+ in <module> <junk>:1", first), first
+    assert any(f"in <module> {script}:8" in line for line in allocated), allocated
+
+
+def test_freed_code_twin_runs_silently(tmp_path):
+    result, _ = _launch(tmp_path, "--native", "1", "0", code=GONE)
+    assert (result.returncode, result.stderr) == (0, "")

@@ -313,8 +313,15 @@ static int ga_pw_describe(const ga_pyframe_t *f, ga_pyframe_info_t *out)
     PyCodeObject code;
     out->function[0] = out->file[0] = '\0';
     out->line = 0;
+    Py_ssize_t refs;
     if (!ga_safe_read((uintptr_t)f->code, &code, offsetof(PyCodeObject, co_code_adaptive))
             || ((PyObject *)&code)->ob_type != &PyCode_Type)
+        return -1;
+    /* A freed object's first word is pymalloc's free-list link (an address
+     * or NULL), not a count: a live one is at least 1 and at most 3.12's
+     * immortal count, 2^32 - 1. */
+    memcpy(&refs, &code, sizeof(refs));
+    if (refs <= 0 || (uint64_t)refs > 0xFFFFFFFFull)
         return -1;
     if (ga_pw_text(code.co_qualname, out->function, sizeof(out->function)) != 0)
         out->function[0] = '\0';

@@ -58,7 +58,10 @@ class PyFrame:
                    frame.get("entry") is True)
 
     def where(self) -> str:
-        """"FILE:LINE" (or what of it is known)."""
+        """"FILE:LINE", or what of it is known: FILE alone when the line is
+        not (the core's placeholder for a freed code object reads as one)."""
+        if self.line is None and self.file is not None:
+            return self.file
         return f"{self.file or '??'}:{self.line or 0}"
 
     def text(self, number: int, indent: str = "    ", mark_entry: bool = True) -> str:
