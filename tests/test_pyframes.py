@@ -206,6 +206,15 @@ def test_run_names_the_python_line_of_the_access_and_dies_of_the_signal(tmp_path
         assert text.rstrip().endswith(f"SUMMARY: guardalloc: heap-buffer-overflow poke {script}:7")
 
 
+def test_run_without_a_symbolizer_runs_the_program_in_process_with_raw_reports(tmp_path):
+    result, script = _launch(tmp_path, "--pymem", "0", "1", env={"PATH": str(tmp_path / "nothing")})
+    assert result.returncode == -signal.SIGSEGV
+    assert f"    #0 in poke {script}:7\n" in result.stderr
+    assert re.search(r"\(native\):\n    #0 0x[0-9a-f]+ \(\S+\+0x", result.stderr)   # raw native frames
+    # The handler's own summary: no native frame is the program's, so its Python line.
+    assert result.stderr.rstrip().endswith(f"SUMMARY: guardalloc: heap-buffer-overflow poke {script}:7")
+
+
 def test_run_twin_runs_silently(tmp_path):
     result, _ = _launch(tmp_path, "--pymem", "0", "0")
     assert (result.returncode, result.stderr) == (0, "")
@@ -299,6 +308,17 @@ def test_json_report_keeps_raw_python_frames(tmp_path):
     assert stacks["allocated_python"][0]["function"] == "allocate"
     assert stacks["freed_python"][1] == {"function": "main", "file": script, "line": 15, "entry": False}
     assert stacks["this_free_python"][2]["entry"] is True    # <module>, run by C
+    if HAS_SYMBOLIZER:   # symbolized: one merged stack per event, the raw stacks kept
+        from guardalloc.symbolize.reports import symbolize_report
+
+        done = symbolize_report(report)
+        assert done["stacks"] == report["stacks"]
+        merged = done["symbolized"]["merged"]["this_free"]
+        python = [(f["function"], f["line"]) for f in merged if f.get("python")]
+        assert python[:3] == [("release", 11), ("main", 17), ("<module>", 19)]
+        assert not any(loc["function"] == "_PyEval_EvalFrameDefault"
+                       for f in merged if not f.get("python") for loc in f["locations"])
+        assert done["symbolized"]["location"] == f"release {script}:11"
 
 
 CALLBACK = """

@@ -46,6 +46,21 @@ static void ga_put_pyframe(ga_line_t *line, const ga_pywalker_t *w, const ga_pyf
         ga_put(line, " (called from C)");
 }
 
+int ga_put_pyframe_summary(ga_line_t *line, const ga_pyframe_t *f)
+{
+    const ga_pywalker_t *w = ga_pyframes_walker();
+    ga_pyframe_info_t info;
+    if (w == NULL || w->describe(f, &info) != 0)
+        return -1;
+    ga_put(line, " ");
+    ga_put(line, info.function[0] ? info.function : "??");
+    ga_put(line, " ");
+    ga_put(line, info.file[0] ? info.file : "??");
+    ga_put(line, ":");
+    ga_put_dec(line, (unsigned long long)(info.line > 0 ? info.line : 0));
+    return 0;
+}
+
 void ga_put_pystack(ga_line_t *line, const ga_pystack_t *s)
 {
     const ga_pywalker_t *w = ga_pyframes_walker();

@@ -150,8 +150,8 @@ static void ga_format_free_report(ga_line_t *line, int error, const void *ptr, c
                                     freed_py, freed);
         }
     }
-    ga_put_summary(line, ga_free_kinds[error], this_free != NULL ? this_free->pc : NULL,
-                   this_free != NULL ? ga_stack_len(this_free) : 0);
+    ga_put_summary_py(line, ga_free_kinds[error], this_free != NULL ? this_free->pc : NULL,
+                      this_free != NULL ? ga_stack_len(this_free) : 0, py);
 }
 
 void ga_report_free(int code, const void *ptr, const ga_arena_t *a, long slot,

@@ -43,6 +43,11 @@ GA_INTERNAL void ga_put_thread(ga_line_t *line);
  * the loader, the interpreter, guardalloc), else the first; the symbolizer
  * rewrites it to "KIND FUNCTION FILE:LINE". */
 GA_INTERNAL void ga_put_summary(ga_line_t *line, const char *kind, void *const *pcs, size_t n);
+/* The same, naming the innermost Python frame of py when no native frame is
+ * outside the runtime (a Python program's bug: the interpreter's and libffi's
+ * frames are all there is): "SUMMARY: guardalloc: KIND FUNCTION FILE:LINE". */
+GA_INTERNAL void ga_put_summary_py(ga_line_t *line, const char *kind, void *const *pcs, size_t n,
+                                   const ga_pystack_t *py);
 /* The text report of a fault into line; stack: the access's (may be
  * empty when the context gave no PC). */
 GA_INTERNAL void ga_format_report(ga_line_t *line, int sig, int si_code, const ga_arena_t *a,
@@ -53,6 +58,8 @@ GA_INTERNAL void ga_format_report(ga_line_t *line, int sig, int si_code, const g
  * JSON array of {"function", "file", "line", "entry"} (null when s is NULL
  * or empty). */
 GA_INTERNAL void ga_put_pystack(ga_line_t *line, const ga_pystack_t *s);
+/* " FUNCTION FILE:LINE" of f; 0, or -1 (nothing written) when its code object is gone. */
+GA_INTERNAL int ga_put_pyframe_summary(ga_line_t *line, const ga_pyframe_t *f);
 GA_INTERNAL void ga_json_pystack(ga_line_t *line, const ga_pystack_t *s);
 
 /* "title" and the Python frames py, then "title (native):" and the native

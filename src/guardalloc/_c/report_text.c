@@ -91,16 +91,27 @@ static int ga_is_runtime(const char *path)
 
 void ga_put_summary(ga_line_t *line, const char *kind, void *const *pcs, size_t n)
 {
+    ga_put_summary_py(line, kind, pcs, n, NULL);
+}
+
+void ga_put_summary_py(ga_line_t *line, const char *kind, void *const *pcs, size_t n, const ga_pystack_t *py)
+{
     size_t i, chosen = 0;
+    int user = 0;
     for (i = 0; i < n; i++) {
         const ga_module_t *m = ga_module_of((const char *)pcs[i] - 1);
         if (m != NULL && !ga_is_runtime(ga_module_path(m))) {
             chosen = i;
+            user = 1;
             break;
         }
     }
     ga_put(line, "SUMMARY: guardalloc: ");
     ga_put(line, kind);
+    if (!user && py != NULL && py->n > 0 && ga_put_pyframe_summary(line, &py->f[0]) == 0) {
+        ga_put(line, "\n");
+        return;
+    }
     if (n > 0) {
         char frame[1024], *body;
         ga_stack_format_frame((const char *)pcs[chosen] - 1, frame, sizeof(frame));
@@ -323,5 +334,5 @@ void ga_format_report(ga_line_t *line, int sig, int si_code, const ga_arena_t *a
             ga_put_dec(line, (unsigned long long)f->right);
         ga_put(line, " retired; the program goes on\n");
     }
-    ga_put_summary(line, kind, stack->pc, stack->n);
+    ga_put_summary_py(line, kind, stack->pc, stack->n, &stack->py);
 }

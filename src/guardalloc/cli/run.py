@@ -240,13 +240,18 @@ def _reexec_native(args: argparse.Namespace) -> int:
 def _reexec_symbolized() -> int | None:
     """Without --native: run this interpreter's command line again as a
     child whose reports come back symbolized; its exit status (a child killed
-    by a signal: this process dies of it too). None when no symbolizer is
+    by a signal: this process dies of it too; 2 when $GUARDALLOC_SYMBOLIZER
+    names a symbolizer that is not installed). None when no symbolizer is
     installed: then the program runs here, its reports raw."""
+    from guardalloc.symbolize.backends import SymbolizerError
     from guardalloc.symbolize.child import run_symbolized
     from guardalloc.symbolize.symbolizer import Symbolizer
 
-    if Symbolizer().backend is None:
-        return None
+    try:
+        if Symbolizer().backend is None:
+            return None
+    except SymbolizerError as exc:   # $GUARDALLOC_SYMBOLIZER names none installed
+        return _fail(str(exc))
     env = dict(os.environ)
     env[_REEXEC_ENV] = "{}"
     argv = list(getattr(sys, "orig_argv", [])) or [sys.executable, "-m", "guardalloc", *sys.argv[1:]]
