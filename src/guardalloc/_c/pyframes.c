@@ -25,27 +25,6 @@ void ga_pystack_capture(ga_pystack_t *s, int checked)
     s->n = w != NULL ? (uint32_t)w->capture(s->f, GA_PYSTACK_DEPTH, checked) : 0;
 }
 
-/* One frame: "in FUNCTION FILE:LINE", " (called from C)" after an entry
- * frame; a placeholder when its code object is gone. */
-static void ga_put_pyframe(ga_line_t *line, const ga_pywalker_t *w, const ga_pyframe_t *f)
-{
-    ga_pyframe_info_t info;
-    if (w == NULL || w->describe(f, &info) != 0) {
-        ga_put(line, "in ?? (code object ");
-        ga_put_ptr(line, f->code);
-        ga_put(line, " freed)");
-    } else {
-        ga_put(line, "in ");
-        ga_put(line, info.function[0] ? info.function : "??");
-        ga_put(line, " ");
-        ga_put(line, info.file[0] ? info.file : "??");
-        ga_put(line, ":");
-        ga_put_dec(line, (unsigned long long)(info.line > 0 ? info.line : 0));
-    }
-    if (f->flags & GA_PYFRAME_ENTRY)
-        ga_put(line, " (called from C)");
-}
-
 int ga_put_pyframe_summary(ga_line_t *line, const ga_pyframe_t *f)
 {
     const ga_pywalker_t *w = ga_pyframes_walker();
@@ -61,15 +40,28 @@ int ga_put_pyframe_summary(ga_line_t *line, const ga_pyframe_t *f)
     return 0;
 }
 
+/* One frame: "in FUNCTION FILE:LINE", " (called from C)" after an entry
+ * frame; a placeholder when its code object is gone. */
+static void ga_put_pyframe(ga_line_t *line, const ga_pyframe_t *f)
+{
+    ga_put(line, "in");
+    if (ga_put_pyframe_summary(line, f) != 0) {
+        ga_put(line, " ?? (code object ");
+        ga_put_ptr(line, f->code);
+        ga_put(line, " freed)");
+    }
+    if (f->flags & GA_PYFRAME_ENTRY)
+        ga_put(line, " (called from C)");
+}
+
 void ga_put_pystack(ga_line_t *line, const ga_pystack_t *s)
 {
-    const ga_pywalker_t *w = ga_pyframes_walker();
     uint32_t i;
     for (i = 0; s != NULL && i < s->n && i < GA_PYSTACK_DEPTH; i++) {
         ga_put(line, "    #");
         ga_put_dec(line, i);
         ga_put(line, " ");
-        ga_put_pyframe(line, w, &s->f[i]);
+        ga_put_pyframe(line, &s->f[i]);
         ga_put(line, "\n");
     }
 }
