@@ -14,6 +14,8 @@ import sys
 import textwrap
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import PACKAGE_PARENT, run_child
 from guardalloc import pyframes
@@ -420,3 +422,23 @@ def test_a_freed_code_object_prints_a_placeholder_not_a_fault(tmp_path):
 def test_freed_code_twin_runs_silently(tmp_path):
     result, _ = _launch(tmp_path, "--native", "1", "0", code=GONE)
     assert (result.returncode, result.stderr) == (0, "")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 400), st.booleans()), min_size=1, max_size=12))
+def test_the_location_table_decoder_agrees_with_the_interpreter(lines):
+    """Every line the walker decodes from a code object's location table
+    (short, one-line, no-column and long entries; backward deltas in loops)
+    is the one the interpreter gives the same frame."""
+    body = ["def probe(stack, sys):", "    seen = []"]
+    for gap, in_loop in lines:
+        body.extend([""] * gap)
+        if in_loop:
+            body.extend(["    for _ in range(2):", "        seen.append((stack()[0][2], sys._getframe().f_lineno))"])
+        else:
+            body.append("    seen.append((stack(True)[0][2], sys._getframe().f_lineno))")
+    body.append("    return seen")
+    namespace: dict = {}
+    exec(compile("\n".join(body), "<probe>", "exec"), namespace)
+    seen = namespace["probe"](pyframes.stack, sys)
+    assert seen and all(ours == theirs for ours, theirs in seen), seen
