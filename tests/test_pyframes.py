@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import types
 
 import pytest
 from hypothesis import given, settings
@@ -442,3 +443,16 @@ def test_the_location_table_decoder_agrees_with_the_interpreter(lines):
     exec(compile("\n".join(body), "<probe>", "exec"), namespace)
     seen = namespace["probe"](pyframes.stack, sys)
     assert seen and all(ours == theirs for ours, theirs in seen), seen
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400))
+def test_a_hostile_location_table_gives_a_line_or_none(table):
+    """Any bytes as a code object's location table: the decoder reads
+    within them and answers a line or nothing (None), never faults."""
+    def victim():
+        return pyframes.stack(True)
+    hostile = types.FunctionType(victim.__code__.replace(co_linetable=table), {"pyframes": pyframes})
+    function, file, line, _ = hostile()[0]
+    assert function.endswith("victim") and file == __file__
+    assert line is None or isinstance(line, int)
