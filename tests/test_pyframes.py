@@ -181,7 +181,8 @@ def test_arena_overflow_names_the_python_line_of_the_access():
     result = run_child(OVERFLOW, "1")
     assert result.returncode == -signal.SIGSEGV
     frames = _python_lines(result.stderr, "  WRITE by thread")
-    assert frames[:3] == ["#0 in poke <string>:7", "#1 in main <string>:10", "#2 in <module> <string>:12 (called from C)"]
+    assert frames[:3] == ["#0 in poke <string>:7", "#1 in main <string>:10",
+                          "#2 in <module> <string>:12 (called from C)"]
     assert re.search(r"  WRITE by thread \d+ \(\S+\) \(native\):\n    #0 0x", result.stderr)
 
 

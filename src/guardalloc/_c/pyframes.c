@@ -66,6 +66,19 @@ void ga_put_pystack(ga_line_t *line, const ga_pystack_t *s)
     }
 }
 
+void ga_json_trace(ga_line_t *line, const char *rendered, const ga_pystack_t *s)
+{
+    if (rendered != NULL || s == NULL || s->n == 0) {
+        ga_json_value(line, rendered);
+        return;
+    }
+    ga_put(line, "\"");
+    line->json = 1;
+    ga_put_pystack(line, s);
+    line->json = 0;
+    ga_put(line, "\"");
+}
+
 void ga_json_pystack(ga_line_t *line, const ga_pystack_t *s)
 {
     const ga_pywalker_t *w = ga_pyframes_walker();

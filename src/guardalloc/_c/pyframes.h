@@ -14,15 +14,17 @@
  * names its function, file and line (a freed code object prints as a
  * placeholder; one whose memory now holds another code object names that).
  *
- * Storage: an arena that records Python frames points `pyframes` (layout.h)
- * at a table of two ga_pystack_t per slot (allocation, free), laid out like
- * its native stack table (stacks.h); the fault handler reads it.
+ * Storage: an arena that records Python frames points `pystacks` (layout.h)
+ * at a table of two ga_pystack_t per slot (allocation, free): the heap's in
+ * its mapping beside the native stack table (stacks.h), an Arena's on the
+ * heap from its first traceback (tracebacks.pyx); the fault handler reads it.
  */
 #ifndef GUARDALLOC_PYFRAMES_H
 #define GUARDALLOC_PYFRAMES_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include "layout.h"
 
 /* Python frames kept per recorded stack (the innermost ones). */
@@ -103,6 +105,31 @@ static inline void ga_pystacks_record(ga_arena_t *a, long slot, int freed)
     ga_pystack_capture(&t[freed ? 1 : 0], 0);
     if (!freed)
         t[1].n = 0;
+}
+
+/* An arena of the Python front end (Arena, Pool) gets its table at its first
+ * traceback, on the heap (address space until slots record). 0, or -1 when
+ * calloc fails. Not for the heap's arenas (their table is in their mapping). */
+static inline int ga_pystacks_ensure(ga_arena_t *a)
+{
+    if (a->pystacks == NULL)
+        a->pystacks = (ga_pystack_t *)calloc(2 * (size_t)a->nslots, sizeof(ga_pystack_t));
+    return a->pystacks != NULL ? 0 : -1;
+}
+
+/* Free a table ga_pystacks_ensure made. */
+static inline void ga_pystacks_release(ga_arena_t *a)
+{
+    free(a->pystacks);
+    a->pystacks = NULL;
+}
+
+/* Forget a slot's recorded Python frames (a block whose frames could not be
+ * recorded: the previous block's must not stand for it). */
+static inline void ga_pystacks_forget(ga_arena_t *a, long slot)
+{
+    if (a->pystacks != NULL && slot >= 0 && (uint32_t)slot < a->nslots)
+        a->pystacks[2 * (size_t)slot].n = a->pystacks[2 * (size_t)slot + 1].n = 0;
 }
 
 #endif

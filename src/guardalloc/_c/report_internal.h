@@ -61,6 +61,9 @@ GA_INTERNAL void ga_put_pystack(ga_line_t *line, const ga_pystack_t *s);
 /* " FUNCTION FILE:LINE" of f; 0, or -1 (nothing written) when its code object is gone. */
 GA_INTERNAL int ga_put_pyframe_summary(ga_line_t *line, const ga_pyframe_t *f);
 GA_INTERNAL void ga_json_pystack(ga_line_t *line, const ga_pystack_t *s);
+/* A slot's traceback as one JSON string of the text report's lines: the
+ * rendered one, else the recorded Python frames; null when neither. */
+GA_INTERNAL void ga_json_trace(ga_line_t *line, const char *rendered, const ga_pystack_t *s);
 
 /* "title" and the Python frames py, then "title (native):" and the native
  * ones (pcs: return addresses, n of them); only the native ones under title

@@ -257,8 +257,10 @@ void ga_json_report(int sig, int si_code, const ga_arena_t *a, const char *addr,
     ga_json_on_fault_and_test(&line, continuing);
     ga_json_key(&line, "stacks");
     ga_put(&line, "{\"allocated\":");
-    ga_json_value(&line, ga_trace_of(a->alloc_trace, f->slot));
-    ga_json_str(&line, "freed", ga_trace_of(f->kind == GA_KIND_UAF ? a->free_trace : NULL, f->slot));
+    ga_json_trace(&line, ga_trace_of(a->alloc_trace, f->slot), ga_pystacks_of(a, f->slot, 0));
+    ga_json_key(&line, "freed");
+    ga_json_trace(&line, ga_trace_of(f->kind == GA_KIND_UAF ? a->free_trace : NULL, f->slot),
+                  f->kind == GA_KIND_UAF ? ga_pystacks_of(a, f->slot, 1) : NULL);
     ga_json_key(&line, "allocated_native");
     ga_json_stack(&line, ga_stacks_of(a, f->slot, 0));
     ga_json_key(&line, "freed_native");

@@ -286,7 +286,6 @@ def _hide_launcher_frames() -> None:
     allocation and free tracebacks that fault reports show: they sit below
     every frame of the program and would only push its own lines down."""
     from guardalloc.pyframes import _stop_at
-    from guardalloc.tracebacks import _hide_frames
 
     codes = [_run_program.__code__, runpy.run_path.__code__, runpy.run_module.__code__,
              *(f.__code__ for f in vars(runpy).values() if callable(f) and hasattr(f, "__code__")
@@ -295,7 +294,6 @@ def _hide_launcher_frames() -> None:
     while frame is not None:   # everything below the program: cli, __main__, runpy
         codes.append(frame.f_code)
         frame = frame.f_back
-    _hide_frames(codes)
     _stop_at(codes)
 
 
