@@ -1,7 +1,8 @@
 # cython: language_level=3
 """The C core's contract, declared once for Cython: the arena layout
 (``_c/layout.h``), the kernel calls (``_c/guards.h``), the slot core
-(``_c/core.h``), native stacks (``_c/stacks.h``) and the fault reporter
+(``_c/core.h``), native stacks (``_c/stacks.h``), Python frames
+(``_c/pyframes.h``) and the fault reporter
 (``_c/registry.h``, ``_c/handler.h``, ``_c/report_free.h``). Nothing else."""
 
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
@@ -11,6 +12,15 @@ cdef extern from "_c/stacks.h" nogil:
         GA_STACK_DEPTH
     ctypedef struct ga_stack_t:
         void *pc[GA_STACK_DEPTH]
+
+cdef extern from "_c/pyframes.h" nogil:
+    ctypedef struct ga_pystack_t:
+        uint32_t n
+    size_t ga_pystacks_table_size(size_t nslots, size_t page)
+    int ga_pystacks_ensure(ga_arena_t *a)
+    void ga_pystacks_release(ga_arena_t *a)
+    void ga_pystacks_record(ga_arena_t *a, long slot, int freed)
+    void ga_pystacks_forget(ga_arena_t *a, long slot)
 
 cdef extern from "_c/layout.h" nogil:
     enum:
@@ -74,6 +84,7 @@ cdef extern from "_c/layout.h" nogil:
         char **free_trace
         const char *untraced_hint
         ga_stack_t *stacks
+        ga_pystack_t *pystacks
         uint64_t faults_continued
         uint32_t quarantine_limit
         uint32_t quarantine_len

@@ -14,7 +14,9 @@ import warnings
 
 from libc.stdint cimport uint32_t
 
-from guardalloc._core cimport ga_arena_t
+from guardalloc._core cimport (
+    ga_arena_t, ga_pystacks_ensure, ga_pystacks_forget, ga_pystacks_record, ga_pystacks_release,
+)
 
 
 cdef bint _default = False
@@ -67,15 +69,6 @@ cdef bint tracebacks_default() noexcept nogil:
 
 cdef bint wants_traces(object choice) noexcept:
     return _default if choice is None else choice is True
-
-
-cdef extern from "_c/pyframes.h":
-    ctypedef struct ga_pystack_t:
-        uint32_t n
-    int ga_pystacks_ensure(ga_arena_t *a) nogil
-    void ga_pystacks_release(ga_arena_t *a) nogil
-    void ga_pystacks_record(ga_arena_t *a, long slot, int freed) nogil
-    void ga_pystacks_forget(ga_arena_t *a, long slot) nogil
 
 
 cdef int record_trace(ga_arena_t *a, uint32_t slot, bint at_free) except -1:
