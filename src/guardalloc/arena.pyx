@@ -243,9 +243,8 @@ cdef class Arena:
             # The bookkeeping lives in the same mapping, after the last
             # guard: a separate malloc() of it would be mmap()ed by glibc for
             # large arenas, a second VMA for every arena.
-            self.mapped_size = ga_anonymous_mapping_size(self.a.slot_size, self.a.nslots,
-                                                         self.a.guard_size, self.a.uaf, PAGE) + self.stacks_size \
-                + self.pystacks_size
+            self.mapped_size = self.stacks_size + self.pystacks_size + ga_anonymous_mapping_size(
+                self.a.slot_size, self.a.nslots, self.a.guard_size, self.a.uaf, PAGE)
             # Inside a pool's reservation when placed (replaces PROT_NONE).
             base = ga_map_anonymous(self.placement, self.mapped_size)
             tables = NULL if base == NULL else <char *>base + self.a.size
@@ -280,8 +279,7 @@ cdef class Arena:
         if self.stacks_size:   # the last bytes of the mapping
             self.a.stacks = <ga_stack_t *>(<char *>base + self.mapped_size - self.stacks_size)
         if self.pystacks_size:   # before them
-            self.a.pystacks = <ga_pystack_t *>(<char *>base + self.mapped_size - self.stacks_size
-                                               - self.pystacks_size)
+            self.a.pystacks = <ga_pystack_t *>(<char *>base + self.mapped_size - self.stacks_size - self.pystacks_size)
         return 0
 
     cdef int _install_guards(self, bint keep_gil=False) except -1:
