@@ -10,8 +10,9 @@
  * (large blocks), whose header has the IS_MMAPPED bit and starts a whole
  * number of pages into a mapping. The brk range and the thread heaps seen
  * once are the fast path; everything else is classified here, slowly: the
- * pointer's object segment, glibc's headers (read with process_vm_readv, so
- * a wild pointer cannot fault), then its line of /proc/self/maps.
+ * registry of guardalloc's arenas, the pointer's object segment, glibc's
+ * headers (read with process_vm_readv, so a wild pointer cannot fault),
+ * then its line of /proc/self/maps.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -23,6 +24,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 #include "nonheap.h"
+#include "registry.h"
 
 /* glibc's HEAP_MAX_SIZE: 2 * DEFAULT_MMAP_THRESHOLD_MAX. */
 #define GA_GLIBC_HEAP ((uintptr_t)2 * 4 * 1024 * 1024 * sizeof(long))
@@ -277,6 +279,16 @@ int ga_nonheap_classify(const void *p, ga_where_t *out)
     out->kind = GA_MEM_HEAP;
     if (!ga_nonheap_on)
         return GA_MEM_HEAP;
+    /* First: a guardalloc block's bytes in front could pass for a glibc
+     * chunk header below. */
+    out->arena = ga_find_arena(p);
+    if (out->arena != NULL) {
+        out->kind = GA_MEM_ARENA;
+        out->module = out->arena->owner;
+        out->start = out->arena->base;
+        out->end = out->arena->base + out->arena->size;
+        return out->kind;
+    }
     if (dl_iterate_phdr(ga_object_segment, &search))
         return out->kind;
     if (ga_glibc_mmapped_chunk(x) || ga_glibc_thread_heap(x))
