@@ -12,11 +12,11 @@
  *
  * Cost: a free of a block in the brk heap or in a thread arena seen before
  * is two to a few comparisons (ga_nonheap_maybe). Anything else takes the
- * slow path (ga_nonheap_classify): the registry of guardalloc's arenas
- * (a Pool's block passed to free()), the loaded objects' segments
+ * slow path (ga_nonheap_classify): the loaded objects' segments
  * (dl_iterate_phdr), reads of glibc's chunk and heap headers
- * (process_vm_readv, so an unmapped address cannot fault), and
- * /proc/self/maps. Not for the signal path.
+ * (process_vm_readv, so an unmapped address cannot fault), then, for a
+ * pointer glibc's headers do not claim, the registry of guardalloc's
+ * arenas and /proc/self/maps. Not for the signal path.
  */
 #ifndef GUARDALLOC_NONHEAP_H
 #define GUARDALLOC_NONHEAP_H
