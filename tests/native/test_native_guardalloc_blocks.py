@@ -59,6 +59,9 @@ if sys.argv[1] == "twin":
     print("twin done")
 elif sys.argv[1] == "free":
     libc.free(address)
+elif sys.argv[1] == "free-after-owner":
+    {owner_free}
+    libc.free(address)
 else:
     libc.realloc(address + int(sys.argv[2]), 100)
 print("not reached")
@@ -104,6 +107,7 @@ def test_free_of_a_guardalloc_block_is_a_bad_free_naming_its_owner(front, tmp_pa
         jsonschema.validate({**report, "schema_version": 4}, SCHEMA)
     assert (report["kind"], report["freed_by"], report["size"], report["offset"]) == ("bad-free", "free", size, 0)
     assert report["memory"]["kind"] == "guardalloc" and report["memory"]["module"] == owner
+    assert report["memory"]["slot_state"] == "live"
     assert report["arena"] is not None and report["slot"] is not None
     assert int(report["memory"]["start"], 16) <= int(report["address"], 16) < int(report["memory"]["end"], 16)
     if front == "pool":
@@ -120,6 +124,16 @@ def test_realloc_of_a_pointer_into_a_guardalloc_block_is_a_bad_free(front, tmp_p
     assert "freed by realloc at:" in result.stderr
     (report,) = reports
     assert (report["freed_by"], report["offset"], report["memory"]["kind"]) == ("realloc", 8, "guardalloc")
+
+
+def test_free_of_a_block_its_owner_freed_says_so(tmp_path):
+    result, reports = _run(tmp_path, "pool", "free-after-owner")
+    assert result.returncode == -signal.SIGABRT, result.stderr
+    assert ("is in a freed slot of a guardalloc Pool, not malloc()'s: its owner freed the block already"
+            in result.stderr), result.stderr
+    assert "last freed at:" in result.stderr
+    (report,) = reports
+    assert (report["memory"]["kind"], report["memory"]["slot_state"]) == ("guardalloc", "free")
 
 
 @pytest.mark.parametrize("front", list(FRONTS))

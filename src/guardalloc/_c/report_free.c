@@ -382,9 +382,8 @@ static void ga_put_arena_block(ga_line_t *line, const void *ptr, const ga_arena_
     long slot = ga_slot_of(a, ptr);
     const char *owner = a->owner != NULL ? a->owner : "a guardalloc arena";
     if (slot < 0) {
-        ga_put(line, " is in an arena of ");
+        ga_put(line, " is in a guard page of an arena of ");
         ga_put(line, owner);
-        ga_put(line, ", in no slot (a guard page or its bookkeeping)");
         return;
     }
     if (a->slots[slot].state == GA_SLOT_LIVE) {
@@ -392,11 +391,13 @@ static void ga_put_arena_block(ga_line_t *line, const void *ptr, const ga_arena_
         ga_put(line, (const char *)ptr == start ? " is a live " : " is inside a live ");
         ga_put_dec(line, a->slots[slot].nbytes);
         ga_put(line, "-byte block of ");
+        ga_put(line, owner);
+        ga_put(line, ", not malloc()'s: free it through its owner\n");
     } else {
         ga_put(line, " is in a freed slot of ");
+        ga_put(line, owner);
+        ga_put(line, ", not malloc()'s: its owner freed the block already\n");
     }
-    ga_put(line, owner);
-    ga_put(line, ", not malloc()'s: free it through its owner\n");
     ga_put_slot_of(line, ptr, a, slot);
 }
 
@@ -498,6 +499,8 @@ void ga_report_bad_free(const void *ptr, const ga_where_t *where, const char *fr
         ga_put_dec(&line, (unsigned long long)where->tid);
     else
         ga_put(&line, "null");
+    if (a != NULL)
+        ga_json_str(&line, "slot_state", slot >= 0 ? ga_state_names[a->slots[slot].state & 3] : NULL);
     ga_put(&line, "}");
     ga_json_no_signal(&line, continuing);
     ga_json_free_stacks(&line, a != NULL && slot >= 0 && a->alloc_trace != NULL ? a->alloc_trace[slot] : NULL,
