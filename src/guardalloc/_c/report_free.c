@@ -375,8 +375,9 @@ static void ga_put_range(ga_line_t *line, const ga_where_t *w)
     ga_put(line, ")");
 }
 
-/* " is a live 64-byte block of OWNER (not malloc()'s)" and its slot's line:
- * a block of another guardalloc front end's arena. */
+/* " is a live 64-byte block of OWNER, not malloc()'s: ..." (or inside one,
+ * or in a freed slot, or a guard page) and its slot's line: a pointer into
+ * another guardalloc front end's arena. */
 static void ga_put_arena_block(ga_line_t *line, const void *ptr, const ga_arena_t *a)
 {
     long slot = ga_slot_of(a, ptr);
@@ -456,7 +457,7 @@ static void ga_format_bad_free(ga_line_t *line, const ga_bad_free_t *b)
     ga_put(line, b->freed_by);
     ga_put_titled_stack(line, " at:", b->this_free);
     if (w->kind == GA_MEM_ARENA && ga_slot_of(w->arena, b->ptr) >= 0) {
-        long slot = ga_slot_of(w->arena, b->ptr);
+        long slot = ga_slot_of(w->arena, b->ptr);   /* the allocation's stacks, when recorded */
         ga_put_trace(line, w->arena, "  allocated at:", w->arena->alloc_trace, slot, 0);
         if (w->arena->slots[slot].state != GA_SLOT_LIVE)
             ga_put_trace(line, w->arena, "  last freed at:", w->arena->free_trace, slot, 1);
