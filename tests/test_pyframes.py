@@ -306,7 +306,7 @@ def test_json_report_keeps_raw_python_frames(tmp_path):
     assert result.returncode == -signal.SIGABRT
     [path] = list(tmp_path.glob("r.*.json"))
     report = json.loads(path.read_text().splitlines()[0])
-    assert report["schema_version"] == 5
+    assert report["schema_version"] == 6
     stacks = report["stacks"]
     assert stacks["this_free_python"][0] == {"function": "release", "file": script, "line": 11, "entry": False}
     assert stacks["allocated_python"][0]["function"] == "allocate"

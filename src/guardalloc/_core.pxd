@@ -83,6 +83,7 @@ cdef extern from "_c/layout.h" nogil:
         char **alloc_trace
         char **free_trace
         const char *untraced_hint
+        const char *owner
         ga_stack_t *stacks
         ga_pystack_t *pystacks
         uint64_t faults_continued

@@ -181,8 +181,8 @@ void ga_put_event(ga_line_t *line, const char *title, const ga_pystack_t *py, vo
  * frames (a rendered traceback, else the recorded frames), then its native
  * stack (title + " (native)" after Python frames); "(not recorded: ...)"
  * when it has neither. */
-static void ga_put_trace(ga_line_t *line, const ga_arena_t *a, const char *title, char **table,
-                         long slot, int freed)
+void ga_put_trace(ga_line_t *line, const ga_arena_t *a, const char *title, char **table, long slot,
+                  int freed)
 {
     const char *trace = table != NULL ? table[slot] : NULL;
     const ga_stack_t *native = ga_stacks_of(a, slot, freed);

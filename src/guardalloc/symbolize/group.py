@@ -82,7 +82,7 @@ def signature(report: dict, depth: int = 3) -> tuple:
                     break
             return (*kind, name, tuple(top[:depth]))
     traceback = (report.get("stacks") or {}).get("allocated")
-    if isinstance(traceback, str) and "File " in traceback:   # before schema version 5: oldest frame first
+    if isinstance(traceback, str) and "File " in traceback:   # before schema version 6: oldest frame first
         lines = [line.strip() for line in traceback.splitlines() if line.strip().startswith("File ")]
         return (*kind, "allocated", tuple(lines[-depth:]))
     for event in ("access", "this_free", "allocated", "freed"):
