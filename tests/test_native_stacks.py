@@ -348,7 +348,7 @@ def test_numpy_handler_call_without_the_gil_drops_stale_tracebacks(child):
     """)
     assert proc.returncode == -signal.SIGSEGV, proc.stderr
     assert "heap-buffer-overflow WRITE" in proc.stderr
-    assert 'File "<string>"' not in proc.stderr, proc.stderr
+    assert not re.search(r"  allocated at:\n    #\d+ in ", proc.stderr), proc.stderr   # no Python frames recorded
     frames = frames_under(proc.stderr, "  allocated at:")
     assert frames and "libffi" in frames[0], proc.stderr
 

@@ -169,8 +169,7 @@ cdef class Arena:
         if options.quarantine is not None and options.quarantine > slots:
             raise ValueError(f"quarantine must be between 0 and slots ({slots}), not {options.quarantine}")
         self._configure(slot_size, slots, options, check_bool("batch", batch))
-        if file is None and wants_traces(self.tracebacks):
-            self.pystacks_size = ga_pystacks_table_size(self.a.nslots, PAGE)   # in the one mapping
+        self.pystacks_size = ga_pystacks_table_size(slots, PAGE) if file is None and wants_traces(self.tracebacks) else 0
         self._build(file, check_bool("shared", shared), options.backend)
 
     cdef _configure(self, size_t slot_size, uint32_t slots, object options, bint batch):
@@ -318,8 +317,7 @@ cdef class Arena:
         if self.registered:
             unregister_arena(&self.a)
             self.registered = False
-        if self.pystacks_size:
-            self.a.pystacks = NULL    # the mapping's, not the heap's
+        self.a.pystacks = NULL if self.pystacks_size else self.a.pystacks   # the mapping's is not freed
         if self.a.slots != NULL:
             release_traces(&self.a)   # before the tables go: they may be in the mapping
         self.a.slots = NULL

@@ -265,8 +265,7 @@ static void ga_format_mismatch(ga_line_t *line, const ga_mismatch_t *m)
     ga_put(&title, " vs ");
     ga_put(&title, m->freed_by);
     ga_put(&title, ")");
-    memcpy(what, title.buf, title.len < sizeof(what) - 1 ? title.len : sizeof(what) - 1);
-    what[title.len < sizeof(what) - 1 ? title.len : sizeof(what) - 1] = '\0';
+    ga_line_copy(&title, what, sizeof(what));
     ga_put_slot_error(line, what, m->ptr, m->a, m->slot);
     ga_put(line, "  allocated by ");
     ga_put(line, m->allocated_by);
@@ -486,11 +485,18 @@ static void ga_format_bad_free(ga_line_t *line, const ga_bad_free_t *b)
     }
     ga_put(line, "\n  in ");
     ga_put_thread(line);
-    ga_put(line, "\n  freed by ");
-    ga_put(line, b->freed_by);
+    ga_put(line, "\n");
     {
+        /* "  freed by free at:": one title, so that "... at (native):" repeats it whole */
         ga_pystack_t now;
-        ga_put_titled_stack(line, " at:", ga_this_free_py(&now), b->this_free);
+        ga_line_t scratch;
+        char title[96];
+        ga_line_init_small(&scratch, -1, 0);
+        ga_put(&scratch, "  freed by ");
+        ga_put(&scratch, b->freed_by);
+        ga_put(&scratch, " at:");
+        ga_line_copy(&scratch, title, sizeof(title));
+        ga_put_titled_stack(line, title, ga_this_free_py(&now), b->this_free);
     }
     if (w->kind == GA_MEM_ARENA && ga_slot_of(w->arena, b->ptr) >= 0) {
         long slot = ga_slot_of(w->arena, b->ptr);   /* the allocation's stacks, when recorded */

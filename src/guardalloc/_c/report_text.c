@@ -306,16 +306,13 @@ void ga_format_report(ga_line_t *line, int sig, int si_code, const ga_arena_t *a
         /* "  WRITE by thread 1234 (name):" */
         ga_line_t title;
         char text[96];
-        size_t n;
         ga_line_init_small(&title, -1, 0);
         ga_put(&title, "  ");
         ga_put(&title, access);
         ga_put(&title, " by ");
         ga_put_thread(&title);
         ga_put(&title, ":");
-        n = title.len < sizeof(text) - 1 ? title.len : sizeof(text) - 1;
-        memcpy(text, title.buf, n);
-        text[n] = '\0';
+        ga_line_copy(&title, text, sizeof(text));
         ga_put_event(line, text, &stack->py, stack->pc, stack->n, " (no stack: the signal context holds no PC)\n");
     }
 
