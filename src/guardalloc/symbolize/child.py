@@ -1,6 +1,6 @@
 """Running a program as a child whose fault reports come back symbolized.
 
-The launcher (``exec``, ``run --native``) used to exec() the program, so the
+The launcher (``exec``, ``run``) used to exec() the program, so the
 dying process was the last one to see its report. Now it starts the program
 as a child, hands it the write end of a pipe (GUARDALLOC_REPORT_PIPE:
 "FD:INODE", read by the preloaded library), reads the raw text reports from
