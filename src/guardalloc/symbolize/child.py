@@ -5,8 +5,9 @@ dying process was the last one to see its report. Now it starts the program
 as a child, hands it the write end of a pipe (GUARDALLOC_REPORT_PIPE:
 "FD:INODE", read by the preloaded library or, under ``run``, by the child
 interpreter), reads the raw text reports from it as they come, and writes
-them symbolized to its own stderr. It then dies the way the child died (the same signal, or the same exit status), so
-callers and shells see what they saw before.
+them symbolized to its own stderr. It then dies the way the child died (the
+same signal, or the same exit status), so callers and shells see what they
+saw before.
 """
 
 from __future__ import annotations
