@@ -1,0 +1,281 @@
+"""The fault handler's x86-64 decoder (src/guardalloc/_c/insn_decode.c)
+against a disassembler: every instruction with a memory operand in libc,
+libpython and numpy's core extension (the ones this interpreter loads),
+disassembled by objdump (Intel syntax), must decode to the size objdump's
+operand names (BYTE/WORD/.../ZMMWORD PTR) or to "unknown" -- never to
+another size, never to another length. A sample of each library runs by
+default, the whole libraries under ``-m slow``; both print the coverage.
+
+The decoder runs as a filter program (tests/c/insn_decode_main.c) built
+with the system compiler."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import sysconfig
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+C_DIR = ROOT / "src" / "guardalloc" / "_c"
+DRIVER = ROOT / "tests" / "c" / "insn_decode_main.c"
+DECODER_SOURCES = [C_DIR / "insn_decode.c", C_DIR / "insn_tables.c"]
+CFLAGS = ["-std=c11", "-O2", "-g", "-Wall", "-Wextra", "-Werror", f"-I{C_DIR}"]
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux" or os.uname().machine != "x86_64",
+                                reason="an x86-64 decoder: compared on x86-64 Linux only")
+
+READ, WRITE, STRING, REP, VECTOR, MASKED, BROADCAST, NO_ACCESS, STACK = (1 << i for i in range(9))
+SIZES = {"BYTE": 1, "WORD": 2, "DWORD": 4, "FWORD": 6, "QWORD": 8, "TBYTE": 10, "OWORD": 16,
+         "XMMWORD": 16, "YMMWORD": 32, "ZMMWORD": 64}
+OPERAND = re.compile(r"\b(BYTE|WORD|DWORD|FWORD|QWORD|TBYTE|OWORD|XMMWORD|YMMWORD|ZMMWORD) (PTR|BCST)\b")
+LINE = re.compile(r"^\s*([0-9a-f]+):\t([0-9a-f]{2}(?: [0-9a-f]{2})*)\s*\t(.*)$")
+PREFIXES = {"lock", "rep", "repz", "repe", "repnz", "repne", "bnd", "notrack", "data16", "addr32", "rex",
+            "rex.W", "cs", "ds", "es", "ss", "fs", "gs", "xacquire", "xrelease", "{vex}", "{evex}"}
+# Instructions whose memory operand is an address, never read or written.
+ADDRESS_ONLY = re.compile(r"^(nop\w*|lea|prefetch\w*|clflush\w*|clwb|cldemote|endbr64)$")
+STRING_OPS = {"movs", "stos", "lods", "cmps", "scas", "ins", "outs"}
+# Moves, by mnemonic: a memory operand first is written, second is read.
+MOVES = re.compile(r"^(v?mov\w*|movs[xb]\w*|v?pextr\w|v?pinsr\w|v?extract\w+|vpmov[^m]\w*)$")
+
+
+@dataclass
+class Instruction:
+    code: str          # hex bytes, "48 89 07"
+    mnemonic: str
+    operands: str
+    size: int | None   # bytes of the memory operand objdump names; None: none named
+    rep: bool = False  # a rep/repe/repne prefix
+
+
+def _compiler() -> list[str] | None:
+    command = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
+    if command and shutil.which(command[0]):
+        return command
+    return ["cc"] if shutil.which("cc") else None
+
+
+@pytest.fixture(scope="module")
+def decoder(tmp_path_factory):
+    """The filter program: hex lines in, "RC LENGTH SIZE FLAGS" lines out."""
+    compiler = _compiler()
+    if compiler is None:
+        pytest.skip("no C compiler ($CC, sysconfig CC or cc)")
+    out = tmp_path_factory.mktemp("insn") / "insn_decode"
+    proc = subprocess.run([*compiler, *CFLAGS, str(DRIVER), *map(str, DECODER_SOURCES), "-o", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def decode(program: Path, codes: list[str]) -> list[tuple[int, int, int, int]]:
+    """(rc, length, size, flags) of each hex string."""
+    proc = subprocess.run([str(program)], input="".join(c + "\n" for c in codes), capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    rows = [tuple(int(x, 16) if i == 3 else int(x) for i, x in enumerate(line.split()))
+            for line in proc.stdout.splitlines()]
+    assert len(rows) == len(codes)
+    return rows
+
+
+def _mapped(fragment: str) -> Path | None:
+    """The file mapped into this process whose name contains fragment."""
+    with open("/proc/self/maps", encoding="utf-8") as f:
+        for line in f:
+            parts = line.split(maxsplit=5)
+            if len(parts) == 6 and fragment in os.path.basename(parts[5].strip()):
+                return Path(parts[5].strip())
+    return None
+
+
+def libraries() -> dict[str, Path]:
+    """libc, libpython (or the interpreter, when it is linked statically) and
+    numpy's core extension, as this interpreter loads them."""
+    found = {}
+    libc = _mapped("libc.so")
+    if libc is not None:
+        found["libc"] = libc
+    found["libpython"] = _mapped("libpython") or Path(os.path.realpath(sys.executable))
+    try:
+        import numpy
+        from numpy._core import _multiarray_umath  # numpy 2
+    except ImportError:
+        try:
+            from numpy.core import _multiarray_umath  # numpy 1
+        except ImportError:
+            _multiarray_umath = None
+    if _multiarray_umath is not None:
+        found["numpy"] = Path(_multiarray_umath.__file__)
+    return found
+
+
+def disassemble(path: Path, step: int = 1) -> list[Instruction]:
+    """Every step-th line's instruction of path's executable sections, as
+    objdump -M intel prints it."""
+    objdump = shutil.which("objdump")
+    if objdump is None:
+        pytest.skip("objdump (binutils) is not installed")
+    proc = subprocess.run([objdump, "-d", "-M", "intel", "-w", str(path)],
+                          capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = []
+    for line in proc.stdout.splitlines()[::step]:
+        m = LINE.match(line)
+        if not m:
+            continue
+        words = m.group(3).split()
+        rep = False
+        while words and words[0] in PREFIXES:
+            rep |= words.pop(0).startswith("rep")
+        if not words or words[0].startswith("(bad)"):
+            continue
+        operands = " ".join(words[1:])
+        sizes = {SIZES[s] for s, _ in OPERAND.findall(operands)}
+        out.append(Instruction(m.group(2), words[0], operands, sizes.pop() if len(sizes) == 1 else None, rep))
+    return out
+
+
+def compare(program: Path, instructions: list[Instruction]) -> dict:
+    """Decode every instruction with a memory operand; the counts, and the
+    instructions decoded wrongly."""
+    memory = [i for i in instructions if "[" in i.operands or " PTR " in i.operands]
+    rows = decode(program, [i.code for i in memory])
+    counts: Counter = Counter()
+    wrong = []
+    for insn, (rc, length, size, flags) in zip(memory, rows):
+        nbytes = len(insn.code.split())
+        if rc == 0 and length != nbytes:
+            wrong.append((insn, "length", length))
+            continue
+        if ADDRESS_ONLY.match(insn.mnemonic):
+            counts["address only"] += 1
+            if rc == 0 and (size or flags & (READ | WRITE)):
+                wrong.append((insn, "an access", size))
+            continue
+        if insn.size is None:
+            counts["no size named"] += 1
+            continue
+        counts["sized"] += 1
+        if rc != 0 or size == 0:
+            counts["unknown"] += 1
+            counts[f"unknown {insn.mnemonic}"] += 1
+            continue
+        if size != insn.size:
+            wrong.append((insn, "size", size))
+            continue
+        counts["decoded"] += 1
+        expected_flags = {
+            STRING: insn.mnemonic in STRING_OPS,
+            REP: insn.mnemonic in STRING_OPS and insn.rep,
+            MASKED: "{k" in insn.operands or insn.mnemonic.startswith(("vmaskmov", "vpmaskmov")),
+            BROADCAST: " BCST " in insn.operands,
+        }
+        if re.search(r"\b[xyz]?mm\d", insn.operands):   # a vector register: a vector instruction
+            expected_flags[VECTOR] = True
+        for flag, expected in expected_flags.items():
+            if bool(flags & flag) != expected:
+                wrong.append((insn, f"flag {flag:#x}", flags))
+        if MOVES.match(insn.mnemonic) and insn.operands.count("[") == 1:
+            first_is_memory = "[" in insn.operands.split(",")[0] or "PTR" in insn.operands.split(",")[0]
+            expected = WRITE if first_is_memory else READ
+            if flags & (READ | WRITE) != expected:
+                wrong.append((insn, "read/write", flags))
+    return {"counts": counts, "wrong": wrong}
+
+
+def _report(name: str, result: dict) -> str:
+    c = result["counts"]
+    pct = 100.0 * c["decoded"] / c["sized"] if c["sized"] else 0.0
+    unknown = [f"{k[len('unknown '):]} {v}" for k, v in c.most_common() if k.startswith("unknown ")]
+    top = ", ".join(unknown[:12])
+    return (f"{name}: {c['sized']} instructions with a sized memory operand, {c['decoded']} decoded "
+            f"({pct:.2f}%), {c['unknown']} unknown, {len(result['wrong'])} wrong; "
+            f"address only {c['address only']}; most common unknown: {top}")
+
+
+def _check(decoder, name: str, path: Path, step: int) -> None:
+    instructions = disassemble(path, step)
+    result = compare(decoder, instructions)
+    print(_report(name, result))
+    assert not result["wrong"], "\n".join(f"{why} {got}: {i.code}  {i.mnemonic} {i.operands}"
+                                          for i, why, got in result["wrong"][:40])
+    assert result["counts"]["sized"] > 0
+
+
+@pytest.mark.parametrize("name", ["libc", "libpython", "numpy"])
+def test_a_sample_of_each_library_decodes_to_objdumps_sizes(decoder, name):
+    """Every 37th line of objdump's listing: never a wrong size or length."""
+    path = libraries().get(name)
+    if path is None:
+        pytest.skip(f"{name} is not loaded by this interpreter")
+    _check(decoder, name, path, step=37)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["libc", "libpython", "numpy"])
+def test_every_instruction_of_each_library_decodes_to_objdumps_sizes(decoder, name):
+    path = libraries().get(name)
+    if path is None:
+        pytest.skip(f"{name} is not loaded by this interpreter")
+    _check(decoder, name, path, step=1)
+
+
+# Hand-picked encodings: (hex, length, size, flags that must be set, flags that must not).
+CASES = [
+    ("88 07", 2, 1, WRITE, READ),                                   # mov [rdi], al
+    ("66 89 07", 3, 2, WRITE, READ),                                # mov [rdi], ax
+    ("89 07", 2, 4, WRITE, READ),                                   # mov [rdi], eax
+    ("48 89 07", 3, 8, WRITE, READ),                                # mov [rdi], rax
+    ("48 01 07", 3, 8, READ | WRITE, 0),                            # add [rdi], rax
+    ("48 39 07", 3, 8, READ, WRITE),                                # cmp [rdi], rax
+    ("f3 48 ab", 3, 8, WRITE | STRING | REP, READ),                 # rep stos qword
+    ("f3 a4", 2, 1, READ | WRITE | STRING | REP, 0),                # rep movsb
+    ("ac", 1, 1, READ | STRING, REP | WRITE),                       # lodsb
+    ("f2 ae", 2, 1, READ | STRING | REP, WRITE),                    # repne scasb
+    ("0f 11 07", 3, 16, WRITE | VECTOR, READ),                      # movups [rdi], xmm0
+    ("c5 fe 7f 07", 4, 32, WRITE | VECTOR, MASKED),                 # vmovdqu [rdi], ymm0
+    ("62 f1 fe 48 7f 07", 6, 64, WRITE | VECTOR, MASKED),           # vmovdqu64 [rdi], zmm0
+    ("62 f1 7f 49 7f 07", 6, 64, WRITE | VECTOR | MASKED, READ),    # vmovdqu8 [rdi]{k1}, zmm0
+    ("c4 e2 7d 8e 07", 5, 32, WRITE | VECTOR | MASKED, READ),       # vpmaskmovd [rdi], ymm0, ymm0
+    ("62 f1 7c 58 58 07", 6, 4, READ | VECTOR | BROADCAST, WRITE),  # vaddps zmm0, zmm0, [rdi]{1to16}
+    ("48 8d 07", 3, 0, NO_ACCESS, READ | WRITE),                    # lea rax, [rdi]
+    ("0f 18 0f", 3, 0, NO_ACCESS, READ | WRITE),                    # prefetcht0 [rdi]
+    ("db 2f", 2, 10, READ, WRITE),                                  # fld tbyte [rdi]
+    ("ff 37", 2, 8, READ, WRITE),                                   # push qword [rdi]
+    ("48 0f c7 0f", 4, 16, READ | WRITE, 0),                        # cmpxchg16b [rdi]
+]
+
+
+@pytest.mark.parametrize("code,length,size,must,must_not", CASES)
+def test_hand_picked_encodings(decoder, code, length, size, must, must_not):
+    [(rc, got_length, got_size, flags)] = decode(decoder, [code])
+    assert (rc, got_length, got_size) == (0, length, size)
+    assert flags & must == must and not flags & must_not, hex(flags)
+
+
+@pytest.mark.parametrize("code", [c for c, *_ in CASES])
+def test_a_cut_instruction_is_unknown(decoder, code):
+    """Fewer bytes than the instruction has: unknown, never a guess."""
+    nbytes = code.split()
+    rows = decode(decoder, [" ".join(nbytes[:k]) for k in range(len(nbytes))])
+    assert all(row == (-1, 0, 0, 0) for row in rows), rows
+
+
+def test_unknown_encodings_say_unknown(decoder):
+    """Gathers, far pointers, xsave areas, XOP and APX prefixes: no size."""
+    codes = ["c4 e2 7d 90 04 8f",      # vpgatherdd
+             "ff 1f",                  # call far [rdi]
+             "0f ae 27",               # xsave [rdi]
+             "8f e9 78 e1 07",         # XOP vphsubbw
+             "d5 10 89 07",            # APX REX2
+             "62 f2 7d 49 8b 07"]      # vpcompressd [rdi]{k1}: a variable size
+    assert [row[2] for row in decode(decoder, codes)] == [0] * len(codes)
