@@ -127,8 +127,26 @@ def disassemble(path: Path, step: int = 1) -> list[Instruction]:
     proc = subprocess.run([objdump, "-d", "-M", "intel", "-w", str(path)],
                           capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    return _parse(proc.stdout, step)
+
+
+def disassemble_bytes(code: bytes, tmp_path: Path) -> Instruction:
+    """The first instruction of code, as objdump -M intel reads it."""
+    objdump = shutil.which("objdump")
+    if objdump is None:
+        pytest.skip("objdump (binutils) is not installed")
+    raw = tmp_path / "code.bin"
+    raw.write_bytes(code)
+    proc = subprocess.run([objdump, "-D", "-b", "binary", "-m", "i386:x86-64", "-M", "intel", "-w", str(raw)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return _parse(proc.stdout)[0]
+
+
+def _parse(listing: str, step: int = 1) -> list[Instruction]:
+    """The instructions of an objdump -w -M intel listing (every step-th line)."""
     out = []
-    for line in proc.stdout.splitlines()[::step]:
+    for line in listing.splitlines()[::step]:
         m = LINE.match(line)
         if not m:
             continue

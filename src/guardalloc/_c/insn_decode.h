@@ -15,6 +15,7 @@
 #define GUARDALLOC_INSN_DECODE_H
 
 #include <stddef.h>
+#include "internal.h"
 
 /* The longest x86 instruction. */
 #define GA_INSN_MAX 15
@@ -42,6 +43,6 @@ typedef struct {
  * out->size may still be 0 for an access of no fixed size, or when the
  * instruction touches no memory), -1 when it is not known or n is too short
  * (*out all zero). Never reads past code[n - 1]. */
-int ga_insn_decode(const unsigned char *code, size_t n, ga_insn_t *out);
+GA_INTERNAL int ga_insn_decode(const unsigned char *code, size_t n, ga_insn_t *out);
 
 #endif
