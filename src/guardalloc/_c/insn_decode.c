@@ -65,7 +65,7 @@ static const unsigned ga_map1[256] = {
     I_B, I_B, I_B, I_B, I_B, I_B, I_B, I_B, I_V, I_V, I_V, I_V, I_V, I_V, I_V, I_V,
     /* C0: shifts, ret, VEX, mov Ev,imm, enter, leave, retf, int */
     S_1 | IM | GRP | I_B, S_V | IM | GRP | I_B, S_D64 | A_R | STK | I_W, S_D64 | A_R | STK, BAD, BAD,
-    S_1 | IM | GRP | I_B, S_V | IM | GRP | I_Z, I_WB | BAD, S_D64 | A_R | STK, BAD, BAD, 0, I_B, BAD, BAD,
+    S_1 | IM | GRP | I_B, S_V | IM | GRP | I_Z, S_D64 | A_W | STK | I_WB, S_D64 | A_R | STK, BAD, BAD, 0, I_B, BAD, BAD,
     /* D0: shifts, xlat, x87 (D8-DF: ga_x87) */
     S_1 | IM | GRP, S_V | IM | GRP, S_1 | IM | GRP, S_V | IM | GRP, BAD, BAD, BAD, S_1 | A_R,
     IM, IM, IM, IM, IM, IM, IM, IM,
