@@ -13,18 +13,15 @@ import ctypes
 import json
 import os
 import re
-import shlex
-import shutil
 import signal
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 import pytest
 
 from conftest import run_child
-from test_insn_decode import disassemble_bytes
+from test_insn_decode import _compiler, disassemble_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 STORES_C = ROOT / "tests" / "c" / "access_stores.c"
@@ -44,8 +41,8 @@ def _cpu_flags() -> set[str]:
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory) -> Path:
     """access_stores.c built as a shared library."""
-    command = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
-    if not command or not shutil.which(command[0]):
+    command = _compiler()
+    if command is None:
         pytest.skip("no C compiler ($CC, sysconfig CC or cc)")
     out = tmp_path_factory.mktemp("stores") / "libstores.so"
     proc = subprocess.run([*command, "-std=c11", "-O1", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared",

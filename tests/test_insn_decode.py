@@ -106,7 +106,6 @@ def libraries() -> dict[str, Path]:
         found["libc"] = libc
     found["libpython"] = _mapped("libpython") or Path(os.path.realpath(sys.executable))
     try:
-        import numpy
         from numpy._core import _multiarray_umath  # numpy 2
     except ImportError:
         try:
@@ -229,22 +228,23 @@ def _check(decoder, name: str, path: Path, step: int) -> None:
     assert result["counts"]["sized"] > 0
 
 
-@pytest.mark.parametrize("name", ["libc", "libpython", "numpy"])
-def test_a_sample_of_each_library_decodes_to_objdumps_sizes(decoder, name):
-    """Every 37th line of objdump's listing: never a wrong size or length."""
-    path = libraries().get(name)
+@pytest.fixture(params=["libc", "libpython", "numpy"])
+def library(request) -> tuple[str, Path]:
+    """(name, path) of one library this interpreter loads."""
+    path = libraries().get(request.param)
     if path is None:
-        pytest.skip(f"{name} is not loaded by this interpreter")
-    _check(decoder, name, path, step=37)
+        pytest.skip(f"{request.param} is not loaded by this interpreter")
+    return request.param, path
+
+
+def test_a_sample_of_each_library_decodes_to_objdumps_sizes(decoder, library):
+    """Every 37th line of objdump's listing: never a wrong size or length."""
+    _check(decoder, *library, step=37)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["libc", "libpython", "numpy"])
-def test_every_instruction_of_each_library_decodes_to_objdumps_sizes(decoder, name):
-    path = libraries().get(name)
-    if path is None:
-        pytest.skip(f"{name} is not loaded by this interpreter")
-    _check(decoder, name, path, step=1)
+def test_every_instruction_of_each_library_decodes_to_objdumps_sizes(decoder, library):
+    _check(decoder, *library, step=1)
 
 
 # Hand-picked encodings: (hex, length, size, flags that must be set, flags that must not).
