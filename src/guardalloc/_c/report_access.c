@@ -13,10 +13,12 @@ void ga_access_decode(ga_access_t *stack)
     stack->code_len = 0;
     stack->decoded = 0;
     memset(&stack->insn, 0, sizeof(stack->insn));
+#if defined(__x86_64__)
     if (stack->n == 0)
         return;
     stack->code_len = ga_read_code((uintptr_t)stack->pc[0] - 1, stack->code, sizeof(stack->code));
     stack->decoded = stack->code_len > 0 && ga_insn_decode(stack->code, stack->code_len, &stack->insn) == 0;
+#endif   /* elsewhere the code is not x86's: no size */
 }
 
 const char *ga_access_name(const char *access, const ga_access_t *stack)
