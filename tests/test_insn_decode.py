@@ -12,6 +12,7 @@ with the system compiler."""
 from __future__ import annotations
 
 import os
+import random
 import re
 import shlex
 import shutil
@@ -297,3 +298,80 @@ def test_unknown_encodings_say_unknown(decoder):
              "d5 10 89 07",            # APX REX2
              "62 f2 7d 49 8b 07"]      # vpcompressd [rdi]{k1}: a variable size
     assert [row[2] for row in decode(decoder, codes)] == [0] * len(codes)
+
+
+def _random_encodings(rng: random.Random, n: int) -> list[bytes]:
+    """n 15-byte strings that start like instructions: legacy prefixes
+    (including the 66/REX.W and F2/F3 mixes compilers never emit) before a
+    one-byte, 0F, 0F38 or 0F3A opcode, or a VEX or EVEX prefix of a known
+    map; the rest random."""
+    prefixes = [b"", b"\x66", b"\xf3", b"\xf2", b"\x48", b"\x66\x48", b"\xf3\x48", b"\x41", b"\x67",
+                b"\xf0", b"\x64", b"\x66\xf2", b"\xf2\x66", b"\x48\x66"]
+    out = []
+    for _ in range(n):
+        body = rng.randbytes(15)
+        kind = rng.random()
+        if kind < 0.25:
+            head = rng.choice(prefixes) + b"\x0f"
+        elif kind < 0.4:
+            head = rng.choice(prefixes) + b"\x0f" + rng.choice([b"\x38", b"\x3a"])
+        elif kind < 0.5:
+            head = b"\xc5"
+        elif kind < 0.6:
+            head = bytes([0xc4, (rng.getrandbits(8) & 0xe0) | rng.choice([1, 2, 3])])
+        elif kind < 0.8:
+            p2 = rng.getrandbits(8)
+            head = bytes([0x62, (rng.getrandbits(8) & 0xf0) | rng.choice([1, 2, 3]), rng.getrandbits(8) | 4,
+                          p2 & ~0x20 if (p2 >> 5) & 3 == 3 else p2])
+        else:
+            head = rng.choice(prefixes)
+        out.append((head + body)[:15])
+    return out
+
+
+def _random_check(decoder, tmp_path: Path, seed: int, n: int) -> int:
+    """Decode n random encodings and compare with objdump: returns how many
+    were compared; fails on a wrong length or size."""
+    blobs = _random_encodings(random.Random(seed), n)
+    # One file, one encoding every 32 bytes (int3 between): objdump's first
+    # instruction at each 32-byte mark is the encoding's.
+    raw = tmp_path / "random.bin"
+    raw.write_bytes(b"".join(b + b"\xcc" * (32 - len(b)) for b in blobs))
+    proc = subprocess.run([shutil.which("objdump") or pytest.skip("objdump (binutils) is not installed"),
+                           "-D", "-b", "binary", "-m", "i386:x86-64", "-M", "intel", "-w", str(raw)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    first = {}
+    for line in proc.stdout.splitlines():
+        m = LINE.match(line)
+        if m and int(m.group(1), 16) % 32 == 0:
+            first.setdefault(int(m.group(1), 16) // 32, line)
+    pairs = [(k, _parse(line)) for k, line in sorted(first.items())]
+    pairs = [(k, parsed[0]) for k, parsed in pairs if parsed]
+    rows = decode(decoder, [blobs[k].hex() for k, _ in pairs])
+    wrong, compared = [], 0
+    for (k, insn), (rc, length, size, _flags) in zip(pairs, rows):
+        # objdump's own views: a REX before a legacy prefix shown as an
+        # instruction of its own, an fwait merged into the x87 instruction
+        # after it (fstcw), invalid forms.
+        if rc != 0 or insn.mnemonic.startswith("rex") or "(bad)" in insn.operands or "9b" in insn.code.split():
+            continue
+        compared += 1
+        if length != len(insn.code.split()):
+            wrong.append(f"length {length}: {blobs[k].hex(' ')}  {insn.mnemonic} {insn.operands}")
+        elif size and insn.size and size != insn.size and not ADDRESS_ONLY.match(insn.mnemonic):
+            wrong.append(f"size {size}: {insn.code}  {insn.mnemonic} {insn.operands}")
+    assert not wrong, "\n".join(wrong[:40])
+    return compared
+
+
+def test_random_encodings_decode_to_objdumps_sizes(decoder, tmp_path):
+    """Encodings no compiler emits (66 with REX.W, F2 and F3 together, any
+    VEX/EVEX fields): never another length or size than objdump's."""
+    assert _random_check(decoder, tmp_path, seed=21, n=4000) > 1000
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(10))
+def test_many_random_encodings_decode_to_objdumps_sizes(decoder, tmp_path, seed):
+    assert _random_check(decoder, tmp_path, seed=1000 + seed, n=20000) > 5000

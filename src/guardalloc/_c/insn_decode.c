@@ -14,7 +14,7 @@ enum {
     IM = 1 << 7,              /* a ModRM byte follows                        */
     I_B = 1 << 8,             /* imm8                                        */
     I_W = 2 << 8,             /* imm16                                       */
-    I_Z = 3 << 8,             /* imm16 with 66, else imm32                   */
+    I_Z = 3 << 8,             /* imm16 with 66 (and no REX.W), else imm32    */
     I_V = 4 << 8,             /* imm16/32/64 by operand size (mov r, imm)    */
     I_MOFFS = 5 << 8,         /* a 64-bit address (32-bit with 67)           */
     I_WB = 6 << 8,            /* imm16 then imm8 (enter)                     */
@@ -218,9 +218,9 @@ static unsigned ga_size_of(unsigned cls, int opsize16, int rex_w, unsigned vec)
     case S_16: return 16;
     case S_32: return 32;
     case S_V: return rex_w ? 8 : opsize16 ? 2 : 4;
-    case S_Z: return opsize16 ? 2 : 4;
-    case S_D64: return opsize16 ? 2 : 8;
-    case S_SX: return opsize16 && !rex_w ? 2 : 4;
+    case S_Z: return opsize16 && !rex_w ? 2 : 4;
+    case S_D64: return opsize16 && !rex_w ? 2 : 8;
+    case S_SX: return opsize16 && !rex_w ? 0 : 4;   /* 66 63: the SDM says m16, objdump m32 */
     case S_Y: return rex_w ? 8 : 4;
     case S_VEC: return vec;
     case S_HALF: return vec / 2;
@@ -279,7 +279,7 @@ static int ga_finish(const unsigned char *code, const unsigned char *p, const un
             flags |= GA_INSN_READ;
         if (entry & A_W)
             flags |= GA_INSN_WRITE;
-        if ((flags & GA_INSN_STACK) && opsize16)
+        if ((flags & GA_INSN_STACK) && opsize16 && !rex_w)
             out->size = 0;   /* 16-bit stack operations: vendors disagree */
     }
     out->length = (unsigned)(p - code);
@@ -419,7 +419,7 @@ int ga_insn_decode(const unsigned char *code, size_t n, ga_insn_t *out)
     switch (entry & IMM_MASK) {
     case I_B: p += 1; break;
     case I_W: p += 2; break;
-    case I_Z: p += opsize16 ? 2 : 4; break;
+    case I_Z: p += opsize16 && !rex_w ? 2 : 4; break;   /* REX.W wins over 66 */
     case I_V: p += rex_w ? 8 : opsize16 ? 2 : 4; break;
     case I_MOFFS: p += addr32 ? 4 : 8; break;
     case I_WB: p += 3; break;

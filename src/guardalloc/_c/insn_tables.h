@@ -12,9 +12,9 @@
 enum {
     S_NONE, S_1, S_2, S_4, S_8, S_10, S_16, S_32,
     S_V,        /* 2, 4 or 8: 66 prefix, none, REX.W                */
-    S_Z,        /* 2 with 66, else 4                                */
-    S_D64,      /* 2 with 66, else 8 (push, pop)                    */
-    S_SX,       /* movsxd's source: 2 with 66 and no REX.W, else 4  */
+    S_Z,        /* 2 with 66 and no REX.W, else 4                   */
+    S_D64,      /* 2 with 66 and no REX.W, else 8 (push, pop)       */
+    S_SX,       /* movsxd's source: 4; unknown with 66 and no REX.W */
     S_Y,        /* 8 with W, else 4                                 */
     S_VEC,      /* the vector length: 16, 32 or 64                  */
     S_HALF, S_QUARTER, S_EIGHTH,
