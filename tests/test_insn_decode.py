@@ -329,10 +329,29 @@ def _random_encodings(rng: random.Random, n: int) -> list[bytes]:
     return out
 
 
-def _random_check(decoder, tmp_path: Path, seed: int, n: int) -> int:
-    """Decode n random encodings and compare with objdump: returns how many
-    were compared; fails on a wrong length or size."""
-    blobs = _random_encodings(random.Random(seed), n)
+def _mutated_vector_instructions(rng: random.Random, seeds: list[Instruction], n: int) -> list[bytes]:
+    """n VEX/EVEX instructions of seeds with W, L, pp, EVEX.b and the opmask
+    flipped at random: the same opcodes at other widths and element sizes."""
+    out = []
+    for _ in range(n):
+        b = bytearray(bytes.fromhex(rng.choice(seeds).code.replace(" ", "")))
+        w_byte, l_byte = (2, 3) if b[0] == 0x62 else (2, 2) if b[0] == 0xc4 else (None, 1)
+        if w_byte is not None and rng.random() < 0.5:
+            b[w_byte] ^= 0x80
+        if rng.random() < 0.3:
+            b[w_byte or 1] = (b[w_byte or 1] & ~3) | rng.getrandbits(2)   # pp
+        if b[0] == 0x62:
+            b[3] ^= 0x10 if rng.random() < 0.3 else 0                         # broadcast
+            b[3] = (b[3] & ~0x67) | (rng.choice([0, 1, 2]) << 5) | rng.getrandbits(3)   # L'L, opmask
+        elif rng.random() < 0.3:
+            b[l_byte] ^= 0x04                                                 # L
+        out.append(bytes(b)[:15])
+    return out
+
+
+def _random_check(decoder, tmp_path: Path, blobs: list[bytes]) -> int:
+    """Decode each blob and compare with objdump's first instruction in it:
+    returns how many were compared; fails on a wrong length or size."""
     # One file, one encoding every 32 bytes (int3 between): objdump's first
     # instruction at each 32-byte mark is the encoding's.
     raw = tmp_path / "random.bin"
@@ -368,10 +387,22 @@ def _random_check(decoder, tmp_path: Path, seed: int, n: int) -> int:
 def test_random_encodings_decode_to_objdumps_sizes(decoder, tmp_path):
     """Encodings no compiler emits (66 with REX.W, F2 and F3 together, any
     VEX/EVEX fields): never another length or size than objdump's."""
-    assert _random_check(decoder, tmp_path, seed=21, n=4000) > 1000
+    assert _random_check(decoder, tmp_path, _random_encodings(random.Random(21), 4000)) > 1000
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(10))
 def test_many_random_encodings_decode_to_objdumps_sizes(decoder, tmp_path, seed):
-    assert _random_check(decoder, tmp_path, seed=1000 + seed, n=20000) > 5000
+    assert _random_check(decoder, tmp_path, _random_encodings(random.Random(1000 + seed), 20000)) > 5000
+
+
+@pytest.mark.slow
+def test_numpys_vector_instructions_at_other_widths_decode_to_objdumps_sizes(decoder, tmp_path):
+    """numpy's VEX and EVEX instructions with their width, element size,
+    prefix, broadcast and opmask bits flipped: 60,000 of them."""
+    path = libraries().get("numpy")
+    if path is None:
+        pytest.skip("numpy is not installed")
+    seeds = [i for i in disassemble(path) if i.code.startswith(("62", "c4", "c5")) and i.size]
+    blobs = _mutated_vector_instructions(random.Random(7), seeds, 60000)
+    assert _random_check(decoder, tmp_path, blobs) > 30000
