@@ -34,7 +34,7 @@ CFLAGS = ["-std=c11", "-O2", "-g", "-Wall", "-Wextra", "-Werror", f"-I{C_DIR}"]
 pytestmark = pytest.mark.skipif(sys.platform != "linux" or os.uname().machine != "x86_64",
                                 reason="an x86-64 decoder: compared on x86-64 Linux only")
 
-READ, WRITE, STRING, REP, VECTOR, MASKED, BROADCAST, NO_ACCESS, STACK = (1 << i for i in range(9))
+READ, WRITE, STRING, REP, VECTOR, MASKED, BROADCAST, NO_ACCESS, STACK, GATHER = (1 << i for i in range(10))
 SIZES = {"BYTE": 1, "WORD": 2, "DWORD": 4, "FWORD": 6, "QWORD": 8, "TBYTE": 10, "OWORD": 16,
          "XMMWORD": 16, "YMMWORD": 32, "ZMMWORD": 64}
 OPERAND = re.compile(r"\b(BYTE|WORD|DWORD|FWORD|QWORD|TBYTE|OWORD|XMMWORD|YMMWORD|ZMMWORD) (PTR|BCST)\b")
@@ -196,6 +196,7 @@ def compare(program: Path, instructions: list[Instruction]) -> dict:
             REP: insn.mnemonic in STRING_OPS and insn.rep,
             MASKED: "{k" in insn.operands or insn.mnemonic.startswith(("vmaskmov", "vpmaskmov")),
             BROADCAST: " BCST " in insn.operands,
+            GATHER: "gather" in insn.mnemonic or "scatter" in insn.mnemonic,
         }
         if re.search(r"\b[xyz]?mm\d", insn.operands):   # a vector register: a vector instruction
             expected_flags[VECTOR] = True
@@ -271,6 +272,9 @@ CASES = [
     ("db 2f", 2, 10, READ, WRITE),                                  # fld tbyte [rdi]
     ("ff 37", 2, 8, READ, WRITE),                                   # push qword [rdi]
     ("48 0f c7 0f", 4, 16, READ | WRITE, 0),                        # cmpxchg16b [rdi]
+    ("c4 e2 7d 90 04 8f", 6, 4, READ | VECTOR | GATHER, WRITE),     # vpgatherdd ymm0, [rdi+ymm1*4], ymm0
+    ("62 f2 fd 49 a0 04 8f", 7, 8, WRITE | VECTOR | GATHER, READ),  # vpscatterdq [rdi+ymm1*4]{k1}, zmm0
+    ("62 f2 7d 49 8b 07", 6, 64, WRITE | VECTOR | MASKED, READ),    # vpcompressd [rdi]{k1}, zmm0
 ]
 
 
@@ -290,13 +294,12 @@ def test_a_cut_instruction_is_unknown(decoder, code):
 
 
 def test_unknown_encodings_say_unknown(decoder):
-    """Gathers, far pointers, xsave areas, XOP and APX prefixes: no size."""
-    codes = ["c4 e2 7d 90 04 8f",      # vpgatherdd
+    """FP16, far pointers, xsave areas, XOP and APX prefixes: no size."""
+    codes = ["62 f5 7d 08 6e 07",      # vmovw xmm0, [rdi] (EVEX map 5)
              "ff 1f",                  # call far [rdi]
              "0f ae 27",               # xsave [rdi]
              "8f e9 78 e1 07",         # XOP vphsubbw
-             "d5 10 89 07",            # APX REX2
-             "62 f2 7d 49 8b 07"]      # vpcompressd [rdi]{k1}: a variable size
+             "d5 10 89 07"]            # APX REX2
     assert [row[2] for row in decode(decoder, codes)] == [0] * len(codes)
 
 

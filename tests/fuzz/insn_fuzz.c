@@ -10,7 +10,8 @@
  * same from exactly its own bytes (nothing past its end was used) and not
  * at all from one byte less; a size is one an x86 access can have; the flags
  * agree with each other (no access: no size, no read, no write; a rep: a
- * string instruction; a broadcast: a 4- or 8-byte element).
+ * string instruction; a broadcast, gather or scatter: a 4- or 8-byte
+ * element).
  *
  * Fuzzing (from the repository root; the corpus grows in a scratch copy,
  * `-merge=1` folds what is new back into tests/fuzz/insn_corpus):
@@ -36,7 +37,7 @@
     } while (0)
 
 #define KNOWN_FLAGS (GA_INSN_READ | GA_INSN_WRITE | GA_INSN_STRING | GA_INSN_REP | GA_INSN_VECTOR \
-                     | GA_INSN_MASKED | GA_INSN_BROADCAST | GA_INSN_NO_ACCESS | GA_INSN_STACK)
+                     | GA_INSN_MASKED | GA_INSN_BROADCAST | GA_INSN_NO_ACCESS | GA_INSN_STACK | GA_INSN_GATHER)
 
 static int is_access_size(unsigned size)
 {
@@ -74,7 +75,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(insn.size == 0 && !(insn.flags & (GA_INSN_READ | GA_INSN_WRITE)));
     if (insn.flags & GA_INSN_REP)
         CHECK(insn.flags & GA_INSN_STRING);
-    if (insn.flags & GA_INSN_BROADCAST)
+    if (insn.flags & (GA_INSN_BROADCAST | GA_INSN_GATHER))
         CHECK(insn.size == 4 || insn.size == 8);
     if (insn.size > 0)
         CHECK(insn.flags & (GA_INSN_READ | GA_INSN_WRITE));

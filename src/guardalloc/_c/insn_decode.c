@@ -312,6 +312,8 @@ static int ga_decode_vex(const unsigned char *code, const unsigned char *p, cons
     p += len + ga_vector_has_imm8(vex.map, op);
     if (entry & T_GPR)
         flags = 0;
+    if ((entry & T_ELEM) && mem)
+        flags |= GA_INSN_GATHER;   /* the register forms are #UD */
     if (vex.evex && mem && vex.broadcast) {
         unsigned cls = entry & S_MASK;
         if (cls != S_VEC && cls != S_HALF)

@@ -7,9 +7,10 @@
  *
  * Scope: 64-bit mode; legacy, REX, VEX and EVEX (maps 0F, 0F38, 0F3A)
  * encodings; the integer instructions, x87, SSE to SSE4.2, AVX, AVX2, FMA,
- * BMI and the common AVX-512 loads, stores and arithmetic. Anything else
- * (gathers, scatters, compress/expand, FP16, APX, AMX, XOP, system
- * instructions, xsave areas) is "unknown": the size is never guessed.
+ * BMI and the common AVX-512 loads, stores and arithmetic, gathers and
+ * scatters (one element), compress and expand (the full vector, as a masked
+ * access). Anything else (FP16, APX, AMX, XOP, system instructions, xsave
+ * areas) is "unknown": the size is never guessed.
  */
 #ifndef GUARDALLOC_INSN_DECODE_H
 #define GUARDALLOC_INSN_DECODE_H
@@ -30,6 +31,7 @@ enum {
     GA_INSN_BROADCAST = 1 << 6, /* AVX-512 embedded broadcast: size is one element   */
     GA_INSN_NO_ACCESS = 1 << 7, /* a memory operand that is not accessed (lea, nop, prefetch) */
     GA_INSN_STACK = 1 << 8,     /* the access is to the stack (push, pop, call, ret) */
+    GA_INSN_GATHER = 1 << 9,    /* a gather or scatter: size is one element          */
 };
 
 typedef struct {

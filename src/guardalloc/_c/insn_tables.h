@@ -34,6 +34,7 @@ enum {
     T_MASKED = 1 << 11, /* vmaskmov: masked in VEX                          */
     T_W1FULL = 1 << 12, /* EVEX.W1: the whole vector instead of its half    */
     T_GPR = 1 << 13,    /* general registers (BMI): not a vector instruction */
+    T_ELEM = 1 << 14,   /* gather, scatter: one element, 8 bytes with W, else 4 */
 };
 
 enum { GA_ENC_LEGACY, GA_ENC_VEX, GA_ENC_EVEX };

@@ -40,6 +40,8 @@ void ga_put_access_size(ga_line_t *line, const ga_access_t *stack)
     ga_put_dec(line, stack->insn.size);
     if (flags & GA_INSN_STRING)
         ga_put(line, flags & GA_INSN_REP ? " (one element of a rep string instruction)" : " (a string instruction)");
+    else if (flags & GA_INSN_GATHER)
+        ga_put(line, flags & GA_INSN_WRITE ? " (one element of a scatter)" : " (one element of a gather)");
     else if (flags & GA_INSN_BROADCAST)
         ga_put(line, " (one element, broadcast to a vector)");
     else if (flags & GA_INSN_MASKED)
@@ -85,5 +87,6 @@ void ga_json_access(ga_line_t *line, const ga_access_t *stack)
     ga_json_bool(line, "vector", flags & GA_INSN_VECTOR);
     ga_json_bool(line, "masked", flags & GA_INSN_MASKED);
     ga_json_bool(line, "broadcast", flags & GA_INSN_BROADCAST);
+    ga_json_bool(line, "gather", flags & GA_INSN_GATHER);
     ga_put(line, "}");
 }
