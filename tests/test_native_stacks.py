@@ -259,6 +259,38 @@ def test_pymem_fault_shows_native_stacks(child, tmp_path, kind):
         assert report["stacks"]["freed_native"] == [line.split(" ", 5)[-1] for line in freed]
 
 
+DEEP_FAULT = """
+import ctypes, sys, guardalloc
+from guardalloc import pymem
+guardalloc.set_report_path(sys.argv[1])
+api = ctypes.pythonapi
+api.PyMem_RawMalloc.restype = ctypes.c_void_p
+api.PyMem_RawMalloc.argtypes = [ctypes.c_size_t]
+pymem.install(1, domains=("raw",), native_stacks=True, max_bytes=64 << 20)
+
+def down(n):   # every level goes through C (map's iterator calls it)
+    return list(map(down, [n - 1]))[0] if n else api.PyMem_RawMalloc(100)
+
+p = down(40)
+assert pymem.pool().owns(p)
+ctypes.memset(p + 100 + 12, 0, 1)
+"""
+
+
+def test_deep_stacks_keep_their_innermost_frames_and_count_the_rest(child, tmp_path):
+    """A stack deeper than a slot's budget keeps well over 32 of its
+    innermost frames (the caller first) and says how many it left out."""
+    proc = child(DEEP_FAULT, str(tmp_path / "r.json"))
+    assert proc.returncode == -signal.SIGSEGV, proc.stderr
+    allocated = frames_under(proc.stderr, "  allocated at:")
+    assert len(allocated) >= 40, proc.stderr
+    assert "libffi" in allocated[0], proc.stderr
+    after = proc.stderr.split(allocated[-1] + "\n", 1)[1].splitlines()[0]
+    assert re.fullmatch(r"    \.\.\. \d+ or more outer frames not kept", after), proc.stderr
+    [report] = reports_in(tmp_path)
+    assert len(report["stacks"]["allocated_native"]) == len(allocated)
+
+
 def test_pymem_without_native_stacks(child, tmp_path):
     proc = child(PYMEM_FAULT, "overflow", "False", str(tmp_path / "r.json"))
     assert proc.returncode == -signal.SIGSEGV, proc.stderr

@@ -275,7 +275,7 @@ cdef class Arena:
         self.a.base = <char *>base
         ga_arena_attach(&self.a, tables)
         if self.stacks_size:   # the last bytes of the mapping
-            self.a.stacks = <ga_stack_t *>(<char *>base + self.mapped_size - self.stacks_size)
+            self.a.stacks = <ga_packed_stack_t *>(<char *>base + self.mapped_size - self.stacks_size)
         return 0
 
     cdef int _install_guards(self, bint keep_gil=False) except -1:

@@ -76,8 +76,12 @@ static _Unwind_Reason_Code ga_unwind_one(struct _Unwind_Context *ctx, void *arg)
         return _URC_END_OF_STACK;
     if (u->n == 0 && ga_skipped(ip))
         return _URC_NO_REASON;   /* the allocator's own frames */
+    if (u->n == GA_STACK_DEPTH) {
+        u->out->dropped = GA_STACK_CUT;
+        return _URC_END_OF_STACK;
+    }
     u->out->pc[u->n++] = (void *)ip;
-    return u->n == GA_STACK_DEPTH ? _URC_END_OF_STACK : _URC_NO_REASON;
+    return _URC_NO_REASON;
 }
 
 void ga_stack_capture(ga_stack_t *out)
@@ -90,20 +94,13 @@ void ga_stack_capture(ga_stack_t *out)
         ga_stacks_skip_library((const void *)&ga_stack_capture);
         __atomic_store_n(&self_known, 1, __ATOMIC_RELAXED);
     }
-    memset(out, 0, sizeof(*out));
+    out->dropped = 0;
     _Unwind_Backtrace(ga_unwind_one, &u);
+    out->n = (uint32_t)u.n;
     /* Code loaded since the module table was built shows first here, where
      * taking the loader's lock is allowed: the handler's raw frames need it. */
     for (i = 0; i < u.n; i++)
         ga_modules_cover(out->pc[i]);
-}
-
-size_t ga_stack_len(const ga_stack_t *s)
-{
-    size_t n = 0;
-    while (n < GA_STACK_DEPTH && s->pc[n] != NULL)
-        n++;
-    return n;
 }
 
 const void *ga_stack_interrupted_pc(int n)
