@@ -34,12 +34,17 @@ size_t ga_stack_encode(const uintptr_t *pcs, size_t n, uint8_t *out, size_t cap,
     uint64_t prev = 0;
     size_t used = 0, i, k;
     for (i = 0; i < n; i++) {
-        k = ga_varint_put(ga_zigzag((uint64_t)pcs[i] - prev), one);
-        if (k > cap - used)
-            break;
-        for (size_t j = 0; j < k; j++)
-            out[used + j] = one[j];
-        used += k;
+        uint64_t z = ga_zigzag((uint64_t)pcs[i] - prev);
+        if (cap - used >= GA_VARINT_MAX) {
+            used += ga_varint_put(z, out + used);   /* room for any: no copy */
+        } else {
+            k = ga_varint_put(z, one);
+            if (k > cap - used)
+                break;
+            for (size_t j = 0; j < k; j++)
+                out[used + j] = one[j];
+            used += k;
+        }
         prev = (uint64_t)pcs[i];
     }
     *stored = i;

@@ -4,8 +4,9 @@
  * library's heap, and Pool arenas with native_stacks=True: the numpy handler
  * and the PyMem hooks).
  *
- * Capture is cheap: a few return addresses from libgcc's unwinder
- * (_Unwind_Backtrace, .eh_frame tables; no malloc, no symbol lookup).
+ * Capture is cheap: return addresses from libunwind's caching unw_backtrace,
+ * or libgcc's _Unwind_Backtrace where the build has no libunwind (stacks.c;
+ * no symbol lookup).
  * Reports print raw frames (object, offset, build-id); symbolization
  * happens outside the process (guardalloc.symbolize).
  *
@@ -57,6 +58,9 @@ int ga_stacks_skip_library(const void *code);
 /* The caller's native stack, guardalloc's own leading frames left out.
  * Takes no lock of guardalloc's and allocates nothing. */
 void ga_stack_capture(ga_stack_t *out);
+
+/* The unwinder the build uses: "libunwind" or "libgcc". */
+const char *ga_stack_unwinder(void);
 
 /* Return addresses in s. */
 static inline size_t ga_stack_len(const ga_stack_t *s)
