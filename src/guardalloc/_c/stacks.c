@@ -149,6 +149,7 @@ void ga_stack_capture(ga_stack_t *out)
 {
     uintptr_t lo = 0, hi = 0;
     size_t i;
+    int refreshed = 0;
     static int self_known;
     if (!__atomic_load_n(&self_known, __ATOMIC_ACQUIRE)) {
         /* This library's own frames (ga_stack_capture) are always left out. */
@@ -165,8 +166,10 @@ void ga_stack_capture(ga_stack_t *out)
         uintptr_t pc = (uintptr_t)out->pc[i];
         if (pc - lo >= hi - lo) {   /* not in the object of the frame before */
             const ga_module_t *m = ga_module_of(out->pc[i]);
-            if (m == NULL) {
-                ga_modules_cover(out->pc[i]);
+            if (m == NULL && !refreshed) {   /* once a capture: code outside any object (a
+                                              * ctypes trampoline, JIT code) stays there */
+                refreshed = 1;
+                ga_modules_refresh();
                 m = ga_module_of(out->pc[i]);
             }
             lo = m != NULL ? m->lo : 0;
