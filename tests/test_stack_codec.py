@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import ctypes
 import os
-import shlex
-import shutil
 import subprocess
-import sysconfig
 from pathlib import Path
 
 import pytest
+from fuzz_replay import corpus, replay_plain, replay_sanitized, system_compiler
 from hypothesis import given, settings, strategies as st
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,23 +21,16 @@ C_DIR = ROOT / "src" / "guardalloc" / "_c"
 FUZZ_DIR = ROOT / "tests" / "fuzz"
 CORPUS = FUZZ_DIR / "stack_codec_corpus"
 CODEC = C_DIR / "stack_codec.c"
+SOURCES = [FUZZ_DIR / "stack_codec_fuzz.c", CODEC]
 CFLAGS = ["-std=c11", "-O1", "-g", "-Wall", "-Wextra", "-Werror", f"-I{C_DIR}"]
-SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
 PACKED_CODE_BYTES = 190   # stacks.h: GA_PACKED_STACK_BYTES less its two header bytes
 U64 = (1 << 64) - 1
-
-
-def _system_compiler() -> list[str] | None:
-    command = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
-    if command and shutil.which(command[0]):
-        return command
-    return ["cc"] if shutil.which("cc") else None
 
 
 @pytest.fixture(scope="module")
 def codec(tmp_path_factory):
     """The codec built as a shared object and loaded with ctypes."""
-    compiler = _system_compiler()
+    compiler = system_compiler()
     if compiler is None:
         pytest.skip("no C compiler ($CC, sysconfig CC or cc)")
     lib = tmp_path_factory.mktemp("codec") / "libcodec.so"
@@ -122,49 +113,18 @@ def test_decoding_garbage_is_bounded(codec, garbage, max_pcs):
     assert stored == len(pcs) and decode(codec, code, 64) == pcs
 
 
-def _corpus() -> list[str]:
-    files = sorted(str(p) for p in CORPUS.iterdir() if p.is_file())
-    assert files, f"{CORPUS} is empty"
-    return files
-
-
-def _build_replay(compiler: list[str], flags: list[str], out: Path) -> subprocess.CompletedProcess:
-    sources = [FUZZ_DIR / "stack_codec_fuzz.c", FUZZ_DIR / "replay.c", CODEC]
-    return subprocess.run([*compiler, *CFLAGS, *flags, *map(str, sources), "-o", str(out)],
-                          capture_output=True, text=True, timeout=300)
-
-
-def _replay(program: Path) -> None:
-    env = {**os.environ, "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=1",
-           "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"}
-    env.pop("LD_PRELOAD", None)
-    proc = subprocess.run([str(program), *_corpus()], capture_output=True, text=True, timeout=300, env=env)
-    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
-
-
 def test_corpus_replays(tmp_path):
     """Every corpus file through the fuzz target, built with the system compiler."""
-    compiler = _system_compiler()
-    if compiler is None:
-        pytest.skip("no C compiler ($CC, sysconfig CC or cc)")
-    proc = _build_replay(compiler, [], tmp_path / "replay")
-    assert proc.returncode == 0, proc.stderr
-    _replay(tmp_path / "replay")
+    replay_plain(CFLAGS, SOURCES, corpus(CORPUS), tmp_path)
 
 
 def test_corpus_replays_under_sanitizers(tmp_path):
     """The same under ASan and UBSan: reads past the input, shifts past 63."""
-    candidates = [[name] for name in ("clang-19", "clang") if shutil.which(name)]
-    system = _system_compiler()
-    if system is not None:
-        candidates.append(system)
-    reasons = []
-    for compiler in candidates:
-        proc = _build_replay(compiler, SANITIZE, tmp_path / "replay-sanitized")
-        if proc.returncode == 0:
-            break
-        reasons.append(f"{compiler[0]}: {proc.stderr.strip().splitlines()[-1:]}")
-    else:
-        pytest.skip("no compiler builds with -fsanitize=address,undefined "
-                    f"({'; '.join(reasons) or 'no C compiler'})")
-    _replay(tmp_path / "replay-sanitized")
+    replay_sanitized(CFLAGS, SOURCES, corpus(CORPUS), tmp_path)
+
+
+def test_corpus_is_small():
+    """Checked in as a regression corpus, kept minimal (libFuzzer -merge=1)."""
+    files = corpus(CORPUS)
+    assert len(files) <= 200
+    assert sum(os.path.getsize(f) for f in files) <= 64 * 1024

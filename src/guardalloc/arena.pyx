@@ -654,8 +654,8 @@ cdef class Arena:
 # Pool.alloc() records them.
 cdef const char *POOLED_UNTRACED = (
     b"C callers of a Pool -- the numpy handler, the PyMem hooks -- record no Python "
-    b"traceback unless guardalloc.numpy's tracebacks=True; native stacks with "
-    b"native_stacks=True; Pool.alloc() records one with Pool(tracebacks=True) or "
+    b"traceback unless guardalloc.numpy's tracebacks=True (native stacks unless "
+    b"native_stacks=False); Pool.alloc() records one with Pool(tracebacks=True) or "
     b"guardalloc.enable_tracebacks()")
 
 

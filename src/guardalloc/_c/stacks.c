@@ -96,10 +96,11 @@ static size_t ga_unwind(ga_stack_t *out)
     return kept;
 }
 
-static void ga_unwinder_init(void)
+/* Per-thread caches of unwind rules: the global one takes a lock that a
+ * fork() could leave held. Set when the library loads, before any thread
+ * captures (setting it flushes the caches). */
+__attribute__((constructor)) static void ga_unwinder_init(void)
 {
-    /* Per-thread caches of unwind rules: the global one takes a lock that
-     * a fork() could leave held. */
     unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
 }
 #else
@@ -130,10 +131,6 @@ static size_t ga_unwind(ga_stack_t *out)
     _Unwind_Backtrace(ga_unwind_one, &u);
     return (size_t)u.n;
 }
-
-static void ga_unwinder_init(void)
-{
-}
 #endif
 
 const char *ga_stack_unwinder(void)
@@ -154,7 +151,6 @@ void ga_stack_capture(ga_stack_t *out)
     if (!__atomic_load_n(&self_known, __ATOMIC_ACQUIRE)) {
         /* This library's own frames (ga_stack_capture) are always left out. */
         ga_stacks_skip_library((const void *)&ga_stack_capture);
-        ga_unwinder_init();
         __atomic_store_n(&self_known, 1, __ATOMIC_RELEASE);
     }
     out->dropped = 0;
