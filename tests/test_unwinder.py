@@ -175,3 +175,22 @@ def test_python_stacks_through_libpython_cython_and_numpy(compare_so, tmp_path, 
                           str(Path(helper.__file__).parent)], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     assert int(run.stdout.split()[1]) > 100, run.stdout
+
+
+@pytest.mark.parametrize("pkg_config", ["missing", "real"])
+def test_setup_warns_once_without_libunwind(pkg_config):
+    """A build whose pkg-config finds no libunwind says so in one line (and
+    falls back to libgcc: tests/test_c_core.py builds stacks.c so)."""
+    if not (ROOT / "setup.py").exists():   # pragma: no cover - an installed copy
+        pytest.skip("setup.py is not here")
+    env = dict(os.environ)
+    if pkg_config == "missing":
+        env["PKG_CONFIG"] = str(ROOT / "no-such-pkg-config")
+    elif shutil.which("pkg-config") is None or subprocess.run(
+            ["pkg-config", "--exists", "libunwind"]).returncode != 0:
+        pytest.skip("libunwind is not installed")
+    proc = subprocess.run([sys.executable, "setup.py", "--name"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if "libunwind" in line]
+    assert len(warnings) == (1 if pkg_config == "missing" else 0), proc.stderr
