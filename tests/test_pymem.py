@@ -352,6 +352,10 @@ def test_double_free_of_a_guarded_block_aborts_with_a_report(child, free):
     assert "== guardalloc: double-free of 0x" in proc.stderr, proc.stderr
     assert re.search(r"  slot \d+ \(free\) of arena 0x[0-9a-f]+: its last 64-byte buffer .* was freed already\n",
                      proc.stderr), proc.stderr
+    # Native stacks are on at every rate: the three stacks of a double free
+    # are recorded (innermost first, ctypes' libffi calling the hook).
+    for title in ("  this free:\n", "  allocated at:\n", "  first freed at:\n"):
+        assert re.search(re.escape(title) + r"    #0 0x[0-9a-f]+ \(\S*libffi", proc.stderr), (title, proc.stderr)
 
 
 def test_a_hook_installed_on_top_blocks_uninstall(child):
