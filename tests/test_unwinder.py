@@ -194,3 +194,41 @@ def test_setup_warns_once_without_libunwind(pkg_config):
     assert proc.returncode == 0, proc.stderr
     warnings = [line for line in proc.stderr.splitlines() if "libunwind" in line]
     assert len(warnings) == (1 if pkg_config == "missing" else 0), proc.stderr
+
+
+THROWER = r"""
+#include <stdexcept>
+#include <string>
+struct Count { int *n; ~Count() { ++*n; } };
+static void deep(int depth, int *n) {
+    Count c{n};
+    if (depth == 0) throw std::runtime_error(std::string(100, 'x'));
+    deep(depth - 1, n);
+}
+extern "C" int catch_many(int times) {
+    int caught = 0, destroyed = 0, expected = 0;
+    for (int i = 0; i < times; i++) {
+        expected += i % 20 + 1;   /* deep(d) makes d + 1 of them */
+        try { deep(i % 20, &destroyed); } catch (const std::exception &e) { caught += e.what()[0] == 'x'; }
+    }
+    return caught == times && destroyed == expected ? 1 : -caught;
+}
+"""
+
+
+def test_cxx_exceptions_under_the_preloaded_library(tmp_path):
+    """Under run --native (libunwind in the global scope, docs/design.md
+    "Stack capture"), C++ code that CPython loads later throws and catches
+    through destructors, its blocks guarded and their stacks recorded."""
+    compiler = _compiler("CXX", "c++")
+    if compiler is None:
+        pytest.skip("no C++ compiler ($CXX, sysconfig CXX or c++)")
+    lib = tmp_path / "libthrower.so"
+    proc = subprocess.run([*compiler, "-O2", "-shared", "-fPIC", "-x", "c++", "-", "-o", str(lib)], input=THROWER,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    script = tmp_path / "throw.py"
+    script.write_text(f"import ctypes\nprint(ctypes.CDLL({str(lib)!r}).catch_many(500))\n")
+    run = subprocess.run([sys.executable, "-m", "guardalloc", "run", "--native", "1", str(script)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and run.stdout == "1\n", run.stdout + run.stderr
