@@ -389,6 +389,39 @@ def test_bad_arguments_raise_before_anything_is_hooked(kwargs, error):
     assert pymem.state() == "off"
 
 
+def test_an_alignment_cpython_cannot_run_with_is_refused_in_one_sentence():
+    from guardalloc.native import python_alignment_error
+
+    with pytest.raises(ValueError) as raised:
+        pymem.install(sample_rate=1, alignment=1)
+    message = str(raised.value)
+    assert message.startswith("alignment=1 cannot run a Python interpreter: ") and "\n" not in message
+    assert "co_code is malformed" in message and "use alignment=2 or more" in message
+    assert pymem.state() == "off"
+    # The malloc library's refusal (exec, run --native, the plugin) is the same sentence.
+    assert python_alignment_error("sample_rate=1:alignment=1") == message
+
+
+@pytest.mark.parametrize("alignment", [2, 8])
+def test_the_smallest_alignments_allowed_run_compiled_code(child, alignment):
+    """At alignment 1 compiling and running code died ("co_code is
+    malformed"); from 2 up it runs, with every request guarded."""
+    proc = child(f"""
+        import guardalloc.pymem as pymem
+        pymem.install(sample_rate=1, alignment={alignment})
+        import ast, json
+        namespace = {{}}
+        exec(compile("def f(x):\\n    return [i * i for i in range(x)]\\n", "<f>", "exec"), namespace)
+        data = {{str(i): [i, float(i), str(i) * 3] for i in range(2000)}}
+        assert json.loads(json.dumps(data)) == data
+        ast.parse(open(json.__file__).read())
+        stats = pymem.stats()
+        print(namespace["f"](4), sum(stats[d]["sampled"] for d in ("raw", "mem", "obj")) > 1000)
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "[0, 1, 4, 9] True\n"
+
+
 def test_nothing_installed_by_default():
     assert pymem.state() == "off"
     assert pymem.uninstall() is True
@@ -532,7 +565,7 @@ def _one_report(tmp_path, proc) -> dict:
     from test_reports_json import reports_in, validate
     (report,) = reports_in(tmp_path)
     validate(report)
-    assert (report["schema_version"], report["access"], report["signal"]) == (4, "free", None)
+    assert (report["schema_version"], report["access"], report["signal"]) == (5, "free", None)
     assert report["text"] in proc.stderr, (report["text"], proc.stderr)
     assert isinstance(report["slot"], int) and report["arena"]["slots"] >= 1
     return report

@@ -361,6 +361,14 @@ def test_describe_a_bad_free():
     assert describe({"kind": "bad-free", "access": "free", "offset": None, "size": None, "freed_by": "free",
                      "memory": {"kind": "stack"}}) == \
         "bad-free by free of stack memory (not from any allocator)"
+    # schema_version 5
+    pool_block = {"kind": "bad-free", "access": "free", "offset": 0, "size": 64, "freed_by": "free",
+                  "memory": {"kind": "guardalloc", "module": "a guardalloc Pool"}}
+    assert describe(pool_block) == "bad-free by free of a 64-byte block of a guardalloc Pool, not malloc()'s"
+    assert describe({**pool_block, "offset": 8, "freed_by": "realloc"}) == \
+        "bad-free by realloc of a pointer into a guardalloc Pool, not malloc()'s"
+    assert describe({**pool_block, "memory": {**pool_block["memory"], "slot_state": "quarantined"}}) == \
+        "bad-free by free of a block that a guardalloc Pool freed already, not malloc()'s"
 
 
 def test_ci_recipe_runs_the_plugin_and_uploads_the_reports():

@@ -77,6 +77,7 @@ cdef extern from "_c/layout.h" nogil:
         char **alloc_trace
         char **free_trace
         const char *untraced_hint
+        const char *owner
         ga_packed_stack_t *stacks
         uint64_t faults_continued
         uint32_t quarantine_limit

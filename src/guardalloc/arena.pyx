@@ -151,6 +151,7 @@ cdef class Arena:
         self.is_closed = True
         self.fd_ = -1
         self.a.base = NULL
+        self.a.owner = b"a guardalloc Arena"
 
     def __init__(self, slot_size, slots, *, guard_pages=1, backend="auto", align="right",
                  alignment=16, batch=True, uaf=False, quarantine=None, tracebacks=None,
@@ -661,10 +662,12 @@ cdef const char *POOLED_UNTRACED = (
 
 cdef Arena new_pooled_arena(char *placement, size_t slot_size, unsigned int slots,
                             object options, ga_free_hook_t hook, void *ctx,
-                            bint native_stacks=False, str resolved=None):
+                            bint native_stacks=False, str resolved=None,
+                            const char *owner=b"a guardalloc Pool"):
     cdef Arena arena = Arena.__new__(Arena)
     arena.placement = placement
     arena.a.untraced_hint = POOLED_UNTRACED
+    arena.a.owner = owner
     if native_stacks:
         arena.stacks_size = ga_stacks_table_size(slots, PAGE)
     arena._configure(slot_size, slots, options, True)

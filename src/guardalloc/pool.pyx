@@ -152,6 +152,13 @@ cdef class Pool:
     def __cinit__(self):
         self.is_closed = True
         self.arenas = []
+        self.owner = b"a guardalloc Pool"
+
+    cdef void set_owner(self, const char *owner) noexcept:
+        cdef Arena arena
+        self.owner = owner
+        for arena in self.arenas:
+            arena.a.owner = owner
 
     def __init__(self, *, guard_pages=1, backend="auto", align="right", alignment=16,
                  uaf=False, quarantine=None, tracebacks=None, on_fault="abort",

@@ -139,7 +139,7 @@ cdef int grow_class(Pool self, int cls, bint in_hook=False) except -1:
                 raise MemoryError("a per-arena quarantine is not set up inside a hook")
             options = options.replace(quarantine=slots)   # the quarantine is per arena
         arena = new_pooled_arena(place, slot_size, slots, options, _free_hook, <void *>self,
-                                 self.native_stacks, self.backend if in_hook else None)
+                                 self.native_stacks, self.backend if in_hook else None, self.owner)
         if self.hugepages and slot_size >= HUGEPAGE_MIN_SLOT:
             _ask_hugepages(&arena.a)
         add_arena(self, arena, cls, slots)

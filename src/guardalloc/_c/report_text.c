@@ -155,8 +155,8 @@ static void ga_put_wrapped(ga_line_t *line, const char *text, size_t column)
 /* A slot's allocation (freed = 0) or free stacks under title: its Python
  * traceback, then its native stack (title + " (native)" after a Python
  * one); "(not recorded: ...)" when it has neither. */
-static void ga_put_trace(ga_line_t *line, const ga_arena_t *a, const char *title, char **table,
-                         long slot, int freed)
+void ga_put_trace(ga_line_t *line, const ga_arena_t *a, const char *title, char **table, long slot,
+                  int freed)
 {
     const char *trace = table != NULL ? table[slot] : NULL;
     const ga_stack_t *native = ga_stacks_of(a, slot, freed);
