@@ -121,7 +121,7 @@ typedef struct ga_arena {
     const char *owner;
     /* Native allocation and free stacks, two per slot (stacks.h), or NULL
      * when the arena records none. */
-    struct ga_stack *stacks;
+    struct ga_packed_stack *stacks;
     /* Updated by the fault handler in continue mode. */
     volatile uint64_t faults_continued;
 

@@ -94,15 +94,16 @@ static void ga_put_slot_error(ga_line_t *line, const char *what, const void *ptr
 }
 
 /* The stack of the free that freed the slot before (a double free, or an
- * invalid free into a freed slot), this free's for damage found now, or NULL. */
+ * invalid free into a freed slot, unpacked into buf), this free's for damage
+ * found now, or NULL. */
 static const ga_stack_t *ga_freed_stack(int error, const ga_arena_t *a, long slot,
-                                        const ga_stack_t *this_free)
+                                        const ga_stack_t *this_free, ga_stack_t *buf)
 {
     if (error == GA_FREE_CORRUPT)
         return this_free;
     if (a == NULL || slot < 0 || (error != GA_FREE_DOUBLE && a->slots[slot].state == GA_SLOT_LIVE))
         return NULL;
-    return ga_stacks_of(a, slot, 1);
+    return ga_stacks_unpack(a, slot, 1, buf);
 }
 
 /* The text report of a free, into line. */
@@ -128,7 +129,8 @@ static void ga_format_free_report(ga_line_t *line, int error, const void *ptr, c
         ga_put_slot_error(line, ga_free_kinds[error], ptr, a, slot);
         ga_put_titled_stack(line, "  this free:", this_free);
         if (a != NULL && slot >= 0) {
-            const ga_stack_t *freed = ga_freed_stack(error, a, slot, this_free);
+            ga_stack_t buf;
+            const ga_stack_t *freed = ga_freed_stack(error, a, slot, this_free, &buf);
             ga_put_titled_stack(line, "  allocated at:", ga_stacks_of(a, slot, 0));
             if (error == GA_FREE_DOUBLE || freed != NULL)
                 ga_put_titled_stack(line, error == GA_FREE_DOUBLE ? "  first freed at:" : "  last freed at:",
@@ -169,7 +171,7 @@ void ga_report_free(int code, const void *ptr, const ga_arena_t *a, long slot,
     ga_json_key(&line, "allocated_native");
     ga_json_stack(&line, a != NULL ? ga_stacks_of(a, slot, 0) : NULL);
     ga_json_key(&line, "freed_native");
-    ga_json_stack(&line, ga_freed_stack(error, a, slot, this_free));
+    ga_json_stack(&line, ga_freed_stack(error, a, slot, this_free, &(ga_stack_t){.n = 0}));
     ga_json_key(&line, "this_free_native");
     ga_json_stack(&line, this_free);
     ga_put(&line, "}");

@@ -53,8 +53,19 @@ void ga_put_pcs(ga_line_t *line, void *const *pcs, size_t n)
 
 void ga_put_stack(ga_line_t *line, const ga_stack_t *s)
 {
-    if (s != NULL)
-        ga_put_pcs(line, s->pc, ga_stack_len(s));
+    if (s == NULL)
+        return;
+    ga_put_pcs(line, s->pc, ga_stack_len(s));
+    if (s->dropped != 0) {   /* outer frames past the stored budget */
+        ga_put(line, "    ... ");
+        if ((s->dropped & ~GA_STACK_CUT) != 0) {
+            ga_put_dec(line, s->dropped & ~GA_STACK_CUT);
+            ga_put(line, s->dropped & GA_STACK_CUT ? " or more" : "");
+        } else {
+            ga_put(line, "more");
+        }
+        ga_put(line, " outer frames not kept\n");
+    }
 }
 
 void ga_put_thread(ga_line_t *line)
