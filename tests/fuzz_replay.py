@@ -2,7 +2,7 @@
 target linked with tests/fuzz/replay.c instead of libFuzzer: built with the
 system C compiler, and again under AddressSanitizer and
 UndefinedBehaviorSanitizer (clang when installed, else the system compiler
-if it has them). Shared by tests/test_options_fuzz.py and
+if it has them). Shared by tests/test_options_fuzz.py,
 tests/test_stack_codec.py and tests/test_insn_fuzz.py."""
 
 from __future__ import annotations
