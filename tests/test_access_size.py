@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from conftest import run_child
-from test_insn_decode import _compiler, disassemble_bytes
+from fuzz_replay import system_compiler
+from test_insn_decode import disassemble_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 STORES_C = ROOT / "tests" / "c" / "access_stores.c"
@@ -41,7 +42,7 @@ def _cpu_flags() -> set[str]:
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory) -> Path:
     """access_stores.c built as a shared library."""
-    command = _compiler()
+    command = system_compiler()
     if command is None:
         pytest.skip("no C compiler ($CC, sysconfig CC or cc)")
     out = tmp_path_factory.mktemp("stores") / "libstores.so"

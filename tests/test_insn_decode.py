@@ -14,16 +14,16 @@ from __future__ import annotations
 import os
 import random
 import re
-import shlex
 import shutil
 import subprocess
 import sys
-import sysconfig
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from fuzz_replay import system_compiler
 
 ROOT = Path(__file__).resolve().parent.parent
 C_DIR = ROOT / "src" / "guardalloc" / "_c"
@@ -57,17 +57,10 @@ class Instruction:
     rep: bool = False  # a rep/repe/repne prefix
 
 
-def _compiler() -> list[str] | None:
-    command = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
-    if command and shutil.which(command[0]):
-        return command
-    return ["cc"] if shutil.which("cc") else None
-
-
 @pytest.fixture(scope="module")
 def decoder(tmp_path_factory):
     """The filter program: hex lines in, "RC LENGTH SIZE FLAGS" lines out."""
-    compiler = _compiler()
+    compiler = system_compiler()
     if compiler is None:
         pytest.skip("no C compiler ($CC, sysconfig CC or cc)")
     out = tmp_path_factory.mktemp("insn") / "insn_decode"
