@@ -2,8 +2,8 @@
 target linked with tests/fuzz/replay.c instead of libFuzzer: built with the
 system C compiler, and again under AddressSanitizer and
 UndefinedBehaviorSanitizer (clang when installed, else the system compiler
-if it has them). Shared by tests/test_options_fuzz.py and
-tests/test_stack_codec.py."""
+if it has them). Shared by tests/test_options_fuzz.py,
+tests/test_stack_codec.py and tests/test_insn_fuzz.py."""
 
 from __future__ import annotations
 

@@ -338,7 +338,7 @@ ctypes.memset(buf.address + 100, 0, 1)
 
 
 def _faulting_line(stderr: str) -> str:
-    match = re.search(r"  \w+ by thread \d+ .*:\n    #0 0x[0-9a-f]+ (.*)\n", stderr)
+    match = re.search(r"  \w+(?: of size \d+(?: \([^)]*\))?)? by thread \d+ .*:\n    #0 0x[0-9a-f]+ (.*)\n", stderr)
     assert match, stderr
     return match.group(1)
 

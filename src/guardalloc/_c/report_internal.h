@@ -7,6 +7,7 @@
 #define GUARDALLOC_REPORT_INTERNAL_H
 
 #include "classify.h"
+#include "insn_decode.h"
 #include "internal.h"
 #include "layout.h"
 #include "sigsafe_format.h"
@@ -19,7 +20,26 @@
 typedef struct {
     void *pc[GA_ACCESS_DEPTH];
     size_t n;
+    /* The faulting instruction: the bytes read at pc[0] - 1 (code_len 0:
+     * none could be read) and what insn_decode.c makes of them (decoded 0:
+     * nothing). */
+    unsigned char code[GA_INSN_MAX];
+    size_t code_len;
+    int decoded;
+    ga_insn_t insn;
 } ga_access_t;
+
+/* report_access.c: the faulting instruction's access. */
+/* Read and decode the instruction at stack->pc[0] - 1 into stack. */
+GA_INTERNAL void ga_access_decode(ga_access_t *stack);
+/* access ("READ", "WRITE", "EXEC") as the error code of the page fault
+ * gave it, or, where it gave none ("access"), from the instruction. */
+GA_INTERNAL const char *ga_access_name(const char *access, const ga_access_t *stack);
+/* " of size 8" and what kind of access it is, or nothing when the size is
+ * not known. */
+GA_INTERNAL void ga_put_access_size(ga_line_t *line, const ga_access_t *stack);
+/* The JSON keys access_size and instruction. */
+GA_INTERNAL void ga_json_access(ga_line_t *line, const ga_access_t *stack);
 
 /* The running test's phase, NULL when none (report_context.c). */
 GA_INTERNAL const char *ga_get_report_phase(void);

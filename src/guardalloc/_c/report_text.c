@@ -279,6 +279,7 @@ void ga_format_report(ga_line_t *line, int sig, int si_code, const ga_arena_t *a
         ga_put(line, " (BUS_ADRERR)");
     ga_put(line, "\n  ");
     ga_put(line, access);
+    ga_put_access_size(line, stack);
     ga_put(line, " by ");
     ga_put_thread(line);
     ga_put(line, stack->n > 0 ? ":\n" : ": (no stack: the signal context holds no PC)\n");
