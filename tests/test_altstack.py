@@ -70,13 +70,17 @@ def test_stacks_are_released_when_threads_exit():
                 arena.free(arena.alloc_raw(8))
             in_thread(run)
             before = count()
+            counts = []
             for _ in range(50):
                 in_thread(run)
-            print(before, count())
+                counts.append(count())
+            print(before, max(counts))
     """)
     assert proc.returncode == 0, proc.stderr
-    before, after = map(int, proc.stdout.split())
-    assert after <= before + 2   # not one mapping per thread that came and went
+    before, most = map(int, proc.stdout.split())
+    # glibc's cached thread stacks move the count by two or three as they
+    # alternate; a stack kept per thread would add 50.
+    assert most <= before + 8
 
 
 def test_fault_in_a_thread_with_a_small_stack_is_reported(tmp_path):
