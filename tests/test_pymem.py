@@ -352,6 +352,12 @@ def test_double_free_of_a_guarded_block_aborts_with_a_report(child, free):
     assert "== guardalloc: double-free of 0x" in proc.stderr, proc.stderr
     assert re.search(r"  slot \d+ \(free\) of arena 0x[0-9a-f]+: its last 64-byte buffer .* was freed already\n",
                      proc.stderr), proc.stderr
+    # Native stacks are on at every rate: the three stacks of a double free
+    # are recorded (innermost first, ctypes' libffi calling the hook); this
+    # free's Python frames come first, under its title.
+    for title in ("  this free (native):\n", "  allocated at:\n", "  first freed at:\n"):
+        assert re.search(re.escape(title) + r"    #0 0x[0-9a-f]+ \(\S*libffi", proc.stderr), (title, proc.stderr)
+    assert re.search(r"  this free:\n    #0 in <module> <string>:\d+", proc.stderr), proc.stderr
 
 
 def test_a_hook_installed_on_top_blocks_uninstall(child):
@@ -604,7 +610,7 @@ def test_slack_damaged_by_c_code_is_reported_as_json_at_the_objects_deallocation
 
 
 def test_slack_damage_found_by_realloc_at_the_default_rate_has_native_stacks(child, tmp_path):
-    # sample_rate >= 1000 records native stacks by default (NATIVE_STACKS_MIN_RATE).
+    # Native stacks are recorded at every rate by default.
     proc = child(with_api("""
         import sys, guardalloc.pymem as pymem
         pymem.install(sample_rate=1000, domains=("mem",))
@@ -682,7 +688,7 @@ def test_a_free_in_the_pools_reservation_but_in_no_arena_is_an_invalid_free(chil
 def test_bad_free_reports_carry_no_stacks_without_native_stacks(child, tmp_path):
     proc = child(with_api("""
         import sys, guardalloc.pymem as pymem
-        pymem.install(sample_rate=1, domains=("raw",))   # below 1000: no native stacks
+        pymem.install(sample_rate=1, domains=("raw",), native_stacks=False)
         assert not pymem.pool().native_stacks
         p = api.PyMem_RawMalloc(64)
         api.PyMem_RawFree(p + 16)

@@ -73,7 +73,7 @@ def test_guardalloc_turns_on_numpy_and_sampled_pymem(pytester):
     assert state["pymem"] == "sampling"
     assert state["pymem_rate"] == pytest_plugin.DEFAULT_PYMEM_RATE
     assert _without_hugepages(state["numpy"]) == {"alignment": 16, "fallback": False, "strict": False,
-                                                  "native_stacks": False}
+                                                  "native_stacks": True}
     # The running test is named in every fault report.
     assert state["test"] == "test_state.py::test_state"
 
@@ -103,7 +103,7 @@ def test_uaf_and_alignment(pytester):
     result, state = run_state(pytester, "--guardalloc-numpy", "--guardalloc-uaf", "--guardalloc-alignment=1")
     result.assert_outcomes(passed=1)
     assert _without_hugepages(state["numpy"]) == {"alignment": 1, "uaf": True, "fallback": False,
-                                                  "strict": False, "native_stacks": False}
+                                                  "strict": False, "native_stacks": True}
 
 
 def test_tracebacks(pytester):
@@ -125,7 +125,7 @@ def test_ini_option(pytester, ini):
     result.assert_outcomes(passed=1)
     assert state["pymem"] == "sampling" and state["pymem_rate"] == 100
     assert _without_hugepages(state["numpy"]) == {"alignment": 1, "uaf": True, "fallback": False,
-                                                  "strict": False, "native_stacks": False}
+                                                  "strict": False, "native_stacks": True}
     assert state["tracebacks"] is True
 
 

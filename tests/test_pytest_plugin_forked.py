@@ -360,7 +360,11 @@ def test_without_forking_the_report_names_the_running_test(pytester):
 
 @pytest.mark.skipif(importlib.util.find_spec("pytest_benchmark") is None,
                     reason="pytest-benchmark is not installed")
-def test_pytest_benchmark_keeps_its_results(pytester):
+def test_pytest_benchmark_keeps_its_results(pytester, monkeypatch):
+    # pytest-benchmark turns itself off in an xdist worker, and the inner
+    # pytest would take this suite's own worker variables for its own.
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(name, raising=False)
     pytester.makepyfile(test_bench="""
         import ctypes
 

@@ -277,7 +277,7 @@ cdef class Arena:
         self.a.base = <char *>base
         ga_arena_attach(&self.a, tables)
         if self.stacks_size:   # the last bytes of the mapping
-            self.a.stacks = <ga_stack_t *>(<char *>base + self.mapped_size - self.stacks_size)
+            self.a.stacks = <ga_packed_stack_t *>(<char *>base + self.mapped_size - self.stacks_size)
         if self.pystacks_size:   # before them
             self.a.pystacks = <ga_pystack_t *>(<char *>base + self.mapped_size - self.stacks_size - self.pystacks_size)
         return 0
@@ -659,8 +659,8 @@ cdef class Arena:
 # Pool.alloc() records them.
 cdef const char *POOLED_UNTRACED = (
     b"C callers of a Pool -- the numpy handler, the PyMem hooks -- record no Python "
-    b"traceback unless guardalloc.numpy's tracebacks=True; native stacks with "
-    b"native_stacks=True; Pool.alloc() records one with Pool(tracebacks=True) or "
+    b"traceback unless guardalloc.numpy's tracebacks=True (native stacks unless "
+    b"native_stacks=False); Pool.alloc() records one with Pool(tracebacks=True) or "
     b"guardalloc.enable_tracebacks()")
 
 

@@ -10,8 +10,10 @@
  * 2 if the kernel refused to set up an arena.
  */
 #include "harness.h"
+#include "report_internal.h"
 
 #include <signal.h>
+#include <sys/mman.h>
 
 static int checks, failures;
 static int pagemap_fd = -1;
@@ -292,6 +294,41 @@ static void test_fault_reports(int backend)
     ga_unregister_arena(&a);
 }
 
+/* The faulting instruction read at a PC and decoded (report_access.c): an
+ * instruction that ends where the readable memory ends is read whole, one
+ * cut by an unreadable page is not decoded, a PC in no readable page gives
+ * no bytes; the access is named from the instruction only where the error
+ * code gave none. */
+static void test_access_decode(void)
+{
+    static const unsigned char store8[3] = {0x48, 0x89, 0x07};   /* mov [rdi], rax */
+    size_t page = ga_page_size();
+    char *two = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ga_access_t st;
+    CHECK(two != MAP_FAILED && mprotect(two + page, page, PROT_NONE) == 0, "two pages, the second PROT_NONE");
+    memcpy(two + page - 3, store8, 3);
+    memset(&st, 0, sizeof st);
+    st.n = 1;
+    st.pc[0] = two + page - 3 + 1;   /* stored plus one, as ga_walk_stack stores it */
+    ga_access_decode(&st);
+    CHECK(st.code_len == 3 && st.decoded && st.insn.size == 8 && (st.insn.flags & GA_INSN_WRITE),
+          "an 8-byte store that ends at an unreadable page: 3 bytes read, size 8");
+    CHECK(strcmp(ga_access_name("access", &st), "WRITE") == 0 && strcmp(ga_access_name("READ", &st), "READ") == 0,
+          "no access from the error code: WRITE from the instruction; one from the error code stays");
+    memcpy(two + page - 2, "\x48\xc7", 2);   /* mov qword [..], imm32: 5 more bytes */
+    st.pc[0] = two + page - 2 + 1;
+    ga_access_decode(&st);
+    CHECK(st.code_len == 2 && !st.decoded && strcmp(ga_access_name("access", &st), "access") == 0,
+          "an instruction cut by the unreadable page: not decoded, no access named");
+    st.pc[0] = two + page + 1;
+    ga_access_decode(&st);
+    CHECK(st.code_len == 0 && !st.decoded, "a PC in an unreadable page: no bytes");
+    st.n = 0;
+    ga_access_decode(&st);
+    CHECK(st.code_len == 0 && !st.decoded, "no PC: nothing read");
+    munmap(two, 2 * page);
+}
+
 int main(int argc, char **argv)
 {
     int backend = ga_test_backend(argc, argv);
@@ -303,6 +340,7 @@ int main(int argc, char **argv)
     test_quarantine(backend);
     test_guards(backend);
     test_fault_reports(backend);
+    test_access_decode();
     printf("1..%d\n", checks);
     if (failures)
         printf("# %d of %d checks failed\n", failures, checks);

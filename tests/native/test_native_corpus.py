@@ -40,7 +40,7 @@ def test_corpus_case_is_caught(build, source):
     if sig == signal.SIGSEGV:
         # The stack of the access, walked from the signal context: the
         # faulting instruction, then its callers.
-        access = re.search(r"  \w+ by thread \d+ \(\w+\):\n((?:    #\d+ .*\n)+)", text)
+        access = re.search(r"  \w+(?: of size \d+(?: \([^)]*\))?)? by thread \d+ \(\w+\):\n((?:    #\d+ .*\n)+)", text)
         assert access, text
         frames = access.group(1).splitlines()
         if "strcpy" not in source:

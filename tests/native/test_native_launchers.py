@@ -173,7 +173,7 @@ def test_run_native_catches_overflow_in_c_library(tmp_path):
     assert result.returncode == -signal.SIGSEGV, result.stderr
     assert "heap-buffer-overflow WRITE" in result.stderr
     assert "0 bytes past the end of a 100-byte buffer" in result.stderr
-    assert re.search(r"  \w+ by thread \d+ .*:\n    #0 0x", result.stderr)   # the access stack
+    assert re.search(r"  \w+(?: of size \d+(?: \([^)]*\))?)? by thread \d+ .*:\n    #0 0x", result.stderr)   # the access stack
 
 
 CTYPES_CONTRACTS = textwrap.dedent("""

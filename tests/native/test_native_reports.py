@@ -114,7 +114,7 @@ def test_native_stacks_off(build):
     result = run_preloaded([program], "sample_rate=1:alignment=1:native_stacks=0")
     assert result.returncode == -signal.SIGSEGV, result.stderr
     assert "allocated at: (not recorded: native_stacks=0 in GUARDALLOC_OPTIONS)" in result.stderr
-    assert re.search(r"  WRITE by thread \d+ .*:\n    #0 0x", result.stderr)   # from the signal context, not a recorded stack
+    assert re.search(r"  WRITE of size 1 by thread \d+ .*:\n    #0 0x", result.stderr)   # from the signal context, not a recorded stack
 
 
 def test_native_stacks_option_string():
@@ -135,12 +135,13 @@ def test_faulting_instruction_under_the_library_with_faulthandler(tmp_path):
     for extra in ((), ("-X", "faulthandler")):
         proc = run_preloaded(python_argv(*extra, str(script)), "sample_rate=1")
         assert proc.returncode == -signal.SIGSEGV, proc.stderr
-        match = re.search(r"  WRITE by thread \d+ .*:\n    #0 0x[0-9a-f]+ (.*)\n", proc.stderr)
+        # The size too: read from the fault's own signal frame when faulthandler passed it on.
+        match = re.search(r"  WRITE( of size \d+(?: \([^)]*\))?) by thread \d+ .*:\n    #0 0x[0-9a-f]+ (.*)\n", proc.stderr)
         assert match, proc.stderr
-        lines.append(match.group(1))
+        lines.append(match.group(1, 2))
     assert "Fatal Python error: Segmentation fault" in proc.stderr
     assert "raised again" not in proc.stderr   # the plumbing stays out of the text (JSON: si_code)
-    assert lines[0] == lines[1] and "libc.so" in lines[0], lines
+    assert lines[0] == lines[1] and "libc.so" in lines[0][1], lines
 
 
 # -- the reports of a free (double, invalid, damaged slack): kind, slot, stacks, pid --

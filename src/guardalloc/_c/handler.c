@@ -4,7 +4,8 @@
  *
  * Everything the handler does is async-signal-safe: it reads the arena
  * descriptors and the table of loaded objects, walks the faulting thread's
- * frame pointers (sigunwind.c), formats into a buffer it maps for the report,
+ * frame pointers (sigunwind.c), decodes the faulting instruction for the
+ * access's size (report_access.c), formats into a buffer it maps for the report,
  * and calls write(2), sigaction(2), guards.c's ga_guard_range() and raise(3)
  * -- no malloc, no stdio, no locks (no dladdr, no libgcc unwinder: both take
  * the loader's lock), no Python. A fault it cannot attribute to an arena goes to
@@ -144,6 +145,7 @@ static void ga_access_stack(int from_kernel, const void *ucontext, ga_access_t *
     int found = from_kernel ? ga_regs_of_context(ucontext, &r)
                             : ga_regs_of_outer_signal((uintptr_t)__builtin_frame_address(0), 2, &r);
     out->n = found == 0 ? ga_walk_stack(&r, out->pc, GA_ACCESS_DEPTH) : 0;
+    ga_access_decode(out);   /* the access's size, from the faulting instruction */
     ga_pystack_capture(&out->py, 1);   /* reads checked: the frames may be half built */
 }
 
@@ -156,6 +158,7 @@ static void ga_report(int sig, int si_code, const ga_arena_t *a, const char *add
     ga_access_t stack;
     ga_line_t line;
     ga_access_stack(from_kernel, ucontext, &stack);
+    access = ga_access_name(access, &stack);
     ga_line_init(&line, ga_get_report_fd(), 0);
     ga_format_report(&line, sig, si_code, a, addr, access, f, continuing, &stack);
     ga_line_done(&line);

@@ -85,7 +85,7 @@ static ga_heap_stats_t ga_counts;
 static size_t ga_per_page(size_t page)
 {
     return 2 * page + sizeof(ga_slot_t) + 3 * sizeof(uint32_t) + 2 * sizeof(char *)
-        + sizeof(ga_slot_meta_t) + 2 * sizeof(ga_stack_t);
+        + sizeof(ga_slot_meta_t) + 2 * sizeof(ga_packed_stack_t);
 }
 
 /* The reservation for max_bytes in *out, or -1 when the size does not fit in
@@ -255,7 +255,7 @@ static int ga_grow(int cls)
     a->untraced_hint = "native_stacks=0 in GUARDALLOC_OPTIONS";
     ga_arena_attach(a, a->base + slots_size);
     e->meta = (ga_slot_meta_t *)(a->base + slots_size + tables);
-    a->stacks = (ga_stack_t *)(a->base + total - pystacks - stacks);
+    a->stacks = (ga_packed_stack_t *)(a->base + total - pystacks - stacks);
     a->pystacks = (ga_pystack_t *)(a->base + total - pystacks);
     e->cls = cls;
     if (ga_arena_guard_all(a) != 0 || ga_register_arena(a) != 0) {
@@ -339,7 +339,7 @@ void *ga_heap_alloc(size_t nbytes, size_t alignment, int zero, int family)
         ga_stacks_record(&e->a, slot, 0, &stack);
         ga_pystacks_record(&e->a, slot, 0);
     } else {
-        memset(&e->a.stacks[2 * slot], 0, 2 * sizeof(ga_stack_t));
+        ga_stacks_forget(&e->a, slot);
     }
     ga_counts.allocations++;
     ga_counts.live++;

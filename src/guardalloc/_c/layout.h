@@ -121,7 +121,7 @@ typedef struct ga_arena {
     const char *owner;
     /* Native allocation and free stacks, two per slot (stacks.h), or NULL
      * when the arena records none. */
-    struct ga_stack *stacks;
+    struct ga_packed_stack *stacks;
     /* Python allocation and free frames, two per slot (pyframes.h), or NULL. */
     struct ga_pystack *pystacks;
     /* Updated by the fault handler in continue mode. */

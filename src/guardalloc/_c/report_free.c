@@ -36,8 +36,7 @@ static void ga_put_corruption(ga_line_t *line, const void *ptr, const ga_damage_
  * frames (report_text.c's ga_put_event), or " (no stack recorded)". */
 static void ga_put_titled_stack(ga_line_t *line, const char *title, const ga_pystack_t *py, const ga_stack_t *s)
 {
-    ga_put_event(line, title, py, s != NULL ? s->pc : NULL, s != NULL ? ga_stack_len(s) : 0,
-                 " (no stack recorded)\n");
+    ga_put_event_stack(line, title, py, s, " (no stack recorded)\n");
 }
 
 /* The Python frames of the free being reported: the calling thread's. */
@@ -112,15 +111,16 @@ static void ga_put_slot_error(ga_line_t *line, const char *what, const void *ptr
 }
 
 /* The stack of the free that freed the slot before (a double free, or an
- * invalid free into a freed slot), this free's for damage found now, or NULL. */
+ * invalid free into a freed slot, unpacked into buf), this free's for damage
+ * found now, or NULL. */
 static const ga_stack_t *ga_freed_stack(int error, const ga_arena_t *a, long slot,
-                                        const ga_stack_t *this_free)
+                                        const ga_stack_t *this_free, ga_stack_t *buf)
 {
     if (error == GA_FREE_CORRUPT)
         return this_free;
     if (a == NULL || slot < 0 || (error != GA_FREE_DOUBLE && a->slots[slot].state == GA_SLOT_LIVE))
         return NULL;
-    return ga_stacks_of(a, slot, 1);
+    return ga_stacks_unpack(a, slot, 1, buf);
 }
 
 /* The text report of a free, into line. */
@@ -149,7 +149,8 @@ static void ga_format_free_report(ga_line_t *line, int error, const void *ptr, c
         ga_put_slot_error(line, ga_free_kinds[error], ptr, a, slot);
         ga_put_titled_stack(line, "  this free:", py, this_free);
         if (a != NULL && slot >= 0) {
-            const ga_stack_t *freed = ga_freed_stack(error, a, slot, this_free);
+            ga_stack_t buf;
+            const ga_stack_t *freed = ga_freed_stack(error, a, slot, this_free, &buf);
             const ga_pystack_t *freed_py = ga_freed_py(error, a, slot, py);
             ga_put_titled_stack(line, "  allocated at:", ga_pystacks_of(a, slot, 0), ga_stacks_of(a, slot, 0));
             if (error == GA_FREE_DOUBLE || freed != NULL || freed_py != NULL)
@@ -191,7 +192,7 @@ void ga_report_free(int code, const void *ptr, const ga_arena_t *a, long slot,
     ga_json_key(&line, "allocated_native");
     ga_json_stack(&line, a != NULL ? ga_stacks_of(a, slot, 0) : NULL);
     ga_json_key(&line, "freed_native");
-    ga_json_stack(&line, ga_freed_stack(error, a, slot, this_free));
+    ga_json_stack(&line, ga_freed_stack(error, a, slot, this_free, &(ga_stack_t){.n = 0}));
     ga_json_key(&line, "this_free_native");
     ga_json_stack(&line, this_free);
     {

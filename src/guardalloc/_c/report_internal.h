@@ -7,6 +7,7 @@
 #define GUARDALLOC_REPORT_INTERNAL_H
 
 #include "classify.h"
+#include "insn_decode.h"
 #include "internal.h"
 #include "layout.h"
 #include "pyframes.h"
@@ -20,8 +21,27 @@
 typedef struct {
     void *pc[GA_ACCESS_DEPTH];
     size_t n;
+    /* The faulting instruction: the bytes read at pc[0] - 1 (code_len 0:
+     * none could be read) and what insn_decode.c makes of them (decoded 0:
+     * nothing). */
+    unsigned char code[GA_INSN_MAX];
+    size_t code_len;
+    int decoded;
+    ga_insn_t insn;
     ga_pystack_t py;   /* the thread's Python frames (none outside Python) */
 } ga_access_t;
+
+/* report_access.c: the faulting instruction's access. */
+/* Read and decode the instruction at stack->pc[0] - 1 into stack. */
+GA_INTERNAL void ga_access_decode(ga_access_t *stack);
+/* access ("READ", "WRITE", "EXEC") as the error code of the page fault
+ * gave it, or, where it gave none ("access"), from the instruction. */
+GA_INTERNAL const char *ga_access_name(const char *access, const ga_access_t *stack);
+/* " of size 8" and what kind of access it is, or nothing when the size is
+ * not known. */
+GA_INTERNAL void ga_put_access_size(ga_line_t *line, const ga_access_t *stack);
+/* The JSON keys access_size and instruction. */
+GA_INTERNAL void ga_json_access(ga_line_t *line, const ga_access_t *stack);
 
 /* The running test's phase, NULL when none (report_context.c). */
 GA_INTERNAL const char *ga_get_report_phase(void);
@@ -76,6 +96,10 @@ GA_INTERNAL void ga_json_trace(ga_line_t *line, const char *rendered, const ga_p
  * there is no native frame (" (no stack recorded)"). */
 GA_INTERNAL void ga_put_event(ga_line_t *line, const char *title, const ga_pystack_t *py,
                               void *const *pcs, size_t n, const char *none);
+/* The same with a recorded native stack (s may be NULL), its outer frames
+ * not kept said as ga_put_stack says them. */
+GA_INTERNAL void ga_put_event_stack(ga_line_t *line, const char *title, const ga_pystack_t *py,
+                                    const ga_stack_t *s, const char *none);
 
 /* report_json.c: a report is ga_json_begin, its keys, ga_json_time_and_text,
  * the text report (escaped) to line->fd, and ga_json_end. */

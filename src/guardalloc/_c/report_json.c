@@ -276,6 +276,7 @@ void ga_json_report(int sig, int si_code, const ga_arena_t *a, const char *addr,
     ga_json_pystack(&line, f->kind == GA_KIND_UAF ? ga_pystacks_of(a, f->slot, 1) : NULL);
     ga_put(&line, "}");
     ga_json_pc(&line, stack->n > 0 ? (const char *)stack->pc[0] - 1 : NULL);
+    ga_json_access(&line, stack);
     ga_json_time_and_text(&line);
     ga_format_report(&line, sig, si_code, a, addr, access, f, continuing, stack);
     ga_json_end(&line);

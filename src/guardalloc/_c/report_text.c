@@ -53,8 +53,19 @@ void ga_put_pcs(ga_line_t *line, void *const *pcs, size_t n)
 
 void ga_put_stack(ga_line_t *line, const ga_stack_t *s)
 {
-    if (s != NULL)
-        ga_put_pcs(line, s->pc, ga_stack_len(s));
+    if (s == NULL)
+        return;
+    ga_put_pcs(line, s->pc, ga_stack_len(s));
+    if (s->dropped != 0) {   /* outer frames past the stored budget */
+        ga_put(line, "    ... ");
+        if ((s->dropped & ~GA_STACK_CUT) != 0) {
+            ga_put_dec(line, s->dropped & ~GA_STACK_CUT);
+            ga_put(line, s->dropped & GA_STACK_CUT ? " or more" : "");
+        } else {
+            ga_put(line, "more");
+        }
+        ga_put(line, " outer frames not kept\n");
+    }
 }
 
 void ga_put_thread(ga_line_t *line)
@@ -161,20 +172,36 @@ static void ga_put_native_title(ga_line_t *line, const char *title)
     ga_put(line, " (native):\n");
 }
 
-void ga_put_event(ga_line_t *line, const char *title, const ga_pystack_t *py, void *const *pcs, size_t n,
-                  const char *none)
+/* title and the Python frames py, then the native frames' title ("title
+ * (native):"); or title alone, or title and `none` when there are no native
+ * frames either. Whether native frames are to follow. */
+static int ga_put_event_head(ga_line_t *line, const char *title, const ga_pystack_t *py, int native,
+                             const char *none)
 {
     ga_put(line, title);
     if (py != NULL && py->n > 0) {
         ga_put(line, "\n");
         ga_put_pystack(line, py);
-        if (n == 0)
-            return;
-        ga_put_native_title(line, title);
-    } else {
-        ga_put(line, n > 0 ? "\n" : none);
+        if (native)
+            ga_put_native_title(line, title);
+        return native;
     }
-    ga_put_pcs(line, pcs, n);
+    ga_put(line, native ? "\n" : none);
+    return native;
+}
+
+void ga_put_event(ga_line_t *line, const char *title, const ga_pystack_t *py, void *const *pcs, size_t n,
+                  const char *none)
+{
+    if (ga_put_event_head(line, title, py, n > 0, none))
+        ga_put_pcs(line, pcs, n);
+}
+
+void ga_put_event_stack(ga_line_t *line, const char *title, const ga_pystack_t *py, const ga_stack_t *s,
+                        const char *none)
+{
+    if (ga_put_event_head(line, title, py, s != NULL && ga_stack_len(s) > 0, none))
+        ga_put_stack(line, s);
 }
 
 /* A slot's allocation (freed = 0) or free stacks under title: its Python
@@ -188,8 +215,7 @@ void ga_put_trace(ga_line_t *line, const ga_arena_t *a, const char *title, char 
     const ga_stack_t *native = ga_stacks_of(a, slot, freed);
     const ga_pystack_t *py = ga_pystacks_of(a, slot, freed);
     if (trace == NULL && (py != NULL || native != NULL)) {
-        ga_put_event(line, title, py, native != NULL ? native->pc : NULL, native != NULL ? ga_stack_len(native) : 0,
-                     "\n");
+        ga_put_event_stack(line, title, py, native, "\n");
         return;
     }
     ga_put(line, title);
@@ -303,12 +329,13 @@ void ga_format_report(ga_line_t *line, int sig, int si_code, const ga_arena_t *a
         ga_put(line, " (BUS_ADRERR)");
     ga_put(line, "\n");
     {
-        /* "  WRITE by thread 1234 (name):" */
+        /* "  WRITE of size 4 by thread 1234 (name):" */
         ga_line_t title;
-        char text[96];
+        char text[160];
         ga_line_init_small(&title, -1, 0);
         ga_put(&title, "  ");
         ga_put(&title, access);
+        ga_put_access_size(&title, stack);
         ga_put(&title, " by ");
         ga_put_thread(&title);
         ga_put(&title, ":");

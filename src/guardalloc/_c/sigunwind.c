@@ -20,6 +20,20 @@ int ga_safe_read(uintptr_t addr, void *out, size_t n)
     return process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == (ssize_t)n;
 }
 
+size_t ga_read_code(uintptr_t pc, unsigned char *out, size_t max)
+{
+    /* In two reads split at a 4 KiB boundary (the smallest page): an
+     * instruction at the end of the last readable page is still read. */
+    size_t first = 4096 - (pc & 4095);
+    if (first > max)
+        first = max;
+    if (pc == 0 || !ga_safe_read(pc, out, first))
+        return 0;
+    if (first < max && ga_safe_read(pc + first, out + first, max - first))
+        return max;
+    return first;
+}
+
 int ga_regs_of_context(const void *ucontext, ga_regs_t *out)
 {
 #if defined(__x86_64__)

@@ -41,4 +41,8 @@ int ga_regs_of_outer_signal(uintptr_t sp, int n, ga_regs_t *out);
  * (at least 1 when r->pc is not 0). */
 size_t ga_walk_stack(const ga_regs_t *r, void **pcs, size_t max);
 
+/* Copy up to max bytes of code from pc into out without faulting: the bytes
+ * up to the first unreadable page. Returns how many were copied. */
+size_t ga_read_code(uintptr_t pc, unsigned char *out, size_t max);
+
 #endif

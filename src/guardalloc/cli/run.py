@@ -160,9 +160,6 @@ def _enable_guarding(args: argparse.Namespace) -> int | None:
             guarded_numpy = importlib.import_module("guardalloc.numpy")
         except ImportError as exc:
             return _fail(f"--numpy needs numpy and guardalloc.numpy: {exc}")
-        # --traceback: Python tracebacks (enable_tracebacks) and the
-        # native stacks of numpy's C frames for every array.
-        numpy_options.setdefault("native_stacks", bool(args.traceback))
         try:
             guarded_numpy.install(**numpy_options)
         except (TypeError, ValueError) as exc:

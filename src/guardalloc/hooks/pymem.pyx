@@ -153,8 +153,6 @@ cdef uint64_t _generation = 0       # bumped by install(): countdowns restart
 cdef bint _draining = False          # uninstalled, but guarded blocks live
 cdef bint _finish_scheduled = False
 _lock = threading.Lock()
-# From this sample_rate on, install() records native stacks by default.
-NATIVE_STACKS_MIN_RATE = 1000
 # install()'s rate, and that of run --pymem and pytest --guardalloc when no
 # RATE is given: the one spelling of it.
 DEFAULT_SAMPLE_RATE = 5000
@@ -425,9 +423,8 @@ def install(sample_rate=DEFAULT_SAMPLE_RATE, *, domains=("raw", "mem", "obj"), m
         native_stacks: keep the native stack (the C caller of PyMem_Malloc,
             PyObject_Malloc...) of each guarded block's allocation and free
             for fault reports. Only guarded requests pay for it (a few
-            microseconds each: unwinding); None (the default) records them
-            when ``sample_rate`` is at least 1000, where that cost is lost
-            in the noise (bench/bench_pymem.py).
+            hundred ns each: unwinding); None (the default) records them at
+            every ``sample_rate``; False turns them off.
 
     The pool is made by the first install() and reused by later ones; one
     with other pool options (max_bytes, alignment, uaf, guard_pages) gets a
@@ -470,7 +467,7 @@ def install(sample_rate=DEFAULT_SAMPLE_RATE, *, domains=("raw", "mem", "obj"), m
     guard_pages = check_int("guard_pages", guard_pages, 1)
     native_stacks = check_bool("native_stacks", native_stacks, none_ok=True)
     if native_stacks is None:
-        native_stacks = sample_rate >= NATIVE_STACKS_MIN_RATE
+        native_stacks = True
     with _lock:
         for i in range(3):
             if _domains[i].hooked and not _is_ours(i):

@@ -1,4 +1,4 @@
-/* expect: SIGSEGV "heap-buffer-overflow READ" "0 bytes past the end of a 13-byte buffer"
+/* expect: SIGSEGV "heap-buffer-overflow READ" "0 bytes past the end of a 13-byte buffer" "READ of size 1 by thread"
  * options: alignment=1
  * A one-byte overflow read. */
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* expect: SIGSEGV "heap-buffer-overflow WRITE" "0 bytes past the end of a 13-byte buffer"
+/* expect: SIGSEGV "heap-buffer-overflow WRITE" "0 bytes past the end of a 13-byte buffer" "WRITE of size 1 by thread"
  * options: alignment=1
  * A one-byte overflow write. */
 #include <stdlib.h>

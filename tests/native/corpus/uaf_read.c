@@ -1,4 +1,4 @@
-/* expect: SIGSEGV "use-after-free READ" "freed 40-byte buffer" "freed at:"
+/* expect: SIGSEGV "use-after-free READ" "freed 40-byte buffer" "freed at:" "READ of size 1 by thread"
  * options: uaf=1
  * Reading a freed block. */
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* expect: SIGSEGV "use-after-free WRITE" "freed 40-byte buffer" "freed at:"
+/* expect: SIGSEGV "use-after-free WRITE" "freed 40-byte buffer" "freed at:" "WRITE of size 1 by thread"
  * options: uaf=1
  * Writing a freed block. */
 #include <stdlib.h>

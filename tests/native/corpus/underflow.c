@@ -1,4 +1,4 @@
-/* expect: SIGSEGV "heap-buffer-underflow WRITE" "1 bytes before the start of a 32-byte buffer"
+/* expect: SIGSEGV "heap-buffer-underflow WRITE" "1 bytes before the start of a 32-byte buffer" "WRITE of size 1 by thread"
  * options: align=left
  * Writing the byte before a block. */
 #include <stdlib.h>
