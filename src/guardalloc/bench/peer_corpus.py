@@ -104,20 +104,18 @@ def outcome(tool: str, returncode, stderr: str, twin: bool = False) -> str:
     if returncode is None:
         return HUNG
     report = report_of(tool, stderr)
-    died = returncode < 0 or returncode == ERROR_STATUS
+    guard_fault = tool in _SILENT_GUARDS and returncode in (-signal.SIGSEGV, -signal.SIGBUS)
     if twin:
-        if report is not None or (tool in _SILENT_GUARDS and returncode in (-signal.SIGSEGV, -signal.SIGBUS)):
+        if report is not None or guard_fault:
             return REPORTED
         return SILENT if returncode == 0 else CRASHED
-    if report is not None and (died or tool == "valgrind memcheck" or returncode != 0):
+    if tool == "valgrind memcheck":   # reports and goes on; its status says it reported
+        caught = report is not None or returncode == ERROR_STATUS
+    else:
+        caught = report is not None and returncode != 0
+    if caught or guard_fault:
         return CAUGHT
-    if tool == "valgrind memcheck" and returncode == ERROR_STATUS:
-        return CAUGHT
-    if tool in _SILENT_GUARDS and returncode in (-signal.SIGSEGV, -signal.SIGBUS):
-        return CAUGHT
-    if returncode < 0:
-        return CRASHED
-    return MISSED
+    return CRASHED if returncode < 0 else MISSED
 
 
 def sources(corpus: str) -> dict:
