@@ -1,7 +1,7 @@
 """Side-by-side figures against a previous guardalloc, in one run.
 
     python bench/compare_previous.py --old-python /path/to/old/venv/bin/python [--rounds 5]
-        [--new-python PYTHON] [--only FIGURE ... | issue10 | issue14] [--json FILE]
+        [--new-python PYTHON] [--only FIGURE ... | issue10 | issue14 | registry] [--json FILE]
 
 Every figure is measured in fresh worker processes, alternating between the
 new interpreter (``--new-python``, default this one, ``sys.executable``) and
