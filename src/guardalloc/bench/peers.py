@@ -370,7 +370,8 @@ def run_peers(quick: bool, out: str) -> int:
         phase("detection")
         results["detection"] = detection(all_tools, scratch)
         phase("corpus and twins, default configurations")
-        results["corpus"] = peer_corpus.corpus_table(all_tools, CORPUS, scratch, quick)
+        corpus = peer_corpus.corpus_table(all_tools, CORPUS, scratch, quick)
+        results["corpus"] = corpus
         phase("scale")
         results["scale"] = scale(all_tools, scratch, scale_blocks)
         phase("fork")
@@ -382,7 +383,7 @@ def run_peers(quick: bool, out: str) -> int:
     real = real_programs(native.library_path(), ROOT, quick, 1 if quick else 3)
     results["programs"] = real
     phase("done")
-    text = (markdown(results) + "\n\n" + peer_corpus.markdown(results["corpus"], list(results["tools"]))
+    text = (markdown(results) + "\n\n" + peer_corpus.markdown(corpus, [t.name for t in all_tools])
             + "\n\n" + programs_markdown(real))
     print(text)
     os.makedirs(out, exist_ok=True)
