@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import shutil
+import subprocess
 import sys
 import sysconfig
 
@@ -213,9 +214,30 @@ class BuildCoreFirst(ReusingBuildExt):
         self.extensions = core + modules
 
 
-# libgcc_s for _Unwind_Backtrace (stacks.c), libdl for dladdr on older glibc.
-core_library = Extension(CORE, CORE_SOURCES, extra_compile_args=[*C_FLAGS, "-fvisibility=default"],
-                         extra_link_args=["-lgcc_s", "-ldl"], depends=[*depends(*CORE_SOURCES), SOURCES_LIST])
+
+
+def _libunwind():
+    """(compile flags, link flags) for libunwind found by pkg-config, or None
+    with one warning: stack capture then falls back to libgcc's unwinder,
+    about 100 times slower a frame (docs/design.md, "Stack capture")."""
+    pkg_config = shutil.which(os.environ.get("PKG_CONFIG", "pkg-config"))
+    try:
+        if pkg_config is not None:
+            cflags, libs = (subprocess.run([pkg_config, flag, "libunwind"], capture_output=True, text=True,
+                                           check=True).stdout.split() for flag in ("--cflags", "--libs"))
+            return [*cflags, "-DGA_HAVE_LIBUNWIND"], libs
+    except subprocess.CalledProcessError:
+        pass
+    print("WARNING: guardalloc: libunwind not found by pkg-config (Debian: apt-get install libunwind-dev); "
+          "native stacks use libgcc's slower unwinder", file=sys.stderr)
+    return None
+
+
+UNWIND_CFLAGS, UNWIND_LIBS = _libunwind() or ([], [])
+# libunwind (or libgcc_s) for the stack capture (stacks.c), libdl for dladdr on older glibc.
+core_library = Extension(CORE, CORE_SOURCES, extra_compile_args=[*C_FLAGS, "-fvisibility=default", *UNWIND_CFLAGS],
+                         extra_link_args=[*UNWIND_LIBS, "-lgcc_s", "-ldl"],
+                         depends=[*depends(*CORE_SOURCES), SOURCES_LIST])
 
 # LD_PRELOAD library: exports only the malloc family (and guardalloc_native_*);
 # libdl for dlsym on older glibc.

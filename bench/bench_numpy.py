@@ -42,12 +42,12 @@ def zeros_touched(nbytes, dtype):
 MAKERS = {"empty": np.empty, "zeros": np.zeros, "zeros+touch": zeros_touched}
 MODES = {
     "numpy": None,                       # numpy's default allocator
-    "guarded": {},                       # 16-byte aligned (the default)
+    "guarded": {},                       # 16-byte aligned, native stacks (the defaults)
     "guarded-exact": {"alignment": 1},   # byte-exact
-    # What the stacks for fault reports cost on top of "guarded": native
-    # stacks (libgcc's unwinder at every alloc and free) and Python
-    # tracebacks (recorded under the GIL).
-    "guarded-native-stacks": {"native_stacks": True},
+    # What the stacks for fault reports cost: "guarded" against no native
+    # stacks (the unwinder at every alloc and free), and Python tracebacks
+    # on top (recorded under the GIL).
+    "guarded-no-stacks": {"native_stacks": False},
     "guarded-tracebacks": {"tracebacks": True},
 }
 

@@ -35,9 +35,9 @@ def frames_under(text: str, title: str) -> list[str]:
 # Pool(native_stacks=...)
 
 def test_pool_native_stacks_option():
-    with guardalloc.Pool(max_bytes=1 << 20) as pool:
+    with guardalloc.Pool(max_bytes=1 << 20, native_stacks=False) as pool:
         assert pool.native_stacks is False
-    with guardalloc.Pool(max_bytes=1 << 20, native_stacks=True) as pool:
+    with guardalloc.Pool(max_bytes=1 << 20) as pool:   # on by default
         assert pool.native_stacks is True
         buf = pool.alloc(100)        # Python callers: no native stack, and no crash
         buf[99] = 1
@@ -111,12 +111,23 @@ def test_numpy_overflow_shows_the_native_allocation_stack(child, tmp_path):
     assert report["faulting_instruction"] and "_multiarray_umath" in report["faulting_instruction"]
 
 
-def test_numpy_default_records_no_native_stack_and_says_how(child, tmp_path):
+def test_numpy_records_native_stacks_by_default(child, tmp_path):
     numpy_or_skip()
     proc = child(OVERFLOW_NUMPY, "{}", str(tmp_path / "r.json"))
     assert proc.returncode == -signal.SIGSEGV, proc.stderr
+    frames = frames_under(proc.stderr, "  allocated at:")
+    assert frames and "_multiarray_umath" in frames[0], proc.stderr
+    [report] = reports_in(tmp_path)
+    validate(report)
+    assert report["stacks"]["allocated_native"]
+
+
+def test_numpy_native_stacks_off_records_none_and_says_how(child, tmp_path):
+    numpy_or_skip()
+    proc = child(OVERFLOW_NUMPY, "{'native_stacks': False}", str(tmp_path / "r.json"))
+    assert proc.returncode == -signal.SIGSEGV, proc.stderr
     assert "allocated at: (not recorded: " in proc.stderr
-    assert "tracebacks=True" in proc.stderr and "native_stacks=True" in proc.stderr
+    assert "tracebacks=True" in proc.stderr and "native_stacks=False" in proc.stderr
     [report] = reports_in(tmp_path)
     validate(report)
     assert report["stacks"]["allocated_native"] is None
@@ -168,7 +179,7 @@ def test_numpy_tracebacks_alone_follow_enable_tracebacks(child):
     proc = child("""
         import numpy as np, guardalloc, guardalloc.numpy as gnp
         guardalloc.enable_tracebacks()
-        with gnp.guarded():
+        with gnp.guarded(native_stacks=False):
             a = np.zeros(1000)
         np.lib.stride_tricks.as_strided(a, shape=(1100,))[1050]
     """)
@@ -259,23 +270,55 @@ def test_pymem_fault_shows_native_stacks(child, tmp_path, kind):
         assert report["stacks"]["freed_native"] == [line.split(" ", 5)[-1] for line in freed]
 
 
+DEEP_FAULT = """
+import ctypes, sys, guardalloc
+from guardalloc import pymem
+guardalloc.set_report_path(sys.argv[1])
+api = ctypes.pythonapi
+api.PyMem_RawMalloc.restype = ctypes.c_void_p
+api.PyMem_RawMalloc.argtypes = [ctypes.c_size_t]
+pymem.install(1, domains=("raw",), native_stacks=True, max_bytes=64 << 20)
+
+def down(n):   # every level goes through C (map's iterator calls it)
+    return list(map(down, [n - 1]))[0] if n else api.PyMem_RawMalloc(100)
+
+p = down(40)
+assert pymem.pool().owns(p)
+ctypes.memset(p + 100 + 12, 0, 1)
+"""
+
+
+def test_deep_stacks_keep_their_innermost_frames_and_count_the_rest(child, tmp_path):
+    """A stack deeper than a slot's budget keeps well over 32 of its
+    innermost frames (the caller first) and says how many it left out."""
+    proc = child(DEEP_FAULT, str(tmp_path / "r.json"))
+    assert proc.returncode == -signal.SIGSEGV, proc.stderr
+    allocated = frames_under(proc.stderr, "  allocated at:")
+    assert len(allocated) >= 40, proc.stderr
+    assert "libffi" in allocated[0], proc.stderr
+    after = proc.stderr.split(allocated[-1] + "\n", 1)[1].splitlines()[0]
+    assert re.fullmatch(r"    \.\.\. \d+ or more outer frames not kept", after), proc.stderr
+    [report] = reports_in(tmp_path)
+    assert len(report["stacks"]["allocated_native"]) == len(allocated)
+
+
 def test_pymem_without_native_stacks(child, tmp_path):
     proc = child(PYMEM_FAULT, "overflow", "False", str(tmp_path / "r.json"))
     assert proc.returncode == -signal.SIGSEGV, proc.stderr
     assert "allocated at: (not recorded: " in proc.stderr
 
 
-def test_pymem_native_stacks_default_follows_the_rate(child):
+def test_pymem_native_stacks_are_on_at_every_rate(child):
     proc = child("""
         import guardalloc.pymem as pymem
-        for rate in (1, 999, 1000, 5000):
-            pymem.install(rate, domains=("raw",), max_bytes=64 << 20)
+        for rate, stacks in ((1, None), (999, None), (5000, None), (1, False)):
+            pymem.install(rate, domains=("raw",), max_bytes=64 << 20, native_stacks=stacks)
             print(rate, pymem.pool().native_stacks)
             pymem.uninstall()
     """)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split("\n")[:4] == ["1 False", "999 False", "1000 True", "5000 True"]
-    assert pymem.NATIVE_STACKS_MIN_RATE == 1000
+    assert proc.stdout.split("\n")[:4] == ["1 True", "999 True", "5000 True", "1 False"]
+    assert not hasattr(pymem, "NATIVE_STACKS_MIN_RATE")
     with pytest.raises(TypeError, match="native_stacks"):
         pymem.install(5000, native_stacks="yes")
 

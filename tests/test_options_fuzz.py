@@ -8,84 +8,31 @@ installed, else the system compiler if it has them)."""
 from __future__ import annotations
 
 import os
-import shlex
-import shutil
-import subprocess
-import sysconfig
 from pathlib import Path
 
-import pytest
+from fuzz_replay import corpus, replay_plain, replay_sanitized
 
 ROOT = Path(__file__).resolve().parent.parent
 C_DIR = ROOT / "src" / "guardalloc" / "_c"
 FUZZ_DIR = ROOT / "tests" / "fuzz"
 CORPUS = FUZZ_DIR / "options_corpus"
-SOURCES = [FUZZ_DIR / "options_fuzz.c", FUZZ_DIR / "replay.c", C_DIR / "options.c"]
+SOURCES = [FUZZ_DIR / "options_fuzz.c", C_DIR / "options.c"]
 CFLAGS = ["-std=c11", "-O1", "-g", "-Wall", "-Wextra", "-Werror", f"-I{C_DIR}"]
-SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
-
-
-def _system_compiler() -> list[str] | None:
-    command = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
-    if command and shutil.which(command[0]):
-        return command
-    return ["cc"] if shutil.which("cc") else None
-
-
-def _corpus() -> list[str]:
-    files = sorted(str(p) for p in CORPUS.iterdir() if p.is_file())
-    assert files, f"{CORPUS} is empty"
-    return files
-
-
-def _build(compiler: list[str], flags: list[str], out: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([*compiler, *CFLAGS, *flags, *map(str, SOURCES), "-o", str(out)],
-                          capture_output=True, text=True, timeout=300)
-
-
-def _replay(program: Path) -> None:
-    env = {**os.environ, "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=1",
-           "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"}
-    env.pop("LD_PRELOAD", None)
-    env.pop("GUARDALLOC_OPTIONS", None)
-    proc = subprocess.run([str(program), *_corpus()], capture_output=True, text=True,
-                          timeout=300, env=env)
-    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
 
 
 def test_corpus_replays(tmp_path):
     """Every corpus file through the target, built with the system compiler."""
-    if not (FUZZ_DIR / "replay.c").exists():   # pragma: no cover - an sdist without tests/
-        pytest.skip("tests/fuzz is not here")
-    compiler = _system_compiler()
-    if compiler is None:
-        pytest.skip("no C compiler ($CC, sysconfig CC or cc)")
-    proc = _build(compiler, [], tmp_path / "replay")
-    assert proc.returncode == 0, proc.stderr
-    _replay(tmp_path / "replay")
+    replay_plain(CFLAGS, SOURCES, corpus(CORPUS), tmp_path)
 
 
 def test_corpus_replays_under_sanitizers(tmp_path):
     """The same, under ASan and UBSan: out-of-bounds reads of the option text
     or the message buffer, overflowing arithmetic in the number parsing."""
-    candidates = [[name] for name in ("clang-19", "clang") if shutil.which(name)]
-    system = _system_compiler()
-    if system is not None:
-        candidates.append(system)
-    reasons = []
-    for compiler in candidates:
-        proc = _build(compiler, SANITIZE, tmp_path / "replay-sanitized")
-        if proc.returncode == 0:
-            break
-        reasons.append(f"{compiler[0]}: {proc.stderr.strip().splitlines()[-1:]}")
-    else:
-        pytest.skip("no compiler builds with -fsanitize=address,undefined "
-                    f"({'; '.join(reasons) or 'no C compiler'})")
-    _replay(tmp_path / "replay-sanitized")
+    replay_sanitized(CFLAGS, SOURCES, corpus(CORPUS), tmp_path)
 
 
 def test_corpus_is_small():
     """Checked in as a regression corpus, kept minimal (libFuzzer -merge=1)."""
-    files = _corpus()
+    files = corpus(CORPUS)
     assert len(files) <= 400
     assert sum(os.path.getsize(f) for f in files) <= 256 * 1024

@@ -4,6 +4,7 @@ and the build configuration raises none of setuptools' warnings."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -28,6 +29,24 @@ def test_license_is_an_spdx_string_and_every_package_is_listed():
     assert {"guardalloc", *on_disk} <= set(packages)
 
 
+def test_license_file_and_python_versions_agree_with_ci():
+    """LICENSE is the MIT text pyproject.toml names; requires-python and the
+    classifiers say the versions .ci/run tests (its VERSIONS), no others."""
+    config = pyproject()["project"]
+    assert config["license-files"] == ["LICENSE"]
+    text = (ROOT / "LICENSE").read_text()
+    assert text.startswith("MIT License\n") and "Copyright (c) " in text and "the guardalloc authors" in text
+    ci = ROOT / ".ci" / "run"
+    if not ci.exists():
+        pytest.skip("no .ci/run (not a source tree)")
+    (versions,) = re.findall(r"^VERSIONS=\(([^)]*)\)", ci.read_text(), re.M)
+    tested = versions.split()
+    assert config["requires-python"] == f">={tested[0]}"
+    prefix = "Programming Language :: Python :: "
+    named = [c[len(prefix):] for c in config["classifiers"] if c.startswith(prefix) and c[len(prefix):][:1].isdigit()]
+    assert [v for v in named if "." in v] == tested
+
+
 @pytest.mark.skipif(not (ROOT / "setup.py").exists(), reason="not run from a source tree")
 def test_build_py_copies_no_c_sources_and_warns_about_nothing(tmp_path):
     """What setuptools puts in the wheel besides the compiled modules
@@ -44,6 +63,8 @@ def test_build_py_copies_no_c_sources_and_warns_about_nothing(tmp_path):
             "guardalloc/arena.pyi", "guardalloc/arena.pxd"} <= shipped
     for warning in ("absent from the `packages` configuration", "project.license", "SetuptoolsDeprecationWarning"):
         assert warning not in result.stderr, result.stderr
+    (info,) = tmp_path.glob("*.egg-info/PKG-INFO")
+    assert "License-File: LICENSE" in info.read_text()
 
 
 @pytest.mark.skipif(not (ROOT / "setup.py").exists(), reason="not run from a source tree")

@@ -352,6 +352,10 @@ def test_double_free_of_a_guarded_block_aborts_with_a_report(child, free):
     assert "== guardalloc: double-free of 0x" in proc.stderr, proc.stderr
     assert re.search(r"  slot \d+ \(free\) of arena 0x[0-9a-f]+: its last 64-byte buffer .* was freed already\n",
                      proc.stderr), proc.stderr
+    # Native stacks are on at every rate: the three stacks of a double free
+    # are recorded (innermost first, ctypes' libffi calling the hook).
+    for title in ("  this free:\n", "  allocated at:\n", "  first freed at:\n"):
+        assert re.search(re.escape(title) + r"    #0 0x[0-9a-f]+ \(\S*libffi", proc.stderr), (title, proc.stderr)
 
 
 def test_a_hook_installed_on_top_blocks_uninstall(child):
@@ -383,6 +387,39 @@ def test_bad_arguments_raise_before_anything_is_hooked(kwargs, error):
     with pytest.raises(error):
         pymem.install(**kwargs)
     assert pymem.state() == "off"
+
+
+def test_an_alignment_cpython_cannot_run_with_is_refused_in_one_sentence():
+    from guardalloc.native import python_alignment_error
+
+    with pytest.raises(ValueError) as raised:
+        pymem.install(sample_rate=1, alignment=1)
+    message = str(raised.value)
+    assert message.startswith("alignment=1 cannot run a Python interpreter: ") and "\n" not in message
+    assert "co_code is malformed" in message and "use alignment=2 or more" in message
+    assert pymem.state() == "off"
+    # The malloc library's refusal (exec, run --native, the plugin) is the same sentence.
+    assert python_alignment_error("sample_rate=1:alignment=1") == message
+
+
+@pytest.mark.parametrize("alignment", [2, 8])
+def test_the_smallest_alignments_allowed_run_compiled_code(child, alignment):
+    """At alignment 1 compiling and running code died ("co_code is
+    malformed"); from 2 up it runs, with every request guarded."""
+    proc = child(f"""
+        import guardalloc.pymem as pymem
+        pymem.install(sample_rate=1, alignment={alignment})
+        import ast, json
+        namespace = {{}}
+        exec(compile("def f(x):\\n    return [i * i for i in range(x)]\\n", "<f>", "exec"), namespace)
+        data = {{str(i): [i, float(i), str(i) * 3] for i in range(2000)}}
+        assert json.loads(json.dumps(data)) == data
+        ast.parse(open(json.__file__).read())
+        stats = pymem.stats()
+        print(namespace["f"](4), sum(stats[d]["sampled"] for d in ("raw", "mem", "obj")) > 1000)
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "[0, 1, 4, 9] True\n"
 
 
 def test_nothing_installed_by_default():
@@ -528,7 +565,7 @@ def _one_report(tmp_path, proc) -> dict:
     from test_reports_json import reports_in, validate
     (report,) = reports_in(tmp_path)
     validate(report)
-    assert (report["schema_version"], report["access"], report["signal"]) == (4, "free", None)
+    assert (report["schema_version"], report["access"], report["signal"]) == (5, "free", None)
     assert report["text"] in proc.stderr, (report["text"], proc.stderr)
     assert isinstance(report["slot"], int) and report["arena"]["slots"] >= 1
     return report
@@ -568,7 +605,7 @@ def test_slack_damaged_by_c_code_is_reported_as_json_at_the_objects_deallocation
 
 
 def test_slack_damage_found_by_realloc_at_the_default_rate_has_native_stacks(child, tmp_path):
-    # sample_rate >= 1000 records native stacks by default (NATIVE_STACKS_MIN_RATE).
+    # Native stacks are recorded at every rate by default.
     proc = child(with_api("""
         import sys, guardalloc.pymem as pymem
         pymem.install(sample_rate=1000, domains=("mem",))
@@ -646,7 +683,7 @@ def test_a_free_in_the_pools_reservation_but_in_no_arena_is_an_invalid_free(chil
 def test_bad_free_reports_carry_no_stacks_without_native_stacks(child, tmp_path):
     proc = child(with_api("""
         import sys, guardalloc.pymem as pymem
-        pymem.install(sample_rate=1, domains=("raw",))   # below 1000: no native stacks
+        pymem.install(sample_rate=1, domains=("raw",), native_stacks=False)
         assert not pymem.pool().native_stacks
         p = api.PyMem_RawMalloc(64)
         api.PyMem_RawFree(p + 16)

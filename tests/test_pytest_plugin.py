@@ -73,7 +73,7 @@ def test_guardalloc_turns_on_numpy_and_sampled_pymem(pytester):
     assert state["pymem"] == "sampling"
     assert state["pymem_rate"] == pytest_plugin.DEFAULT_PYMEM_RATE
     assert _without_hugepages(state["numpy"]) == {"alignment": 16, "fallback": False, "strict": False,
-                                                  "native_stacks": False}
+                                                  "native_stacks": True}
     # The running test is named in every fault report.
     assert state["test"] == "test_state.py::test_state"
 
@@ -103,7 +103,7 @@ def test_uaf_and_alignment(pytester):
     result, state = run_state(pytester, "--guardalloc-numpy", "--guardalloc-uaf", "--guardalloc-alignment=1")
     result.assert_outcomes(passed=1)
     assert _without_hugepages(state["numpy"]) == {"alignment": 1, "uaf": True, "fallback": False,
-                                                  "strict": False, "native_stacks": False}
+                                                  "strict": False, "native_stacks": True}
 
 
 def test_tracebacks(pytester):
@@ -125,7 +125,7 @@ def test_ini_option(pytester, ini):
     result.assert_outcomes(passed=1)
     assert state["pymem"] == "sampling" and state["pymem_rate"] == 100
     assert _without_hugepages(state["numpy"]) == {"alignment": 1, "uaf": True, "fallback": False,
-                                                  "strict": False, "native_stacks": False}
+                                                  "strict": False, "native_stacks": True}
     assert state["tracebacks"] is True
 
 
@@ -361,6 +361,14 @@ def test_describe_a_bad_free():
     assert describe({"kind": "bad-free", "access": "free", "offset": None, "size": None, "freed_by": "free",
                      "memory": {"kind": "stack"}}) == \
         "bad-free by free of stack memory (not from any allocator)"
+    # schema_version 5
+    pool_block = {"kind": "bad-free", "access": "free", "offset": 0, "size": 64, "freed_by": "free",
+                  "memory": {"kind": "guardalloc", "module": "a guardalloc Pool"}}
+    assert describe(pool_block) == "bad-free by free of a 64-byte block of a guardalloc Pool, not malloc()'s"
+    assert describe({**pool_block, "offset": 8, "freed_by": "realloc"}) == \
+        "bad-free by realloc of a pointer into a guardalloc Pool, not malloc()'s"
+    assert describe({**pool_block, "memory": {**pool_block["memory"], "slot_state": "quarantined"}}) == \
+        "bad-free by free of a block that a guardalloc Pool freed already, not malloc()'s"
 
 
 def test_ci_recipe_runs_the_plugin_and_uploads_the_reports():

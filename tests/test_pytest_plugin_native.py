@@ -141,15 +141,12 @@ def test_double_free():
 """
 
 
-@pytest.mark.skipif(not HAVE_NATIVE, reason="needs guardalloc.native (the native-heap issue)")
-def test_native_double_free_fails_its_test_with_the_report(pytester, tmp_path):
-    """The malloc library's report of a bad free (JSON, access "free") fails
-    the forked test that made it, like a fault's."""
-    from test_reports_json import validate
-
+def _one_test_aborts(pytester, tmp_path, suite: str) -> tuple[str, list[dict]]:
+    """Run suite (two tests) forked under the malloc library: one passes,
+    one dies of SIGABRT. pytest's output and the JSON reports it left."""
     from guardalloc import pytest_plugin
 
-    pytester.makepyfile(test_native=DOUBLE_FREE_SUITE)
+    pytester.makepyfile(test_native=suite)
     reports = tmp_path / "reports"
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--guardalloc-native=1",
                                            "--guardalloc-forked", f"--guardalloc-report-dir={reports}")
@@ -157,11 +154,56 @@ def test_native_double_free_fails_its_test_with_the_report(pytester, tmp_path):
     result.assert_outcomes(passed=1, failed=1)
     out = result.stdout.str()
     assert "died of SIGABRT" in out
+    return out, [r for path in reports.iterdir() for r in pytest_plugin.read_reports(str(path))]
+
+
+@pytest.mark.skipif(not HAVE_NATIVE, reason="needs guardalloc.native (the native-heap issue)")
+def test_native_double_free_fails_its_test_with_the_report(pytester, tmp_path):
+    """The malloc library's report of a bad free (JSON, access "free") fails
+    the forked test that made it, like a fault's."""
+    from test_reports_json import validate
+
+    out, found = _one_test_aborts(pytester, tmp_path, DOUBLE_FREE_SUITE)
     assert "double-free of a 48-byte buffer (slot" in out       # describe(), in the failure and the summary
     assert "guardalloc: double-free of 0x" in out and "first freed at:" in out   # the text report
     assert "test_native.py::test_double_free (call): double-free of a 48-byte buffer" in out
-    found = [r for path in reports.iterdir() for r in pytest_plugin.read_reports(str(path))]
     assert [(r["kind"], r["access"], r["test"]) for r in found] == [
         ("double-free", "free", {"nodeid": "test_native.py::test_double_free", "phase": "call"})]
     validate(found[0])
     assert found[0]["stacks"]["this_free_native"]
+
+
+POOL_FREE_SUITE = """
+import ctypes
+from guardalloc.pool import Pool
+
+libc = ctypes.CDLL(None)
+libc.free.argtypes = [ctypes.c_void_p]
+pool = Pool()
+
+def test_pool_block_freed_by_its_pool():
+    pool.free(pool.alloc(64))
+
+def test_pool_block_freed_by_libc():
+    block = pool.alloc(64)
+    libc.free(ctypes.addressof(ctypes.c_char.from_buffer(block)))
+"""
+
+
+@pytest.mark.skipif(not HAVE_NATIVE, reason="needs guardalloc.native (the native-heap issue)")
+def test_a_pool_block_passed_to_free_fails_its_test_saying_whose_block(pytester, tmp_path):
+    """libc's free() of a Pool's block: the malloc library's bad-free report
+    says it is the Pool's, in the crashed test's report, instead of glibc's
+    "free(): invalid pointer" and "no guardalloc fault report"; the twin
+    test, which frees through the Pool, passes."""
+    from test_reports_json import validate
+
+    out, found = _one_test_aborts(pytester, tmp_path, POOL_FREE_SUITE)
+    assert "free(): invalid pointer" not in out and "no guardalloc fault report" not in out
+    assert "attempting free on address which was not malloc()-ed: 0x" in out
+    assert "is a live 64-byte block of a guardalloc Pool, not malloc()'s" in out
+    assert ("test_native.py::test_pool_block_freed_by_libc (call): "
+            "bad-free by free of a 64-byte block of a guardalloc Pool, not malloc()'s") in out
+    assert [(r["kind"], r["memory"]["kind"], r["test"]["nodeid"]) for r in found] == [
+        ("bad-free", "guardalloc", "test_native.py::test_pool_block_freed_by_libc")]
+    validate(found[0])

@@ -11,6 +11,10 @@ cdef extern from "_c/stacks.h" nogil:
         GA_STACK_DEPTH
     ctypedef struct ga_stack_t:
         void *pc[GA_STACK_DEPTH]
+        uint32_t n
+        uint32_t dropped
+    ctypedef struct ga_packed_stack_t:
+        pass
 
 cdef extern from "_c/layout.h" nogil:
     enum:
@@ -73,7 +77,8 @@ cdef extern from "_c/layout.h" nogil:
         char **alloc_trace
         char **free_trace
         const char *untraced_hint
-        ga_stack_t *stacks
+        const char *owner
+        ga_packed_stack_t *stacks
         uint64_t faults_continued
         uint32_t quarantine_limit
         uint32_t quarantine_len
@@ -145,8 +150,9 @@ cdef extern from "_c/stacks.h" nogil:
     void ga_stack_capture(ga_stack_t *out)
     size_t ga_stack_len(const ga_stack_t *s)
     size_t ga_stacks_table_size(size_t nslots, size_t page)
-    const ga_stack_t *ga_stacks_of(const ga_arena_t *a, long slot, int freed)
+    const ga_stack_t *ga_stacks_unpack(const ga_arena_t *a, long slot, int freed, ga_stack_t *buf)
     void ga_stacks_record(ga_arena_t *a, long slot, int freed, const ga_stack_t *s)
+    void ga_stacks_forget(ga_arena_t *a, long slot)
 
 
 cdef extern from "_c/altstack.h" nogil:

@@ -128,10 +128,11 @@ cdef inline size_t size_arg(str name, value, size_t largest, str accepted) excep
 # with native_stacks, a per-slot native stack table (a.stacks) in its mapping.
 # resolved: the backend already chosen (the pool's); then the build runs no
 # Python code and keeps the GIL (it may run inside an allocator hook), and a
-# guard failure raises MemoryError, with no fallback.
+# guard failure raises MemoryError, with no fallback. owner: what reports
+# call the arena's maker (a static string, ga_arena_t.owner).
 cdef Arena new_pooled_arena(char *placement, size_t slot_size, unsigned int slots,
                             object options, ga_free_hook_t hook, void *ctx,
-                            bint native_stacks=*, str resolved=*)
+                            bint native_stacks=*, str resolved=*, const char *owner=*)
 
 # The Buffer object over a live slot of arena (pool: the pool that owns it).
 cdef Buffer make_buffer(Arena arena, long slot, object pool)

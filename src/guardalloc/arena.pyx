@@ -151,6 +151,7 @@ cdef class Arena:
         self.is_closed = True
         self.fd_ = -1
         self.a.base = NULL
+        self.a.owner = b"a guardalloc Arena"
 
     def __init__(self, slot_size, slots, *, guard_pages=1, backend="auto", align="right",
                  alignment=16, batch=True, uaf=False, quarantine=None, tracebacks=None,
@@ -275,7 +276,7 @@ cdef class Arena:
         self.a.base = <char *>base
         ga_arena_attach(&self.a, tables)
         if self.stacks_size:   # the last bytes of the mapping
-            self.a.stacks = <ga_stack_t *>(<char *>base + self.mapped_size - self.stacks_size)
+            self.a.stacks = <ga_packed_stack_t *>(<char *>base + self.mapped_size - self.stacks_size)
         return 0
 
     cdef int _install_guards(self, bint keep_gil=False) except -1:
@@ -654,17 +655,19 @@ cdef class Arena:
 # Pool.alloc() records them.
 cdef const char *POOLED_UNTRACED = (
     b"C callers of a Pool -- the numpy handler, the PyMem hooks -- record no Python "
-    b"traceback unless guardalloc.numpy's tracebacks=True; native stacks with "
-    b"native_stacks=True; Pool.alloc() records one with Pool(tracebacks=True) or "
+    b"traceback unless guardalloc.numpy's tracebacks=True (native stacks unless "
+    b"native_stacks=False); Pool.alloc() records one with Pool(tracebacks=True) or "
     b"guardalloc.enable_tracebacks()")
 
 
 cdef Arena new_pooled_arena(char *placement, size_t slot_size, unsigned int slots,
                             object options, ga_free_hook_t hook, void *ctx,
-                            bint native_stacks=False, str resolved=None):
+                            bint native_stacks=False, str resolved=None,
+                            const char *owner=b"a guardalloc Pool"):
     cdef Arena arena = Arena.__new__(Arena)
     arena.placement = placement
     arena.a.untraced_hint = POOLED_UNTRACED
+    arena.a.owner = owner
     if native_stacks:
         arena.stacks_size = ga_stacks_table_size(slots, PAGE)
     arena._configure(slot_size, slots, options, True)

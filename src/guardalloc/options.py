@@ -234,17 +234,23 @@ def address_space_left() -> Optional[int]:
     return max(0, soft - mapped)
 
 
-def fitting_max_bytes(space: int, guard_pages: int, max_arenas: Optional[int] = None) -> int:
+def fitting_max_bytes(space: int, guard_pages: int, max_arenas: Optional[int] = None,
+                      stack_bytes: int = 0) -> int:
     """The largest max_bytes (whole pages, 0 if none) whose pool reservation
     fits in space bytes (max_arenas None: the pool's default for that size).
     The inverse of the reservation guardalloc.pool makes: max_bytes *
-    (1 + guard_pages) plus a guard per arena."""
+    (1 + guard_pages) plus a guard per arena; with native stacks
+    (stack_bytes of table per one-page slot), the tables and a page of
+    rounding per arena, and a page of rounding overall."""
+    per_arena = guard_pages * PAGE_SIZE + (PAGE_SIZE if stack_bytes else 0)
+    per_page = PAGE_SIZE * (1 + guard_pages) + stack_bytes
+    if stack_bytes:
+        space -= PAGE_SIZE
     if max_arenas is None:
-        # With one arena per page, reserve <= max_bytes * (1 + 2 * guard_pages).
-        fit = space // (1 + 2 * guard_pages)
+        per_page += per_arena   # one arena per page at most
     else:
-        fit = (space - max_arenas * guard_pages * PAGE_SIZE) // (1 + guard_pages)
-    return max(0, fit // PAGE_SIZE * PAGE_SIZE)
+        space -= max_arenas * per_arena
+    return max(0, space // per_page * PAGE_SIZE)
 
 
 def default_max_bytes(guard_pages: int = 1) -> int:

@@ -136,7 +136,12 @@ cdef class Pool:
     cdef readonly object options      # GuardOptions of every arena
     cdef object tracebacks            # options.tracebacks, read on every alloc
     cdef readonly bint native_stacks  # the C methods record native stacks per slot
+    cdef const char *owner            # ga_arena_t.owner of its arenas (a static string)
     cdef object __weakref__
+
+    # What reports call the pool's arenas' maker, those made already too
+    # (owner: a static string, e.g. "the guardalloc numpy handler's Pool").
+    cdef void set_owner(self, const char *owner) noexcept
 
     # -- internals (pool.pyx) ---------------------------------------------
     cdef void _release(self) noexcept

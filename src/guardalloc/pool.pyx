@@ -107,7 +107,7 @@ cdef class Pool:
     Pool(*, guard_pages=1, backend="auto", align="right", alignment=16,
          uaf=False, quarantine=None, tracebacks=None, on_fault="abort",
          max_bytes=None, max_arenas=None, grow="sync",
-         hugepages=False, keep_bytes=64 MiB, native_stacks=False)
+         hugepages=False, keep_bytes=64 MiB, native_stacks=True)
 
     The arena options mean what they mean for :class:`guardalloc.Arena` and
     apply to every arena of the pool (``quarantine`` is per arena). Limits:
@@ -130,11 +130,12 @@ cdef class Pool:
             ignored with ``uaf=True``, which always gives them back).
         native_stacks: the C methods (what the numpy handler and the PyMem
             hooks call) record the native stack of each allocation and free
-            per slot (a few return addresses; 128 bytes per slot, in the
-            arena's mapping), and fault reports show them, symbolized. Off
-            by default: it makes a C alloc+free several times slower
-            (bench/bench_pool.py measures it); Python callers get Python
-            tracebacks instead (``tracebacks``).
+            per slot (up to 64 frames captured, the innermost ~50 kept in
+            384 bytes per slot of the arena's mapping), and fault reports
+            show them, symbolized. On by default; False saves the unwinding
+            (a few hundred ns per alloc+free, bench/bench_pool.py measures
+            it). Python callers get Python tracebacks instead
+            (``tracebacks``).
 
     Thread-safe: the pool's own mutex serialises every allocation and free,
     with or without the GIL.
@@ -151,11 +152,18 @@ cdef class Pool:
     def __cinit__(self):
         self.is_closed = True
         self.arenas = []
+        self.owner = b"a guardalloc Pool"
+
+    cdef void set_owner(self, const char *owner) noexcept:
+        cdef Arena arena
+        self.owner = owner
+        for arena in self.arenas:
+            arena.a.owner = owner
 
     def __init__(self, *, guard_pages=1, backend="auto", align="right", alignment=16,
                  uaf=False, quarantine=None, tracebacks=None, on_fault="abort",
                  max_bytes=None, max_arenas=None, grow="sync",
-                 hugepages=False, keep_bytes=DEFAULT_KEEP_BYTES, native_stacks=False):
+                 hugepages=False, keep_bytes=DEFAULT_KEEP_BYTES, native_stacks=True):
         cdef size_t reserve
         cdef void *base
         cdef int i
@@ -195,15 +203,11 @@ cdef class Pool:
 
         # Every slot costs at most guard_pages guard pages on top (1-page
         # slots), every arena one more guard at its start.
-        reserve = _reservation(max_bytes, options.guard_pages, max_arenas)
-        if self.native_stacks:
-            # Every arena's stack table (two stacks per slot, at most
-            # max_bytes / PAGE slots, a page of rounding per arena).
-            reserve += ga_stacks_table_size(max_bytes // PAGE, PAGE) + max_arenas * PAGE
+        reserve = _reservation(max_bytes, options.guard_pages, max_arenas, self.native_stacks)
         base = ga_reserve(NULL, reserve)
         if base == NULL:
-            raise _reservation_error(reserve, strerror(errno).decode(), max_bytes,
-                                     options.guard_pages, max_arenas if arenas_given else None)
+            raise _reservation_error(reserve, strerror(errno).decode(), max_bytes, options.guard_pages,
+                                     max_arenas if arenas_given else None, self.native_stacks)
         self.reserve_start = <char *>base
         self.reserve_end = self.reserve_start + reserve
         self.reservation_mapped = True

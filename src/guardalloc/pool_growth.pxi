@@ -139,7 +139,7 @@ cdef int grow_class(Pool self, int cls, bint in_hook=False) except -1:
                 raise MemoryError("a per-arena quarantine is not set up inside a hook")
             options = options.replace(quarantine=slots)   # the quarantine is per arena
         arena = new_pooled_arena(place, slot_size, slots, options, _free_hook, <void *>self,
-                                 self.native_stacks, self.backend if in_hook else None)
+                                 self.native_stacks, self.backend if in_hook else None, self.owner)
         if self.hugepages and slot_size >= HUGEPAGE_MIN_SLOT:
             _ask_hugepages(&arena.a)
         add_arena(self, arena, cls, slots)
@@ -343,11 +343,22 @@ cdef long grow_sync(Pool self, int cls, size_t nbytes, bint zero, void **where) 
 # ---------------------------------------------------------------------------
 # Sizing the reservation
 
-def _reservation(max_bytes, guard_pages, max_arenas) -> int:
+def _stack_bytes(native_stacks) -> int:
+    """Bytes of stack table per slot (two packed stacks), 0 without stacks."""
+    return 2 * sizeof(ga_packed_stack_t) if native_stacks else 0
+
+
+def _reservation(max_bytes, guard_pages, max_arenas, native_stacks) -> int:
     """Bytes of address space a pool reserves: every slot costs at most
     guard_pages guard pages on top (1-page slots), every arena one more
-    guard at its start."""
-    return -(-max_bytes // PAGE) * PAGE * (1 + guard_pages) + max_arenas * guard_pages * PAGE
+    guard at its start; with native stacks, every arena's stack table (two
+    stacks per slot, at most max_bytes / PAGE slots, a page of rounding per
+    arena)."""
+    pages = -(-max_bytes // PAGE)
+    reserve = pages * PAGE * (1 + guard_pages) + max_arenas * guard_pages * PAGE
+    if native_stacks:
+        reserve += ga_stacks_table_size(pages, PAGE) + max_arenas * PAGE
+    return reserve
 
 
 def _default_max_arenas(max_bytes) -> int:
@@ -356,12 +367,12 @@ def _default_max_arenas(max_bytes) -> int:
     return max(1, min(DEFAULT_MAX_ARENAS, max_bytes // PAGE))
 
 
-def _reservation_error(reserve, why, max_bytes, guard_pages, max_arenas):
+def _reservation_error(reserve, why, max_bytes, guard_pages, max_arenas, native_stacks):
     left = address_space_left()
     limit = "" if left is None else f"; RLIMIT_AS lets this process map {left:,} more bytes"
     fits = None
     if left is not None:
-        fits = fitting_max_bytes(left, guard_pages, max_arenas) or None
+        fits = fitting_max_bytes(left, guard_pages, max_arenas, _stack_bytes(native_stacks)) or None
     return AddressSpaceError(
         f"cannot reserve {reserve:,} bytes of address space for a pool of max_bytes={max_bytes:,} "
         f"with guard_pages={guard_pages} ({why}{limit})", reserve, fits)

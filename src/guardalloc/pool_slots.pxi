@@ -32,7 +32,7 @@ cdef inline long pool_take(Pool self, int cls, size_t nbytes, bint zero, bint ra
         if result >= 0:
             if (<Arena>e.arena).a.stacks != NULL:
                 # The C caller records the new ones; a Python caller none.
-                memset(&(<Arena>e.arena).a.stacks[2 * result], 0, 2 * sizeof(ga_stack_t))
+                ga_stacks_forget(&(<Arena>e.arena).a, result)
             if e.kept:
                 e.kept = False
                 self.kept_bytes -= c.slot_size

@@ -84,7 +84,7 @@ static ga_heap_stats_t ga_counts;
 static size_t ga_per_page(size_t page)
 {
     return 2 * page + sizeof(ga_slot_t) + 3 * sizeof(uint32_t) + 2 * sizeof(char *)
-        + sizeof(ga_slot_meta_t) + 2 * sizeof(ga_stack_t);
+        + sizeof(ga_slot_meta_t) + 2 * sizeof(ga_packed_stack_t);
 }
 
 /* The reservation for max_bytes in *out, or -1 when the size does not fit in
@@ -334,7 +334,7 @@ void *ga_heap_alloc(size_t nbytes, size_t alignment, int zero, int family)
     if (ga_opts.native_stacks)
         ga_stacks_record(&e->a, slot, 0, &stack);
     else
-        memset(&e->a.stacks[2 * slot], 0, 2 * sizeof(ga_stack_t));
+        ga_stacks_forget(&e->a, slot);
     ga_counts.allocations++;
     ga_counts.live++;
     pthread_mutex_unlock(&ga_lock);

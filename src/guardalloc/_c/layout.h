@@ -115,9 +115,13 @@ typedef struct ga_arena {
     /* What the report says where a slot has no traceback: how to get one
      * for this kind of block (the front end that made the arena knows). */
     const char *untraced_hint;
+    /* What made the arena, as a report names it ("a guardalloc Pool", "the
+     * guardalloc PyMem hooks' Pool"), or NULL: a free() of one of its blocks
+     * by another allocator is reported saying whose block it is. */
+    const char *owner;
     /* Native allocation and free stacks, two per slot (stacks.h), or NULL
      * when the arena records none. */
-    struct ga_stack *stacks;
+    struct ga_packed_stack *stacks;
     /* Updated by the fault handler in continue mode. */
     volatile uint64_t faults_continued;
 

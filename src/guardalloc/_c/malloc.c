@@ -403,14 +403,7 @@ GA_EXPORT void *malloc(size_t n)
 
 GA_EXPORT void free(void *p)
 {
-    if (p == NULL || ga_is_boot(p))
-        return;
-    if (ga_heap_owns(p)) {
-        ga_guarded_free(p, GA_FAMILY_MALLOC, NULL);
-        return;
-    }
-    if (ga_ready())
-        ga_free_foreign(p, "free");
+    ga_delete(p, GA_FAMILY_MALLOC, "free");
 }
 
 GA_EXPORT void *calloc(size_t n, size_t size)

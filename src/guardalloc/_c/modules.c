@@ -175,12 +175,6 @@ const ga_module_t *ga_module_of(const void *pc)
     return &t->mods[lo - 1];
 }
 
-void ga_modules_cover(const void *pc)
-{
-    if (pc != NULL && ga_module_of(pc) == NULL)
-        ga_modules_refresh();
-}
-
 const char *ga_module_path(const ga_module_t *m)
 {
     size_t i;

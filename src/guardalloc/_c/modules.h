@@ -35,10 +35,6 @@ typedef struct {
  * loader's lock: never from a signal handler. */
 int ga_modules_refresh(void);
 
-/* Refresh when no object of the table covers pc (something was loaded
- * since): for the capture paths, which see new code first. */
-void ga_modules_cover(const void *pc);
-
 /* The object that holds pc, or NULL. The pointer stays valid for the life
  * of the process (tables are never unmapped; a rebuild publishes a fresh
  * one). Lock-free and async-signal-safe. */

@@ -2,8 +2,9 @@
  * Is a pointer that the guarded heap does not own one of the next
  * allocator's blocks, or memory no allocator made (a stack array, an alloca
  * block, a global, a static local, a string literal, an address inside a
- * mapping)? free() asks before it hands a pointer on, so that such a free is
- * reported as a bad-free instead of corrupting glibc's heap or dying in it.
+ * mapping, a block of another guardalloc front end's arena)? free() asks
+ * before it hands a pointer on, so that such a free is reported as a
+ * bad-free instead of corrupting glibc's heap or dying in it.
  *
  * Only glibc's malloc is recognised (its main arena's brk heap, its thread
  * arenas' 64 MiB heaps, its mmapped chunks): with any other next allocator
@@ -13,14 +14,16 @@
  * is two to a few comparisons (ga_nonheap_maybe). Anything else takes the
  * slow path (ga_nonheap_classify): the loaded objects' segments
  * (dl_iterate_phdr), reads of glibc's chunk and heap headers
- * (process_vm_readv, so an unmapped address cannot fault), and
- * /proc/self/maps. Not for the signal path.
+ * (process_vm_readv, so an unmapped address cannot fault), then, for a
+ * pointer glibc's headers do not claim, the registry of guardalloc's
+ * arenas and /proc/self/maps. Not for the signal path.
  */
 #ifndef GUARDALLOC_NONHEAP_H
 #define GUARDALLOC_NONHEAP_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include "layout.h"
 
 /* What a pointer that no allocator made points into. */
 enum {
@@ -31,6 +34,9 @@ enum {
     GA_MEM_CODE,             /* an executable segment                      */
     GA_MEM_MAPPING,          /* a mapping that no allocator made           */
     GA_MEM_UNMAPPED,         /* nothing is mapped there                    */
+    GA_MEM_ARENA,            /* a registered arena of another guardalloc
+                                front end (a Pool, an Arena, the PyMem
+                                hooks, the numpy handler)                  */
 };
 
 typedef struct ga_where {
@@ -40,6 +46,7 @@ typedef struct ga_where {
     const void *start, *end; /* the segment or mapping holding the pointer */
     long tid;                /* GA_MEM_STACK: the thread; 0 unknown        */
     int main_thread;         /* GA_MEM_STACK: 1 for the main thread's stack */
+    const ga_arena_t *arena; /* GA_MEM_ARENA: the arena (module: its owner) */
     char path[256];          /* storage for a mapped file's name           */
 } ga_where_t;
 

@@ -40,19 +40,10 @@ static void ga_put_titled_stack(ga_line_t *line, const char *title, const ga_sta
     ga_put_stack(line, s);
 }
 
-/* "==pid== guardalloc: <what> of <ptr>", the slot and buffer it falls in
- * (a may be NULL: outside every arena), the thread. */
-static void ga_put_slot_error(ga_line_t *line, const char *what, const void *ptr,
-                              const ga_arena_t *a, long slot)
+/* "  slot N (state) of arena A: its N-byte buffer [start, end)", where ptr
+ * lies in it, no newline (a may be NULL: outside every arena). */
+static void ga_put_slot_of(ga_line_t *line, const void *ptr, const ga_arena_t *a, long slot)
 {
-    ga_put(line, "==");
-    ga_put_dec(line, (unsigned long long)getpid());
-    ga_put(line, "== guardalloc: ");
-    ga_put(line, what);
-    ga_put(line, " of ");
-    ga_put_ptr(line, ptr);
-    ga_put(line, "\n");
-    ga_put_test(line);
     if (a != NULL && slot >= 0) {
         const ga_slot_t *s = &a->slots[slot];
         const char *start = ga_slot_start(a, (size_t)slot) + s->offset;
@@ -81,21 +72,38 @@ static void ga_put_slot_error(ga_line_t *line, const char *what, const void *ptr
     } else {
         ga_put(line, "  inside the guarded heap but in no slot (a guard page or unused space)");
     }
+}
+
+/* "==pid== guardalloc: <what> of <ptr>", the slot and buffer it falls in
+ * (a may be NULL: outside every arena), the thread. */
+static void ga_put_slot_error(ga_line_t *line, const char *what, const void *ptr,
+                              const ga_arena_t *a, long slot)
+{
+    ga_put(line, "==");
+    ga_put_dec(line, (unsigned long long)getpid());
+    ga_put(line, "== guardalloc: ");
+    ga_put(line, what);
+    ga_put(line, " of ");
+    ga_put_ptr(line, ptr);
+    ga_put(line, "\n");
+    ga_put_test(line);
+    ga_put_slot_of(line, ptr, a, slot);
     ga_put(line, "\n  in ");
     ga_put_thread(line);
     ga_put(line, "\n");
 }
 
 /* The stack of the free that freed the slot before (a double free, or an
- * invalid free into a freed slot), this free's for damage found now, or NULL. */
+ * invalid free into a freed slot, unpacked into buf), this free's for damage
+ * found now, or NULL. */
 static const ga_stack_t *ga_freed_stack(int error, const ga_arena_t *a, long slot,
-                                        const ga_stack_t *this_free)
+                                        const ga_stack_t *this_free, ga_stack_t *buf)
 {
     if (error == GA_FREE_CORRUPT)
         return this_free;
     if (a == NULL || slot < 0 || (error != GA_FREE_DOUBLE && a->slots[slot].state == GA_SLOT_LIVE))
         return NULL;
-    return ga_stacks_of(a, slot, 1);
+    return ga_stacks_unpack(a, slot, 1, buf);
 }
 
 /* The text report of a free, into line. */
@@ -121,7 +129,8 @@ static void ga_format_free_report(ga_line_t *line, int error, const void *ptr, c
         ga_put_slot_error(line, ga_free_kinds[error], ptr, a, slot);
         ga_put_titled_stack(line, "  this free:", this_free);
         if (a != NULL && slot >= 0) {
-            const ga_stack_t *freed = ga_freed_stack(error, a, slot, this_free);
+            ga_stack_t buf;
+            const ga_stack_t *freed = ga_freed_stack(error, a, slot, this_free, &buf);
             ga_put_titled_stack(line, "  allocated at:", ga_stacks_of(a, slot, 0));
             if (error == GA_FREE_DOUBLE || freed != NULL)
                 ga_put_titled_stack(line, error == GA_FREE_DOUBLE ? "  first freed at:" : "  last freed at:",
@@ -162,7 +171,7 @@ void ga_report_free(int code, const void *ptr, const ga_arena_t *a, long slot,
     ga_json_key(&line, "allocated_native");
     ga_json_stack(&line, a != NULL ? ga_stacks_of(a, slot, 0) : NULL);
     ga_json_key(&line, "freed_native");
-    ga_json_stack(&line, ga_freed_stack(error, a, slot, this_free));
+    ga_json_stack(&line, ga_freed_stack(error, a, slot, this_free, &(ga_stack_t){.n = 0}));
     ga_json_key(&line, "this_free_native");
     ga_json_stack(&line, this_free);
     ga_put(&line, "}");
@@ -180,11 +189,13 @@ void ga_report_free(int code, const void *ptr, const ga_arena_t *a, long slot,
  * (null), time and the text again, escaped. format writes the text. */
 typedef void (*ga_text_fn)(ga_line_t *line, const void *context);
 
-static void ga_json_free_stacks(ga_line_t *line, const ga_stack_t *allocated, const ga_stack_t *freed,
-                                const ga_stack_t *this_free)
+static void ga_json_free_stacks(ga_line_t *line, const char *allocated_trace, const ga_stack_t *allocated,
+                                const ga_stack_t *freed, const ga_stack_t *this_free)
 {
     ga_json_key(line, "stacks");
-    ga_put(line, "{\"allocated\":null,\"freed\":null");
+    ga_put(line, "{\"allocated\":");
+    ga_json_value(line, allocated_trace);
+    ga_put(line, ",\"freed\":null");
     ga_json_key(line, "allocated_native");
     ga_json_stack(line, allocated);
     ga_json_key(line, "freed_native");
@@ -253,7 +264,7 @@ void ga_report_mismatch(const void *ptr, const ga_arena_t *a, long slot, const c
     ga_json_str(&line, "allocated_by", allocated_by);
     ga_json_str(&line, "freed_by", freed_by);
     ga_json_no_signal(&line, continuing);
-    ga_json_free_stacks(&line, ga_stacks_of(a, slot, 0), NULL, this_free);
+    ga_json_free_stacks(&line, NULL, ga_stacks_of(a, slot, 0), NULL, this_free);
     ga_json_pc(&line, NULL);
     ga_json_time_and_text(&line);
     line.json = 1;
@@ -318,7 +329,7 @@ void ga_report_underflow(const void *ptr, const ga_arena_t *a, long slot, const 
     ga_json_buffer(&line, a, slot, addr);
     ga_json_dec(&line, "damaged", damage->damaged);
     ga_json_no_signal(&line, continuing);
-    ga_json_free_stacks(&line, ga_stacks_of(a, slot, 0), this_free, this_free);
+    ga_json_free_stacks(&line, NULL, ga_stacks_of(a, slot, 0), this_free, this_free);
     ga_json_pc(&line, NULL);
     ga_json_time_and_text(&line);
     line.json = 1;
@@ -330,7 +341,7 @@ void ga_report_underflow(const void *ptr, const ga_arena_t *a, long slot, const 
 /* -- bad-free: memory no allocator made ------------------------------------ */
 
 static const char *const ga_memory_kinds[] = {
-    "heap", "stack", "global", "read-only", "code", "mapping", "unmapped",
+    "heap", "stack", "global", "read-only", "code", "mapping", "unmapped", "guardalloc",
 };
 
 typedef struct {
@@ -364,6 +375,33 @@ static void ga_put_range(ga_line_t *line, const ga_where_t *w)
     ga_put(line, ", ");
     ga_put_ptr(line, w->end);
     ga_put(line, ")");
+}
+
+/* " is a live 64-byte block of OWNER, not malloc()'s: ..." (or inside one,
+ * or in a freed slot, or a guard page) and its slot's line: a pointer into
+ * another guardalloc front end's arena. */
+static void ga_put_arena_block(ga_line_t *line, const void *ptr, const ga_arena_t *a)
+{
+    long slot = ga_slot_of(a, ptr);
+    const char *owner = a->owner != NULL ? a->owner : "a guardalloc arena";
+    if (slot < 0) {
+        ga_put(line, " is in a guard page of an arena of ");
+        ga_put(line, owner);
+        return;
+    }
+    if (a->slots[slot].state == GA_SLOT_LIVE) {
+        const char *start = ga_slot_start(a, (size_t)slot) + a->slots[slot].offset;
+        ga_put(line, (const char *)ptr == start ? " is a live " : " is inside a live ");
+        ga_put_dec(line, a->slots[slot].nbytes);
+        ga_put(line, "-byte block of ");
+        ga_put(line, owner);
+        ga_put(line, ", not malloc()'s: free it through its owner\n");
+    } else {
+        ga_put(line, " is in a freed slot of ");
+        ga_put(line, owner);
+        ga_put(line, ", not malloc()'s: its owner freed the block already\n");
+    }
+    ga_put_slot_of(line, ptr, a, slot);
 }
 
 static void ga_format_bad_free(ga_line_t *line, const ga_bad_free_t *b)
@@ -402,6 +440,9 @@ static void ga_format_bad_free(ga_line_t *line, const ga_bad_free_t *b)
         ga_put(line, " of ");
         ga_put_module(line, w, b->ptr);
         break;
+    case GA_MEM_ARENA:
+        ga_put_arena_block(line, b->ptr, w->arena);
+        break;
     case GA_MEM_MAPPING:
         ga_put(line, " is inside a mapping that no allocator made: ");
         ga_put_range(line, w);
@@ -417,6 +458,12 @@ static void ga_format_bad_free(ga_line_t *line, const ga_bad_free_t *b)
     ga_put(line, "\n  freed by ");
     ga_put(line, b->freed_by);
     ga_put_titled_stack(line, " at:", b->this_free);
+    if (w->kind == GA_MEM_ARENA && ga_slot_of(w->arena, b->ptr) >= 0) {
+        long slot = ga_slot_of(w->arena, b->ptr);   /* the allocation's stacks, when recorded */
+        ga_put_trace(line, w->arena, "  allocated at:", w->arena->alloc_trace, slot, 0);
+        if (w->arena->slots[slot].state != GA_SLOT_LIVE)
+            ga_put_trace(line, w->arena, "  last freed at:", w->arena->free_trace, slot, 1);
+    }
     ga_put_summary(line, "bad-free", b->this_free != NULL ? b->this_free->pc : NULL,
                    b->this_free != NULL ? ga_stack_len(b->this_free) : 0);
 }
@@ -426,13 +473,15 @@ void ga_report_bad_free(const void *ptr, const ga_where_t *where, const char *fr
 {
     ga_bad_free_t b = {ptr, where, freed_by, this_free};
     ga_line_t line;
-    int kind = where->kind >= 0 && where->kind <= GA_MEM_UNMAPPED ? where->kind : GA_MEM_UNMAPPED;
+    int kind = where->kind >= 0 && where->kind <= GA_MEM_ARENA ? where->kind : GA_MEM_UNMAPPED;
+    const ga_arena_t *a = kind == GA_MEM_ARENA ? where->arena : NULL;
+    long slot = a != NULL ? ga_slot_of(a, ptr) : -1;
     ga_line_init(&line, ga_get_report_fd(), 0);   /* written whole */
     ga_format_bad_free(&line, &b);
     ga_line_done(&line);
     if (ga_json_begin(&line, "bad-free", "free", ptr) != 0)
         return;
-    ga_json_buffer(&line, NULL, -1, ptr);
+    ga_json_buffer(&line, a, slot, ptr);
     ga_json_str(&line, "freed_by", freed_by);
     ga_json_key(&line, "memory");
     ga_put(&line, "{\"kind\":");
@@ -453,9 +502,12 @@ void ga_report_bad_free(const void *ptr, const ga_where_t *where, const char *fr
         ga_put_dec(&line, (unsigned long long)where->tid);
     else
         ga_put(&line, "null");
+    if (a != NULL)
+        ga_json_str(&line, "slot_state", slot >= 0 ? ga_state_names[a->slots[slot].state & 3] : NULL);
     ga_put(&line, "}");
     ga_json_no_signal(&line, continuing);
-    ga_json_free_stacks(&line, NULL, NULL, this_free);
+    ga_json_free_stacks(&line, a != NULL && slot >= 0 && a->alloc_trace != NULL ? a->alloc_trace[slot] : NULL,
+                        a != NULL ? ga_stacks_of(a, slot, 0) : NULL, NULL, this_free);
     ga_json_pc(&line, NULL);
     ga_json_time_and_text(&line);
     line.json = 1;

@@ -39,8 +39,10 @@ void ga_report_underflow(const void *ptr, const ga_arena_t *a, long slot, const 
 
 /* A free of memory no allocator made (nonheap.h says what `where` is):
  * kind "bad-free", ASan's words, naming the stack's thread, the object's
- * segment or the mapping. Not async-signal-safe (dladdr names the object);
- * called from free(), never from the fault handler. */
+ * segment or the mapping; or a block of another guardalloc front end's
+ * arena (kind "guardalloc"): its owner, slot and allocation stacks. Not
+ * async-signal-safe (dladdr names the object); called from free(), never
+ * from the fault handler. */
 void ga_report_bad_free(const void *ptr, const ga_where_t *where, const char *freed_by,
                         const ga_stack_t *this_free, int continuing);
 

@@ -34,6 +34,11 @@ GA_INTERNAL void ga_put_frame(ga_line_t *line, const void *pc);
 GA_INTERNAL void ga_put_pcs(ga_line_t *line, void *const *pcs, size_t n);
 /* One line per return address of a recorded stack (s may be NULL). */
 GA_INTERNAL void ga_put_stack(ga_line_t *line, const ga_stack_t *s);
+/* A slot's allocation (freed = 0) or free stacks under title (table: the
+ * arena's traceback table): its Python traceback, then its native stack;
+ * "(not recorded: ...)" when it has neither. */
+GA_INTERNAL void ga_put_trace(ga_line_t *line, const ga_arena_t *a, const char *title, char **table,
+                              long slot, int freed);
 /* "thread 1234 (name)" for the calling thread. */
 GA_INTERNAL void ga_put_thread(ga_line_t *line);
 /* The last line of every report: "SUMMARY: guardalloc: KIND (module+0x..)"

@@ -16,9 +16,10 @@
 #include "report_file.h"
 #include "report_internal.h"
 
-#define GA_REPORT_SCHEMA_VERSION 4   /* 2: the reports of a free (ga_report_free); 3: bad-free,
+#define GA_REPORT_SCHEMA_VERSION 5   /* 2: the reports of a free (ga_report_free); 3: bad-free,
                                         alloc-dealloc-mismatch, the underflow found at free;
-                                        4: raw frames, stacks.access_native */
+                                        4: raw frames, stacks.access_native; 5: bad-free of
+                                        a guardalloc block (memory.kind "guardalloc") */
 
 void ga_json_key(ga_line_t *line, const char *key)
 {

@@ -53,8 +53,19 @@ void ga_put_pcs(ga_line_t *line, void *const *pcs, size_t n)
 
 void ga_put_stack(ga_line_t *line, const ga_stack_t *s)
 {
-    if (s != NULL)
-        ga_put_pcs(line, s->pc, ga_stack_len(s));
+    if (s == NULL)
+        return;
+    ga_put_pcs(line, s->pc, ga_stack_len(s));
+    if (s->dropped != 0) {   /* outer frames past the stored budget */
+        ga_put(line, "    ... ");
+        if ((s->dropped & ~GA_STACK_CUT) != 0) {
+            ga_put_dec(line, s->dropped & ~GA_STACK_CUT);
+            ga_put(line, s->dropped & GA_STACK_CUT ? " or more" : "");
+        } else {
+            ga_put(line, "more");
+        }
+        ga_put(line, " outer frames not kept\n");
+    }
 }
 
 void ga_put_thread(ga_line_t *line)
@@ -144,8 +155,8 @@ static void ga_put_wrapped(ga_line_t *line, const char *text, size_t column)
 /* A slot's allocation (freed = 0) or free stacks under title: its Python
  * traceback, then its native stack (title + " (native)" after a Python
  * one); "(not recorded: ...)" when it has neither. */
-static void ga_put_trace(ga_line_t *line, const ga_arena_t *a, const char *title, char **table,
-                         long slot, int freed)
+void ga_put_trace(ga_line_t *line, const ga_arena_t *a, const char *title, char **table, long slot,
+                  int freed)
 {
     const char *trace = table != NULL ? table[slot] : NULL;
     const ga_stack_t *native = ga_stacks_of(a, slot, freed);

@@ -168,6 +168,14 @@ class Progress:
             self.stream.flush()
 
 
+# The examples of --help (cli.main.examples_epilog).
+EXAMPLES = (
+    ("the whole comparison: results.json, report.md and plots in bench-out/", ""),
+    ("under a minute, into another directory", "--quick --out /tmp/guard-bench"),
+    ("the malloc library against Electric Fence, DUMA and GWP-ASan", "--peers --quick"),
+)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer rounds and points (under a minute)")
     parser.add_argument("--out", default="bench-out", metavar="DIR",

@@ -28,6 +28,13 @@ OVERFLOW_CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo_
 ROUNDS = 7
 
 
+# The examples of --help (cli.main.examples_epilog).
+EXAMPLES = (
+    ("the same arena with madvise and with mprotect guards, and a caught overflow", ""),
+    ("bigger arenas, fewer builds", "--slots 100000 --rounds 3"),
+)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slots", type=int_at_least(1), default=30_000, help="slots per arena (default 30000)")
     parser.add_argument("--rounds", type=int_at_least(1), default=ROUNDS,

@@ -21,6 +21,14 @@ from guardalloc.cli import native_flags
 from guardalloc.hooks import preload
 
 
+# The examples of --help (cli.main.examples_epilog).
+EXAMPLES = (
+    ("every malloc of a C or C++ program guarded", "-- ./myprog --its-flag"),
+    ("one in 100, for a long run; freed blocks stay guarded", "--sample-rate 100 --uaf -- make check"),
+    ("JSON reports in a file per process, frames left raw", "--log-path reports.%p.json --no-symbolize -- ./myprog"),
+)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     native_flags.add_arguments(parser)
     parser.add_argument("--no-symbolize", dest="symbolize", action="store_false",

@@ -1,7 +1,9 @@
 """Command line: ``guardalloc COMMAND`` or ``python -m guardalloc COMMAND``.
 
 Each command lives in the module of its concern and exposes
-``add_arguments(parser)`` and ``run(args) -> int``; this file only routes,
+``add_arguments(parser)``, ``run(args) -> int`` and ``EXAMPLES`` (the
+"examples:" of its help: pairs of what an example does and its arguments
+after the command name); this file only routes,
 and imports the module of the command being run only (``bench`` pulls in
 the benchmark toolkit, which the other commands do not need).
 """
@@ -13,6 +15,8 @@ import importlib
 import os
 import signal
 import sys
+import textwrap
+from typing import Iterable
 
 from guardalloc import __version__
 
@@ -29,16 +33,60 @@ COMMANDS = {
 
 DESCRIPTION = ("Guard pages between the slots of one mapping (MADV_GUARD_INSTALL): "
                "try them, measure them, run a program with them.")
+EPILOG = "Each command's --help lists its options and examples."
 
 
-def int_at_least(minimum: int, shown: str | None = None):
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, except that a description or epilog keeps its
+    paragraphs (separated by blank lines), and a paragraph with indented
+    lines -- the examples -- keeps its lines: a comment too long for the terminal goes on
+    in another comment, a command on the next line after a backslash, as a
+    shell reads it."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        paragraphs = []
+        for paragraph in text.split("\n\n"):
+            if not any(line.startswith(" ") for line in paragraph.splitlines()):
+                paragraphs.append(super()._fill_text(paragraph, width, indent))
+                continue
+            lines: list[str] = []
+            for line in paragraph.splitlines():
+                lead = indent + line[:len(line) - len(line.lstrip())]
+                comment = line.lstrip().startswith("#")
+                pieces = textwrap.wrap(line.strip(), width - len(lead) - 6, break_long_words=False,
+                                       break_on_hyphens=False) or [""]
+                for i, piece in enumerate(pieces):
+                    more = i + 1 < len(pieces)
+                    if comment:
+                        lines.append(lead + ("# " if i else "") + piece)
+                    else:
+                        lines.append(lead + ("    " if i else "") + piece + (" \\" if more else ""))
+            paragraphs.append("\n".join(lines))
+        return "\n\n".join(paragraphs)
+
+
+def examples_epilog(examples: Iterable[tuple[str, str]], epilog: str | None = None) -> str:
+    """An epilog (after ``epilog``, if any) of the "examples:" paragraph:
+    each example's comment, then ``%(prog)s ARGUMENTS`` (argparse puts the
+    command's program name there)."""
+    lines = ["examples:"]
+    for comment, arguments in examples:
+        lines.append(f"  # {comment}".replace("%", "%%"))
+        lines.append(f"  %(prog)s {arguments}".rstrip().replace("%", "%%").replace("%%(prog)s", "%(prog)s"))
+    return (epilog + "\n\n" if epilog else "") + "\n".join(lines)
+
+
+def int_at_least(minimum: int, shown: str | None = None, maximum: int | None = None):
     """An argparse ``type=``: an integer of at least ``minimum`` (said as
-    ``shown`` in the error, e.g. ``"0 (off)"``)."""
+    ``shown`` in the error, e.g. ``"0 (off)"``) and, when given, at most
+    ``maximum``. A bad value raises argparse.ArgumentTypeError naming it."""
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if maximum is not None and not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"must be between {shown or minimum} and {maximum}, not {value}")
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be {shown or minimum} or more, not {value}")
         return value
@@ -79,16 +127,17 @@ def _unknown_option_before_command(argv: list[str]) -> str | None:
 def build_parser(argv: list[str], prog: str | None = None) -> tuple[argparse.ArgumentParser, dict]:
     """The top-level parser and, for the command named in argv, its module
     and subparser (only that command's module is imported)."""
-    parser = argparse.ArgumentParser(prog=prog or program_name(), description=DESCRIPTION)
+    parser = argparse.ArgumentParser(prog=prog or program_name(), description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     chosen = _command_in(argv)
     found = {}
     for name, (module_name, help_text) in COMMANDS.items():
-        subparser = sub.add_parser(name, help=help_text, description=help_text)
+        subparser = sub.add_parser(name, help=help_text, description=help_text, formatter_class=HelpFormatter)
         if name == chosen:
             module = importlib.import_module(module_name)
             module.add_arguments(subparser)
+            subparser.epilog = examples_epilog(module.EXAMPLES, subparser.epilog)
             found = {"module": module, "parser": subparser}
     return parser, found
 

@@ -24,6 +24,13 @@ RUNS_SHOWN = 3
 _BOLD, _GUARD, _RESET = "\033[1m", "\033[33m", "\033[0m"
 
 
+# The examples of --help (cli.main.examples_epilog).
+EXAMPLES = (
+    ("this command's own VMAs and the guard pages inside them", ""),
+    ("every guard run of process 1234", "--all 1234"),
+)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pid", nargs="?", default="self",
                         help="process ID (default: this command's own process)")

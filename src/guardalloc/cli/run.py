@@ -59,6 +59,16 @@ _REPORTS_TAKE = ("log_path",)
 _rate = int_at_least(0, "0 (off)")
 
 
+# The examples of --help (cli.main.examples_epilog).
+EXAMPLES = (
+    ("guard one in 100 of the interpreter's allocations of a script", "app.py --its-flag"),
+    ("every allocation, numpy arrays too, with allocation tracebacks", "--pymem 1 --numpy --traceback app.py"),
+    ("every malloc of the process too (C extensions, ctypes)", "--native 1 -m pytest tests/"),
+    ("freed blocks stay guarded; JSON reports in a file per process",
+     "--native 1 --uaf --log-path reports.%p.json app.py"),
+)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pymem", type=_rate, default=DEFAULT_PYMEM_RATE, metavar="RATE",
@@ -80,8 +90,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run a library module as a script, like python -m")
     parser.add_argument("script", nargs="?", help="the script to run")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="its arguments")
-    parser.usage = ("%(prog)s [--pymem RATE] [--numpy] [--traceback] [--native [RATE]]\n"
-                    f"       {native_flags.usage(skip=('sample_rate',), start=7, indent=7)}\n"
+    parser.usage = ("%(prog)s [--pymem RATE] [--numpy] [--traceback]\n"
+                    "       [--native [RATE]] "
+                    f"{native_flags.usage(skip=('sample_rate',), start=25, indent=7)}\n"
                     "       (script.py | -m module) [args ...]")
     parser.epilog = "Exits with the program's exit status."
 
@@ -142,9 +153,6 @@ def _enable_guarding(args: argparse.Namespace) -> int | None:
             guarded_numpy = importlib.import_module("guardalloc.numpy")
         except ImportError as exc:
             return _fail(f"--numpy needs numpy and guardalloc.numpy: {exc}")
-        # --traceback: Python tracebacks (enable_tracebacks) and the
-        # native stacks of numpy's C frames for every array.
-        numpy_options.setdefault("native_stacks", bool(args.traceback))
         try:
             guarded_numpy.install(**numpy_options)
         except (TypeError, ValueError) as exc:

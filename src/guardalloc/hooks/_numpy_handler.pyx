@@ -360,6 +360,7 @@ def make_handler(Pool pool, numpy_capsule, dict options, bint fallback=False, bi
     c.allocator.free = _np_free
     h.c = c
     h.pool = pool
+    pool.set_owner(b"the guardalloc numpy handler's Pool")
     h.options = options
     h.numpy_capsule = numpy_capsule
     h.numpy_handler = default

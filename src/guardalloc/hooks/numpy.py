@@ -92,12 +92,10 @@ def handler(**options: Any) -> Handler:
     ``on_fault``, ``backend``, ``grow``, ``tracebacks``, ``native_stacks``)
     plus:
 
-    - ``native_stacks=False``: when True, every array's data block keeps
-      the native stack of its allocation and free (numpy's C frames and
-      their callers), shown in fault reports. Off by default: unwinding
-      costs several microseconds per allocation and free, many times what
-      a small array costs (bench/bench_numpy.py); ``run --numpy
-      --traceback`` turns it on.
+    - ``native_stacks=True``: every array's data block keeps the native
+      stack of its allocation and free (numpy's C frames and their
+      callers), shown in fault reports; False saves the unwinding, a few
+      hundred ns per allocation and free (bench/bench_numpy.py).
     - ``tracebacks``: True records the Python traceback of each allocation
       and free that numpy makes with the GIL held (nearly all of them:
       array creation, copies, ufunc outputs) for fault reports; None (the
@@ -130,7 +128,7 @@ def handler(**options: Any) -> Handler:
         "alignment", options.get("alignment", _DEFAULT_ALIGNMENT), 1, None, accepted)
     if not (alignment == 1 or (alignment >= 16 and alignment & (alignment - 1) == 0)):
         raise ValueError(f"alignment must be {accepted}, not {alignment!r}")
-    options["native_stacks"] = check_bool("native_stacks", options.get("native_stacks", False))
+    options["native_stacks"] = check_bool("native_stacks", options.get("native_stacks", True))
     # numpy's own policy for large arrays: transparent huge pages when
     # numpy asks for them (numpy._core.multiarray._set_madvise_hugepage).
     options.setdefault("hugepages", _numpy_wants_hugepages())

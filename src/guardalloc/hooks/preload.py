@@ -32,7 +32,7 @@ from guardalloc.options import check_bool
 from guardalloc.stats import NativeStats
 
 __all__ = ["library_path", "options_string", "environment", "is_active", "stats",
-           "python_alignment_error", "unguardable", "DEFAULT_SAMPLE_RATE", "EXEC_SAMPLE_RATE", "OPTIONS_ENV"]
+           "python_alignment_error", "python_alignment_refusal", "PYTHON_MIN_ALIGNMENT", "unguardable", "DEFAULT_SAMPLE_RATE", "EXEC_SAMPLE_RATE", "OPTIONS_ENV"]
 
 OPTIONS_ENV = faults.OPTIONS_ENV
 # The library's default, read from its table (_c/options.c): what a bare
@@ -176,6 +176,26 @@ def stats() -> Optional[NativeStats]:
 
 # -- what the library cannot guard -------------------------------------------
 
+# The smallest alignment of guarded blocks that CPython runs with, measured:
+# at 1 it dies ("error reading frozen getpath.py" under the malloc library,
+# "co_code is malformed" under the PyMem hooks' raw or obj domain); 2, 4, 8
+# and 16 run the stdlib's test_json, test_re, test_ast and test_bytes.
+PYTHON_MIN_ALIGNMENT = 2
+
+
+def python_alignment_refusal(alignment: int) -> Optional[str]:
+    """The one sentence refusing ``alignment`` of guarded blocks for a
+    Python interpreter (the malloc library's, the PyMem hooks'), or None
+    when CPython runs with it (0: the library's alignment=auto, by size,
+    runs it: every object is larger than the sizes aligned below 2)."""
+    if alignment == 0 or alignment >= PYTHON_MIN_ALIGNMENT:
+        return None
+    return (f"alignment={alignment} cannot run a Python interpreter: every guarded block would start at "
+            "any byte, and CPython needs its objects and code aligned (it dies with \"error reading "
+            f"frozen getpath.py\" or \"co_code is malformed\"); use alignment={PYTHON_MIN_ALIGNMENT} or "
+            "more, or leave alignment alone")
+
+
 def python_alignment_error(options: str) -> Optional[str]:
     """The one sentence refusing ``GUARDALLOC_OPTIONS`` ``options`` for a
     Python interpreter, or None when a Python can run under them. (A bad
@@ -185,11 +205,7 @@ def python_alignment_error(options: str) -> Optional[str]:
         values = faults.parse_options(options)
     except ValueError:
         return None
-    if values["sample_rate"] and values["alignment"] == 1:
-        return ("alignment=1 cannot run a Python interpreter: every guarded block would start at any "
-                "byte, and CPython needs its objects aligned (it dies at start with \"error reading "
-                "frozen getpath.py\"); use alignment=2 or more, or leave alignment alone")
-    return None
+    return python_alignment_refusal(values["alignment"]) if values["sample_rate"] else None
 
 
 def _elf_interpreter(path: str) -> Optional[bool]:

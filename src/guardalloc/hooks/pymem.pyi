@@ -8,7 +8,6 @@ from guardalloc.pool import Pool
 from guardalloc.stats import PymemStats
 
 DOMAIN_NAMES: tuple[str, str, str]
-NATIVE_STACKS_MIN_RATE: int
 DEFAULT_SAMPLE_RATE: int
 PREPARED_MAX_SLOT: int
 PREPARED_SHARE: int

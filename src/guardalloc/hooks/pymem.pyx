@@ -49,6 +49,7 @@ from guardalloc._core cimport (
 from guardalloc.pool cimport GROW_NEVER, GROW_PENDING, Pool
 
 from guardalloc.errors import AddressSpaceError
+from guardalloc.hooks.preload import python_alignment_refusal
 # default_max_bytes: the one policy every pool's default follows (public here too).
 from guardalloc.options import check_bool, check_int, default_max_bytes
 from guardalloc.stats import PymemStats
@@ -152,8 +153,6 @@ cdef uint64_t _generation = 0       # bumped by install(): countdowns restart
 cdef bint _draining = False          # uninstalled, but guarded blocks live
 cdef bint _finish_scheduled = False
 _lock = threading.Lock()
-# From this sample_rate on, install() records native stacks by default.
-NATIVE_STACKS_MIN_RATE = 1000
 # install()'s rate, and that of run --pymem and pytest --guardalloc when no
 # RATE is given: the one spelling of it.
 DEFAULT_SAMPLE_RATE = 5000
@@ -417,16 +416,15 @@ def install(sample_rate=DEFAULT_SAMPLE_RATE, *, domains=("raw", "mem", "obj"), m
         random: random instead of deterministic sampling; ``seed`` (an int)
             makes it repeatable.
         alignment: alignment of guarded blocks (16, what CPython promises;
-            1 makes overflow detection byte-exact but breaks C code that
-            relies on aligned memory).
+            2 or more: at 1 CPython's own code objects break, so 1 is
+            refused).
         uaf: guard freed blocks too (use-after-free faults).
         guard_pages: guard pages after (and before) each block.
         native_stacks: keep the native stack (the C caller of PyMem_Malloc,
             PyObject_Malloc...) of each guarded block's allocation and free
             for fault reports. Only guarded requests pay for it (a few
-            microseconds each: unwinding); None (the default) records them
-            when ``sample_rate`` is at least 1000, where that cost is lost
-            in the noise (bench/bench_pymem.py).
+            hundred ns each: unwinding); None (the default) records them at
+            every ``sample_rate``; False turns them off.
 
     The pool is made by the first install() and reused by later ones; one
     with other pool options (max_bytes, alignment, uaf, guard_pages) gets a
@@ -435,7 +433,8 @@ def install(sample_rate=DEFAULT_SAMPLE_RATE, *, domains=("raw", "mem", "obj"), m
     the rate and domains.
 
     Raises:
-        ValueError: a bad rate, domain or option (named).
+        ValueError: a bad rate, domain or option (named), or an alignment
+            CPython cannot run with (1).
         TypeError: an option of the wrong type (integers must be ints, not
             bool, float or str), or domains not a sequence of names.
         AddressSpaceError: the pool's reservation does not fit (RLIMIT_AS).
@@ -461,11 +460,14 @@ def install(sample_rate=DEFAULT_SAMPLE_RATE, *, domains=("raw", "mem", "obj"), m
     if seed is not None:
         seed = check_int("seed", seed, -(1 << 63), (1 << 64) - 1)
     alignment = check_int("alignment", alignment, 1)
+    refusal = python_alignment_refusal(alignment)
+    if refusal is not None:
+        raise ValueError(refusal)
     uaf = check_bool("uaf", uaf)
     guard_pages = check_int("guard_pages", guard_pages, 1)
     native_stacks = check_bool("native_stacks", native_stacks, none_ok=True)
     if native_stacks is None:
-        native_stacks = sample_rate >= NATIVE_STACKS_MIN_RATE
+        native_stacks = True
     with _lock:
         for i in range(3):
             if _domains[i].hooked and not _is_ours(i):
@@ -483,6 +485,7 @@ def install(sample_rate=DEFAULT_SAMPLE_RATE, *, domains=("raw", "mem", "obj"), m
                                       native_stacks=native_stacks)
             except AddressSpaceError as exc:
                 raise exc.instead("guardalloc.pymem.install()") from None
+            (<Pool>new_pool).set_owner(b"the guardalloc PyMem hooks' Pool")
             # Never deallocated, not even at interpreter exit: the hooks
             # may meet its pointers until the process ends.
             Py_INCREF(new_pool)

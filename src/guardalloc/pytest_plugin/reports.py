@@ -93,6 +93,12 @@ def _describe_free(report: dict, size: int | None, offset: int | None) -> str:
     kind = report.get("kind")
     if kind == "bad-free":
         memory = report.get("memory") or {}
+        if memory.get("kind") == "guardalloc":   # another front end's block, not malloc()'s
+            owner = memory.get("module")
+            what = (f"a block that {owner} freed already" if memory.get("slot_state") not in (None, "live")
+                    else f"a {size}-byte block of {owner}" if size is not None and offset == 0
+                    else f"a pointer into {owner}")
+            return f"bad-free by {report.get('freed_by')} of {what}, not malloc()'s"
         return f"bad-free by {report.get('freed_by')} of {memory.get('kind')} memory (not from any allocator)"
     if size is None or offset is None:
         return f"{kind} at free, of a pointer in no slot"

@@ -16,6 +16,13 @@ from guardalloc.symbolize.symbolizer import Symbolizer
 from guardalloc.symbolize.text import TextRewriter
 
 
+# The examples of --help (cli.main.examples_epilog).
+EXAMPLES = (
+    ("a saved text report, frames as functions and lines", "crash.txt"),
+    ("JSON reports with addr2line; each gets a \"symbolized\" member", "--symbolizer addr2line reports.1234.json"),
+)
+
+
 def add_symbolizer_arguments(parser: argparse.ArgumentParser) -> None:
     """--symbolizer and --no-cache (shared with the report command)."""
     parser.add_argument("--symbolizer", metavar="PROGRAM",

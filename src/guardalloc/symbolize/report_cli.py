@@ -7,26 +7,24 @@ from __future__ import annotations
 import argparse
 import sys
 
+from guardalloc.cli.main import int_at_least
 from guardalloc.symbolize.backends import SymbolizerError
 from guardalloc.symbolize.cli import add_symbolizer_arguments, make_symbolizer
 from guardalloc.symbolize.group import group_reports, read_reports
 
 
-def _depth(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not 1 <= value <= 64:
-        raise argparse.ArgumentTypeError(f"must be between 1 and 64, not {value}")
-    return value
+# The examples of --help (cli.main.examples_epilog).
+EXAMPLES = (
+    ("the reports of a pytest --guardalloc-report-dir run, grouped by bug", "guardalloc-reports/"),
+    ("signatures of the top 5 frames, from two runs' files", "--frames 5 run1.json run2.json"),
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The report command's arguments."""
     parser.add_argument("paths", nargs="+", metavar="FILE|DIR",
                         help="JSON report files (log_path) or directories holding them")
-    parser.add_argument("--frames", type=_depth, default=3, metavar="N",
+    parser.add_argument("--frames", type=int_at_least(1, maximum=64), default=3, metavar="N",
                         help="top frames that make a signature (default 3)")
     add_symbolizer_arguments(parser)
 
