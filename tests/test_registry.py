@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
 
 import guardalloc
-from test_c_core import CFLAGS, CORE_DIR, CORE_SOURCES, TEST_DIR, _compiler
+from test_c_core import TEST_DIR, build  # noqa: F401 (build: a fixture)
 
 pytestmark = pytest.mark.skipif(platform.machine() != "x86_64",
                                 reason="the fake arenas sit in x86-64's non-canonical hole")
@@ -195,27 +195,15 @@ def test_churn_reuses_retired_nodes():
             CORE.ga_unregister_arena(ctypes.byref(arena))
 
 
-@pytest.fixture(scope="module")
-def stress_program(tmp_path_factory):
-    compiler = _compiler()
-    if compiler is None:
-        pytest.skip("no C compiler ($CC, sysconfig CC or cc)")
-    program = tmp_path_factory.mktemp("registry") / "registry_stress"
-    proc = subprocess.run([*compiler, *CFLAGS, "-O2", f"-I{CORE_DIR}", str(TEST_DIR / "registry_stress.c"),
-                           *map(str, CORE_SOURCES), "-lpthread", "-lgcc_s", "-ldl", "-o", str(program)],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    return program
-
-
 @pytest.mark.parametrize("mode", ["threads", "fork"])
-def test_concurrent_writers_lock_free_reader_and_fork(stress_program, mode):
+def test_concurrent_writers_lock_free_reader_and_fork(build, mode):
     """Three threads register and unregister 200 arenas each, 60 times, while
     a fourth looks addresses up without a lock; "fork": the main thread forks
     40 times meanwhile and each child finds every arena and registers one
     more (a lock held across fork would hang it: the watchdog is the
     program's alarm(100) and this timeout)."""
-    proc = subprocess.run([str(stress_program), mode], capture_output=True, text=True, timeout=200)
+    program = build(TEST_DIR / "registry_stress.c")   # with the core's C sources, no Python
+    proc = subprocess.run([str(program), mode], capture_output=True, text=True, timeout=200)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.startswith("ok "), proc.stdout
     lookups = int(proc.stdout.split()[1])
