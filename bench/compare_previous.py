@@ -1,7 +1,7 @@
 """Side-by-side figures against a previous guardalloc, in one run.
 
     python bench/compare_previous.py --old-python /path/to/old/venv/bin/python [--rounds 5]
-        [--new-python PYTHON] [--only FIGURE ... | issue10 | issue14] [--json FILE]
+        [--new-python PYTHON] [--only FIGURE ... | issue10 | issue14 | registry] [--json FILE]
 
 Every figure is measured in fresh worker processes, alternating between the
 new interpreter (``--new-python``, default this one, ``sys.executable``) and
@@ -30,6 +30,12 @@ issue14 (the default; what docs/performance.md tabulates for issue 14):
   without Python (``floor_batched_ns`` per guard of an eager arena,
   ``floor_uafcycle_ns`` per use-after-free cycle), interpreter-independent:
   measured once per round, reported as side "kernel".
+
+registry (the fault handler's table of arenas): with n = 16, 1,024 and
+16,384 arenas live (``Arena(4096, 1)`` each), ``Arena(4096, 1)`` create +
+close, a pair of lookups (``ga_find_arena`` through ctypes: an address in no
+arena and one in the newest arena), and the nodes a miss visits
+(``ga_registry_steps``; a registry without it scanned its whole table).
 
 issue10 (the C-core refactor's before/after table):
 
@@ -193,12 +199,49 @@ cycle()
 out["pymem_hooks_json_us"] = median_of(cycle, 5) / N * 1e6
 pm.uninstall()
 """,
+    "registry": """
+import ctypes, glob, os, guardalloc
+from guardalloc import Arena
+from guardalloc.faults import registered_arenas
+[path] = glob.glob(os.path.join(os.path.dirname(guardalloc.__file__), "libguardalloc_core*.so"))
+core = ctypes.CDLL(path)
+core.ga_find_arena.argtypes = [ctypes.c_void_p]
+core.ga_find_arena.restype = ctypes.c_void_p
+steps = getattr(core, "ga_registry_steps", None)
+if steps is not None:
+    steps.argtypes = [ctypes.c_void_p]
+    steps.restype = ctypes.c_ulong
+MISS = 4096   # in no arena: the previous registry scanned every entry for it
+live = []
+for n in (16, 1024, 16384):
+    while len(live) < n - 1:
+        live.append(Arena(4096, 1, backend="madvise"))
+    def create_close():
+        Arena(4096, 1, backend="madvise").close()
+    for _ in range(20): create_close()
+    out[f"registry_create_close_{n}_us"] = median_of(create_close, 300) * 1e6
+    probe = Arena(4096, 1, backend="madvise")
+    hit = probe.alloc(8).address
+    def lookups(find=core.ga_find_arena):
+        for _ in range(1000):
+            find(MISS); find(hit)
+    lookups()
+    out[f"registry_lookup_pair_{n}_ns"] = median_of(lookups, 30) / 1000 * 1e9
+    total = registered_arenas()
+    out[f"registry_arenas_{n}"] = total
+    # Nodes visited (comparisons); the previous registry's linear table
+    # visited every entry for a miss.
+    out[f"registry_miss_steps_{n}"] = steps(MISS) if steps else total
+    probe.close()
+for a in live: a.close()
+""",
 }
 # pymem is measured by pymem_round() and floor by kernel_floor(), not by a
 # FIGURES snippet.
 SPECIAL = ("pymem", "floor")
 GROUPS = {
     "issue14": ["numpy", "create", "bookkeeping", "uaf", "pymem", "floor"],
+    "registry": ["registry"],
     "issue10": ["create_30k", "create_1m", "arena_alloc", "pool_alloc", "numpy_handler", "pymem_hooks"],
 }
 

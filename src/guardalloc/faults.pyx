@@ -27,7 +27,7 @@ import os
 import sys
 import warnings
 
-from libc.errno cimport errno
+from libc.errno cimport EEXIST, errno
 from libc.stdint cimport uint64_t
 from libc.string cimport strerror
 
@@ -102,7 +102,9 @@ cdef bint _reports_wanted = False
 cdef int register_arena(ga_arena_t *arena) except -1:
     global _install_with_first_arena, _reports_wanted
     if ga_register_arena(arena) != 0:
-        raise MemoryError("guardalloc: too many live arenas (262144); close some")
+        if errno == EEXIST:
+            raise ValueError("guardalloc: the arena overlaps a registered one")
+        raise MemoryError("guardalloc: too many live arenas (262144), or no memory for the registry")
     if _install_with_first_arena or _reports_wanted:
         # After the first arena: reinstall if someone put the previous
         # disposition back (faulthandler.disable() after -X faulthandler).

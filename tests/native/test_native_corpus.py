@@ -1,5 +1,6 @@
 """The corpus of heap bugs (tests/native/corpus), each in a child under the
-library: the child dies with the expected signal and report, stacks included."""
+library: the child dies with the expected signal and report, stacks included;
+built with -DTWIN, its bug-free twin runs silently."""
 
 from __future__ import annotations
 
@@ -50,6 +51,16 @@ def test_corpus_case_is_caught(build, source):
             assert re.search(r" in trigger(\(|\s)", frames[1]), text   # its caller, the user's function
         assert any(" in main " in f for f in frames), text
         assert re.search(r"\nSUMMARY: guardalloc: \S+ trigger", text), text
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=[os.path.basename(s) for s in SOURCES])
+def test_corpus_twin_runs_silently(build, source):
+    """Each case built with -DTWIN is its bug-free twin (bench --peers runs
+    both under every peer): silent under the options that catch the bug."""
+    program = build(source, "-DTWIN")
+    _, _, options = expectations(source)
+    result = run_preloaded([program], "sample_rate=1" + (":" + options if options else ""))
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
 
 
 @pytest.mark.parametrize("name", ["overflow_write.c", "posix_memalign_overflow.c"])

@@ -50,6 +50,7 @@ static void ga_fork_child(void)
     for (i = ga_count; i > 0; i--)
         pthread_mutex_init(ga_table[i - 1].m, NULL);
     pthread_mutex_init(&ga_table_lock, NULL);
+    ga_registry_after_fork_child();
 }
 
 static void ga_install_handlers(void)

@@ -284,8 +284,9 @@ int ga_nonheap_classify(const void *p, ga_where_t *out)
     if (ga_glibc_mmapped_chunk(x) || ga_glibc_thread_heap(x))
         return GA_MEM_HEAP;
     /* After glibc's headers, so that a correct free of glibc's mmapped
-     * chunk never pays the registry's scan (O(arenas): 3 us at 1,000
-     * arenas); a guardalloc block would pass for such a chunk only with
+     * chunk ends at glibc's own checks (the registry's lookup is a
+     * lock-free tree walk, O(log arenas), but still more than those few
+     * reads); a guardalloc block would pass for such a chunk only with
      * page-exact sizes written right in front of it. */
     out->arena = ga_find_arena(p);
     if (out->arena != NULL) {

@@ -3,7 +3,10 @@ Electric Fence, DUMA and GWP-ASan (scudo), all in one run.
 
 1. Detection of the corpus of heap bugs (tests/native/corpus): for each
    tool, caught at the access (SIGSEGV; at the free for double and invalid
-   frees), caught late (an abort at free or exit), or missed.
+   frees), caught late (an abort at free or exit), or missed, in byte-exact
+   modes. Then every corpus program (corpus/classes too) and its bug-free
+   twin under each tool's default configuration, counted by bug class, and
+   the over-read grid (guardalloc.bench.peer_corpus).
 2. Scale: live ``malloc(64)`` blocks before the first failure, and the VMAs
    they added.
 3. Overhead: one fixed CPython workload (bench/peers/workload.py) under each
@@ -39,6 +42,9 @@ from dataclasses import dataclass, field
 import typing
 from typing import Any, Optional
 
+from guardalloc.bench import peer_corpus
+# The exit status valgrind and ASan are asked to use when they report an error.
+from guardalloc.bench.peer_corpus import ERROR_STATUS
 from guardalloc.bench.programs import markdown as programs_markdown
 from guardalloc.bench.programs import real_programs
 from guardalloc.hooks import preload as native
@@ -54,8 +60,6 @@ FREE_CASES = ("double_free", "invalid_free")
 
 # How a tool is applied to a program.
 PRELOAD, WRAPPER, COMPILED = "preload", "wrapper", "compiled"
-# The exit status valgrind and ASan are asked to use when they report an error.
-ERROR_STATUS = 99
 
 
 @dataclass
@@ -101,11 +105,14 @@ class Tool:
             return [typing.cast(str, self.library), *self.args, *program]
         return list(program)
 
-    def build(self, source: str, out_dir: str) -> str:
-        """The program built from source for this tool (ASan: with it)."""
+    def build(self, source: str, out_dir: str, flags: tuple | list = ()) -> str:
+        """The program built from source for this tool (ASan: with it);
+        flags ``-DTWIN``: its bug-free twin."""
+        twin = "-twin" if "-DTWIN" in flags else ""
         if self.kind == COMPILED:
-            return _compile(source, out_dir, typing.cast(str, self.library), self.args, suffix="-asan")
-        return _compile(source, out_dir)
+            return _compile(source, out_dir, typing.cast(str, self.library), [*self.args, *flags],
+                            suffix="-asan" + twin)
+        return _compile(source, out_dir, None, flags, suffix=twin)
 
 
 def _asan_compiler() -> Optional[str]:
@@ -362,6 +369,9 @@ def run_peers(quick: bool, out: str) -> int:
     with tempfile.TemporaryDirectory(prefix="guardalloc-peers-") as scratch:
         phase("detection")
         results["detection"] = detection(all_tools, scratch)
+        phase("corpus and twins, default configurations")
+        corpus = peer_corpus.corpus_table(all_tools, CORPUS, scratch, quick)
+        results["corpus"] = corpus
         phase("scale")
         results["scale"] = scale(all_tools, scratch, scale_blocks)
         phase("fork")
@@ -373,7 +383,8 @@ def run_peers(quick: bool, out: str) -> int:
     real = real_programs(native.library_path(), ROOT, quick, 1 if quick else 3)
     results["programs"] = real
     phase("done")
-    text = markdown(results) + "\n\n" + programs_markdown(real)
+    text = (markdown(results) + "\n\n" + peer_corpus.markdown(corpus, [t.name for t in all_tools])
+            + "\n\n" + programs_markdown(real))
     print(text)
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "peers.json"), "w") as f:

@@ -11,5 +11,9 @@ BUG void trigger(char *p, int i) { p[i] = 'x'; }
 int main(void) {
     char *p = aligned_alloc(256, 256);
     if (p == NULL || ((unsigned long)p & 255)) return 3;
+#ifndef TWIN
     trigger(p, 256); free(p); return 0;
+#else   /* the bug-free twin */
+    trigger(p, 255); free(p); return 0;
+#endif
 }

@@ -8,4 +8,8 @@
  * the report can name the faulting function. */
 #define BUG __attribute__((noinline)) 
 BUG void trigger(char *p) { free(p + 8); }
+#ifndef TWIN
 int main(void) { char *p = malloc(24); trigger(p); return 0; }
+#else   /* the bug-free twin */
+int main(void) { char *p = malloc(24); free(p); return 0; }
+#endif

@@ -8,4 +8,8 @@
  * the report can name the faulting function. */
 #define BUG __attribute__((noinline)) 
 BUG int trigger(const volatile char *p, int i) { return p[i]; }
+#ifndef TWIN
 int main(void) { char *p = calloc(13, 1); int r = trigger(p, 13); free(p); return r; }
+#else   /* the bug-free twin */
+int main(void) { char *p = calloc(13, 1); int r = trigger(p, 12); free(p); return r; }
+#endif

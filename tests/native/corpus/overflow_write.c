@@ -8,4 +8,8 @@
  * the report can name the faulting function. */
 #define BUG __attribute__((noinline)) 
 BUG void trigger(char *p, int i) { p[i] = 'x'; }
+#ifndef TWIN
 int main(void) { char *p = malloc(13); trigger(p, 13); free(p); return 0; }
+#else   /* the bug-free twin */
+int main(void) { char *p = malloc(13); trigger(p, 12); free(p); return 0; }
+#endif

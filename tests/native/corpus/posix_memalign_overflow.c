@@ -11,5 +11,9 @@ BUG void trigger(char *p, int i) { p[i] = 'x'; }
 int main(void) {
     void *p;
     if (posix_memalign(&p, 64, 128) != 0 || ((unsigned long)p & 63)) return 3;
+#ifndef TWIN
     trigger(p, 128); free(p); return 0;
+#else   /* the bug-free twin */
+    trigger(p, 127); free(p); return 0;
+#endif
 }

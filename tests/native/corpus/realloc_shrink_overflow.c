@@ -12,5 +12,9 @@ int main(void) {
     char *p = malloc(100);
     memset(p, 'a', 100);
     p = realloc(p, 10);
+#ifndef TWIN
     trigger(p, 10); free(p); return 0;
+#else   /* the bug-free twin */
+    trigger(p, 9); free(p); return 0;
+#endif
 }

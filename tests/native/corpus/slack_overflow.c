@@ -9,4 +9,8 @@
  * the report can name the faulting function. */
 #define BUG __attribute__((noinline)) 
 BUG void trigger(char *p, int n) { memset(p, 'x', n); }
+#ifndef TWIN
 int main(void) { char *p = malloc(13); trigger(p, 16); free(p); return 0; }
+#else   /* the bug-free twin */
+int main(void) { char *p = malloc(13); trigger(p, 13); free(p); return 0; }
+#endif

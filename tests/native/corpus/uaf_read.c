@@ -8,4 +8,8 @@
  * the report can name the faulting function. */
 #define BUG __attribute__((noinline)) 
 BUG int trigger(const volatile char *p) { return p[8]; }
+#ifndef TWIN
 int main(void) { char *p = calloc(40, 1); free(p); return trigger(p); }
+#else   /* the bug-free twin */
+int main(void) { char *p = calloc(40, 1); int r = trigger(p); free(p); return r; }
+#endif

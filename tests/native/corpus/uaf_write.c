@@ -8,4 +8,8 @@
  * the report can name the faulting function. */
 #define BUG __attribute__((noinline)) 
 BUG void trigger(char *p) { p[0] = 1; }
+#ifndef TWIN
 int main(void) { char *p = malloc(40); free(p); trigger(p); return 0; }
+#else   /* the bug-free twin */
+int main(void) { char *p = malloc(40); trigger(p); free(p); return 0; }
+#endif
