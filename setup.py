@@ -115,6 +115,7 @@ def depends(*sources):
 MODULES = [
     "guardalloc.introspect.probe",
     "guardalloc.faults",
+    "guardalloc.pyframes",
     "guardalloc.tracebacks",
     "guardalloc.arena",
     "guardalloc.introspect.pagemap",

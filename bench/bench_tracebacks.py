@@ -1,12 +1,13 @@
 """What recording allocation/free tracebacks costs.
 
-With ``Arena(tracebacks=True)`` every alloc and every free renders the
-Python stack (the innermost 32 frames) into a C string that the fault
-handler can write without Python. Measured on one alloc + free cycle of a
-64-byte buffer (two tracebacks), against the same cycle without them:
+With ``Arena(tracebacks=True)`` every alloc and every free records the
+innermost 16 Python frames compactly (code object, instruction, entry flag;
+``_c/pyframes.h``), which the fault handler names when it reports. Measured
+on one alloc + free cycle of a 64-byte buffer (two tracebacks), against the
+same cycle without them:
 
 - from a fresh thread, about a dozen frames deep (a worker's stack);
-- from the test itself, deeper than the 32-frame cap (pytest's own stack;
+- from the test itself, deeper than the 16-frame cap (pytest's own stack;
   web frameworks and test runners are usually that deep).
 
     python -m pytest bench/bench_tracebacks.py --benchmark-columns=median,ops

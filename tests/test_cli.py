@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -44,11 +45,12 @@ def test_demo_child_traceback_points_at_a_readable_file(capsys):
     out = capsys.readouterr().out
     assert "<string>" not in out
     child = Path(guardalloc.__file__).parent / "cli" / "demo_child.py"
-    assert f'File "{child}", line' in out and child.exists()
-    # Oldest frame first: the innermost line named is the one that allocated.
-    lines = [int(part.split(",")[0]) for part in out.split(f'File "{child}", line ')[1:]]
+    assert f" {child}:" in out and child.exists()
+    # The allocation's frames, innermost first: the first names the line that allocated.
+    allocated = out.split("allocated at:\n")[1]
+    lines = [int(m.group(1)) for m in re.finditer(rf"#\d+ in \S+ {re.escape(str(child))}:(\d+)", allocated)]
     source = child.read_text().splitlines()
-    assert "read_packet()" in source[lines[0] - 1] and "arena.alloc(100)" in source[lines[-1] - 1]
+    assert "arena.alloc(100)" in source[lines[0] - 1] and "read_packet()" in source[lines[-1] - 1]
 
 
 @pytest.mark.parametrize("args, usage", [

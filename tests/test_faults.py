@@ -132,11 +132,10 @@ read(address + 10)
     freed = result.stderr.index("  freed at:\n")
     assert allocated < freed
     alloc_trace, free_trace = result.stderr[allocated:freed], result.stderr[freed:]
-    # Oldest frame first, like a Python traceback; the innermost is the call.
-    assert re.search(r'    File "<string>", line \d+, in <module>\n    File "<string>", line \d+, in make_buffer\n',
-                     alloc_trace)
-    assert re.search(r'    File "<string>", line \d+, in <module>\n    File "<string>", line \d+, in drop_buffer\n',
-                     free_trace)
+    # Innermost frame first and numbered, like the native frames.
+    module = r'    #1 in <module> <string>:\d+( \(called from C\))?\n'   # run by C: exec
+    assert re.search(r'    #0 in make_buffer <string>:\d+\n' + module, alloc_trace)
+    assert re.search(r'    #0 in drop_buffer <string>:\d+\n' + module, free_trace)
 
 
 def test_tracebacks_are_off_by_default_and_the_report_says_how_to_turn_them_on(child):
@@ -160,8 +159,9 @@ buf = allocate_here()
 ctypes.memset(buf.address + 8, 0, 1)
 """)
     assert result.returncode == -signal.SIGSEGV
-    assert re.search(r'  allocated at:\n    File "<string>", line \d+, in <module>\n'
-                     r'    File "<string>", line \d+, in allocate_here\n', result.stderr)
+    assert re.search(r'  allocated at:\n    #0 in allocate_here <string>:\d+\n'
+                     r'    #1 in <module> <string>:\d+( \(called from C\))?\n',
+                     result.stderr)
 
 
 def test_wild_access_to_a_guard_between_free_slots(child):

@@ -137,12 +137,12 @@ def test_numpy_tracebacks_true_records_python_and_native_stacks(child, tmp_path)
     numpy_or_skip()
     proc = child(OVERFLOW_NUMPY, "{'tracebacks': True, 'native_stacks': True}", str(tmp_path / "r.json"))
     assert proc.returncode == -signal.SIGSEGV, proc.stderr
-    assert re.search(r'  allocated at:\n    File "<string>", line 8, in <module>\n'
-                     r'    File "<string>", line 6, in make\n  allocated at \(native\):\n' + FRAME,
+    assert re.search(r'  allocated at:\n    #0 in make <string>:6\n'
+                     r'    #1 in <module> <string>:8( \(called from C\))?\n  allocated at \(native\):\n' + FRAME,
                      proc.stderr), proc.stderr
     [report] = reports_in(tmp_path)
     validate(report)
-    assert 'line 6, in make' in report["stacks"]["allocated"]
+    assert report["stacks"]["allocated"].startswith("    #0 in make <string>:6\n")
     assert report["stacks"]["allocated_native"]
 
 
@@ -166,11 +166,11 @@ def test_numpy_use_after_free_shows_both_stacks_with_tracebacks(child):
     proc = child(UAF_NUMPY, "{'tracebacks': True, 'native_stacks': True}")
     assert proc.returncode == -signal.SIGSEGV, proc.stderr
     assert "use-after-free READ" in proc.stderr
-    assert re.search(r'  allocated at:\n    File "<string>", line 9, in <module>\n'
-                     r'    File "<string>", line 5, in make\n', proc.stderr), proc.stderr
-    assert re.search(r'  freed at:\n    File "<string>", line 11, in <module>\n'
-                     r'    File "<string>", line 7, in drop\n  freed at \(native\):\n' + FRAME,
+    assert re.search(r'  allocated at:\n    #0 in make <string>:5\n'
+                     r'    #1 in <module> <string>:9( \(called from C\))?\n',
                      proc.stderr), proc.stderr
+    assert re.search(r'  freed at:\n    #0 in drop <string>:7\n    #1 in <module> <string>:11( \(called from C\))?\n'
+                     r'  freed at \(native\):\n' + FRAME, proc.stderr), proc.stderr
     assert "_multiarray_umath" in frames_under(proc.stderr, "  freed at (native):")[0]
 
 
@@ -184,7 +184,7 @@ def test_numpy_tracebacks_alone_follow_enable_tracebacks(child):
         np.lib.stride_tricks.as_strided(a, shape=(1100,))[1050]
     """)
     assert proc.returncode == -signal.SIGSEGV, proc.stderr
-    assert re.search(r'  allocated at:\n    File "<string>", line 5, in <module>\n', proc.stderr), proc.stderr
+    assert re.search(r'  allocated at:\n    #0 in <module> <string>:5( \(called from C\))?\n', proc.stderr), proc.stderr
     assert "allocated at (native)" not in proc.stderr
 
 
@@ -223,9 +223,12 @@ def test_run_numpy_traceback_records_both(tmp_path):
     """)
     proc = launch("--numpy", "--traceback", script, cwd=str(tmp_path))
     assert proc.returncode == -signal.SIGSEGV, proc.stderr
-    assert re.search(rf'  allocated at:\n    File "{re.escape(str(script))}", line 7, in <module>\n'
-                     rf'    File "{re.escape(str(script))}", line 5, in load\n'
-                     r'  allocated at \(native\):\n' + FRAME, proc.stderr), proc.stderr
+    # Under the launcher the report comes back symbolized: the Python frames and the
+    # native ones in one stack when the interpreter's frame is among the native ones.
+    block = proc.stderr.split("  allocated at:\n")[1]
+    load, module = f"in load {script}:5\n", f"in <module> {script}:7"
+    assert load in block and module in block and block.index(load) < block.index(module), proc.stderr
+    assert "_multiarray_umath" in block.split(f"in <module> {script}:7")[0] or "allocated at (native)" in block
 
 
 # ---------------------------------------------------------------------------
@@ -388,7 +391,7 @@ def test_numpy_handler_call_without_the_gil_drops_stale_tracebacks(child):
     """)
     assert proc.returncode == -signal.SIGSEGV, proc.stderr
     assert "heap-buffer-overflow WRITE" in proc.stderr
-    assert 'File "<string>"' not in proc.stderr, proc.stderr
+    assert not re.search(r"  allocated at:\n    #\d+ in ", proc.stderr), proc.stderr   # no Python frames recorded
     frames = frames_under(proc.stderr, "  allocated at:")
     assert frames and "libffi" in frames[0], proc.stderr
 

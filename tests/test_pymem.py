@@ -353,9 +353,11 @@ def test_double_free_of_a_guarded_block_aborts_with_a_report(child, free):
     assert re.search(r"  slot \d+ \(free\) of arena 0x[0-9a-f]+: its last 64-byte buffer .* was freed already\n",
                      proc.stderr), proc.stderr
     # Native stacks are on at every rate: the three stacks of a double free
-    # are recorded (innermost first, ctypes' libffi calling the hook).
-    for title in ("  this free:\n", "  allocated at:\n", "  first freed at:\n"):
+    # are recorded (innermost first, ctypes' libffi calling the hook); this
+    # free's Python frames come first, under its title.
+    for title in ("  this free (native):\n", "  allocated at:\n", "  first freed at:\n"):
         assert re.search(re.escape(title) + r"    #0 0x[0-9a-f]+ \(\S*libffi", proc.stderr), (title, proc.stderr)
+    assert re.search(r"  this free:\n    #0 in <module> <string>:\d+", proc.stderr), proc.stderr
 
 
 def test_a_hook_installed_on_top_blocks_uninstall(child):
@@ -565,7 +567,7 @@ def _one_report(tmp_path, proc) -> dict:
     from test_reports_json import reports_in, validate
     (report,) = reports_in(tmp_path)
     validate(report)
-    assert (report["schema_version"], report["access"], report["signal"]) == (5, "free", None)
+    assert (report["schema_version"], report["access"], report["signal"]) == (6, "free", None)
     assert report["text"] in proc.stderr, (report["text"], proc.stderr)
     assert isinstance(report["slot"], int) and report["arena"]["slots"] >= 1
     return report
@@ -601,7 +603,10 @@ def test_slack_damaged_by_c_code_is_reported_as_json_at_the_objects_deallocation
     # The allocation's native stack (the C caller of PyObject_Malloc), and this free's.
     assert report["stacks"]["allocated_native"] and report["stacks"]["this_free_native"]
     assert report["stacks"]["freed_native"] == report["stacks"]["this_free_native"]
-    assert "  allocated at:\n    #0 0x" in report["text"] and "  freed at:\n    #0 0x" in report["text"]
+    assert "  allocated at:\n    #0 0x" in report["text"]
+    # This free's Python frames (the deallocation's line), then its native ones.
+    assert re.search(r"  freed at:\n    #0 in \S+ \S+:\d+.*\n(    #.*\n)*  freed at \(native\):\n    #0 0x",
+                     report["text"]), report["text"]
 
 
 def test_slack_damage_found_by_realloc_at_the_default_rate_has_native_stacks(child, tmp_path):
@@ -691,9 +696,13 @@ def test_bad_free_reports_carry_no_stacks_without_native_stacks(child, tmp_path)
     assert proc.returncode == -signal.SIGABRT, proc.stderr
     report = _one_report(tmp_path, proc)
     assert (report["kind"], report["offset"], report["size"]) == ("invalid-free", 16, 64)
+    this_free = report["stacks"].pop("this_free_python")   # this free's Python frames, read at the free
+    assert this_free[-1]["function"] == "<module>" and this_free[-1]["file"] == "<string>"
     assert report["stacks"] == {"allocated": None, "freed": None, "allocated_native": None,
-                                "freed_native": None, "this_free_native": None}
-    assert "  this free: (no stack recorded)\n" in report["text"]
+                                "freed_native": None, "this_free_native": None, "allocated_python": None,
+                                "freed_python": None}
+    assert re.search(r"  this free:\n    #0 in \S+ <string>:\d+", report["text"])
+    assert "  allocated at: (no stack recorded)\n" in report["text"]
 
 
 # -- limits: sized from the machine, refusals said once ----------------------------

@@ -38,15 +38,26 @@ def test_fault_report_opens_with_the_pid_names_the_thread_and_ends_with_a_summar
     assert re.match(rf"=={proc.args and ''}\d+== guardalloc: heap-buffer-overflow WRITE at 0x", lines[0])
     access = next(i for i, line in enumerate(lines) if " by thread " in line)
     # The size of libc's store: which one depends on the CPU (a masked vector store says its full width).
-    assert re.match(r"  WRITE of size \d+(?: \([^)]*\))? by thread \d+ \(worker-7\):$", lines[access]), lines
-    # The access stack: numbered from #0, innermost (the faulting instruction) first.
-    frames = []
-    for line in lines[access + 1:]:
-        if not line.startswith("    #"):
-            break
-        frames.append(line)
+    title = r"  WRITE of size \d+(?: \([^)]*\))? by thread \d+ \(worker-7\)"
+    assert re.match(title + ":$", lines[access]), lines
+    # The access's Python frames, then its native ones under "(native)": each
+    # numbered from #0, innermost (the faulting instruction) first.
+    def frames_after(i):
+        frames = []
+        for line in lines[i + 1:]:
+            if not line.startswith("    #"):
+                break
+            frames.append(line)
+        return frames
+    python = frames_after(access)
+    assert python and all(f.startswith(f"    #{i} in ") for i, f in enumerate(python))
+    assert re.match(r"    #0 in run <string>:\d+", python[0]), python
+    native = access + 1 + len(python)
+    assert re.match(title + r" \(native\):$", lines[native]), lines
+    frames = frames_after(native)
     assert frames and all(f.startswith(f"    #{i} 0x") for i, f in enumerate(frames))
-    assert re.match(r"SUMMARY: guardalloc: heap-buffer-overflow \(\S+\+0x[0-9a-f]+\)", lines[-1]), lines
+    # No native frame is the program's (libc, libffi): the summary names its Python line.
+    assert re.match(r"SUMMARY: guardalloc: heap-buffer-overflow run <string>:\d+$", lines[-1]), lines
 
 
 def test_bad_free_and_slack_reports_open_with_the_pid(tmp_path):

@@ -262,8 +262,10 @@ def test_test_name_and_escaping(child, tmp_path):
     assert 'test: t.py::test_x["a\\b' in result.stderr
     access = report["stacks"].pop("access_native")   # the faulting thread's, walked from the signal context
     assert access and access[0] == report["faulting_instruction"]
+    access_python = report["stacks"].pop("access_python")   # the faulting thread's Python frames
+    assert access_python[-1] == {"function": "<module>", "file": "<string>", "line": 7, "entry": True}
     assert report["stacks"] == {"allocated": None, "freed": None, "allocated_native": None,
-                                "freed_native": None}
+                                "freed_native": None, "allocated_python": None, "freed_python": None}
 
 
 def test_continue_mode_writes_one_report_per_slot(child, tmp_path):

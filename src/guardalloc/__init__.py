@@ -8,6 +8,7 @@
 See the README for the tour.
 """
 
+from guardalloc import pyframes as _pyframes  # noqa: F401  registers the Python frame walker with the core
 from guardalloc.arena import Arena, Buffer
 from guardalloc.errors import (
     AddressSpaceError,

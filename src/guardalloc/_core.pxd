@@ -1,7 +1,8 @@
 # cython: language_level=3
 """The C core's contract, declared once for Cython: the arena layout
 (``_c/layout.h``), the kernel calls (``_c/guards.h``), the slot core
-(``_c/core.h``), native stacks (``_c/stacks.h``) and the fault reporter
+(``_c/core.h``), native stacks (``_c/stacks.h``), Python frames
+(``_c/pyframes.h``) and the fault reporter
 (``_c/registry.h``, ``_c/handler.h``, ``_c/report_free.h``). Nothing else."""
 
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
@@ -15,6 +16,15 @@ cdef extern from "_c/stacks.h" nogil:
         uint32_t dropped
     ctypedef struct ga_packed_stack_t:
         pass
+
+cdef extern from "_c/pyframes.h" nogil:
+    ctypedef struct ga_pystack_t:
+        uint32_t n
+    size_t ga_pystacks_table_size(size_t nslots, size_t page)
+    int ga_pystacks_ensure(ga_arena_t *a)
+    void ga_pystacks_release(ga_arena_t *a)
+    void ga_pystacks_record(ga_arena_t *a, long slot, int freed)
+    void ga_pystacks_forget(ga_arena_t *a, long slot)
 
 cdef extern from "_c/layout.h" nogil:
     enum:
@@ -79,6 +89,7 @@ cdef extern from "_c/layout.h" nogil:
         const char *untraced_hint
         const char *owner
         ga_packed_stack_t *stacks
+        ga_pystack_t *pystacks
         uint64_t faults_continued
         uint32_t quarantine_limit
         uint32_t quarantine_len

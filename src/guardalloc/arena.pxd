@@ -45,6 +45,10 @@ cdef class Arena:
     # Bytes of the per-slot native stack table after the bookkeeping (0: the
     # arena records none); set by new_pooled_arena(native_stacks=True).
     cdef size_t stacks_size
+    # Bytes of the per-slot Python frame table before it (0: none in the
+    # mapping; a traceback then gets one on the heap): an anonymous Arena
+    # that wants tracebacks when it is made.
+    cdef size_t pystacks_size
     cdef ga_free_hook_t free_hook
     cdef void *free_hook_ctx
 

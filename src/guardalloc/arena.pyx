@@ -169,6 +169,7 @@ cdef class Arena:
         if options.quarantine is not None and options.quarantine > slots:
             raise ValueError(f"quarantine must be between 0 and slots ({slots}), not {options.quarantine}")
         self._configure(slot_size, slots, options, check_bool("batch", batch))
+        self.pystacks_size = ga_pystacks_table_size(slots, PAGE) if file is None and wants_traces(self.tracebacks) else 0
         self._build(file, check_bool("shared", shared), options.backend)
 
     cdef _configure(self, size_t slot_size, uint32_t slots, object options, bint batch):
@@ -242,8 +243,8 @@ cdef class Arena:
             # The bookkeeping lives in the same mapping, after the last
             # guard: a separate malloc() of it would be mmap()ed by glibc for
             # large arenas, a second VMA for every arena.
-            self.mapped_size = ga_anonymous_mapping_size(self.a.slot_size, self.a.nslots,
-                                                         self.a.guard_size, self.a.uaf, PAGE) + self.stacks_size
+            self.mapped_size = self.stacks_size + self.pystacks_size + ga_anonymous_mapping_size(
+                self.a.slot_size, self.a.nslots, self.a.guard_size, self.a.uaf, PAGE)
             # Inside a pool's reservation when placed (replaces PROT_NONE).
             base = ga_map_anonymous(self.placement, self.mapped_size)
             tables = NULL if base == NULL else <char *>base + self.a.size
@@ -277,6 +278,8 @@ cdef class Arena:
         ga_arena_attach(&self.a, tables)
         if self.stacks_size:   # the last bytes of the mapping
             self.a.stacks = <ga_packed_stack_t *>(<char *>base + self.mapped_size - self.stacks_size)
+        if self.pystacks_size:   # before them
+            self.a.pystacks = <ga_pystack_t *>(<char *>base + self.mapped_size - self.stacks_size - self.pystacks_size)
         return 0
 
     cdef int _install_guards(self, bint keep_gil=False) except -1:
@@ -314,6 +317,7 @@ cdef class Arena:
         if self.registered:
             unregister_arena(&self.a)
             self.registered = False
+        self.a.pystacks = NULL if self.pystacks_size else self.a.pystacks   # the mapping's is not freed
         if self.a.slots != NULL:
             release_traces(&self.a)   # before the tables go: they may be in the mapping
         self.a.slots = NULL

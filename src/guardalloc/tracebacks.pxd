@@ -1,6 +1,6 @@
 # cython: language_level=3
-"""Allocation and free tracebacks, rendered when recorded and kept per slot
-for the fault handler (``ga_arena_t.alloc_trace`` / ``free_trace``)."""
+"""Allocation and free tracebacks: compact Python frames kept per slot for
+the fault handler (``ga_arena_t.pystacks``, ``_c/pyframes.h``)."""
 
 from libc.stdint cimport uint32_t
 
@@ -13,10 +13,11 @@ from guardalloc._core cimport ga_arena_t
 cdef bint wants_traces(object choice) noexcept
 # The process default (enable_tracebacks()), readable without the GIL.
 cdef bint tracebacks_default() noexcept nogil
-# Render the caller's Python stack into the slot's allocation (or free)
+# Record the caller's Python frames as the slot's allocation (or free)
 # entry; recording an allocation drops the slot's stale free traceback.
+# MemoryError when the arena's first traceback finds no memory for its table.
 cdef int record_trace(ga_arena_t *a, uint32_t slot, bint at_free) except -1
 # Drop one slot's tracebacks (no GIL needed: the caller owns the slot).
 cdef void forget_traces(ga_arena_t *a, uint32_t slot) noexcept nogil
-# Free every rendered traceback of the arena (not the tables themselves).
+# Free the arena's table of Python frames.
 cdef void release_traces(ga_arena_t *a) noexcept

@@ -1,33 +1,32 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
 """Allocation and free tracebacks for fault reports.
 
-Rendering a Python stack costs a few microseconds, so it is off unless an
-allocator asks for it (``tracebacks=True``) or :func:`enable_tracebacks`
-turns it on for every allocator that does not choose for itself. The text
-is rendered when a block is allocated or freed and kept per slot, so the
-fault handler only has to write(2) it.
+Off unless an allocator asks for them (``tracebacks=True``) or
+:func:`enable_tracebacks` turns them on for every allocator that does not
+choose for itself. A block's allocation and free record the innermost 16
+Python frames compactly (code object, instruction, entry flag: about 60 ns,
+``_c/pyframes.h``) in a per-slot table the arena gets at its first
+traceback; the fault handler names their functions, files and lines when it
+reports.
 """
 
 import warnings
 
-from cpython.object cimport PyObject
-from cpython.ref cimport Py_DECREF, Py_INCREF
-from libc.stdint cimport uint32_t, uintptr_t
-from libc.stdlib cimport free, malloc
-from libc.string cimport memcpy
+from libc.stdint cimport uint32_t
 
-from guardalloc._core cimport ga_arena_t
+from guardalloc._core cimport (
+    ga_arena_t, ga_pystacks_ensure, ga_pystacks_forget, ga_pystacks_record, ga_pystacks_release,
+)
 
-# How many frames a recorded traceback keeps (the innermost ones).
-cdef int TRACE_DEPTH = 32
 
 cdef bint _default = False
 
 
 def enable_tracebacks() -> None:
     """Record allocation and free tracebacks in every allocator that does not
-    choose for itself (``tracebacks=None``). Costs a few microseconds per
-    allocation and free."""
+    choose for itself (``tracebacks=None``). Costs about 60 ns per
+    allocation and free, and 528 bytes of address space per slot of an arena
+    that records them."""
     global _default
     _default = True
 
@@ -72,122 +71,16 @@ cdef bint wants_traces(object choice) noexcept:
     return _default if choice is None else choice is True
 
 
-cdef extern from *:
-    """
-    #include <Python.h>
-    #include <frameobject.h>
-    /* PyFrame_GetLasti() is 3.11+; before, the field is public. */
-    static inline int ga_frame_lasti(PyFrameObject *frame) {
-    #if PY_VERSION_HEX >= 0x030B0000
-        return PyFrame_GetLasti(frame);
-    #else
-        return frame->f_lasti;
-    #endif
-    }
-    """
-    ctypedef struct PyFrameObject
-    ctypedef struct PyCodeObject
-    PyFrameObject *PyEval_GetFrame()
-    PyFrameObject *PyFrame_GetBack(PyFrameObject *frame)    # new reference
-    PyCodeObject *PyFrame_GetCode(PyFrameObject *frame)     # new reference
-    int ga_frame_lasti(PyFrameObject *frame)
-    int PyFrame_GetLineNumber(PyFrameObject *frame)
-
-# Rendered traceback lines by (code object, instruction offset): rendering a
-# frame (line-table lookup, formatting, encoding) costs far more than finding
-# it again. Keyed by the code's address; the entry keeps the code alive and
-# is checked against it. Cleared when it grows past TRACE_CACHE_MAX.
-cdef dict _trace_lines = {}
-cdef Py_ssize_t TRACE_CACHE_MAX = 65536
-# Code objects whose frames recorded tracebacks leave out (the run
-# launcher's and runpy's, below every frame of the program).
-cdef set _hidden_code = set()
-
-
-def _hide_frames(codes):
-    """Leave frames running any of ``codes`` (code objects) out of the
-    allocation and free tracebacks recorded from now on."""
-    _hidden_code.update(codes)
-    _trace_lines.clear()
-
-
-cdef bytes _render_line(PyFrameObject *frame, object code):
-    return (f'    File "{code.co_filename}", line {PyFrame_GetLineNumber(frame)}, '
-            f'in {code.co_name}\n').encode("utf-8", "backslashreplace")
-
-
-cdef bytes _render_stack():
-    """The Python stack of the caller, oldest frame first, as traceback lines
-    (the innermost TRACE_DEPTH frames)."""
-    cdef list parts = []
-    cdef PyFrameObject *frame = PyEval_GetFrame()
-    cdef PyFrameObject *back
-    cdef PyObject *code_ref
-    cdef int lasti
-    cdef object code, key, entry
-    if frame != NULL:
-        Py_INCREF(<object><PyObject *>frame)
-    try:
-        while frame != NULL and len(parts) < TRACE_DEPTH:
-            code_ref = <PyObject *>PyFrame_GetCode(frame)
-            code = <object>code_ref
-            Py_DECREF(code)             # ``code`` holds its own reference now
-            lasti = ga_frame_lasti(frame)
-            key = (<uintptr_t>code_ref, lasti)
-            entry = _trace_lines.get(key)
-            if entry is None or (<tuple>entry)[0] is not code:
-                if len(_trace_lines) >= TRACE_CACHE_MAX:
-                    _trace_lines.clear()
-                entry = (code, b"" if code in _hidden_code else _render_line(frame, code))
-                _trace_lines[key] = entry
-            if (<tuple>entry)[1]:       # hidden frames do not count towards TRACE_DEPTH
-                parts.append((<tuple>entry)[1])
-            back = PyFrame_GetBack(frame)
-            Py_DECREF(<object><PyObject *>frame)
-            frame = back
-    finally:
-        if frame != NULL:
-            Py_DECREF(<object><PyObject *>frame)
-    parts.reverse()
-    return b"".join(parts)
-
-
-cdef void _set_trace(char **table, uint32_t slot, bytes text) noexcept:
-    cdef char *old = table[slot]
-    cdef char *copy = NULL
-    cdef Py_ssize_t n
-    if text is not None:
-        n = len(text)
-        copy = <char *>malloc(n + 1)
-        if copy != NULL:
-            memcpy(copy, <char *>text, n)
-            copy[n] = 0
-    table[slot] = copy
-    free(old)
-
-
 cdef int record_trace(ga_arena_t *a, uint32_t slot, bint at_free) except -1:
-    _set_trace(a.free_trace if at_free else a.alloc_trace, slot, _render_stack())
-    if not at_free:
-        _set_trace(a.free_trace, slot, None)   # stale now
+    if ga_pystacks_ensure(a) != 0:
+        raise MemoryError(f"no memory for the Python frames of {a.nslots} slots")
+    ga_pystacks_record(a, slot, at_free)
     return 0
 
 
 cdef void forget_traces(ga_arena_t *a, uint32_t slot) noexcept nogil:
-    cdef char *old
-    if a.alloc_trace == NULL:
-        return
-    old = a.alloc_trace[slot]
-    a.alloc_trace[slot] = NULL
-    free(old)
-    old = a.free_trace[slot]
-    a.free_trace[slot] = NULL
-    free(old)
+    ga_pystacks_forget(a, slot)
 
 
 cdef void release_traces(ga_arena_t *a) noexcept:
-    cdef uint32_t i
-    if a.alloc_trace == NULL:
-        return
-    for i in range(a.nslots):
-        forget_traces(a, i)
+    ga_pystacks_release(a)

@@ -172,7 +172,7 @@ def test_json_report_of_each_class(build, tmp_path, name):
     report = json.loads(line)
     validate(report)
     assert path.name == f"report.{report['pid']}.json" and report["pid"] != proc.pid
-    assert report["schema_version"] == 5 and report["access"] == "free"
+    assert report["schema_version"] == 6 and report["access"] == "free"
     assert report["signal"] is None and symbolized(report["text"]) in stderr
     for key, value in JSON_CASES[name].items():
         assert report[key] == value, (key, report)

@@ -168,7 +168,7 @@ def test_a_bad_free_writes_a_json_report(build, tmp_path, name):
                                  "--", program])
     assert status == -signal.SIGABRT, stderr
     report = _one_report(tmp_path)   # validated against docs/report-schema.json
-    assert report["schema_version"] == 5
+    assert report["schema_version"] == 6
     assert (report["kind"], report["access"], report["offset"], report["size"]) == (kind, "free", offset, size)
     assert report["slot"] is not None and report["arena"]["slots"] >= 1
     assert int(report["address"], 16) - int(report["buffer"], 16) == offset

@@ -146,6 +146,7 @@ static void ga_access_stack(int from_kernel, const void *ucontext, ga_access_t *
                             : ga_regs_of_outer_signal((uintptr_t)__builtin_frame_address(0), 2, &r);
     out->n = found == 0 ? ga_walk_stack(&r, out->pc, GA_ACCESS_DEPTH) : 0;
     ga_access_decode(out);   /* the access's size, from the faulting instruction */
+    ga_pystack_capture(&out->py, 1);   /* reads checked: the frames may be half built */
 }
 
 /* A fault's two reports: the text one (written whole), then the JSON one

@@ -28,6 +28,7 @@
 #include "guards.h"
 #include "heap.h"
 #include "locks.h"
+#include "pyframes.h"
 #include "stacks.h"
 
 #define GA_HEAP_MAX_ARENAS 16384
@@ -213,7 +214,7 @@ static int ga_grow(int cls)
     ga_heap_class_t *c = &ga_classes[cls];
     ga_heap_arena_t *e;
     ga_arena_t *a;
-    size_t guard = ga_page, slots_size, tables, meta, stacks, total, budget;
+    size_t guard = ga_page, slots_size, tables, meta, stacks, pystacks, total, budget;
     uint32_t n = c->next_slots;
     if (ga_narenas == GA_HEAP_MAX_ARENAS || ga_counts.mapped_bytes >= ga_opts.max_bytes)
         return -1;
@@ -226,7 +227,9 @@ static int ga_grow(int cls)
     tables = ga_round_up(ga_bookkeeping_size(n, ga_opts.uaf), sizeof(void *));
     meta = ga_round_up((size_t)n * sizeof(ga_slot_meta_t), sizeof(void *));
     stacks = ga_stacks_table_size(n, ga_page);
-    total = slots_size + ga_round_up(tables + meta, ga_page) + stacks;
+    /* Address space only until a Python registers its walker (pyframes.h). */
+    pystacks = ga_pystacks_table_size(n, ga_page);
+    total = slots_size + ga_round_up(tables + meta, ga_page) + stacks + pystacks;
     if (total > (size_t)(ga_heap_end - ga_bump))
         return -1;
     if (ga_map_anonymous(ga_bump, total) == NULL)
@@ -252,7 +255,8 @@ static int ga_grow(int cls)
     a->untraced_hint = "native_stacks=0 in GUARDALLOC_OPTIONS";
     ga_arena_attach(a, a->base + slots_size);
     e->meta = (ga_slot_meta_t *)(a->base + slots_size + tables);
-    a->stacks = (ga_stack_t *)(a->base + total - stacks);
+    a->stacks = (ga_packed_stack_t *)(a->base + total - pystacks - stacks);
+    a->pystacks = (ga_pystack_t *)(a->base + total - pystacks);
     e->cls = cls;
     if (ga_arena_guard_all(a) != 0 || ga_register_arena(a) != 0) {
         ga_reserve(ga_bump, total);   /* back to the reservation */
@@ -331,10 +335,12 @@ void *ga_heap_alloc(size_t nbytes, size_t alignment, int zero, int family)
     p = ga_block_start(&e->a, slot);
     front = s->offset < GA_FRONT_CHECK ? s->offset : GA_FRONT_CHECK;
     memset(p - front, GA_SLACK_BYTE, front);
-    if (ga_opts.native_stacks)
+    if (ga_opts.native_stacks) {
         ga_stacks_record(&e->a, slot, 0, &stack);
-    else
+        ga_pystacks_record(&e->a, slot, 0);
+    } else {
         ga_stacks_forget(&e->a, slot);
+    }
     ga_counts.allocations++;
     ga_counts.live++;
     pthread_mutex_unlock(&ga_lock);
@@ -467,6 +473,8 @@ again:
         ga_counts.frees++;
         ga_counts.live--;
         ga_stacks_record(&e->a, slot, 1, &stack);
+        if (ga_opts.native_stacks)
+            ga_pystacks_record(&e->a, slot, 1);
         c = &ga_classes[e->cls];
         if (c->slot_size >= GA_LARGE_SLOT && !e->a.uaf && e->a.slots[slot].state == GA_SLOT_FREE
                 && ga_discard(ga_slot_start(&e->a, (size_t)slot), e->a.slot_size) == 0)

@@ -122,6 +122,8 @@ typedef struct ga_arena {
     /* Native allocation and free stacks, two per slot (stacks.h), or NULL
      * when the arena records none. */
     struct ga_packed_stack *stacks;
+    /* Python allocation and free frames, two per slot (pyframes.h), or NULL. */
+    struct ga_pystack *pystacks;
     /* Updated by the fault handler in continue mode. */
     volatile uint64_t faults_continued;
 

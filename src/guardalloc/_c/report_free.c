@@ -32,12 +32,29 @@ static void ga_put_corruption(ga_line_t *line, const void *ptr, const ga_damage_
     ga_put(line, " (found when it was freed)\n");
 }
 
-/* title, then the stack's frames (or " (no stack recorded)"). */
-static void ga_put_titled_stack(ga_line_t *line, const char *title, const ga_stack_t *s)
+/* title, then the Python frames py (may be NULL) and the native stack's
+ * frames (report_text.c's ga_put_event), or " (no stack recorded)". */
+static void ga_put_titled_stack(ga_line_t *line, const char *title, const ga_pystack_t *py, const ga_stack_t *s)
 {
-    ga_put(line, title);
-    ga_put(line, s == NULL || ga_stack_len(s) == 0 ? " (no stack recorded)\n" : "\n");
-    ga_put_stack(line, s);
+    ga_put_event_stack(line, title, py, s, " (no stack recorded)\n");
+}
+
+/* The Python frames of the free being reported: the calling thread's. */
+static const ga_pystack_t *ga_this_free_py(ga_pystack_t *out)
+{
+    ga_pystack_capture(out, 1);
+    return out;
+}
+
+/* The Python frames recorded at the free that freed the slot before (as
+ * ga_freed_stack), this free's for damage found now (now), or NULL. */
+static const ga_pystack_t *ga_freed_py(int error, const ga_arena_t *a, long slot, const ga_pystack_t *now)
+{
+    if (error == GA_FREE_CORRUPT)
+        return now;
+    if (a == NULL || slot < 0 || (error != GA_FREE_DOUBLE && a->slots[slot].state == GA_SLOT_LIVE))
+        return NULL;
+    return ga_pystacks_of(a, slot, 1);
 }
 
 /* "  slot N (state) of arena A: its N-byte buffer [start, end)", where ptr
@@ -110,6 +127,8 @@ static const ga_stack_t *ga_freed_stack(int error, const ga_arena_t *a, long slo
 static void ga_format_free_report(ga_line_t *line, int error, const void *ptr, const ga_arena_t *a,
                                   long slot, const ga_damage_t *damage, const ga_stack_t *this_free)
 {
+    ga_pystack_t now;
+    const ga_pystack_t *py = ga_this_free_py(&now);
     if (error == GA_FREE_CORRUPT) {
         ga_put_corruption(line, ptr, damage);
         ga_put_test(line);
@@ -123,22 +142,24 @@ static void ga_format_free_report(ga_line_t *line, int error, const void *ptr, c
         ga_put(line, "  in ");
         ga_put_thread(line);
         ga_put(line, "\n");
-        ga_put_titled_stack(line, "  allocated at:", a != NULL ? ga_stacks_of(a, slot, 0) : NULL);
-        ga_put_titled_stack(line, "  freed at:", this_free);
+        ga_put_titled_stack(line, "  allocated at:", ga_pystacks_of(a, slot, 0),
+                            a != NULL ? ga_stacks_of(a, slot, 0) : NULL);
+        ga_put_titled_stack(line, "  freed at:", py, this_free);
     } else {
         ga_put_slot_error(line, ga_free_kinds[error], ptr, a, slot);
-        ga_put_titled_stack(line, "  this free:", this_free);
+        ga_put_titled_stack(line, "  this free:", py, this_free);
         if (a != NULL && slot >= 0) {
             ga_stack_t buf;
             const ga_stack_t *freed = ga_freed_stack(error, a, slot, this_free, &buf);
-            ga_put_titled_stack(line, "  allocated at:", ga_stacks_of(a, slot, 0));
-            if (error == GA_FREE_DOUBLE || freed != NULL)
+            const ga_pystack_t *freed_py = ga_freed_py(error, a, slot, py);
+            ga_put_titled_stack(line, "  allocated at:", ga_pystacks_of(a, slot, 0), ga_stacks_of(a, slot, 0));
+            if (error == GA_FREE_DOUBLE || freed != NULL || freed_py != NULL)
                 ga_put_titled_stack(line, error == GA_FREE_DOUBLE ? "  first freed at:" : "  last freed at:",
-                                    freed);
+                                    freed_py, freed);
         }
     }
-    ga_put_summary(line, ga_free_kinds[error], this_free != NULL ? this_free->pc : NULL,
-                   this_free != NULL ? ga_stack_len(this_free) : 0);
+    ga_put_summary_py(line, ga_free_kinds[error], this_free != NULL ? this_free->pc : NULL,
+                      this_free != NULL ? ga_stack_len(this_free) : 0, py);
 }
 
 void ga_report_free(int code, const void *ptr, const ga_arena_t *a, long slot,
@@ -174,6 +195,11 @@ void ga_report_free(int code, const void *ptr, const ga_arena_t *a, long slot,
     ga_json_stack(&line, ga_freed_stack(error, a, slot, this_free, &(ga_stack_t){.n = 0}));
     ga_json_key(&line, "this_free_native");
     ga_json_stack(&line, this_free);
+    {
+        ga_pystack_t now;
+        const ga_pystack_t *py = ga_this_free_py(&now);
+        ga_json_python_stacks(&line, ga_pystacks_of(a, slot, 0), ga_freed_py(error, a, slot, py), py);
+    }
     ga_put(&line, "}");
     ga_json_pc(&line, NULL);
     ga_json_time_and_text(&line);
@@ -190,11 +216,13 @@ void ga_report_free(int code, const void *ptr, const ga_arena_t *a, long slot,
 typedef void (*ga_text_fn)(ga_line_t *line, const void *context);
 
 static void ga_json_free_stacks(ga_line_t *line, const char *allocated_trace, const ga_stack_t *allocated,
-                                const ga_stack_t *freed, const ga_stack_t *this_free)
+                                const ga_stack_t *freed, const ga_stack_t *this_free,
+                                const ga_pystack_t *allocated_py)
 {
+    ga_pystack_t now;
     ga_json_key(line, "stacks");
     ga_put(line, "{\"allocated\":");
-    ga_json_value(line, allocated_trace);
+    ga_json_trace(line, allocated_trace, allocated_py);
     ga_put(line, ",\"freed\":null");
     ga_json_key(line, "allocated_native");
     ga_json_stack(line, allocated);
@@ -202,6 +230,8 @@ static void ga_json_free_stacks(ga_line_t *line, const char *allocated_trace, co
     ga_json_stack(line, freed);
     ga_json_key(line, "this_free_native");
     ga_json_stack(line, this_free);
+    ga_json_python_stacks(line, allocated_py, freed == this_free && freed != NULL ? ga_this_free_py(&now) : NULL,
+                          ga_this_free_py(&now));
     ga_put(line, "}");
 }
 
@@ -236,16 +266,16 @@ static void ga_format_mismatch(ga_line_t *line, const ga_mismatch_t *m)
     ga_put(&title, " vs ");
     ga_put(&title, m->freed_by);
     ga_put(&title, ")");
-    memcpy(what, title.buf, title.len < sizeof(what) - 1 ? title.len : sizeof(what) - 1);
-    what[title.len < sizeof(what) - 1 ? title.len : sizeof(what) - 1] = '\0';
+    ga_line_copy(&title, what, sizeof(what));
     ga_put_slot_error(line, what, m->ptr, m->a, m->slot);
     ga_put(line, "  allocated by ");
     ga_put(line, m->allocated_by);
     ga_put(line, ", freed by ");
     ga_put(line, m->freed_by);
     ga_put(line, "\n");
-    ga_put_titled_stack(line, "  freed at:", m->this_free);
-    ga_put_titled_stack(line, "  allocated at:", ga_stacks_of(m->a, m->slot, 0));
+    ga_pystack_t now;
+    ga_put_titled_stack(line, "  freed at:", ga_this_free_py(&now), m->this_free);
+    ga_put_titled_stack(line, "  allocated at:", ga_pystacks_of(m->a, m->slot, 0), ga_stacks_of(m->a, m->slot, 0));
     ga_put_summary(line, "alloc-dealloc-mismatch", m->this_free != NULL ? m->this_free->pc : NULL,
                    m->this_free != NULL ? ga_stack_len(m->this_free) : 0);
 }
@@ -264,7 +294,7 @@ void ga_report_mismatch(const void *ptr, const ga_arena_t *a, long slot, const c
     ga_json_str(&line, "allocated_by", allocated_by);
     ga_json_str(&line, "freed_by", freed_by);
     ga_json_no_signal(&line, continuing);
-    ga_json_free_stacks(&line, NULL, ga_stacks_of(a, slot, 0), NULL, this_free);
+    ga_json_free_stacks(&line, NULL, ga_stacks_of(a, slot, 0), NULL, this_free, ga_pystacks_of(a, slot, 0));
     ga_json_pc(&line, NULL);
     ga_json_time_and_text(&line);
     line.json = 1;
@@ -309,8 +339,9 @@ static void ga_format_underflow(ga_line_t *line, const ga_underflow_t *u)
     ga_put(line, "\n  in ");
     ga_put_thread(line);
     ga_put(line, "\n");
-    ga_put_titled_stack(line, "  allocated at:", ga_stacks_of(u->a, u->slot, 0));
-    ga_put_titled_stack(line, "  freed at:", u->this_free);
+    ga_pystack_t now;
+    ga_put_titled_stack(line, "  allocated at:", ga_pystacks_of(u->a, u->slot, 0), ga_stacks_of(u->a, u->slot, 0));
+    ga_put_titled_stack(line, "  freed at:", ga_this_free_py(&now), u->this_free);
     ga_put_summary(line, "heap-buffer-underflow", u->this_free != NULL ? u->this_free->pc : NULL,
                    u->this_free != NULL ? ga_stack_len(u->this_free) : 0);
 }
@@ -329,7 +360,7 @@ void ga_report_underflow(const void *ptr, const ga_arena_t *a, long slot, const 
     ga_json_buffer(&line, a, slot, addr);
     ga_json_dec(&line, "damaged", damage->damaged);
     ga_json_no_signal(&line, continuing);
-    ga_json_free_stacks(&line, NULL, ga_stacks_of(a, slot, 0), this_free, this_free);
+    ga_json_free_stacks(&line, NULL, ga_stacks_of(a, slot, 0), this_free, this_free, ga_pystacks_of(a, slot, 0));
     ga_json_pc(&line, NULL);
     ga_json_time_and_text(&line);
     line.json = 1;
@@ -455,9 +486,19 @@ static void ga_format_bad_free(ga_line_t *line, const ga_bad_free_t *b)
     }
     ga_put(line, "\n  in ");
     ga_put_thread(line);
-    ga_put(line, "\n  freed by ");
-    ga_put(line, b->freed_by);
-    ga_put_titled_stack(line, " at:", b->this_free);
+    ga_put(line, "\n");
+    {
+        /* "  freed by free at:": one title, so that "... at (native):" repeats it whole */
+        ga_pystack_t now;
+        ga_line_t scratch;
+        char title[96];
+        ga_line_init_small(&scratch, -1, 0);
+        ga_put(&scratch, "  freed by ");
+        ga_put(&scratch, b->freed_by);
+        ga_put(&scratch, " at:");
+        ga_line_copy(&scratch, title, sizeof(title));
+        ga_put_titled_stack(line, title, ga_this_free_py(&now), b->this_free);
+    }
     if (w->kind == GA_MEM_ARENA && ga_slot_of(w->arena, b->ptr) >= 0) {
         long slot = ga_slot_of(w->arena, b->ptr);   /* the allocation's stacks, when recorded */
         ga_put_trace(line, w->arena, "  allocated at:", w->arena->alloc_trace, slot, 0);
@@ -507,7 +548,8 @@ void ga_report_bad_free(const void *ptr, const ga_where_t *where, const char *fr
     ga_put(&line, "}");
     ga_json_no_signal(&line, continuing);
     ga_json_free_stacks(&line, a != NULL && slot >= 0 && a->alloc_trace != NULL ? a->alloc_trace[slot] : NULL,
-                        a != NULL ? ga_stacks_of(a, slot, 0) : NULL, NULL, this_free);
+                        a != NULL ? ga_stacks_of(a, slot, 0) : NULL, NULL, this_free,
+                        a != NULL ? ga_pystacks_of(a, slot, 0) : NULL);
     ga_json_pc(&line, NULL);
     ga_json_time_and_text(&line);
     line.json = 1;

@@ -10,6 +10,7 @@
 #include "insn_decode.h"
 #include "internal.h"
 #include "layout.h"
+#include "pyframes.h"
 #include "sigsafe_format.h"
 #include "stacks.h"
 
@@ -27,6 +28,7 @@ typedef struct {
     size_t code_len;
     int decoded;
     ga_insn_t insn;
+    ga_pystack_t py;   /* the thread's Python frames (none outside Python) */
 } ga_access_t;
 
 /* report_access.c: the faulting instruction's access. */
@@ -66,11 +68,38 @@ GA_INTERNAL void ga_put_thread(ga_line_t *line);
  * the loader, the interpreter, guardalloc), else the first; the symbolizer
  * rewrites it to "KIND FUNCTION FILE:LINE". */
 GA_INTERNAL void ga_put_summary(ga_line_t *line, const char *kind, void *const *pcs, size_t n);
+/* The same, naming the innermost Python frame of py when no native frame is
+ * outside the runtime (a Python program's bug: the interpreter's and libffi's
+ * frames are all there is): "SUMMARY: guardalloc: KIND FUNCTION FILE:LINE". */
+GA_INTERNAL void ga_put_summary_py(ga_line_t *line, const char *kind, void *const *pcs, size_t n,
+                                   const ga_pystack_t *py);
 /* The text report of a fault into line; stack: the access's (may be
  * empty when the context gave no PC). */
 GA_INTERNAL void ga_format_report(ga_line_t *line, int sig, int si_code, const ga_arena_t *a,
                                   const char *addr, const char *access, const ga_fault_t *f,
                                   int continuing, const ga_access_t *stack);
+
+/* pyframes.c: a Python stack's numbered lines (innermost first), and as a
+ * JSON array of {"function", "file", "line", "entry"} (null when s is NULL
+ * or empty). */
+GA_INTERNAL void ga_put_pystack(ga_line_t *line, const ga_pystack_t *s);
+/* " FUNCTION FILE:LINE" of f; 0, or -1 (nothing written) when its code object is gone. */
+GA_INTERNAL int ga_put_pyframe_summary(ga_line_t *line, const ga_pyframe_t *f);
+GA_INTERNAL void ga_json_pystack(ga_line_t *line, const ga_pystack_t *s);
+/* A slot's traceback as one JSON string of the text report's lines: the
+ * rendered one, else the recorded Python frames; null when neither. */
+GA_INTERNAL void ga_json_trace(ga_line_t *line, const char *rendered, const ga_pystack_t *s);
+
+/* "title" and the Python frames py, then "title (native):" and the native
+ * ones (pcs: return addresses, n of them); only the native ones under title
+ * when py has none. title ends with ':'. none: what follows title when
+ * there is no native frame (" (no stack recorded)"). */
+GA_INTERNAL void ga_put_event(ga_line_t *line, const char *title, const ga_pystack_t *py,
+                              void *const *pcs, size_t n, const char *none);
+/* The same with a recorded native stack (s may be NULL), its outer frames
+ * not kept said as ga_put_stack says them. */
+GA_INTERNAL void ga_put_event_stack(ga_line_t *line, const char *title, const ga_pystack_t *py,
+                                    const ga_stack_t *s, const char *none);
 
 /* report_json.c: a report is ga_json_begin, its keys, ga_json_time_and_text,
  * the text report (escaped) to line->fd, and ga_json_end. */
@@ -80,6 +109,9 @@ GA_INTERNAL void ga_json_value(ga_line_t *line, const char *value);   /* a strin
 GA_INTERNAL void ga_json_str(ga_line_t *line, const char *key, const char *value);
 GA_INTERNAL void ga_json_dec(ga_line_t *line, const char *key, unsigned long long v);
 GA_INTERNAL void ga_json_stack(ga_line_t *line, const ga_stack_t *s);
+/* ,"allocated_python":..,"freed_python":..,"this_free_python":.. (pyframes.c). */
+GA_INTERNAL void ga_json_python_stacks(ga_line_t *line, const ga_pystack_t *allocated, const ga_pystack_t *freed,
+                                       const ga_pystack_t *this_free);
 GA_INTERNAL void ga_json_buffer(ga_line_t *line, const ga_arena_t *a, long slot, const char *addr);
 GA_INTERNAL void ga_json_pids(ga_line_t *line);
 GA_INTERNAL void ga_json_on_fault_and_test(ga_line_t *line, int continuing);

@@ -16,10 +16,12 @@
 #include "report_file.h"
 #include "report_internal.h"
 
-#define GA_REPORT_SCHEMA_VERSION 5   /* 2: the reports of a free (ga_report_free); 3: bad-free,
+#define GA_REPORT_SCHEMA_VERSION 6   /* 2: the reports of a free (ga_report_free); 3: bad-free,
                                         alloc-dealloc-mismatch, the underflow found at free;
                                         4: raw frames, stacks.access_native; 5: bad-free of
-                                        a guardalloc block (memory.kind "guardalloc") */
+                                        a guardalloc block (memory.kind "guardalloc");
+                                        6: Python frames, stacks.*_python, and
+                                        "allocated"/"freed" innermost first */
 
 void ga_json_key(ga_line_t *line, const char *key)
 {
@@ -256,14 +258,22 @@ void ga_json_report(int sig, int si_code, const ga_arena_t *a, const char *addr,
     ga_json_on_fault_and_test(&line, continuing);
     ga_json_key(&line, "stacks");
     ga_put(&line, "{\"allocated\":");
-    ga_json_value(&line, ga_trace_of(a->alloc_trace, f->slot));
-    ga_json_str(&line, "freed", ga_trace_of(f->kind == GA_KIND_UAF ? a->free_trace : NULL, f->slot));
+    ga_json_trace(&line, ga_trace_of(a->alloc_trace, f->slot), ga_pystacks_of(a, f->slot, 0));
+    ga_json_key(&line, "freed");
+    ga_json_trace(&line, ga_trace_of(f->kind == GA_KIND_UAF ? a->free_trace : NULL, f->slot),
+                  f->kind == GA_KIND_UAF ? ga_pystacks_of(a, f->slot, 1) : NULL);
     ga_json_key(&line, "allocated_native");
     ga_json_stack(&line, ga_stacks_of(a, f->slot, 0));
     ga_json_key(&line, "freed_native");
     ga_json_stack(&line, f->kind == GA_KIND_UAF ? ga_stacks_of(a, f->slot, 1) : NULL);
     ga_json_key(&line, "access_native");
     ga_json_pcs(&line, stack->pc, stack->n);
+    ga_json_key(&line, "access_python");
+    ga_json_pystack(&line, &stack->py);
+    ga_json_key(&line, "allocated_python");
+    ga_json_pystack(&line, ga_pystacks_of(a, f->slot, 0));
+    ga_json_key(&line, "freed_python");
+    ga_json_pystack(&line, f->kind == GA_KIND_UAF ? ga_pystacks_of(a, f->slot, 1) : NULL);
     ga_put(&line, "}");
     ga_json_pc(&line, stack->n > 0 ? (const char *)stack->pc[0] - 1 : NULL);
     ga_json_access(&line, stack);

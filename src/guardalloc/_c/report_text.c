@@ -102,16 +102,27 @@ static int ga_is_runtime(const char *path)
 
 void ga_put_summary(ga_line_t *line, const char *kind, void *const *pcs, size_t n)
 {
+    ga_put_summary_py(line, kind, pcs, n, NULL);
+}
+
+void ga_put_summary_py(ga_line_t *line, const char *kind, void *const *pcs, size_t n, const ga_pystack_t *py)
+{
     size_t i, chosen = 0;
+    int user = 0;
     for (i = 0; i < n; i++) {
         const ga_module_t *m = ga_module_of((const char *)pcs[i] - 1);
         if (m != NULL && !ga_is_runtime(ga_module_path(m))) {
             chosen = i;
+            user = 1;
             break;
         }
     }
     ga_put(line, "SUMMARY: guardalloc: ");
     ga_put(line, kind);
+    if (!user && py != NULL && py->n > 0 && ga_put_pyframe_summary(line, &py->f[0]) == 0) {
+        ga_put(line, "\n");
+        return;
+    }
     if (n > 0) {
         char frame[1024], *body;
         ga_stack_format_frame((const char *)pcs[chosen] - 1, frame, sizeof(frame));
@@ -152,20 +163,62 @@ static void ga_put_wrapped(ga_line_t *line, const char *text, size_t column)
     }
 }
 
+/* title less its ':', then " (native):\n". */
+static void ga_put_native_title(ga_line_t *line, const char *title)
+{
+    size_t i;
+    for (i = 0; title[i] != '\0' && title[i + 1] != '\0'; i++)
+        ga_put_byte(line, title[i]);
+    ga_put(line, " (native):\n");
+}
+
+/* title and the Python frames py, then the native frames' title ("title
+ * (native):"); or title alone, or title and `none` when there are no native
+ * frames either. Whether native frames are to follow. */
+static int ga_put_event_head(ga_line_t *line, const char *title, const ga_pystack_t *py, int native,
+                             const char *none)
+{
+    ga_put(line, title);
+    if (py != NULL && py->n > 0) {
+        ga_put(line, "\n");
+        ga_put_pystack(line, py);
+        if (native)
+            ga_put_native_title(line, title);
+        return native;
+    }
+    ga_put(line, native ? "\n" : none);
+    return native;
+}
+
+void ga_put_event(ga_line_t *line, const char *title, const ga_pystack_t *py, void *const *pcs, size_t n,
+                  const char *none)
+{
+    if (ga_put_event_head(line, title, py, n > 0, none))
+        ga_put_pcs(line, pcs, n);
+}
+
+void ga_put_event_stack(ga_line_t *line, const char *title, const ga_pystack_t *py, const ga_stack_t *s,
+                        const char *none)
+{
+    if (ga_put_event_head(line, title, py, s != NULL && ga_stack_len(s) > 0, none))
+        ga_put_stack(line, s);
+}
+
 /* A slot's allocation (freed = 0) or free stacks under title: its Python
- * traceback, then its native stack (title + " (native)" after a Python
- * one); "(not recorded: ...)" when it has neither. */
+ * frames (a rendered traceback, else the recorded frames), then its native
+ * stack (title + " (native)" after Python frames); "(not recorded: ...)"
+ * when it has neither. */
 void ga_put_trace(ga_line_t *line, const ga_arena_t *a, const char *title, char **table, long slot,
                   int freed)
 {
     const char *trace = table != NULL ? table[slot] : NULL;
     const ga_stack_t *native = ga_stacks_of(a, slot, freed);
-    ga_put(line, title);
-    if (trace == NULL && native != NULL) {
-        ga_put(line, "\n");
-        ga_put_stack(line, native);
+    const ga_pystack_t *py = ga_pystacks_of(a, slot, freed);
+    if (trace == NULL && (py != NULL || native != NULL)) {
+        ga_put_event_stack(line, title, py, native, "\n");
         return;
     }
+    ga_put(line, title);
     if (trace == NULL) {
         ga_put(line, " (not recorded: ");
         ga_put_wrapped(line, a->untraced_hint != NULL ? a->untraced_hint
@@ -176,10 +229,7 @@ void ga_put_trace(ga_line_t *line, const ga_arena_t *a, const char *title, char 
     ga_put(line, "\n");
     ga_put(line, trace);
     if (native != NULL) {
-        size_t i;
-        for (i = 0; title[i] != '\0' && title[i + 1] != '\0'; i++)   /* the title less its ':' */
-            ga_put_byte(line, title[i]);
-        ga_put(line, " (native):\n");
+        ga_put_native_title(line, title);
         ga_put_stack(line, native);
     }
 }
@@ -277,13 +327,21 @@ void ga_format_report(ga_line_t *line, int sig, int si_code, const ga_arena_t *a
         ga_put(line, si_code == SEGV_MAPERR ? " (SEGV_MAPERR: guard page)" : " (SEGV_ACCERR: PROT_NONE page)");
     else if (sig == SIGBUS && si_code == BUS_ADRERR)
         ga_put(line, " (BUS_ADRERR)");
-    ga_put(line, "\n  ");
-    ga_put(line, access);
-    ga_put_access_size(line, stack);
-    ga_put(line, " by ");
-    ga_put_thread(line);
-    ga_put(line, stack->n > 0 ? ":\n" : ": (no stack: the signal context holds no PC)\n");
-    ga_put_pcs(line, stack->pc, stack->n);
+    ga_put(line, "\n");
+    {
+        /* "  WRITE of size 4 by thread 1234 (name):" */
+        ga_line_t title;
+        char text[160];
+        ga_line_init_small(&title, -1, 0);
+        ga_put(&title, "  ");
+        ga_put(&title, access);
+        ga_put_access_size(&title, stack);
+        ga_put(&title, " by ");
+        ga_put_thread(&title);
+        ga_put(&title, ":");
+        ga_line_copy(&title, text, sizeof(text));
+        ga_put_event(line, text, &stack->py, stack->pc, stack->n, " (no stack: the signal context holds no PC)\n");
+    }
 
     if (f->slot >= 0) {
         ga_put_trace(line, a, "  allocated at:", a->alloc_trace, f->slot, 0);
@@ -300,5 +358,5 @@ void ga_format_report(ga_line_t *line, int sig, int si_code, const ga_arena_t *a
             ga_put_dec(line, (unsigned long long)f->right);
         ga_put(line, " retired; the program goes on\n");
     }
-    ga_put_summary(line, kind, stack->pc, stack->n);
+    ga_put_summary_py(line, kind, stack->pc, stack->n, &stack->py);
 }

@@ -5,6 +5,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 #include "options.h"
@@ -122,4 +123,11 @@ static void ga_put_hex(ga_line_t *line, unsigned long long v)
 void ga_put_ptr(ga_line_t *line, const void *p)
 {
     ga_put_hex(line, (unsigned long long)(uintptr_t)p);
+}
+
+void ga_line_copy(const ga_line_t *line, char *out, size_t size)
+{
+    size_t n = line->len < size - 1 ? line->len : size - 1;
+    memcpy(out, line->buf, n);
+    out[n] = '\0';
 }

@@ -29,6 +29,10 @@ GA_INTERNAL void ga_line_done(ga_line_t *line);
 /* A line in its own 512 bytes only (a scratch line, or one flushed as it goes). */
 GA_INTERNAL void ga_line_init_small(ga_line_t *line, int fd, int json);
 
+/* What a line holds (one that was not flushed), NUL-terminated, into out
+ * (cut to size): a title composed on a scratch line. */
+GA_INTERNAL void ga_line_copy(const ga_line_t *line, char *out, size_t size);
+
 /* Write out what the line holds and empty it. */
 GA_INTERNAL void ga_flush(ga_line_t *line);
 /* One byte as it is (flushes a full buffer first). */

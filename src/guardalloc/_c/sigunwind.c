@@ -14,8 +14,7 @@
 #define GA_STACK_SPAN (64u << 20)
 #define GA_SCAN_BYTES (64u << 10)
 
-/* Copy n bytes from addr, or fail (0) without faulting. */
-static int ga_safe_read(uintptr_t addr, void *out, size_t n)
+int ga_safe_read(uintptr_t addr, void *out, size_t n)
 {
     struct iovec local = {out, n}, remote = {(void *)addr, n};
     return process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == (ssize_t)n;

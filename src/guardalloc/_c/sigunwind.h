@@ -19,6 +19,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Copy n bytes from addr of this process, or fail (0) without faulting. */
+int ga_safe_read(uintptr_t addr, void *out, size_t n);
+
 typedef struct {
     uintptr_t pc, sp, fp;   /* instruction, stack and frame pointer */
 } ga_regs_t;

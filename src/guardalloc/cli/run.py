@@ -11,6 +11,13 @@ the code it passes to ``sys.exit()``, 1 after an uncaught exception (its
 traceback printed without the launcher's frames), or death by the signal of
 a guard page that fired.
 
+The program runs in a child interpreter (the same command line) whose
+fault reports come back through a pipe and are written symbolized: native
+frames with functions and lines, each event's Python and native frames
+merged into one stack (guardalloc.symbolize). With no symbolizer installed
+it runs in this interpreter, as before. Either way the exit status, and
+death by a signal, are the program's.
+
 ``--native`` re-executes the interpreter, with the same command line, under
 the preloadable malloc library (guardalloc.native), which then guards one
 in RATE of every ``malloc`` in the process (C extensions and the libraries
@@ -42,8 +49,8 @@ import traceback
 from guardalloc.cli import native_flags
 from guardalloc.cli.main import int_at_least
 from guardalloc.hooks.pymem import DEFAULT_SAMPLE_RATE as DEFAULT_PYMEM_RATE
-# Set in the re-executed interpreter of --native: the LD_PRELOAD and
-# GUARDALLOC_OPTIONS to put back (JSON; null: unset).
+# Set in the re-executed interpreter: the LD_PRELOAD and GUARDALLOC_OPTIONS
+# to put back (JSON; null: unset; {} without --native).
 _REEXEC_ENV = "_GUARDALLOC_NATIVE_REEXEC"
 _NATIVE_DEFAULT = "default"
 # The library's options that the in-process front ends take without
@@ -238,21 +245,55 @@ def _reexec_native(args: argparse.Namespace) -> int:
         return _fail(f"--native: cannot re-execute {sys.executable}: {exc.strerror}")
 
 
+def _reexec_symbolized() -> int | None:
+    """Without --native: run this interpreter's command line again as a
+    child whose reports come back symbolized; its exit status (a child killed
+    by a signal: this process dies of it too; 2 when $GUARDALLOC_SYMBOLIZER
+    names a symbolizer that is not installed). None when no symbolizer is
+    installed: then the program runs here, its reports raw."""
+    from guardalloc.symbolize.backends import SymbolizerError
+    from guardalloc.symbolize.child import run_symbolized
+    from guardalloc.symbolize.symbolizer import Symbolizer
+
+    try:
+        if Symbolizer().backend is None:
+            return None
+    except SymbolizerError as exc:   # $GUARDALLOC_SYMBOLIZER names none installed
+        return _fail(str(exc))
+    env = dict(os.environ)
+    env[_REEXEC_ENV] = "{}"
+    argv = list(getattr(sys, "orig_argv", [])) or [sys.executable, "-m", "guardalloc", *sys.argv[1:]]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        return run_symbolized([sys.executable, *argv[1:]], env)
+    except OSError:
+        return None   # the program runs here instead
+
+
 def _restore_environment() -> None:
-    """In the re-executed interpreter: the environment the program was given."""
+    """In the re-executed interpreter: the environment the program was given;
+    text reports go to the launcher's pipe (symbolize/child.py) when it
+    handed one over."""
+    from guardalloc import faults
+    from guardalloc.symbolize.child import REPORT_PIPE_ENV, report_pipe_fd
+
     saved = json.loads(os.environ.pop(_REEXEC_ENV))
     for name, value in saved.items():
         if value is None:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+    fd = report_pipe_fd(os.environ.get(REPORT_PIPE_ENV))
+    if fd is not None:
+        faults.set_report_fd(fd)
 
 
 def _hide_launcher_frames() -> None:
     """Leave this launcher's frames (and the CLI's, and runpy's) out of the
     allocation and free tracebacks that fault reports show: they sit below
     every frame of the program and would only push its own lines down."""
-    from guardalloc.tracebacks import _hide_frames
+    from guardalloc.pyframes import _stop_at
 
     codes = [_run_program.__code__, runpy.run_path.__code__, runpy.run_module.__code__,
              *(f.__code__ for f in vars(runpy).values() if callable(f) and hasattr(f, "__code__")
@@ -261,7 +302,7 @@ def _hide_launcher_frames() -> None:
     while frame is not None:   # everything below the program: cli, __main__, runpy
         codes.append(frame.f_code)
         frame = frame.f_back
-    _hide_frames(codes)
+    _stop_at(codes)
 
 
 def _run_program(module: str | None, script: str | None) -> None:
@@ -280,7 +321,10 @@ def run(args: argparse.Namespace) -> int:
     if args.native is not None:
         if _REEXEC_ENV not in os.environ:
             return _reexec_native(args)
+    child = _REEXEC_ENV in os.environ
+    if child:
         _restore_environment()
+    if args.native is not None:
         rate = _native_rate(args)
         if isinstance(rate, str):
             return _fail(rate)
@@ -299,6 +343,10 @@ def run(args: argparse.Namespace) -> int:
             return _fail(f"can't find '__main__' module in {args.script!r} (a directory needs a __main__.py)")
         module, program_args = None, list(args.args)
 
+    if not child and args.native is None and (module is None or importlib.util.find_spec(module) is not None):
+        status = _reexec_symbolized()
+        if status is not None:
+            return status
     failed = _enable_guarding(args)
     if failed is not None:
         return failed

@@ -1,12 +1,13 @@
 """Running a program as a child whose fault reports come back symbolized.
 
-The launcher (``exec``, ``run --native``) used to exec() the program, so the
+The launcher (``exec``, ``run``) used to exec() the program, so the
 dying process was the last one to see its report. Now it starts the program
 as a child, hands it the write end of a pipe (GUARDALLOC_REPORT_PIPE:
-"FD:INODE", read by the preloaded library), reads the raw text reports from
-it as they come, and writes them symbolized to its own stderr. It then dies
-the way the child died (the same signal, or the same exit status), so
-callers and shells see what they saw before.
+"FD:INODE", read by the preloaded library or, under ``run``, by the child
+interpreter), reads the raw text reports from it as they come, and writes
+them symbolized to its own stderr. It then dies the way the child died (the
+same signal, or the same exit status), so callers and shells see what they
+saw before.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import os
 import select
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -28,6 +30,20 @@ REPORT_PIPE_ENV = "GUARDALLOC_REPORT_PIPE"
 _GROUP_SIGNALS = (signal.SIGINT, signal.SIGQUIT)
 # Signals sent to the launcher alone: passed on to the child.
 _FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+
+
+def report_pipe_fd(value: Optional[str]) -> Optional[int]:
+    """The descriptor a GUARDALLOC_REPORT_PIPE value ("FD:INODE") names,
+    when it is still that pipe in this process (a descriptor closed and
+    reused for something else is not written into); else None."""
+    fd_text, _, inode = (value or "").partition(":")
+    if not fd_text.isdigit() or not inode.isdigit():
+        return None
+    try:
+        st = os.fstat(int(fd_text))
+    except OSError:
+        return None
+    return int(fd_text) if stat.S_ISFIFO(st.st_mode) and st.st_ino == int(inode) else None
 
 
 def _pump(fd: int, out: TextIO, symbolizer: Optional[Symbolizer], child_done: threading.Event) -> None:

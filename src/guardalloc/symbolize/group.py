@@ -10,7 +10,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Optional
 
-from guardalloc.symbolize.reports import NATIVE_STACKS, symbolize_report
+from guardalloc.symbolize.merge import PyFrame
+from guardalloc.symbolize.reports import NATIVE_STACKS, python_stacks, symbolize_report
 from guardalloc.symbolize.symbolizer import Symbolizer
 
 
@@ -51,14 +52,24 @@ def read_reports(paths: Iterable[str]) -> Iterator[tuple[str, dict]]:
                         yield f"{name}:{number}", report
 
 
+def _python_top(frames: list[PyFrame], depth: int) -> tuple:
+    return tuple((f.function, os.path.basename(f.file or "")) for f in frames[:depth])
+
+
 def signature(report: dict, depth: int = 3) -> tuple:
     """(kind, access, frames): the top ``depth`` frames of the report's first
-    native stack (symbolized: function and file; raw: module and offset),
+    native stack (symbolized: function and file; raw: module and offset) --
+    of that event's Python frames when it has some (in a Python process the
+    native ones are the interpreter's and libffi's, alike for every bug) --
     or of its Python traceback when it has no native stack."""
     kind = (report.get("kind"), "free" if report.get("access") == "free" else "access")
     stacks = (report.get("symbolized") or {}).get("stacks") or {}
+    python = python_stacks(report)
     for name in NATIVE_STACKS:
         frames = stacks.get(name)
+        event = name[:-len("_native")]
+        if frames and python.get(event):
+            return (*kind, name, _python_top(python[event], depth))
         if frames:
             top: list[tuple] = []
             for frame in frames:
@@ -70,10 +81,13 @@ def signature(report: dict, depth: int = 3) -> tuple:
                 if len(top) >= depth:
                     break
             return (*kind, name, tuple(top[:depth]))
-    python = (report.get("stacks") or {}).get("allocated")
-    if isinstance(python, str):
-        lines = [line.strip() for line in python.splitlines() if line.strip().startswith("File ")]
+    traceback = (report.get("stacks") or {}).get("allocated")
+    if isinstance(traceback, str) and "File " in traceback:   # before schema version 6: oldest frame first
+        lines = [line.strip() for line in traceback.splitlines() if line.strip().startswith("File ")]
         return (*kind, "allocated", tuple(lines[-depth:]))
+    for event in ("access", "this_free", "allocated", "freed"):
+        if python.get(event):
+            return (*kind, event, _python_top(python[event], depth))
     return (*kind, None, ())
 
 
