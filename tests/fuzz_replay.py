@@ -3,7 +3,8 @@ target linked with tests/fuzz/replay.c instead of libFuzzer: built with the
 system C compiler, and again under AddressSanitizer and
 UndefinedBehaviorSanitizer (clang when installed, else the system compiler
 if it has them). Shared by tests/test_options_fuzz.py,
-tests/test_stack_codec.py and tests/test_insn_fuzz.py."""
+tests/test_stack_codec.py and tests/test_insn_fuzz.py; compile_c also
+builds the C programs of tests/test_insn_decode.py and tests/test_stack_codec.py."""
 
 from __future__ import annotations
 
@@ -27,6 +28,18 @@ def system_compiler() -> list[str] | None:
     if command and shutil.which(command[0]):
         return command
     return ["cc"] if shutil.which("cc") else None
+
+
+def compile_c(flags: list[str], sources: list[Path], out: Path, timeout: float = 300) -> Path:
+    """Build sources with the system compiler into out and return out; skips
+    without a compiler, fails on a compiler error."""
+    compiler = system_compiler()
+    if compiler is None:
+        pytest.skip("no C compiler ($CC, sysconfig CC or cc)")
+    proc = subprocess.run([*compiler, *flags, *map(str, sources), "-o", str(out)],
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr
+    return out
 
 
 def corpus(directory: Path) -> list[str]:

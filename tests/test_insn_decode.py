@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from fuzz_replay import system_compiler
+from fuzz_replay import compile_c
 
 ROOT = Path(__file__).resolve().parent.parent
 C_DIR = ROOT / "src" / "guardalloc" / "_c"
@@ -60,14 +60,7 @@ class Instruction:
 @pytest.fixture(scope="module")
 def decoder(tmp_path_factory):
     """The filter program: hex lines in, "RC LENGTH SIZE FLAGS" lines out."""
-    compiler = system_compiler()
-    if compiler is None:
-        pytest.skip("no C compiler ($CC, sysconfig CC or cc)")
-    out = tmp_path_factory.mktemp("insn") / "insn_decode"
-    proc = subprocess.run([*compiler, *CFLAGS, str(DRIVER), *map(str, DECODER_SOURCES), "-o", str(out)],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    return out
+    return compile_c(CFLAGS, [DRIVER, *DECODER_SOURCES], tmp_path_factory.mktemp("insn") / "insn_decode")
 
 
 def decode(program: Path, codes: list[str]) -> list[tuple[int, int, int, int]]:

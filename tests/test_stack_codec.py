@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import ctypes
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
-from fuzz_replay import corpus, replay_plain, replay_sanitized, system_compiler
+from fuzz_replay import compile_c, corpus, replay_plain, replay_sanitized
 from hypothesis import given, settings, strategies as st
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,13 +29,7 @@ U64 = (1 << 64) - 1
 @pytest.fixture(scope="module")
 def codec(tmp_path_factory):
     """The codec built as a shared object and loaded with ctypes."""
-    compiler = system_compiler()
-    if compiler is None:
-        pytest.skip("no C compiler ($CC, sysconfig CC or cc)")
-    lib = tmp_path_factory.mktemp("codec") / "libcodec.so"
-    proc = subprocess.run([*compiler, *CFLAGS, "-shared", "-fPIC", str(CODEC), "-o", str(lib)],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    lib = compile_c([*CFLAGS, "-shared", "-fPIC"], [CODEC], tmp_path_factory.mktemp("codec") / "libcodec.so")
     so = ctypes.CDLL(str(lib))
     so.ga_stack_encode.restype = ctypes.c_size_t
     so.ga_stack_encode.argtypes = [ctypes.POINTER(ctypes.c_uint64), ctypes.c_size_t, ctypes.c_char_p,

@@ -72,11 +72,9 @@ void ga_json_trace(ga_line_t *line, const char *rendered, const ga_pystack_t *s)
         ga_json_value(line, rendered);
         return;
     }
-    ga_put(line, "\"");
-    line->json = 1;
+    ga_json_string_open(line);
     ga_put_pystack(line, s);
-    line->json = 0;
-    ga_put(line, "\"");
+    ga_json_string_close(line);
 }
 
 void ga_json_pystack(ga_line_t *line, const ga_pystack_t *s)

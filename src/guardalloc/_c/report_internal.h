@@ -106,6 +106,9 @@ GA_INTERNAL void ga_put_event_stack(ga_line_t *line, const char *title, const ga
 GA_INTERNAL int ga_json_begin(ga_line_t *line, const char *kind, const char *access, const void *addr);
 GA_INTERNAL void ga_json_key(ga_line_t *line, const char *key);
 GA_INTERNAL void ga_json_value(ga_line_t *line, const char *value);   /* a string, or null */
+/* Open and close a JSON string: what is put between them is escaped. */
+GA_INTERNAL void ga_json_string_open(ga_line_t *line);
+GA_INTERNAL void ga_json_string_close(ga_line_t *line);
 GA_INTERNAL void ga_json_str(ga_line_t *line, const char *key, const char *value);
 GA_INTERNAL void ga_json_dec(ga_line_t *line, const char *key, unsigned long long v);
 GA_INTERNAL void ga_json_stack(ga_line_t *line, const ga_stack_t *s);

@@ -31,6 +31,18 @@ void ga_json_key(ga_line_t *line, const char *key)
     ga_put(line, "\":");
 }
 
+void ga_json_string_open(ga_line_t *line)
+{
+    ga_put(line, "\"");
+    line->json = 1;
+}
+
+void ga_json_string_close(ga_line_t *line)
+{
+    line->json = 0;
+    ga_put(line, "\"");
+}
+
 /* A JSON string (escaped), or null. */
 void ga_json_value(ga_line_t *line, const char *value)
 {
@@ -38,11 +50,9 @@ void ga_json_value(ga_line_t *line, const char *value)
         ga_put(line, "null");
         return;
     }
-    ga_put(line, "\"");
-    line->json = 1;
+    ga_json_string_open(line);
     ga_put(line, value);
-    line->json = 0;
-    ga_put(line, "\"");
+    ga_json_string_close(line);
 }
 
 void ga_json_str(ga_line_t *line, const char *key, const char *value)
@@ -76,11 +86,11 @@ void ga_json_pcs(ga_line_t *line, void *const *pcs, size_t n)
     }
     ga_put(line, "[");
     for (i = 0; i < n; i++) {
-        ga_put(line, i ? ",\"" : "\"");
-        line->json = 1;
+        if (i)
+            ga_put(line, ",");
+        ga_json_string_open(line);
         ga_put_frame(line, (const char *)pcs[i] - 1);
-        line->json = 0;
-        ga_put(line, "\"");
+        ga_json_string_close(line);
     }
     ga_put(line, "]");
 }
@@ -206,11 +216,9 @@ void ga_json_pc(ga_line_t *line, const void *pc)
 {
     ga_json_key(line, "faulting_instruction");
     if (pc != NULL) {
-        ga_put(line, "\"");
-        line->json = 1;
+        ga_json_string_open(line);
         ga_put_frame(line, pc);
-        line->json = 0;
-        ga_put(line, "\"");
+        ga_json_string_close(line);
     } else {
         ga_put(line, "null");
     }
@@ -229,14 +237,13 @@ void ga_json_time_and_text(ga_line_t *line)
         ga_put(line, ms);
     }
     ga_json_key(line, "text");
-    ga_put(line, "\"");
-    line->json = 1;
+    ga_json_string_open(line);
 }
 
 void ga_json_end(ga_line_t *line)
 {
-    line->json = 0;
-    ga_put(line, "\"}\n");
+    ga_json_string_close(line);
+    ga_put(line, "}\n");
     ga_line_done(line);
     close(line->fd);
 }
