@@ -35,6 +35,11 @@
  * native _PyEval_EvalFrameDefault frame runs the Python frames up to and
  * including the next entry frame. */
 #define GA_PYFRAME_ENTRY 1u
+/* The program's outermost frame: the walk stopped at a launcher's frame
+ * right outside it (the walker's stop list, e.g. `guardalloc run`'s runpy
+ * frames). The native frames outside the interpreter frame that runs it are
+ * the launcher's, which a merged stack leaves out (symbolize/merge.py). */
+#define GA_PYFRAME_LAUNCHER 2u
 
 typedef struct ga_pyframe {
     const void *code;   /* the PyCodeObject's address (no reference held)   */
