@@ -410,6 +410,67 @@ def test_plain_run_numpy_twin_runs_silently(tmp_path):
     assert (result.returncode, result.stderr) == (0, "")
 
 
+PYMEM_DOUBLE_FREE = """
+import ctypes, sys
+api = ctypes.pythonapi
+api.PyMem_Malloc.restype = ctypes.c_void_p
+api.PyMem_Malloc.argtypes = [ctypes.c_size_t]
+api.PyMem_Free.argtypes = [ctypes.c_void_p]
+
+def allocate():
+    return api.PyMem_Malloc(100)
+
+def release(p):
+    api.PyMem_Free(p)
+
+def main(twice):
+    p = allocate()
+    release(p)
+    if twice:
+        release(p)
+
+main(sys.argv[1] == "1")
+"""
+
+
+def _python_frames(text: str, title: str) -> list[str]:
+    """"FUNCTION FILE:LINE" of the Python frames under title (merged or not)."""
+    return [m.group(1) for line in _block(text, title) for m in [re.match(r"^    #\d+ in (\S+ \S+)", line)] if m]
+
+
+def test_pymem_hooks_record_the_python_frames_of_each_allocation_and_free(tmp_path):
+    """The PyMem hooks keep each block's Python frames (inside CPython's
+    allocation calls): a double free names the allocation's and the first
+    free's lines, not only this free's."""
+    result, script = _launch(tmp_path, "--pymem", "1", "1", code=PYMEM_DOUBLE_FREE)
+    assert result.returncode == -signal.SIGABRT, result.stderr
+    assert _python_frames(result.stderr, "  this free:")[:2] == [f"release {script}:12", f"main {script}:18"]
+    assert _python_frames(result.stderr, "  allocated at:")[:2] == [f"allocate {script}:9", f"main {script}:15"]
+    assert _python_frames(result.stderr, "  first freed at:")[:2] == [f"release {script}:12", f"main {script}:16"]
+
+
+def test_pymem_double_free_twin_runs_silently(tmp_path):
+    result, _ = _launch(tmp_path, "--pymem", "1", "0", code=PYMEM_DOUBLE_FREE)
+    assert (result.returncode, result.stderr) == (0, "")
+
+
+def test_numpy_handler_records_the_python_frames_of_an_allocation(tmp_path):
+    """`run --numpy` (the handler's C path, no tracebacks=True): an
+    overflow's report names the Python line that allocated the array."""
+    pytest.importorskip("numpy")
+    code = NUMPY_OVERFLOW.replace("with guardalloc.numpy.guarded(tracebacks=True):\n    a = load()", "a = load()")
+    result, script = _launch(tmp_path, "--numpy", "1", code=code)
+    assert result.returncode == -signal.SIGSEGV, result.stderr
+    assert _python_frames(result.stderr, "  allocated at:")[:2] == [f"load {script}:7", f"<module> {script}:13"]
+
+
+def test_numpy_handler_twin_runs_silently(tmp_path):
+    pytest.importorskip("numpy")
+    code = NUMPY_OVERFLOW.replace("with guardalloc.numpy.guarded(tracebacks=True):\n    a = load()", "a = load()")
+    result, _ = _launch(tmp_path, "--numpy", "0", code=code)
+    assert (result.returncode, result.stderr) == (0, "")
+
+
 CALLBACK = """
 import ctypes, sys
 libc = ctypes.CDLL(None)
