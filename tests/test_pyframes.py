@@ -410,27 +410,9 @@ def test_plain_run_numpy_twin_runs_silently(tmp_path):
     assert (result.returncode, result.stderr) == (0, "")
 
 
-PYMEM_DOUBLE_FREE = """
-import ctypes, sys
-api = ctypes.pythonapi
-api.PyMem_Malloc.restype = ctypes.c_void_p
-api.PyMem_Malloc.argtypes = [ctypes.c_size_t]
-api.PyMem_Free.argtypes = [ctypes.c_void_p]
-
-def allocate():
-    return api.PyMem_Malloc(100)
-
-def release(p):
-    api.PyMem_Free(p)
-
-def main(twice):
-    p = allocate()
-    release(p)
-    if twice:
-        release(p)
-
-main(sys.argv[1] == "1")
-"""
+# The same program through CPython's PyMem API (the hooks of `run --pymem`).
+PYMEM_DOUBLE_FREE = (DOUBLE_FREE.replace("ctypes.CDLL(None)", "ctypes.pythonapi")
+                     .replace("libc.malloc", "libc.PyMem_Malloc").replace("libc.free", "libc.PyMem_Free"))
 
 
 def _python_frames(text: str, title: str) -> list[str]:
@@ -444,9 +426,9 @@ def test_pymem_hooks_record_the_python_frames_of_each_allocation_and_free(tmp_pa
     free's lines, not only this free's."""
     result, script = _launch(tmp_path, "--pymem", "1", "1", code=PYMEM_DOUBLE_FREE)
     assert result.returncode == -signal.SIGABRT, result.stderr
-    assert _python_frames(result.stderr, "  this free:")[:2] == [f"release {script}:12", f"main {script}:18"]
-    assert _python_frames(result.stderr, "  allocated at:")[:2] == [f"allocate {script}:9", f"main {script}:15"]
-    assert _python_frames(result.stderr, "  first freed at:")[:2] == [f"release {script}:12", f"main {script}:16"]
+    assert _python_frames(result.stderr, "  this free:")[:2] == [f"release {script}:11", f"main {script}:17"]
+    assert _python_frames(result.stderr, "  allocated at:")[:2] == [f"allocate {script}:8", f"main {script}:14"]
+    assert _python_frames(result.stderr, "  first freed at:")[:2] == [f"release {script}:11", f"main {script}:15"]
 
 
 def test_pymem_double_free_twin_runs_silently(tmp_path):
