@@ -169,7 +169,8 @@ def test_fault_tracebacks_start_at_the_programs_code(tmp_path):
     frames = proc.stderr.split("allocated at:\n")[1].splitlines()
     frames = [line.strip() for line in frames if re.match(r"\s*#\d+ in ", line)]
     assert [f.replace(" (called from C)", "") for f in frames] == [f"#0 in load {script}:6",
-                                                                    f"#1 in <module> {script}:8"], proc.stderr
+                                                                    f"#1 in <module> {script}:8 (launcher below)"], \
+        proc.stderr
 
 
 # -- the native library's flags without --native (the PyMem and numpy pools) --------

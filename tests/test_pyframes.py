@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from conftest import PACKAGE_PARENT, run_child
 from guardalloc import pyframes
 from guardalloc.symbolize.frames import Location, RawFrame, Symbolized
-from guardalloc.symbolize.merge import PyFrame, merge, merged_lines
+from guardalloc.symbolize.merge import Omitted, PyFrame, merge, merged_json, merged_lines
 from guardalloc.symbolize.symbolizer import Symbolizer
 from guardalloc.symbolize.text import symbolize_text
 
@@ -114,6 +114,34 @@ def test_merge_appends_python_frames_a_short_native_stack_did_not_reach():
     assert [getattr(f, "function", None) for f in merged[1:]] == ["release", "<module>", "outer"]
 
 
+def test_merge_ends_at_the_program_when_the_python_frames_end_at_the_launcher():
+    """The outermost Python frame marked launcher_below: the native frames
+    outside the interpreter frame that runs it are the launcher's, counted
+    in one line (inlined functions: one each), not printed."""
+    native = _native("free", "_PyEval_EvalFrameDefault", "_PyEval_Vector", "builtin_exec",
+                     "_PyEval_EvalFrameDefault", "pymain_run_module", "_start")
+    native[2] = Symbolized(native[2].raw, (Location("_PyEval_EvalFrame", "f.c", 1),) + native[2].locations)
+    python = [PyFrame("release", "a.py", 5), PyFrame("<module>", "a.py", 9, True, launcher=True)]
+    merged = merge(native, python)
+    assert merged[-1] == Omitted(6)
+    lines = merged_lines(merged)
+    assert lines[1:] == ["    #1 in release a.py:5", "    #2 in <module> a.py:9", "    ... 6 launcher frames not shown"]
+    assert merged_json(merged)[-1] == {"omitted": 6, "launcher": True}
+    # Nothing outside: no line.
+    assert not any(isinstance(f, Omitted) for f in merge(native[:2], python))
+    # Without the mark (plain `python script.py`, an embedding host) every native frame stays.
+    kept = merge(native, [PyFrame("release", "a.py", 5), PyFrame("<module>", "a.py", 9, True)])
+    assert not any(isinstance(f, Omitted) for f in kept) and len(kept) == len(native) + 1
+
+
+def test_the_launcher_mark_reads_back_from_text():
+    frame = PyFrame.parse("    #2 in <module> /tmp/a.py:9 (called from C) (launcher below)")
+    assert frame == PyFrame("<module>", "/tmp/a.py", 9, True, True)
+    assert frame.text(2) == "    #2 in <module> /tmp/a.py:9 (called from C) (launcher below)"
+    assert PyFrame.from_json({"function": "f", "file": "a.py", "line": 1, "entry": True,
+                              "launcher_below": True}) == PyFrame("f", "a.py", 1, True, True)
+
+
 def test_no_merge_without_an_interpreter_frame():
     assert merge(_native("free", "ffi_call"), [PyFrame("f", "a.py", 1)]) is None
     assert merge(_native("_PyEval_EvalFrameDefault"), []) is None
@@ -159,7 +187,7 @@ def _block(text: str, title: str) -> list[str]:
     start = lines.index(title)
     out = []
     for line in lines[start + 1:]:
-        if not line.startswith("    #"):
+        if not line.startswith(("    #", "    ... ")):
             break
         out.append(line)
     return out
@@ -182,7 +210,7 @@ def test_arena_overflow_names_the_python_line_of_the_access():
     assert result.returncode == -signal.SIGSEGV
     frames = _python_lines(result.stderr, "  WRITE ")
     assert frames[:3] == ["#0 in poke <string>:7", "#1 in main <string>:10",
-                          "#2 in <module> <string>:12 (called from C)"]
+                          "#2 in <module> <string>:12 (called from C)"]   # no launcher: no mark
     assert re.search(r"  WRITE [^\n]*by thread \d+ \(\S+\) \(native\):\n    #0 0x", result.stderr)
 
 
@@ -297,7 +325,13 @@ def test_ctypes_double_free_under_run_native_names_both_frees_and_the_allocation
             lines = _block(text, title)
             first_python = next(i for i, line in enumerate(lines) if re.match(r"    #\d+ in ", line))
             assert not any("_PyEval_EvalFrameDefault" in line for line in lines[:first_python]), lines
+            # The merged stack ends at the program: the launcher's interpreter frames are counted, not shown.
+            assert re.fullmatch(r"    #\d+ in <module> \S+:19", lines[-2]), lines
+            assert re.fullmatch(r"    \.\.\. \d+ launcher frames not shown", lines[-1]), lines
         assert text.rstrip().endswith(f"SUMMARY: guardalloc: double-free release {script}:11")
+    assert "pymain_run_module" not in text and "__libc_start_main" not in text
+    if not HAS_SYMBOLIZER:   # raw: the mark says where the program's frames end
+        assert f"<module> {script}:19 (called from C) (launcher below)" in text
 
 
 def test_ctypes_double_free_twin_runs_silently(tmp_path):
@@ -313,10 +347,13 @@ def test_json_report_keeps_raw_python_frames(tmp_path):
     report = json.loads(path.read_text().splitlines()[0])
     assert report["schema_version"] == 6
     stacks = report["stacks"]
-    assert stacks["this_free_python"][0] == {"function": "release", "file": script, "line": 11, "entry": False}
+    assert stacks["this_free_python"][0] == {"function": "release", "file": script, "line": 11, "entry": False,
+                                             "launcher_below": False}
     assert stacks["allocated_python"][0]["function"] == "allocate"
-    assert stacks["freed_python"][1] == {"function": "main", "file": script, "line": 15, "entry": False}
+    assert stacks["freed_python"][1] == {"function": "main", "file": script, "line": 15, "entry": False,
+                                         "launcher_below": False}
     assert stacks["this_free_python"][2]["entry"] is True    # <module>, run by C
+    assert stacks["this_free_python"][2]["launcher_below"] is True and len(stacks["this_free_python"]) == 3
     if HAS_SYMBOLIZER:   # symbolized: one merged stack per event, the raw stacks kept
         from guardalloc.symbolize.reports import symbolize_report
 
@@ -328,7 +365,92 @@ def test_json_report_keeps_raw_python_frames(tmp_path):
         first_python = next(i for i, f in enumerate(merged) if f.get("python"))
         assert not any(loc["function"] == "_PyEval_EvalFrameDefault"
                        for f in merged[:first_python] for loc in f["locations"])
+        assert merged[-1]["launcher"] is True and merged[-1]["omitted"] > 0   # the launcher's frames
+        assert merged[-2] == {"python": True, "function": "<module>", "file": script, "line": 19}
+        assert len(done["symbolized"]["stacks"]["this_free_native"]) > len(merged) - 3   # kept in the raw stacks
         assert done["symbolized"]["location"] == f"release {script}:11"
+
+
+NUMPY_OVERFLOW = """
+import sys
+import numpy as np
+import guardalloc.numpy
+
+def load():
+    return np.zeros(1000)
+
+def scale(a):
+    view = np.lib.stride_tricks.as_strided(a, shape=(1100,))
+    view[1050 if sys.argv[1] == "1" else 10] = 2.0
+
+with guardalloc.numpy.guarded(tracebacks=True):
+    a = load()
+scale(a)
+"""
+
+
+@pytest.mark.skipif(not HAS_SYMBOLIZER, reason="no llvm-symbolizer/addr2line: nothing merges")
+def test_plain_run_merged_allocation_stack_ends_at_the_program(tmp_path):
+    """Plain `run` (a symbolized child): the numpy allocation's native stack
+    (recorded by the handler) merged with its Python frames ends at
+    <module>, the launcher's interpreter frames counted."""
+    pytest.importorskip("numpy")
+    result, script = _launch(tmp_path, "1", code=NUMPY_OVERFLOW)
+    assert result.returncode == -signal.SIGSEGV, result.stderr
+    lines = _block(result.stderr, "  allocated at:")
+    assert re.fullmatch(rf"    #\d+ in load {re.escape(script)}:7", lines[-3]), lines
+    assert re.fullmatch(rf"    #\d+ in <module> {re.escape(script)}:14", lines[-2]), lines
+    assert re.fullmatch(r"    \.\.\. \d+ launcher frames not shown", lines[-1]), lines
+    assert "_PyEval_EvalFrameDefault" not in result.stderr and "Py_RunMain" not in result.stderr
+
+
+def test_plain_run_numpy_twin_runs_silently(tmp_path):
+    pytest.importorskip("numpy")
+    result, _ = _launch(tmp_path, "0", code=NUMPY_OVERFLOW)
+    assert (result.returncode, result.stderr) == (0, "")
+
+
+# The same program through CPython's PyMem API (the hooks of `run --pymem`).
+PYMEM_DOUBLE_FREE = (DOUBLE_FREE.replace("ctypes.CDLL(None)", "ctypes.pythonapi")
+                     .replace("libc.malloc", "libc.PyMem_Malloc").replace("libc.free", "libc.PyMem_Free"))
+
+
+def _python_frames(text: str, title: str) -> list[str]:
+    """"FUNCTION FILE:LINE" of the Python frames under title (merged or not)."""
+    return [m.group(1) for line in _block(text, title) for m in [re.match(r"^    #\d+ in (\S+ \S+)", line)] if m]
+
+
+def test_pymem_hooks_record_the_python_frames_of_each_allocation_and_free(tmp_path):
+    """The PyMem hooks keep each block's Python frames (inside CPython's
+    allocation calls): a double free names the allocation's and the first
+    free's lines, not only this free's."""
+    result, script = _launch(tmp_path, "--pymem", "1", "1", code=PYMEM_DOUBLE_FREE)
+    assert result.returncode == -signal.SIGABRT, result.stderr
+    assert _python_frames(result.stderr, "  this free:")[:2] == [f"release {script}:11", f"main {script}:17"]
+    assert _python_frames(result.stderr, "  allocated at:")[:2] == [f"allocate {script}:8", f"main {script}:14"]
+    assert _python_frames(result.stderr, "  first freed at:")[:2] == [f"release {script}:11", f"main {script}:15"]
+
+
+def test_pymem_double_free_twin_runs_silently(tmp_path):
+    result, _ = _launch(tmp_path, "--pymem", "1", "0", code=PYMEM_DOUBLE_FREE)
+    assert (result.returncode, result.stderr) == (0, "")
+
+
+def test_numpy_handler_records_the_python_frames_of_an_allocation(tmp_path):
+    """`run --numpy` (the handler's C path, no tracebacks=True): an
+    overflow's report names the Python line that allocated the array."""
+    pytest.importorskip("numpy")
+    code = NUMPY_OVERFLOW.replace("with guardalloc.numpy.guarded(tracebacks=True):\n    a = load()", "a = load()")
+    result, script = _launch(tmp_path, "--numpy", "1", code=code)
+    assert result.returncode == -signal.SIGSEGV, result.stderr
+    assert _python_frames(result.stderr, "  allocated at:")[:2] == [f"load {script}:7", f"<module> {script}:13"]
+
+
+def test_numpy_handler_twin_runs_silently(tmp_path):
+    pytest.importorskip("numpy")
+    code = NUMPY_OVERFLOW.replace("with guardalloc.numpy.guarded(tracebacks=True):\n    a = load()", "a = load()")
+    result, _ = _launch(tmp_path, "--numpy", "0", code=code)
+    assert (result.returncode, result.stderr) == (0, "")
 
 
 CALLBACK = """

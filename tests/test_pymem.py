@@ -353,11 +353,11 @@ def test_double_free_of_a_guarded_block_aborts_with_a_report(child, free):
     assert re.search(r"  slot \d+ \(free\) of arena 0x[0-9a-f]+: its last 64-byte buffer .* was freed already\n",
                      proc.stderr), proc.stderr
     # Native stacks are on at every rate: the three stacks of a double free
-    # are recorded (innermost first, ctypes' libffi calling the hook); this
-    # free's Python frames come first, under its title.
-    for title in ("  this free (native):\n", "  allocated at:\n", "  first freed at:\n"):
-        assert re.search(re.escape(title) + r"    #0 0x[0-9a-f]+ \(\S*libffi", proc.stderr), (title, proc.stderr)
-    assert re.search(r"  this free:\n    #0 in <module> <string>:\d+", proc.stderr), proc.stderr
+    # are recorded (innermost first, ctypes' libffi calling the hook), each
+    # event's Python frames first, under its title, then its native ones.
+    for title in ("  this free", "  allocated at", "  first freed at"):
+        assert re.search(title + r":\n    #0 in <module> <string>:\d+", proc.stderr), (title, proc.stderr)
+        assert re.search(title + r" \(native\):\n    #0 0x[0-9a-f]+ \(\S*libffi", proc.stderr), (title, proc.stderr)
 
 
 def test_a_hook_installed_on_top_blocks_uninstall(child):
@@ -603,7 +603,10 @@ def test_slack_damaged_by_c_code_is_reported_as_json_at_the_objects_deallocation
     # The allocation's native stack (the C caller of PyObject_Malloc), and this free's.
     assert report["stacks"]["allocated_native"] and report["stacks"]["this_free_native"]
     assert report["stacks"]["freed_native"] == report["stacks"]["this_free_native"]
-    assert "  allocated at:\n    #0 0x" in report["text"]
+    # The allocation's Python frames (the bytearray's line), then its native ones.
+    assert re.search(r"  allocated at:\n    #0 in <module> <string>:6.*\n(    #.*\n)*  allocated at \(native\):\n    #0 0x",
+                     report["text"]), report["text"]
+    assert report["stacks"]["allocated_python"][0]["line"] == 6
     # This free's Python frames (the deallocation's line), then its native ones.
     assert re.search(r"  freed at:\n    #0 in \S+ \S+:\d+.*\n(    #.*\n)*  freed at \(native\):\n    #0 0x",
                      report["text"]), report["text"]

@@ -263,7 +263,8 @@ def test_test_name_and_escaping(child, tmp_path):
     access = report["stacks"].pop("access_native")   # the faulting thread's, walked from the signal context
     assert access and access[0] == report["faulting_instruction"]
     access_python = report["stacks"].pop("access_python")   # the faulting thread's Python frames
-    assert access_python[-1] == {"function": "<module>", "file": "<string>", "line": 7, "entry": True}
+    assert access_python[-1] == {"function": "<module>", "file": "<string>", "line": 7, "entry": True,
+                                  "launcher_below": False}
     assert report["stacks"] == {"allocated": None, "freed": None, "allocated_native": None,
                                 "freed_native": None, "allocated_python": None, "freed_python": None}
 

@@ -25,6 +25,8 @@ cdef extern from "_c/pyframes.h" nogil:
     void ga_pystacks_release(ga_arena_t *a)
     void ga_pystacks_record(ga_arena_t *a, long slot, int freed)
     void ga_pystacks_forget(ga_arena_t *a, long slot)
+    void ga_pystack_capture(ga_pystack_t *s, int checked)
+    void ga_pystacks_store(ga_arena_t *a, long slot, int freed, const ga_pystack_t *s)
 
 cdef extern from "_c/layout.h" nogil:
     enum:

@@ -19,12 +19,14 @@ cdef inline void *pool_c_alloc(Pool self, size_t nbytes, bint zero, bint gil) no
     cdef void *arena = NULL
     cdef ga_arena_t *a
     cdef ga_stack_t stack
+    cdef ga_pystack_t pystack
     if nbytes == 0:
         nbytes = 1    # a unique pointer, like malloc(0)
     if nbytes > MAX_BLOCK:
         return NULL
     if self.native_stacks:
         ga_stack_capture(&stack)   # before the lock: unwinding is the slow part
+        ga_pystack_capture(&pystack, 0)   # why this is safe in a hook: _c/pyframes.h, ga_pystacks_store
     cls = ga_class_of(nbytes, PAGE)
     pthread_mutex_lock(&self.lock)
     slot = pool_take(self, cls, nbytes, zero, True, &arena)
@@ -50,7 +52,10 @@ cdef inline void *pool_c_alloc(Pool self, size_t nbytes, bint zero, bint gil) no
             self.refused_growing += 1
         return NULL
     if self.native_stacks:
-        ga_stacks_record(&(<Arena>arena).a, slot, 0, &stack)   # the slot is ours
+        a = &(<Arena>arena).a
+        ga_stacks_record(a, slot, 0, &stack)   # the slot is ours
+        if pystack.n == 0 or ga_pystacks_ensure(a) == 0:
+            ga_pystacks_store(a, slot, 0, &pystack)
     return ga_block_start(&(<Arena>arena).a, slot)
 
 cdef inline void *pool_realloc(Pool self, void *ptr, size_t nbytes, ga_damage_t *damage,
@@ -80,12 +85,14 @@ cdef inline void *pool_realloc(Pool self, void *ptr, size_t nbytes, ga_damage_t 
 
 cdef inline int pool_free_ptr(Pool self, void *ptr, ga_damage_t *damage) noexcept nogil:
     cdef ga_stack_t stack
+    cdef ga_pystack_t pystack
     damage.damaged = 0
     if not pool_owns_ptr(self, ptr):
         return GA_ERR_FOREIGN
     if self.native_stacks:
         ga_stack_capture(&stack)
-        return pool_free_locked(self, <char *>ptr, True, damage, &stack)
+        ga_pystack_capture(&pystack, 0)
+        return pool_free_locked(self, <char *>ptr, True, damage, &stack, &pystack)
     return pool_free_locked(self, <char *>ptr, True, damage)
 
 cdef inline bint pool_owns_ptr(Pool self, const void *ptr) noexcept nogil:

@@ -49,13 +49,14 @@ cdef inline long pool_take(Pool self, int cls, size_t nbytes, bint zero, bint ra
     return GA_ERR_FULL
 
 cdef int pool_free_locked(Pool self, char *address, int raw_only, ga_damage_t *damage,
-                          const ga_stack_t *stack=NULL) noexcept nogil:
+                          const ga_stack_t *stack=NULL, const ga_pystack_t *pystack=NULL) noexcept nogil:
     """Free the block at address through the core: its result code.
 
     ``raw_only`` refuses (GA_ERR_OWNED) blocks that a Python Buffer
     owns: C callers must not free those behind the Buffer's back.
     ``stack``: the caller's native stack, kept as the slot's free stack
-    (under the lock: the slot may be handed out again right after).
+    (under the lock: the slot may be handed out again right after);
+    ``pystack``: its Python frames, kept the same way.
     """
     cdef long index, slot
     cdef pool_arena_t *e
@@ -81,6 +82,8 @@ cdef int pool_free_locked(Pool self, char *address, int raw_only, ga_damage_t *d
         slot = ga_slot_of(a, address)
         if stack != NULL:
             ga_stacks_record(a, slot, 1, stack)
+        if pystack != NULL and (pystack.n == 0 or ga_pystacks_ensure(a) == 0):
+            ga_pystacks_store(a, slot, 1, pystack)
         if c.slot_size >= LARGE_SLOT and not a.uaf and a.slots[slot].state == GA_SLOT_FREE:
             # A dedicated arena keeps its address range for the next
             # block of its class, and its memory within the budget.

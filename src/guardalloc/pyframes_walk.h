@@ -137,8 +137,11 @@ static size_t ga_pw_capture(ga_pyframe_t *out, size_t max, int checked)
             break;   /* read past the last kept frame only to see whether it was an entry */
         last = -1;
         code = GA_FRAME_CODE(&f);
-        if (ga_pw_stops_at(code))
+        if (ga_pw_stops_at(code)) {
+            if (n > 0)
+                out[n - 1].flags |= GA_PYFRAME_LAUNCHER;
             break;
+        }
         if (code != NULL && ga_pw_read(checked, &code->ob_type, &type, sizeof(type)) && type == &PyCode_Type) {
             at = GA_FRAME_INSTR(&f) - ((const char *)code + offsetof(PyCodeObject, co_code_adaptive));
             if (at >= 0 && at / 2 <= INT32_MAX) {   /* before the first instruction: a frame being built */

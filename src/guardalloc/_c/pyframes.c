@@ -52,6 +52,8 @@ static void ga_put_pyframe(ga_line_t *line, const ga_pyframe_t *f)
     }
     if (f->flags & GA_PYFRAME_ENTRY)
         ga_put(line, " (called from C)");
+    if (f->flags & GA_PYFRAME_LAUNCHER)
+        ga_put(line, " (launcher below)");
 }
 
 void ga_put_pystack(ga_line_t *line, const ga_pystack_t *s)
@@ -99,6 +101,8 @@ void ga_json_pystack(ga_line_t *line, const ga_pystack_t *s)
             ga_put(line, "null");
         ga_json_key(line, "entry");
         ga_put(line, s->f[i].flags & GA_PYFRAME_ENTRY ? "true" : "false");
+        ga_json_key(line, "launcher_below");
+        ga_put(line, s->f[i].flags & GA_PYFRAME_LAUNCHER ? "true" : "false");
         ga_put(line, "}");
     }
     ga_put(line, "]");

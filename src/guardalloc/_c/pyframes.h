@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include "layout.h"
 
 /* Python frames kept per recorded stack (the innermost ones). */
@@ -35,6 +36,11 @@
  * native _PyEval_EvalFrameDefault frame runs the Python frames up to and
  * including the next entry frame. */
 #define GA_PYFRAME_ENTRY 1u
+/* The program's outermost frame: the walk stopped at a launcher's frame
+ * right outside it (the walker's stop list, e.g. `guardalloc run`'s runpy
+ * frames). The native frames outside the interpreter frame that runs it are
+ * the launcher's, which a merged stack leaves out (symbolize/merge.py). */
+#define GA_PYFRAME_LAUNCHER 2u
 
 typedef struct ga_pyframe {
     const void *code;   /* the PyCodeObject's address (no reference held)   */
@@ -109,12 +115,60 @@ static inline void ga_pystacks_record(ga_arena_t *a, long slot, int freed)
 
 /* An arena of the Python front end (Arena, Pool) gets its table at its first
  * traceback, on the heap (address space until slots record). 0, or -1 when
- * calloc fails. Not for the heap's arenas (their table is in their mapping). */
+ * calloc fails. Not for the heap's arenas (their table is in their mapping).
+ * Lock-free: the Pool's C hooks call it from any thread (the first table
+ * installed wins, a loser's is freed). */
 static inline int ga_pystacks_ensure(ga_arena_t *a)
 {
-    if (a->pystacks == NULL)
-        a->pystacks = (ga_pystack_t *)calloc(2 * (size_t)a->nslots, sizeof(ga_pystack_t));
-    return a->pystacks != NULL ? 0 : -1;
+    ga_pystack_t *t, *none = NULL;
+    if (__atomic_load_n(&a->pystacks, __ATOMIC_ACQUIRE) != NULL)
+        return 0;
+    t = (ga_pystack_t *)calloc(2 * (size_t)a->nslots, sizeof(ga_pystack_t));
+    if (t == NULL)
+        return -1;
+    if (!__atomic_compare_exchange_n(&a->pystacks, &none, t, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        free(t);
+    return 0;
+}
+
+/* Keep s, captured earlier (before a lock), as a slot's allocation stack
+ * (forgetting its previous free stack) or its free stack. Does nothing
+ * without a table. The caller owns the slot (or holds its arena's lock).
+ *
+ * Capturing inside CPython's allocator hooks (the PyMem hooks, numpy's
+ * handler: pool_c_api.pxi) is safe with plain reads, on 3.11, 3.12 and
+ * 3.13, because the walk only follows the calling thread's linked frames
+ * and CPython links a frame into the chain only once it is fully built:
+ * - Push: _PyFrame_Initialize sets the code, the instruction pointer and
+ *   `previous` before the frame becomes `current_frame` (3.11/3.12
+ *   `cframe->current_frame`, 3.13 `tstate->current_frame`); allocations
+ *   while the frame is being built (its *args tuple, **kwargs dict, a new
+ *   data-stack chunk) see the caller's chain unchanged. A frame linked
+ *   before its first instruction (3.11/3.12 prev_instr = code - 1) is
+ *   skipped by the walker's offset check.
+ * - Pop: 3.12/3.13 move `current_frame` to `previous` before clearing the
+ *   frame (its locals' frees run the hooks); 3.11 clears while the frame is
+ *   still current, but the frame's memory (the thread's data stack) stays
+ *   valid until popped and its code object is decref'd last: the walker
+ *   reads only the frame's fields and the code object's type, both still
+ *   allocated while its deallocator's frees run (the hook runs before the
+ *   underlying free). The code object is not referenced: the report checks
+ *   it again with ga_safe_read.
+ * - A raw-domain hook may run without the GIL: the walker reads the calling
+ *   thread's own state (TLS), whose frames no other thread changes while
+ *   it is in C; a thread state is taken out of TLS before it is freed, and
+ *   nothing is walked once Py_IsInitialized() is false. */
+static inline void ga_pystacks_store(ga_arena_t *a, long slot, int freed, const ga_pystack_t *s)
+{
+    ga_pystack_t *t = __atomic_load_n(&a->pystacks, __ATOMIC_ACQUIRE);
+    uint32_t n = s->n < GA_PYSTACK_DEPTH ? s->n : GA_PYSTACK_DEPTH;
+    if (t == NULL || slot < 0 || (uint32_t)slot >= a->nslots)
+        return;
+    t += 2 * (size_t)slot;
+    memcpy(t[freed ? 1 : 0].f, s->f, n * sizeof(ga_pyframe_t));
+    t[freed ? 1 : 0].n = n;
+    if (!freed)
+        t[1].n = 0;
 }
 
 /* Free a table ga_pystacks_ensure made. */
